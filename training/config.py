@@ -1,0 +1,191 @@
+"""Typed pipeline configuration: one TOML file per dataset plus type-checked `--set key=value` overrides.
+
+Every stage takes its own section of `PipelineConfig`; nothing reads configuration from anywhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the file or key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ColumnMap(_Section):
+    """Which column of the user's file holds each field (`--set data.columns.user=customer_id`)."""
+
+    user: str = "user_id"
+    item: str = "item_id"
+    timestamp: str = "timestamp"
+    weight: str | None = None  # optional event weight column
+    event: str | None = None  # optional event type column (kept for weighting)
+
+
+class ItemColumnMap(_Section):
+    item: str = "item_id"
+    category: str | None = "category"
+    price: str | None = "price"
+
+
+class SyntheticConfig(_Section):
+    """The built-in shop: Zipf-like popularity, users with tastes over categories and price levels."""
+
+    n_users: int = Field(20_000, gt=0)
+    n_items: int = Field(10_000, gt=0)
+    n_interactions: int = Field(400_000, gt=0)
+    n_categories: int = Field(50, gt=0)
+    zipf_exponent: float = Field(1.1, gt=0)
+    session_length: float = Field(6.0, gt=0)  # mean items per session
+    seed: int = 0
+
+
+class DataConfig(_Section):
+    source: Literal["synthetic", "ml-100k", "file"] = "synthetic"
+    path: Path | None = None  # interactions CSV/Parquet when source = "file"
+    items_path: Path | None = None  # optional item metadata CSV/Parquet
+    columns: ColumnMap = Field(default_factory=ColumnMap)
+    item_columns: ItemColumnMap = Field(default_factory=ItemColumnMap)
+    # Extra interaction logs appended to the source (e.g. the service's exported events): closes the
+    # retrain -> publish -> reload loop without hand work.
+    extra_paths: list[Path] = Field(default_factory=list)
+    cache_dir: Path = Path("data/cache")
+    min_interactions: int = Field(3, ge=1)  # users below this stay in train only
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+
+class TeacherConfig(_Section):
+    dim: int = Field(128, ge=8)
+    history_len: int = Field(50, gt=0)
+    n_layers: int = Field(1, ge=0)
+    n_heads: int = Field(4, gt=0)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    loss: Literal["auto", "full", "sampled"] = "auto"  # auto: full softmax when the catalog is small
+    full_softmax_max_items: int = 20_000
+    logq_correction: bool = True
+    temperature: float = Field(0.05, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(256, gt=0)
+    epochs: int = Field(30, gt=0)
+    patience: int = Field(4, ge=1)
+    max_train_seconds: float | None = None
+
+
+class StudentConfig(_Section):
+    dim: int = Field(32, ge=4, le=32)
+    history_len: int = Field(50, gt=0)
+    hidden: list[int] = Field(default_factory=lambda: [64])
+    dropout: float = Field(0.1, ge=0, lt=1)
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(256, gt=0)
+    epochs: int = Field(30, gt=0)
+    patience: int = Field(4, ge=1)
+    max_train_seconds: float | None = None
+
+
+class DistillConfig(_Section):
+    """Loss weights and soft-label settings; weight_kl = weight_rank = 0 gives the scratch baseline."""
+
+    top_m: int = Field(100, ge=1)  # teacher's top-M items in each candidate set
+    n_sampled: int = Field(100, ge=0)  # plus this many items sampled by popularity
+    temperature: float = Field(2.0, gt=0)
+    weight_hard: float = Field(1.0, ge=0)
+    weight_kl: float = Field(1.0, ge=0)
+    weight_rank: float = Field(0.5, ge=0)
+    rank_top_k: int = Field(10, ge=1)
+    rank_lambda: float = Field(5.0, gt=0)  # Tang & Wang's rank-decay hyper-parameter
+    train_scratch: bool = True  # also train the scratch baseline for the report
+    sweep_temperatures: list[float] = Field(default_factory=list)  # optional sweep for the report
+
+
+class ExportConfig(_Section):
+    opset: int = Field(17, ge=13)
+    parity_users: int = Field(1000, ge=1)
+    parity_k: int = Field(10, ge=1)
+    parity_atol: float = Field(1e-4, gt=0)
+
+
+class EvalConfig(_Section):
+    k: int = Field(10, ge=1)
+    recall_k: int = Field(50, ge=1)
+    batch_size: int = Field(512, gt=0)
+    scatter_users: int = Field(200, ge=1)
+
+
+class PipelineConfig(_Section):
+    name: str = "synthetic"
+    seed: int = 0
+    models_dir: Path = Path("models")
+    work_dir: Path = Path(".recdistill/work")  # checkpoints and the soft-label cache
+    threads: int | None = None  # torch intra-op threads; None: torch's default
+    data: DataConfig = Field(default_factory=DataConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+
+def _parse_value(raw: str) -> Any:
+    """`--set` values are TOML/JSON scalars or lists when they parse as such, else plain strings."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        pass
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: '{key}' is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def _format_validation(err: ValidationError, origin: str) -> str:
+    lines = [f"{origin}: invalid configuration"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        lines.append(f"  {loc}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(path: Path | None, overrides: list[str] | None = None) -> PipelineConfig:
+    """Read a TOML config (or the defaults when path is None) and apply `key=value` overrides."""
+    tree: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        origin = str(path)
+        try:
+            tree = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: no such config file") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        _set_path(tree, key.strip(), _parse_value(raw.strip()))
+    try:
+        return PipelineConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, origin + (" with --set overrides" if overrides else ""))) from exc
