@@ -6,6 +6,7 @@ pure and deterministic so offline reports and the service's shadow report measur
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Hashable, Sequence
 
@@ -65,14 +66,16 @@ def kendall_tau(a: Ranking, b: Ranking) -> float | None:
     n = len(shared)
     if n < 2:
         return None
-    concordant = discordant = 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            if shared[i] < shared[j]:
-                concordant += 1
-            else:
-                discordant += 1
-    return (concordant - discordant) / (n * (n - 1) / 2)
+    # Count concordant pairs in O(n log n) with a sorted list, not a Python double loop: at k = 1000
+    # the double loop held the GIL for ~0.1 s in the service's shadow worker. Ranks are unique, so
+    # every pair is either concordant or discordant.
+    seen: list[int] = []  # b-ranks of the items after the current one in a, sorted
+    concordant = 0
+    for rank in reversed(shared):
+        concordant += len(seen) - bisect.bisect_right(seen, rank)
+        bisect.insort(seen, rank)
+    pairs = n * (n - 1) // 2
+    return (2 * concordant - pairs) / pairs
 
 
 def ndcg_vs_reference(candidate: Ranking, reference: Ranking, k: int) -> float:

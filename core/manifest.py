@@ -76,7 +76,7 @@ class FileEntry(BaseModel):
 class Retrieval(BaseModel):
     """How the student's top-k is computed when served (issue 5 adds ANN indexes)."""
 
-    kind: Literal["exact"] = "exact"
+    kind: Literal["exact", "hnsw", "ivf"] = "exact"  # hnsw/ivf: a faiss index (app/ann.py, training/ann.py)
     index_file: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
@@ -98,7 +98,8 @@ class Manifest(BaseModel):
     categories: str = "categories.json"
     item_price: str = "item_price.npy"
     popularity: str = "popularity.npy"
-    seed_interactions: str | None = "seed_interactions.npz"
+    seed_interactions: str | None = "seed_interactions.npz"  # arrays user, item, timestamp (train)
+    holdout: str | None = "holdout.npz"  # arrays user, item: each evaluated user's test item (simulate-ab)
     retrieval: Retrieval = Field(default_factory=Retrieval)
     parity: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
@@ -127,8 +128,7 @@ def referenced_files(manifest: Manifest) -> set[str]:
         manifest.item_price,
         manifest.popularity,
     }
-    if manifest.seed_interactions:
-        names.add(manifest.seed_interactions)
+    names |= {name for name in (manifest.seed_interactions, manifest.holdout) if name}
     for card in (manifest.student, manifest.teacher):
         names |= {card.topk.file, card.user.file, card.item_vectors}
     if manifest.retrieval.index_file:

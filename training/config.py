@@ -79,6 +79,9 @@ class TeacherConfig(_Section):
     epochs: int = Field(30, gt=0)
     patience: int = Field(4, ge=1)
     max_train_seconds: float | None = None
+    n_negatives: int = Field(2048, gt=0)  # sampled softmax: negatives per batch (popularity + logQ)
+    user_dropout: float = Field(0.1, ge=0, lt=1)  # share of examples trained with the OOV user row
+    valid_max_users: int | None = Field(5000, gt=0)  # early stopping on a seeded sample of users
 
 
 class StudentConfig(_Section):
@@ -92,6 +95,7 @@ class StudentConfig(_Section):
     epochs: int = Field(30, gt=0)
     patience: int = Field(4, ge=1)
     max_train_seconds: float | None = None
+    valid_max_users: int | None = Field(5000, gt=0)  # early stopping on a seeded sample of users
 
 
 class DistillConfig(_Section):

@@ -7,10 +7,18 @@ that are published with the model. Arrays keep the input file's row order, which
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from training.config import DataConfig
+
+logger = logging.getLogger(__name__)
 
 NO_CATEGORY = -1
 
@@ -18,7 +26,9 @@ NO_CATEGORY = -1
 class DataError(ValueError):
     """Bad input data. The message names the file, the row (1-based, header = row 1) and the column."""
 
-    def __init__(self, message: str, *, file: str | None = None, row: int | None = None, column: str | None = None):
+    def __init__(
+        self, message: str, *, file: str | None = None, row: int | None = None, column: str | None = None
+    ):
         where = ", ".join(
             part
             for part in (
@@ -73,7 +83,14 @@ class Interactions:
     def fingerprint(self) -> str:
         """sha256 over the mapped log and id maps: the same data gives the same fingerprint."""
         digest = hashlib.sha256()
-        for arr in (self.user, self.item, self.timestamp, self.weight, self.catalog.category, self.catalog.price):
+        for arr in (
+            self.user,
+            self.item,
+            self.timestamp,
+            self.weight,
+            self.catalog.category,
+            self.catalog.price,
+        ):
             digest.update(np.ascontiguousarray(arr).tobytes())
         for ids in (self.user_ids, self.catalog.item_ids):
             digest.update("\x1f".join(ids.tolist()).encode())
@@ -156,3 +173,154 @@ def index_ids(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     return rank[inverse].astype(np.int64), uniques[order]
+
+
+# --- Raw logs and loaders --------------------------------------------------------------------------
+# Readers (tabular.py, movielens.py) return raw string ids; only the functions below assign indices,
+# so every source and every appended log goes through the same mapping rules.
+
+
+@dataclass(frozen=True)
+class RawLog:
+    """An interaction log as read from a file: raw string ids, validated, in file order."""
+
+    source: str  # file name, for messages and logs
+    user: np.ndarray  # str [n]
+    item: np.ndarray  # str [n]
+    timestamp: np.ndarray  # int64 [n], epoch seconds
+    weight: np.ndarray  # float32 [n]
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+
+@dataclass(frozen=True)
+class RawItems:
+    """Item metadata as read from a file: one row per item id (ids are unique)."""
+
+    source: str
+    item: np.ndarray  # str [m]
+    category: np.ndarray  # str [m]; "" when unknown
+    price: np.ndarray  # float32 [m]; NaN when unknown
+
+
+def build_interactions(name: str, log: RawLog, items: RawItems | None = None) -> Interactions:
+    """Map a raw log (and optional metadata) to indices.
+
+    Items are indexed in order of first appearance in the log, then metadata-only items in file
+    order (they can be recommended even though nobody has interacted with them yet). Categories are
+    indexed in sorted order. Log items missing from the metadata get NO_CATEGORY and a NaN price.
+    """
+    user, user_ids = index_ids(log.user)
+    meta_ids = items.item if items is not None else np.zeros(0, dtype=str)
+    all_items, item_ids = index_ids(np.concatenate([np.asarray(log.item, dtype=str), meta_ids]))
+    item = all_items[: len(log)]
+    n_items = len(item_ids)
+    category = np.full(n_items, NO_CATEGORY, dtype=np.int32)
+    price = np.full(n_items, np.nan, dtype=np.float32)
+    categories: list[str] = []
+    if items is not None and len(items.item):
+        meta_rows = all_items[len(log) :]  # item index of each metadata row
+        known = items.category != ""
+        categories = sorted(set(items.category[known].tolist()))
+        lookup = {c: i for i, c in enumerate(categories)}
+        category[meta_rows[known]] = [lookup[c] for c in items.category[known].tolist()]
+        price[meta_rows] = items.price
+    catalog = Catalog(item_ids=item_ids, category=category, categories=categories, price=price)
+    return Interactions(
+        name=name,
+        user=user,
+        item=item,
+        timestamp=np.asarray(log.timestamp, dtype=np.int64),
+        weight=np.asarray(log.weight, dtype=np.float32),
+        user_ids=user_ids,
+        catalog=catalog,
+    )
+
+
+def _extend_ids(known: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of `raw` against the id map `known`; unseen ids get new indices after it.
+
+    Returns (indices int64 [n], the extended id map). New ids are numbered in first-appearance order.
+    """
+    raw = np.asarray(raw, dtype=str)
+    known = np.asarray(known, dtype=str)
+    if len(known) == 0:
+        return index_ids(raw)
+    order = np.argsort(known, kind="stable")
+    pos = np.minimum(np.searchsorted(known, raw, sorter=order), len(known) - 1)
+    found = known[order[pos]] == raw
+    out = np.empty(len(raw), dtype=np.int64)
+    out[found] = order[pos[found]]
+    if not found.all():
+        new_idx, new_ids = index_ids(raw[~found])
+        out[~found] = len(known) + new_idx
+        known = np.concatenate([known, new_ids])
+    return out, known
+
+
+def append_log(base: Interactions, log: RawLog) -> Interactions:
+    """Append a raw log after `base`, reusing its indices; new users and items are added at the end.
+
+    New items get NO_CATEGORY and a NaN price: an event log carries no item metadata.
+    """
+    user, user_ids = _extend_ids(base.user_ids, log.user)
+    item, item_ids = _extend_ids(base.catalog.item_ids, log.item)
+    n_new = len(item_ids) - base.n_items
+    old = base.catalog
+    catalog = Catalog(
+        item_ids=item_ids,
+        category=np.concatenate([old.category, np.full(n_new, NO_CATEGORY, dtype=np.int32)]),
+        categories=list(old.categories),
+        price=np.concatenate([old.price, np.full(n_new, np.nan, dtype=np.float32)]),
+    )
+    return Interactions(
+        name=base.name,
+        user=np.concatenate([base.user, user]),
+        item=np.concatenate([base.item, item]),
+        timestamp=np.concatenate([base.timestamp, np.asarray(log.timestamp, dtype=np.int64)]),
+        weight=np.concatenate([base.weight, np.asarray(log.weight, dtype=np.float32)]),
+        user_ids=user_ids,
+        catalog=catalog,
+    )
+
+
+def load_interactions(cfg: DataConfig, *, seed: int = 0) -> Interactions:
+    """The configured source, then every `cfg.extra_paths` log appended in order.
+
+    `seed` is the pipeline seed; it is added to `cfg.synthetic.seed` so that the defaults (both 0)
+    reproduce `generate_synthetic(cfg.synthetic)` exactly. File sources ignore it.
+    """
+    # Imported here: the loaders import DataError and RawLog from this module.
+    from training.movielens import load_ml100k
+    from training.synthetic import generate_synthetic
+    from training.tabular import read_items, read_log
+
+    if cfg.source == "synthetic":
+        synthetic = cfg.synthetic.model_copy(update={"seed": cfg.synthetic.seed + seed})
+        log = generate_synthetic(synthetic)
+    elif cfg.source == "ml-100k":
+        log = load_ml100k(cfg.cache_dir)
+    elif cfg.source == "file":
+        if cfg.path is None:
+            raise DataError("data.path is required when data.source = 'file'")
+        raw = read_log(cfg.path, cfg.columns)
+        items = read_items(cfg.items_path, cfg.item_columns) if cfg.items_path is not None else None
+        log = build_interactions(Path(cfg.path).stem, raw, items)
+    else:  # pragma: no cover - DataConfig's Literal rules this out
+        raise DataError(f"unknown data.source {cfg.source!r}")
+    for extra in cfg.extra_paths:
+        raw = read_log(extra, cfg.columns)
+        before_users, before_items = log.n_users, log.n_items
+        log = append_log(log, raw)
+        logger.info(
+            "appended %s: %d interactions, %d new users, %d new items",
+            extra,
+            len(raw),
+            log.n_users - before_users,
+            log.n_items - before_items,
+        )
+    logger.info(
+        "loaded %s: %d users, %d items, %d interactions", log.name, log.n_users, log.n_items, len(log)
+    )
+    return log

@@ -1,0 +1,46 @@
+# syntax=docker/dockerfile:1
+# The serving image: the FastAPI + onnxruntime service only. No torch, no compilers, non-root.
+# Two stages so that pip, its caches and the build backend never reach the image that runs.
+# Build:  docker build -t recdistill .      (here: podman build --format docker --network=host --pull=never -t recdistill .)
+# Run:    docker run --rm -p 8000:8000 -v "$PWD/models:/app/models:ro" recdistill
+# Always `python3 -m …`: the official image and the local Debian stand-in put python3 in different places.
+
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+RUN python3 -m venv /opt/venv
+# Base dependencies first (the service's; never the [train] extra), in their own layer so that a
+# code change does not reinstall onnxruntime and friends.
+COPY pyproject.toml README.md ./
+RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+    && /opt/venv/bin/python3 -m pip install -r requirements.txt
+COPY core ./core
+COPY app ./app
+COPY training ./training
+# --no-deps: everything needed is already installed above; this only adds our package and the
+# `recdistill` entry point (training/ is copied as code for the CLI; torch itself is not installed).
+RUN /opt/venv/bin/python3 -m pip install --no-deps . \
+    && /opt/venv/bin/python3 -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
+
+FROM python:3.11-slim
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HEALTHCHECK_PORT=8000 \
+    RECDISTILL_MODELS_DIR=/app/models \
+    RECDISTILL_HISTORY_DB=/var/lib/recdistill/history.sqlite3
+# The history store (SQLite) is the only thing the service writes: give it a folder the service
+# user owns, outside the (read-only) model mount. Mount a volume there to keep it across restarts.
+RUN useradd --create-home --uid 10001 --user-group recdistill \
+    && mkdir -p /app/models /var/lib/recdistill \
+    && chown recdistill:recdistill /var/lib/recdistill
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+USER 10001:10001
+EXPOSE 8000
+# No curl in python:3.11-slim: probe readiness with the interpreter itself. HEALTHCHECK_PORT only
+# tells the probe where to look when the port is overridden on the command line.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/ready' % os.environ.get('HEALTHCHECK_PORT', '8000'), timeout=2)"]
+CMD ["recdistill", "serve", "--models", "/app/models", "--host", "0.0.0.0", "--port", "8000"]

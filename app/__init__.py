@@ -1,0 +1,1 @@
+"""The recdistill service: FastAPI + onnxruntime, serving the distilled student. Never imports torch."""

@@ -1,0 +1,133 @@
+"""Durable store of shadow comparisons (student answer vs teacher answer) and shadow failures.
+
+Lives in the state db beside the history store. Written only from the shadow worker thread (never
+the request path); read by the shadow report. Failures (dropped / error / timeout) are stored as
+timestamped counts so `?since=` can count them like the comparisons.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import astuple, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from app.feedback import connect
+
+FailureKind = Literal["dropped", "error", "timeout"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS shadow_comparisons (
+    request_id TEXT NOT NULL,
+    ts REAL NOT NULL,
+    student_version TEXT NOT NULL,
+    teacher_version TEXT NOT NULL,
+    k INTEGER NOT NULL,
+    overlap REAL NOT NULL,
+    rbo REAL NOT NULL,
+    kendall_tau REAL,
+    ndcg REAL NOT NULL,
+    student_latency_ms REAL NOT NULL,
+    teacher_latency_ms REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS shadow_comparisons_ts ON shadow_comparisons (ts);
+CREATE TABLE IF NOT EXISTS shadow_failures (
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,
+    student_version TEXT NOT NULL,
+    n INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS shadow_failures_ts ON shadow_failures (ts);
+"""
+
+# Column order of the arrays `load` returns (and of the table after request_id).
+METRIC_COLUMNS = ("overlap", "rbo", "kendall_tau", "ndcg")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    request_id: str
+    ts: float
+    student_version: str
+    teacher_version: str
+    k: int
+    overlap: float
+    rbo: float
+    kendall_tau: float | None
+    ndcg: float
+    student_latency_ms: float
+    teacher_latency_ms: float
+
+
+@dataclass(frozen=True)
+class ComparisonRows:
+    """Columns of the comparisons in a time window, ready for numpy aggregation."""
+
+    student_version: np.ndarray  # str [n]
+    teacher_version: np.ndarray  # str [n]
+    metrics: dict[str, np.ndarray]  # float64 [n] per METRIC_COLUMNS; kendall_tau NaN when undefined
+    student_latency_ms: np.ndarray  # float64 [n]
+    teacher_latency_ms: np.ndarray  # float64 [n]
+    failures: dict[tuple[str, str], int]  # (student_version, kind) -> count
+
+    def __len__(self) -> int:
+        return len(self.student_version)
+
+
+class ComparisonStore:
+    def __init__(self, path: Path, synchronous: str = "NORMAL"):
+        """NORMAL by default: a comparison lost to a power cut is a sample, not a user's data."""
+        self._conn = connect(path, synchronous)
+        self._conn.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def add(self, comparisons: Iterable[Comparison]) -> None:
+        rows = [astuple(c) for c in comparisons]
+        if not rows:
+            return
+        with self._lock:
+            self._conn.execute("BEGIN")
+            self._conn.executemany(f"INSERT INTO shadow_comparisons VALUES ({', '.join('?' * 11)})", rows)
+            self._conn.execute("COMMIT")
+
+    def add_failures(self, counts: dict[tuple[str, FailureKind], int], ts: float | None = None) -> None:
+        """Record aggregated failure counts keyed by (student_version, kind)."""
+        ts = time.time() if ts is None else ts
+        rows = [(ts, kind, version, n) for (version, kind), n in counts.items() if n > 0]
+        if not rows:
+            return
+        with self._lock:
+            self._conn.execute("BEGIN")
+            self._conn.executemany("INSERT INTO shadow_failures VALUES (?, ?, ?, ?)", rows)
+            self._conn.execute("COMMIT")
+
+    def load(self, since: float | None = None) -> ComparisonRows:
+        since = float("-inf") if since is None else since
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT student_version, teacher_version, overlap, rbo, kendall_tau, ndcg, student_latency_ms, "
+                "teacher_latency_ms FROM shadow_comparisons WHERE ts >= ? ORDER BY ts",
+                (since,),
+            ).fetchall()
+            fails = self._conn.execute(
+                "SELECT student_version, kind, SUM(n) FROM shadow_failures WHERE ts >= ? GROUP BY student_version, kind",
+                (since,),
+            ).fetchall()
+        cols = list(zip(*rows, strict=True)) if rows else [()] * 8
+        num = [np.array([np.nan if v is None else v for v in col], np.float64) for col in cols[2:]]
+        return ComparisonRows(
+            student_version=np.array(cols[0], dtype=str),
+            teacher_version=np.array(cols[1], dtype=str),
+            metrics=dict(zip(METRIC_COLUMNS, num[:4], strict=True)),
+            student_latency_ms=num[4],
+            teacher_latency_ms=num[5],
+            failures={(v, k): int(n) for v, k, n in fails},
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,73 @@
+"""Service settings: one pydantic-settings class read from `RECDISTILL_*` environment variables.
+
+Validators fail fast at start-up so a bad deployment never reaches its first request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told; defaults suit `recdistill serve` on a laptop."""
+
+    model_config = SettingsConfigDict(env_prefix="RECDISTILL_", extra="ignore", frozen=True)
+
+    models_dir: Path = Path("models")
+    # The history store lives outside models/ (which holds published artifacts only).
+    history_db: Path = Path(".recdistill/history.sqlite3")
+    # FULL: every acknowledged event is fsynced into the WAL before the 2xx (survives power loss,
+    # not only kill -9). NORMAL+WAL survives a process crash but may lose the last commits on power loss.
+    history_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    seed_history: bool = True  # seed the store from a version's training interactions on first load
+
+    max_k: int = Field(default=1000, ge=1)
+    max_history: int = Field(
+        default=1000, ge=1000
+    )  # request `history` length; the contract says at least 1,000
+    max_batch_requests: int = Field(default=256, ge=1)  # requests per POST /v1/recommend/batch
+    max_events: int = Field(default=1000, ge=1)  # events per POST /v1/events
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)  # larger bodies get 413
+
+    intra_op_threads: int = Field(default=1, ge=1, le=64)  # onnxruntime intra-op threads per session
+    batch_max_size: int = Field(default=64, ge=1, le=4096)
+    batch_max_wait_ms: float = Field(default=0.5, ge=0.0, le=50.0)
+
+    reload_poll_seconds: float = Field(default=0.0, ge=0.0)  # 0: do not watch models/LATEST
+    admin_token: SecretStr | None = None  # no default: the admin API is off until this is set
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # Teacher in shadow and the A/B experiment (issue 4; app/shadow.py, app/experiment.py).
+    shadow_rate: float = Field(default=0.0, ge=0.0, le=1.0)  # share of student answers re-run by the teacher
+    shadow_queue_size: int = Field(default=32, ge=1, le=100_000)  # full queue: the shadow job is dropped
+    shadow_timeout_ms: float = Field(default=250.0, gt=0.0)  # from enqueue to teacher answer
+    shadow_threads: int = Field(default=1, ge=1, le=16)  # shadow workers, each ORT run on one intra-op thread
+    experiment_name: str = Field(default="student-vs-teacher", min_length=1, max_length=128)
+    # Not a secret (it only decorrelates experiments), but explicit: changing it reshuffles every user.
+    experiment_salt: str = Field(default="recdistill-ab-2026-1", min_length=1, max_length=256)
+    experiment_teacher_share: float = Field(default=0.0, ge=0.0, le=1.0)  # 0: everyone on the student
+    # Shadow comparisons, served-answer log and feedback; default: state.sqlite3 beside history_db.
+    state_db: Path | None = None
+
+    @property
+    def state_db_path(self) -> Path:
+        return self.state_db if self.state_db is not None else self.history_db.with_name("state.sqlite3")
+
+    @field_validator("admin_token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError(
+                "RECDISTILL_ADMIN_TOKEN must be at least 16 characters (or unset to disable admin)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _paths_are_distinct(self) -> Settings:
+        if self.history_db.resolve().parent == self.models_dir.resolve():
+            raise ValueError("history_db must not live directly inside models_dir (published artifacts only)")
+        return self

@@ -1,0 +1,91 @@
+"""Typed dependencies: what routes get from `app.state`, readiness (503), admin auth, and the
+settings-dependent validation that pydantic Field constraints cannot express statically."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+
+from app.config import Settings
+from app.history import HistoryStore
+from app.model_store import LoadedModel, ModelStore
+from app.schemas import RecommendRequest
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_store(request: Request) -> ModelStore:
+    return request.app.state.store
+
+
+def get_model(request: Request) -> LoadedModel:
+    """The current model, or 503 while none is loaded (start-up, or nothing published yet)."""
+    model = request.app.state.store.current
+    if model is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "no model loaded yet", headers={"Retry-After": "5"}
+        )
+    return model
+
+
+def get_history(request: Request) -> HistoryStore:
+    return request.app.state.history
+
+
+def require_admin(request: Request) -> None:
+    """Bearer token from RECDISTILL_ADMIN_TOKEN; without that setting the admin API is off (403)."""
+    token = request.app.state.settings.admin_token
+    if token is None:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, "admin API disabled: RECDISTILL_ADMIN_TOKEN is not set"
+        )
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "missing bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
+    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid admin token")
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[ModelStore, Depends(get_store)]
+ModelDep = Annotated[LoadedModel, Depends(get_model)]
+HistoryDep = Annotated[HistoryStore, Depends(get_history)]
+AdminDep = Depends(require_admin)
+
+
+def invalid(
+    loc: tuple[Any, ...], msg: str, kind: str = "value_error", value: Any = None
+) -> RequestValidationError:
+    """A 422 in FastAPI's own shape, for checks that need settings or the loaded model."""
+    return RequestValidationError([{"type": kind, "loc": loc, "msg": msg, "input": value}])
+
+
+def limit_errors(req: RecommendRequest, settings: Settings, loc: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """k and history length against the configured maxima."""
+    errors: list[dict[str, Any]] = []
+    if req.k > settings.max_k:
+        errors.append(
+            {
+                "type": "less_than_equal",
+                "loc": (*loc, "k"),
+                "msg": f"k must be at most {settings.max_k}",
+                "input": req.k,
+            }
+        )
+    if req.history is not None and len(req.history) > settings.max_history:
+        errors.append(
+            {
+                "type": "too_long",
+                "loc": (*loc, "history"),
+                "msg": f"history has {len(req.history)} ids, at most {settings.max_history} are accepted",
+                "input": None,
+            }
+        )
+    return errors

@@ -1,0 +1,57 @@
+"""Export the events the service logged as a CSV the offline pipeline reads back (`data.extra_paths`).
+
+Only `source = 'event'` rows are written: the seed rows are the training data the served version was
+built from, so exporting them would count every training interaction twice at the next retrain.
+Columns: user_id,item_id,timestamp,event (timestamp in epoch seconds; event empty when not given).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sqlite3
+import tempfile
+from pathlib import Path
+
+from core.manifest import fsync_dir
+
+COLUMNS = ("user_id", "item_id", "timestamp", "event")
+
+
+def export_events(db_path: Path, out_csv: Path, since: int | None = None) -> int:
+    """Write the logged events (oldest first, optionally with timestamp >= since); return the row count.
+
+    The CSV appears atomically (temp file, fsync, rename), so a pipeline never reads half of it.
+    Reads through a read-only connection: safe while the service is running and writing.
+    """
+    db_path, out_csv = Path(db_path), Path(out_csv)
+    if not db_path.is_file():
+        raise FileNotFoundError(f"{db_path}: no history database")
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        query = "SELECT user_id, item_id, ts, COALESCE(event, '') FROM interactions WHERE source = 'event'"
+        params: tuple[int, ...] = ()
+        if since is not None:
+            query += " AND ts >= ?"
+            params = (since,)
+        rows = conn.execute(query + " ORDER BY ts, id", params)
+        out_csv.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out_csv.parent, prefix=f".{out_csv.name}.", suffix=".tmp")
+        count = 0
+        try:
+            with os.fdopen(fd, "w", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(COLUMNS)
+                for row in rows:
+                    writer.writerow(row)
+                    count += 1
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, out_csv)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        fsync_dir(out_csv.parent)
+    finally:
+        conn.close()
+    return count

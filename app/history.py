@@ -1,0 +1,178 @@
+"""The users' interaction histories: a small async interface and its SQLite (WAL) implementation.
+
+Histories are stored by raw ids, not indices, so they survive a model version whose id maps differ.
+A Redis-backed store can follow by implementing `HistoryStore`.
+
+Durability: the database runs in WAL mode with `synchronous=FULL` by default, so each commit fsyncs
+the WAL before `append` returns, and the service answers 2xx only after that: an acknowledged event
+survives `kill -9` and a power loss. `NORMAL` (a setting) skips the per-commit fsync; with WAL a
+committed transaction is then still in the OS page cache and survives `kill -9` of the process, but
+the newest commits may be lost if the machine loses power.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS interactions (
+    id INTEGER PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    event TEXT,
+    source TEXT NOT NULL CHECK (source IN ('seed', 'event'))
+);
+CREATE INDEX IF NOT EXISTS ix_interactions_user ON interactions (user_id, ts, id, item_id);
+CREATE TABLE IF NOT EXISTS seeded_versions (version TEXT PRIMARY KEY, rows INTEGER NOT NULL, at INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Interaction:
+    user_id: str
+    item_id: str
+    timestamp: int  # seconds since the epoch
+    event: str | None = None
+
+
+class HistoryStore(Protocol):
+    """What the service needs from a history store. All methods are safe to await on the event loop."""
+
+    async def history(self, user_id: str, limit: int) -> list[Interaction]:
+        """The user's `limit` most recent interactions, most recent last."""
+        ...
+
+    async def append(self, events: Sequence[Interaction]) -> None:
+        """Store events durably; return only once they would survive a crash."""
+        ...
+
+    async def seed(
+        self, version: str, user_ids: Sequence[str], item_ids: Sequence[str], timestamps: Sequence[int]
+    ) -> int:
+        """Replace the seed interactions with this version's (once per version); return rows added."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def connect(path: Path, synchronous: str = "FULL", read_only: bool = False) -> sqlite3.Connection:
+    """A connection with WAL, the chosen synchronous level and a busy timeout (writers queue, not fail)."""
+    if read_only:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+class SqliteHistoryStore:
+    """SQLite in WAL mode. Writes go through one dedicated thread (one writer, as SQLite wants);
+    reads use their own connection (WAL readers never wait for the writer) and are one indexed,
+    covering query, cheap enough (tens of microseconds) to run on the event loop."""
+
+    def __init__(self, path: Path, synchronous: str = "FULL"):
+        self.path = Path(path)
+        self._writer = connect(self.path, synchronous)
+        self._writer.executescript(SCHEMA)
+        self._reader = connect(self.path, synchronous)
+        self._read_lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recdistill-history")
+
+    # -- sync implementation (runs on the writer thread or, for reads, anywhere) --
+    def read_sync(self, user_id: str, limit: int) -> list[Interaction]:
+        with self._read_lock:
+            rows = self._reader.execute(
+                "SELECT item_id, ts, event FROM interactions WHERE user_id = ? ORDER BY ts DESC, id DESC LIMIT ?",
+                (user_id, limit),
+            ).fetchall()
+        return [Interaction(user_id, item, ts, event) for item, ts, event in reversed(rows)]
+
+    def append_sync(self, events: Sequence[Interaction]) -> None:
+        conn = self._writer
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT INTO interactions (user_id, item_id, ts, event, source) VALUES (?, ?, ?, ?, 'event')",
+                [(e.user_id, e.item_id, e.timestamp, e.event) for e in events],
+            )
+            conn.execute("COMMIT")  # with synchronous=FULL this fsyncs the WAL before returning
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def seed_sync(
+        self, version: str, user_ids: Sequence[str], item_ids: Sequence[str], timestamps: Sequence[int]
+    ) -> int:
+        """Swap the seed rows for this version's, once per version.
+
+        The previous version's seed rows are removed (a retrained version's training data supersedes
+        them). A seed row equal to a logged event (same user, item and timestamp: the event came back
+        through `export_events` and retraining) is skipped so it is not counted twice.
+        """
+        conn = self._writer
+        if conn.execute("SELECT 1 FROM seeded_versions WHERE version = ?", (version,)).fetchone():
+            return 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("DELETE FROM interactions WHERE source = 'seed'")
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS seed_in (user_id TEXT, item_id TEXT, ts INTEGER)")
+            conn.execute("DELETE FROM seed_in")
+            conn.executemany(
+                "INSERT INTO seed_in VALUES (?, ?, ?)",
+                zip(user_ids, item_ids, (int(t) for t in timestamps), strict=True),
+            )
+            added = conn.execute(
+                "INSERT INTO interactions (user_id, item_id, ts, event, source) "
+                "SELECT s.user_id, s.item_id, s.ts, NULL, 'seed' FROM seed_in s WHERE NOT EXISTS ("
+                " SELECT 1 FROM interactions e WHERE e.user_id = s.user_id AND e.ts = s.ts"
+                " AND e.item_id = s.item_id AND e.source = 'event')"
+            ).rowcount
+            conn.execute("DELETE FROM seed_in")
+            conn.execute("INSERT INTO seeded_versions VALUES (?, ?, ?)", (version, added, int(time.time())))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return added
+
+    # -- the async interface --
+    async def history(self, user_id: str, limit: int) -> list[Interaction]:
+        return self.read_sync(user_id, limit)
+
+    async def append(self, events: Sequence[Interaction]) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.append_sync, list(events))
+
+    async def seed(
+        self, version: str, user_ids: Sequence[str], item_ids: Sequence[str], timestamps: Sequence[int]
+    ) -> int:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self.seed_sync, version, user_ids, item_ids, timestamps
+        )
+
+    def seed_from_arrays(
+        self, version: str, user_ids: np.ndarray, item_ids: np.ndarray, timestamps: np.ndarray
+    ) -> int:
+        """Seed from the model's npz arrays (raw ids already looked up), on the writer thread; blocks."""
+        future = self._executor.submit(
+            self.seed_sync, version, user_ids.tolist(), item_ids.tolist(), timestamps.tolist()
+        )
+        return future.result()
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self._reader.close()
+        self._writer.close()

@@ -1,0 +1,364 @@
+"""The FastAPI app: `create_app(settings)` wires settings, the model store, the history store, the
+micro-batcher and metrics onto `app.state` inside the lifespan (nothing loads at import time).
+
+Extension points for shadow / A-B (issue 4), all on `app.state`:
+- `choose_arm(user_id) -> "student" | "teacher"`: which side answers (default: always "student");
+- `after_recommend`: async hooks called with a `RecommendContext` after each answer is computed
+  (e.g. schedule a shadow teacher run); they must not block;
+- `batcher.submit(Query(...))` runs any side of the loaded model off the event loop.
+
+`uvicorn app.main:app` works through a module `__getattr__` that builds the app from the
+environment on first access; importing this module builds nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Body, FastAPI, HTTPException, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.batching import MicroBatcher
+from app.config import Settings
+from app.deps import (
+    AdminDep,
+    HistoryDep,
+    ModelDep,
+    SettingsDep,
+    StoreDep,
+    invalid,
+    limit_errors,
+)
+from app.history import Interaction, SqliteHistoryStore
+from app.metrics import Metrics, MetricsMiddleware
+from app.model_store import LoadedModel, ModelStore, ReloadRefused, read_seed, watch_latest
+from app.recommender import Prepared, UnknownCategory, item_list, prepare, recommend_batch
+from app.routes_experiment import install_experiment, open_experiment
+from app.schemas import (
+    Arm,
+    BatchRecommendRequest,
+    BatchRecommendResponse,
+    EventIn,
+    EventsAccepted,
+    Health,
+    RecommendRequest,
+    RecommendResponse,
+    ReloadRequest,
+    ReloadResponse,
+    UserHistory,
+)
+from core.manifest import ManifestError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class RecommendContext:
+    """Everything a post-answer hook (shadow, experiment logging) may need about one request."""
+
+    request: RecommendRequest
+    response: dict[str, Any]  # exactly what the client receives
+    model: LoadedModel
+    prepared: Prepared
+    history_ids: list[str]  # the raw history that conditioned the answer, most recent last
+    arm: Arm
+    headers: Mapping[str, str] | None = None  # the request's headers (session id, forced arm)
+    inference_ms: float = 0.0  # time from batcher submit to result (the shadow's student latency)
+
+
+AfterRecommend = Callable[[RecommendContext], Awaitable[None]]
+
+
+def _json(payload: Any, status_code: int = 200) -> Response:
+    """orjson straight to bytes: the hot path skips response-model re-validation."""
+    return Response(orjson.dumps(payload), status_code=status_code, media_type="application/json")
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over `limit` bytes with 413 before they are parsed (declared or streamed)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        reason = f"request body exceeds the limit of {self.limit} bytes (RECDISTILL_MAX_BODY_BYTES)"
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await JSONResponse({"detail": reason}, status_code=413)(scope, receive, send)
+                return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, reason)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def _seed_history(history: SqliteHistoryStore) -> Callable[[LoadedModel], None]:
+    def seed(model: LoadedModel) -> None:
+        arrays = read_seed(model)  # ManifestError here refuses the version
+        if arrays is None:
+            return
+        try:
+            added = history.seed_from_arrays(model.version, *arrays)
+        except sqlite3.Error:
+            log.exception("seeding the history store from %s failed; serving without the seed", model.version)
+            return
+        if added:
+            log.info("seeded %d interactions from version %s", added, model.version)
+
+    return seed
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    metrics: Metrics = app.state.metrics
+    loop = asyncio.get_running_loop()
+    history = SqliteHistoryStore(settings.history_db, settings.history_synchronous)
+    store = ModelStore(
+        settings.models_dir,
+        settings.intra_op_threads,
+        before_swap=_seed_history(history) if settings.seed_history else None,
+    )
+    store.listeners.append(lambda m: metrics.set_model(m.version))
+    store.listeners.append(lambda m: metrics.reloads.labels("loaded").inc())
+    store.refusal_listeners.append(lambda v, r: metrics.reloads.labels("refused").inc())
+    batcher: MicroBatcher[Any, Any] = MicroBatcher(
+        recommend_batch, settings.batch_max_size, settings.batch_max_wait_ms / 1000
+    )
+    batcher.batch_sizes = metrics.batch_size.observe
+    batcher.start()
+    experiment = open_experiment(app)  # state db, shadow worker (issue 4)
+    app.state.history, app.state.store, app.state.batcher = history, store, batcher
+    watcher = None
+    try:
+        await loop.run_in_executor(None, store.load_initial)
+        if settings.reload_poll_seconds > 0:
+            watcher = loop.create_task(
+                watch_latest(store, settings.reload_poll_seconds), name="recdistill-latest-watcher"
+            )
+        yield
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with suppress(asyncio.CancelledError):
+                await watcher
+        await batcher.close()
+        await history.close()
+        await loop.run_in_executor(None, experiment.close)
+
+
+async def _default_arm(user_id: str | None, headers: Mapping[str, str] | None = None) -> Arm:
+    return "student"
+
+
+async def _recommend(
+    request: Request, req: RecommendRequest, model: LoadedModel, loc: tuple[Any, ...]
+) -> dict[str, Any]:
+    state = request.app.state
+    settings: Settings = state.settings
+    if errors := limit_errors(req, settings, loc):
+        raise RequestValidationError(errors)
+    if req.history is not None:
+        history_ids = req.history
+    elif req.user_id is not None:
+        history_ids = [h.item_id for h in await state.history.history(req.user_id, settings.max_history)]
+    else:
+        history_ids = []
+    arm: Arm = await state.choose_arm(req.user_id, request.headers)
+    f = req.filters
+    try:
+        prepared = prepare(
+            model,
+            history=history_ids,
+            k=req.k,
+            exclude_seen=req.exclude_seen,
+            user_id=req.user_id,
+            categories=f.categories if f else None,
+            exclude_items=f.exclude_items if f else None,
+            min_price=f.min_price if f else None,
+            max_price=f.max_price if f else None,
+            side=arm,
+        )
+    except UnknownCategory as exc:
+        raise invalid(
+            (*loc, "filters", "categories", exc.position), f"{exc}; known: {model.categories}", value=exc.name
+        ) from exc
+    started = time.perf_counter()
+    result = await state.batcher.submit(prepared.query)
+    inference_ms = (time.perf_counter() - started) * 1000.0
+    response = {
+        "request_id": uuid.uuid4().hex,
+        "model_version": model.version,
+        "arm": arm,
+        "items": item_list(model, result),
+        "fallback": result.fallback,
+        "unknown_items": prepared.unknown_items,
+    }
+    state.metrics.recommendations.labels(arm, result.fallback or "none").inc()
+    if state.after_recommend:
+        ctx = RecommendContext(
+            req, response, model, prepared, history_ids, arm, request.headers, inference_ms
+        )
+        for hook in state.after_recommend:
+            await hook(ctx)
+    return response
+
+
+def _add_routes(app: FastAPI) -> None:
+    @app.post("/v1/recommend", response_model=RecommendResponse, tags=["recommend"])
+    async def recommend(request: Request, body: RecommendRequest, model: ModelDep) -> Response:
+        """Top-k items for one user or history."""
+        return _json(await _recommend(request, body, model, ("body",)))
+
+    @app.post("/v1/recommend/batch", response_model=BatchRecommendResponse, tags=["recommend"])
+    async def recommend_batch_route(
+        request: Request, body: BatchRecommendRequest, model: ModelDep, settings: SettingsDep
+    ) -> Response:
+        """Many recommendation requests in one call, answered in order."""
+        if len(body.requests) > settings.max_batch_requests:
+            raise invalid(
+                ("body", "requests"), f"at most {settings.max_batch_requests} requests per batch", "too_long"
+            )
+        errors = [
+            e for i, r in enumerate(body.requests) for e in limit_errors(r, settings, ("body", "requests", i))
+        ]
+        if errors:
+            raise RequestValidationError(errors)
+        results = await asyncio.gather(
+            *(_recommend(request, r, model, ("body", "requests", i)) for i, r in enumerate(body.requests))
+        )
+        return _json({"results": results})
+
+    @app.post("/v1/events", response_model=EventsAccepted, status_code=201, tags=["history"])
+    async def post_events(
+        request: Request,
+        history: HistoryDep,
+        settings: SettingsDep,
+        body: Annotated[EventIn | list[EventIn], Body()],
+    ) -> Response:
+        """Append interactions to users' histories; 201 only once they are on disk."""
+        events = body if isinstance(body, list) else [body]
+        if not events:
+            raise invalid(("body",), "no events given", "too_short")
+        if len(events) > settings.max_events:
+            raise invalid(("body",), f"at most {settings.max_events} events per call", "too_long")
+        now = int(time.time())
+        rows = [
+            Interaction(
+                e.user_id,
+                e.item_id,
+                now
+                if e.timestamp is None
+                else int(
+                    (e.timestamp if e.timestamp.tzinfo else e.timestamp.replace(tzinfo=UTC)).timestamp()
+                ),
+                e.event,
+            )
+            for e in events
+        ]
+        await history.append(rows)
+        request.app.state.metrics.events.inc(len(rows))
+        model = request.app.state.store.current
+        unknown = (
+            []
+            if model is None
+            else list(dict.fromkeys(r.item_id for r in rows if r.item_id not in model.item_index))
+        )
+        return _json({"accepted": len(rows), "unknown_items": unknown}, status_code=201)
+
+    @app.get("/v1/users/{user_id}/history", response_model=UserHistory, tags=["history"])
+    async def user_history(
+        user_id: str, history: HistoryDep, settings: SettingsDep, limit: int | None = Query(None, ge=1)
+    ) -> Response:
+        """The stored history of one user, most recent last."""
+        rows = await history.history(user_id, min(limit or settings.max_history, settings.max_history))
+        items = [{"item_id": r.item_id, "timestamp": r.timestamp, "event": r.event} for r in rows]
+        return _json({"user_id": user_id, "items": items})
+
+    @app.get("/v1/models", tags=["models"])
+    async def models(model: ModelDep) -> dict[str, Any]:
+        """The loaded version's manifest summary."""
+        return model.summary()
+
+    @app.post("/admin/reload", response_model=ReloadResponse, dependencies=[AdminDep], tags=["admin"])
+    async def reload(store: StoreDep, body: ReloadRequest | None = None) -> ReloadResponse:
+        """Verify and swap in a newer published version (LATEST, or the one named); 409 if refused."""
+        previous = store.current.version if store.current else None
+        loop = asyncio.get_running_loop()
+        try:
+            if body is not None and body.version:
+                model, changed = await loop.run_in_executor(None, store.load, body.version), True
+            else:
+                model, changed = await loop.run_in_executor(None, store.reload_latest)
+        except (ReloadRefused, ManifestError) as exc:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, f"version refused, still serving {previous}: {exc}"
+            ) from exc
+        return ReloadResponse(changed=changed, version=model.version, previous=previous)
+
+    @app.get("/health/live", response_model=Health, tags=["health"])
+    async def live() -> Health:
+        """The process answers."""
+        return Health(status="ok")
+
+    @app.get("/health/ready", response_model=Health, tags=["health"], responses={503: {"model": Health}})
+    async def ready(store: StoreDep) -> Response:
+        """Ready only with a model loaded."""
+        model = store.current
+        if model is None:
+            return _json({"status": "not ready", "model_version": None, "detail": store.last_error}, 503)
+        return _json({"status": "ready", "model_version": model.version, "detail": None})
+
+    @app.get("/metrics", tags=["health"])
+    async def metrics(request: Request) -> Response:
+        """Prometheus exposition."""
+        return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the model is loaded by the lifespan, not here."""
+    settings = settings or Settings()
+    logging.getLogger("app").setLevel(settings.log_level.upper())
+    app = FastAPI(title="recdistill", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.choose_arm = _default_arm
+    app.state.after_recommend = []
+    app.state.store = ModelStore(settings.models_dir)  # replaced in the lifespan; empty until then
+    _add_routes(app)
+    install_experiment(app)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    """`uvicorn app.main:app`: build the app from the environment on first access (lazily)."""
+    if name == "app":
+        return create_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,26 @@
+"""`recdistill serve`: run the app under uvicorn with uvloop + httptools and no access log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import uvicorn
+
+from app.config import Settings
+from app.main import create_app
+
+
+def serve(models_dir: Path | None, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve until interrupted. Settings come from RECDISTILL_* env; `models_dir` overrides theirs."""
+    settings = Settings() if models_dir is None else Settings(models_dir=Path(models_dir))
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=settings.log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,308 @@
+"""The teacher in shadow: a sampled share of student answers is re-answered by the teacher off the
+request path and the two lists are compared.
+
+Design for the p99 budget (shadow on must cost the primary at most ~1.2x p99):
+- `submit` is O(1) on the request path: a crc32 sample test and a `put_nowait` on a bounded queue.
+  A full queue drops the job (counted); the primary never waits for the shadow.
+- The worker threads run the teacher on their OWN onnxruntime sessions with intra_op_num_threads=1
+  and spinning off, so a busy teacher occupies one core at most and never spins on the primary's.
+- A teacher run past its timeout is cancelled through `RunOptions.terminate` (set by a timer) and
+  counted; errors are logged and counted, never surfaced to the caller.
+- The per-item work (agreement metrics) is O(k log k) on Python ints; scoring stays in numpy/ORT.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import zlib
+from collections import Counter as TallyCounter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, cast
+
+import numpy as np
+import onnxruntime as ort
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from app.comparisons import Comparison, ComparisonStore, FailureKind
+from app.model_store import LoadedModel, session_options
+from app.recommender import Query, Result, recommend_batch
+from core.agreement import agreement
+
+log = logging.getLogger(__name__)
+
+AGREEMENT_BUCKETS = tuple(round(0.1 * i, 1) for i in range(-10, 11))  # -1.0 .. 1.0 (tau can be negative)
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_METRIC_LABELS = {
+    "overlap@k": "overlap",
+    "rbo": "rbo",
+    "kendall_tau": "kendall_tau",
+    "ndcg_vs_teacher": "ndcg",
+}
+
+
+class ShadowMetrics:
+    """Prometheus series of the shadow, created on the app's registry."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.jobs = Counter(
+            "recdistill_shadow_jobs_total",
+            "Shadow jobs by outcome (compared, dropped, error, timeout)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.agreement = Histogram(
+            "recdistill_shadow_agreement",
+            "Teacher-vs-student agreement per shadowed request",
+            ["metric"],
+            buckets=AGREEMENT_BUCKETS,
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "recdistill_shadow_latency_seconds",
+            "Inference latency of each side on shadowed requests",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class ShadowJob:
+    """What the teacher needs to answer the same request: the student's query (same model version,
+    history, filters, k) and the student's answer to compare against."""
+
+    request_id: str
+    query: Query  # the student's query; the worker swaps in the teacher side
+    student_items: tuple[str, ...]  # item ids as served
+    student_latency_ms: float
+    enqueued_at: float = 0.0  # time.monotonic() at submit
+
+
+# Runs the teacher on one query; the default uses recommend_batch on the shadow's own sessions.
+TeacherFn = Callable[[Query, ort.RunOptions], Result]
+
+
+class _CancellableSession:
+    """Duck-types InferenceSession.run for recommender.py, adding the worker's RunOptions so a
+    timer can terminate a run that overstays its timeout."""
+
+    def __init__(self, session: ort.InferenceSession, local: threading.local):
+        self._session = session
+        self._local = local
+
+    def run(self, output_names: list[str], feeds: dict[str, np.ndarray]) -> list[Any]:
+        return self._session.run(output_names, feeds, getattr(self._local, "run_options", None))
+
+
+class ShadowRunner:
+    """Bounded queue + worker threads that answer sampled requests with the teacher and store the comparison."""
+
+    def __init__(
+        self,
+        store: ComparisonStore,
+        *,
+        rate: float,
+        queue_size: int = 32,
+        timeout_ms: float = 200.0,
+        threads: int = 1,
+        metrics: ShadowMetrics | None = None,
+        teacher_fn: TeacherFn | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"shadow rate must lie in [0, 1], got {rate}")
+        self.store = store
+        self.rate = rate
+        self.timeout_s = timeout_ms / 1000.0
+        self.metrics = metrics
+        self._clock = clock
+        self._queue: queue.Queue[ShadowJob | None] = queue.Queue(maxsize=queue_size)
+        self._n_threads = threads
+        self._threads: list[threading.Thread] = []
+        self._teacher_fn = teacher_fn or self._run_teacher
+        self._local = threading.local()
+        self._shadow: tuple[LoadedModel, LoadedModel] | None = None  # (served model, copy on our sessions)
+        self._sessions_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self.counts: TallyCounter[str] = TallyCounter()  # submitted, compared, dropped, error, timeout
+        self._unsaved_failures: TallyCounter[tuple[str, FailureKind]] = TallyCounter()
+
+    # -- request path -------------------------------------------------------------------------------
+    def sampled(self, request_id: str) -> bool:
+        """Deterministic per request id (crc32), so replicas and retries make the same choice."""
+        if self.rate <= 0.0:
+            return False
+        return self.rate >= 1.0 or zlib.crc32(request_id.encode()) / 0x1_0000_0000 < self.rate
+
+    def submit(self, job: ShadowJob) -> bool:
+        """Never blocks. Returns True when queued; a full queue drops the job and counts it."""
+        if not self._threads or not self.sampled(job.request_id):
+            return False
+        try:
+            self._queue.put_nowait(replace(job, enqueued_at=time.monotonic()))
+        except queue.Full:
+            self._fail(job, "dropped")
+            return False
+        with self._lock:
+            self.counts["submitted"] += 1
+        return True
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.rate <= 0.0 or self._threads:
+            return
+        for i in range(self._n_threads):
+            thread = threading.Thread(target=self._work, name=f"recdistill-shadow-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Finish queued jobs (each bounded by its timeout), then persist the failure tallies."""
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+        self.save_failures()
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """For tests and shutdown: True once every queued job has been processed."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self.save_failures()
+        return not self._queue.unfinished_tasks
+
+    # -- worker -------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            try:
+                job = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                self.save_failures()
+                continue
+            try:
+                if job is None:
+                    return
+                self._process(job)
+            except Exception:  # the worker must survive anything; the job is counted as an error
+                log.exception("shadow worker: unexpected failure")
+                if job is not None:
+                    self._fail(job, "error")
+            finally:
+                self._queue.task_done()
+
+    def _process(self, job: ShadowJob) -> None:
+        waited = time.monotonic() - job.enqueued_at
+        remaining = self.timeout_s - waited
+        if remaining <= 0:  # stale before it started: the teacher would only add load
+            self._fail(job, "timeout")
+            return
+        if self._teacher_fn == self._run_teacher:
+            self._shadow_model(job.query.model)  # a version's first job loads sessions: not timed
+        run_options = ort.RunOptions()
+        timer = threading.Timer(remaining, _terminate, (run_options,))
+        timer.daemon = True
+        start = time.perf_counter()
+        timer.start()
+        try:
+            result = self._teacher_fn(job.query, run_options)
+        except Exception as exc:
+            timed_out = run_options.terminate or time.perf_counter() - start > remaining
+            if not timed_out:
+                log.warning("shadow teacher failed on request %s: %s", job.request_id, exc)
+            self._fail(job, "timeout" if timed_out else "error")
+            return
+        finally:
+            timer.cancel()
+        teacher_s = time.perf_counter() - start
+        if teacher_s > remaining:  # finished, but too late to count as a fair sample
+            self._fail(job, "timeout")
+            return
+        self._compare(job, result, teacher_s)
+
+    def _compare(self, job: ShadowJob, result: Result, teacher_s: float) -> None:
+        k = job.query.k
+        model = job.query.model
+        teacher_items = model.item_ids[result.indices].tolist()
+        scores = agreement(list(job.student_items), teacher_items, k)
+        version = model.version
+        comparison = Comparison(
+            request_id=job.request_id,
+            ts=self._clock(),
+            student_version=version,
+            teacher_version=version,  # both sides come from the same published version
+            k=k,
+            overlap=cast(float, scores["overlap@k"]),
+            rbo=cast(float, scores["rbo"]),
+            kendall_tau=scores["kendall_tau"],
+            ndcg=cast(float, scores["ndcg_vs_teacher"]),
+            student_latency_ms=job.student_latency_ms,
+            teacher_latency_ms=teacher_s * 1000.0,
+        )
+        self.store.add([comparison])
+        with self._lock:
+            self.counts["compared"] += 1
+        if self.metrics is not None:
+            self.metrics.jobs.labels("compared").inc()
+            for name, value in scores.items():
+                if value is not None:
+                    self.metrics.agreement.labels(_METRIC_LABELS[name]).observe(value)
+            self.metrics.latency.labels("student").observe(job.student_latency_ms / 1000.0)
+            self.metrics.latency.labels("teacher").observe(teacher_s)
+
+    def _fail(self, job: ShadowJob, kind: FailureKind) -> None:
+        with self._lock:
+            self.counts[kind] += 1
+            self._unsaved_failures[(job.query.model.version, kind)] += 1
+        if self.metrics is not None:
+            self.metrics.jobs.labels(kind).inc()
+
+    def save_failures(self) -> None:
+        """Persist the failure tallies kept in memory (drops happen on the request path: no I/O there)."""
+        with self._lock:
+            pending = dict(self._unsaved_failures)
+            self._unsaved_failures.clear()
+        if pending:
+            self.store.add_failures(pending, ts=self._clock())
+
+    # -- the default teacher: the shadow's own sessions, the primary's filter code ------------------
+    def _shadow_model(self, model: LoadedModel) -> LoadedModel:
+        """`model` with teacher sessions of our own (intra_op 1, no spinning), built once per version."""
+        with self._sessions_lock:
+            if self._shadow is not None and self._shadow[0] is model:
+                return self._shadow[1]
+            card = model.manifest.teacher
+            opts = session_options(1)
+            providers = ["CPUExecutionProvider"]
+            topk = ort.InferenceSession(
+                str(model.path / card.topk.file), sess_options=opts, providers=providers
+            )
+            user = ort.InferenceSession(
+                str(model.path / card.user.file), sess_options=opts, providers=providers
+            )
+            teacher = replace(
+                model.teacher,
+                topk=cast(ort.InferenceSession, _CancellableSession(topk, self._local)),
+                user=cast(ort.InferenceSession, _CancellableSession(user, self._local)),
+            )
+            shadow = replace(model, teacher=teacher)
+            self._shadow = (model, shadow)  # only the latest version's sessions are kept
+            return shadow
+
+    def _run_teacher(self, query: Query, run_options: ort.RunOptions) -> Result:
+        shadow = self._shadow_model(query.model)
+        self._local.run_options = run_options
+        try:
+            (result,) = recommend_batch([replace(query, model=shadow, side="teacher")])
+        finally:
+            self._local.run_options = None
+        return result
+
+
+def _terminate(run_options: ort.RunOptions) -> None:
+    run_options.terminate = True

@@ -1,0 +1,534 @@
+"""Service benchmark (issues 3 and 4): `python -m bench.service`, also run by `make bench`.
+
+For each catalogue size (default 100k and 1M items) it publishes an untrained model of the real
+architectures (bench/catalog.py), then measures on this machine, in one run:
+  - in-process top-10, student and teacher, through app/recommender.py and through raw onnxruntime;
+  - over HTTP, one keep-alive client, closed loop after warm-up;
+  - over HTTP, 32 connections with wrk for ~15 s (throughput, percentiles, non-2xx and socket errors);
+  - the server's resident memory (/proc/<pid>/status VmRSS and VmHWM);
+  - (first size only) /v1/recommend with RECDISTILL_SHADOW_RATE=1.0 against shadow off: at full load
+    with the same connections, and paced with wrk's delay() to the same offered rate.
+The server is a subprocess (app.server.serve: uvicorn, uvloop, httptools, no access log) on
+127.0.0.1 only. Every pass/fail is computed from the measured numbers. Results go to
+bench/results/service.json and service.md through bench/report.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.loadgen import (
+    WrkResult,
+    closed_loop,
+    percentiles_ms,
+    process_memory_mb,
+    run_wrk,
+    wrk_available,
+    wrk_script,
+)
+from bench.report import RESULTS_DIR, markdown_table, write_report
+
+log = logging.getLogger(__name__)
+
+K = 10
+HISTORY_ITEMS = 10  # ids per request history (the student reads its last history_len)
+N_BODIES = 256
+
+# Targets from issues 3 and 4: (metric key, comparison, threshold).
+TARGETS: list[tuple[str, str, float]] = [
+    ("inprocess.student.recommender.p50", "<=", 1.5),
+    ("inprocess.teacher_over_student_p50", ">=", 5.0),
+    ("http_single.p50", "<=", 3.0),
+    ("http_single.p99", "<=", 10.0),
+    ("wrk.rps", ">=", 1000.0),
+    ("wrk.p99_ms", "<=", 50.0),
+    ("wrk.errors", "<=", 0.0),
+]
+SHADOW_TARGET = ("shadow.p99_ratio", "<=", 1.2)
+
+
+# --- the server under test -------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@dataclass
+class Server:
+    pid: int
+    port: int
+    ready_seconds: float
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextmanager
+def running_server(
+    models_dir: Path, state_dir: Path, env_extra: dict[str, str], ready_timeout: float
+) -> Iterator[Server]:
+    """Start `app.server.serve` in a subprocess on a free loopback port; stop it on exit."""
+    port = free_port()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "RECDISTILL_HISTORY_DB": str(state_dir / "history.sqlite3"),
+        "RECDISTILL_LOG_LEVEL": "warning",
+        **env_extra,
+    }
+    code = "import sys; from pathlib import Path; from app.server import serve; serve(Path(sys.argv[1]), '127.0.0.1', int(sys.argv[2]))"
+    log_path = state_dir / "server.log"
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(models_dir), str(port)],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+    start = time.perf_counter()
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}; see {log_path}")
+            try:
+                status, _ = _get(f"http://127.0.0.1:{port}/health/ready")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if time.perf_counter() - start > ready_timeout:
+                raise TimeoutError(f"server not ready within {ready_timeout:.0f} s; see {log_path}")
+            time.sleep(0.25)
+        yield Server(proc.pid, port, time.perf_counter() - start)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def torch_loaded(pid: int) -> bool:
+    """Whether the server process has libtorch mapped (it must not: app/ never imports torch)."""
+    try:
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+# --- requests ----------------------------------------------------------------------------------------
+
+
+def request_bodies(version_dir: Path, n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """`n` /v1/recommend bodies: anonymous histories of popular-biased items, k = 10."""
+    items = np.load(version_dir / "items.npy", allow_pickle=False)
+    popularity = np.load(version_dir / "popularity.npy", allow_pickle=False) + 1.0
+    rng = np.random.default_rng(seed)
+    p = popularity / popularity.sum()
+    return [
+        {"history": [str(x) for x in items[rng.choice(len(items), HISTORY_ITEMS, p=p)]], "k": K} for _ in range(n)
+    ]
+
+
+# --- in-process --------------------------------------------------------------------------------------
+
+
+def _time_calls(fn: Any, args: list[Any], n: int, warmup: int, max_seconds: float) -> dict[str, float]:
+    for a in args[:warmup]:
+        fn(a)
+    samples: list[float] = []
+    deadline = time.perf_counter() + max_seconds
+    for i in range(n):
+        if time.perf_counter() > deadline:
+            break
+        a = args[i % len(args)]
+        t0 = time.perf_counter()
+        fn(a)
+        samples.append(time.perf_counter() - t0)
+    return percentiles_ms(samples)
+
+
+def in_process(version_dir: Path, bodies: list[dict[str, Any]], n: int, max_seconds: float) -> dict[str, Any]:
+    """Top-10 latency at batch 1 through the service's recommender and through raw ORT sessions."""
+    from app.model_store import load_version
+    from app.recommender import prepare, recommend_batch
+    from core.manifest import HISTORY_INPUT, INDICES_OUTPUT, K_INPUT, SCORES_OUTPUT, USER_INPUT
+
+    t0 = time.perf_counter()
+    model = load_version(version_dir, intra_op_threads=1)
+    load_seconds = time.perf_counter() - t0
+    n_users = len(model.user_index)
+    rng = np.random.default_rng(1)
+    users = [f"user{u}" for u in rng.integers(0, n_users, len(bodies))]
+    out: dict[str, Any] = {"load_seconds": load_seconds}
+    for side_name in ("student", "teacher"):
+        side = model.side(side_name)
+
+        def via_recommender(i: int, side_name: str = side_name) -> None:
+            body = bodies[i]
+            prepared = prepare(
+                model, history=body["history"], k=K, exclude_seen=True, user_id=users[i], side=side_name
+            )
+            recommend_batch([prepared.query])
+
+        feeds = []
+        for i, body in enumerate(bodies):
+            hist = [model.item_index[x] for x in body["history"]][-side.history_len :]
+            row = np.full((1, side.history_len), side.padding_value, np.int64)
+            row[0, side.history_len - len(hist) :] = hist
+            feed = {HISTORY_INPUT: row, K_INPUT: np.array([K], np.int64)}
+            if side.needs_user:
+                feed[USER_INPUT] = np.array([model.user_index.get(users[i], side.oov_user)], np.int64)
+            feeds.append(feed)
+
+        def via_ort(i: int, side: Any = side, feeds: list = feeds) -> None:
+            side.topk.run([SCORES_OUTPUT, INDICES_OUTPUT], feeds[i])
+
+        idx = list(range(len(bodies)))
+        out[side_name] = {
+            "recommender": _time_calls(via_recommender, idx, n, warmup=50, max_seconds=max_seconds),
+            "raw_ort": _time_calls(via_ort, idx, n, warmup=50, max_seconds=max_seconds),
+        }
+    out["teacher_over_student_p50"] = out["teacher"]["recommender"]["p50"] / out["student"]["recommender"]["p50"]
+    out["teacher_over_student_p50_raw_ort"] = out["teacher"]["raw_ort"]["p50"] / out["student"]["raw_ort"]["p50"]
+    return out
+
+
+# --- HTTP --------------------------------------------------------------------------------------------
+
+
+def _wrk_dict(result: WrkResult) -> dict[str, Any]:
+    return {**asdict(result), "errors": result.errors}
+
+
+def shadow_counts(base: str) -> dict[str, Any] | None:
+    """The service's own shadow report (issue 4), or None when the endpoint is absent."""
+    try:
+        status, body = _get(f"{base}/v1/shadow/report", timeout=10)
+    except OSError:
+        return None
+    if status != 200:
+        return None
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError:
+        return None
+
+
+def _shadow_compared(report: dict[str, Any] | None) -> int | None:
+    """Number of comparisons the shadow recorded, wherever the report keeps its count."""
+    if not report:
+        return None
+    for key in ("count", "compared", "comparisons"):
+        if isinstance(report.get(key), int):
+            return int(report[key])
+    total = report.get("total")
+    if isinstance(total, dict) and isinstance(total.get("count"), int):
+        return int(total["count"])
+    return None
+
+
+def bench_catalogue(n_items: int, args: argparse.Namespace, work: Path, with_shadow: bool) -> dict[str, Any]:
+    from bench.catalog import publish_synthetic
+
+    models_dir = work / f"models-{n_items}"
+    published = publish_synthetic(models_dir, n_items, seed=args.seed)
+    result: dict[str, Any] = {
+        "n_items": n_items,
+        "publish": {
+            "seconds": published.seconds,
+            "peak_rss_mb_of_publisher": published.peak_rss_mb,
+            "version_bytes": sum(p.stat().st_size for p in published.version_dir.iterdir()),
+            "student_parameters": published.student_parameters,
+            "teacher_parameters": published.teacher_parameters,
+        },
+    }
+    bodies = request_bodies(published.version_dir, N_BODIES, seed=args.seed)
+    raw_bodies = [json.dumps(b).encode() for b in bodies]
+    log.info("%d items: in-process", n_items)
+    result["inprocess"] = in_process(published.version_dir, bodies, args.requests, args.max_seconds)
+
+    script = work / f"recommend-{n_items}.lua"
+    script.write_text(wrk_script("/v1/recommend", [b.decode() for b in raw_bodies]))
+    with running_server(models_dir, work / f"state-{n_items}-off", {}, args.ready_timeout) as server:
+        result["server"] = {"ready_seconds": server.ready_seconds, "torch_loaded": torch_loaded(server.pid)}
+        result["server"]["memory_idle"] = process_memory_mb(server.pid)
+        log.info("%d items: one client over HTTP", n_items)
+        result["http_single"] = closed_loop(
+            "127.0.0.1", server.port, "/v1/recommend", raw_bodies, args.requests, max_seconds=args.max_seconds
+        )
+        if wrk_available():
+            log.info("%d items: wrk -c%d for %ss", n_items, args.connections, args.duration)
+            off = run_wrk(f"{server.base}/v1/recommend", script, args.duration, args.connections, args.threads)
+            result["wrk"] = _wrk_dict(off)
+        result["server"]["memory_after_load"] = process_memory_mb(server.pid)
+    if with_shadow and "wrk" in result:
+        result["shadow"] = shadow_comparison(models_dir, work, n_items, script, raw_bodies, off, args)
+    return result
+
+
+def shadow_comparison(
+    models_dir: Path,
+    work: Path,
+    n_items: int,
+    script: Path,
+    raw_bodies: list[bytes],
+    off: WrkResult,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Issue 4: shadow rate 1.0 vs off, same connections at full load, then paced to one rate."""
+    out: dict[str, Any] = {"full_load": {"off": _wrk_dict(off)}}
+    url = "/v1/recommend"
+    with running_server(
+        models_dir, work / f"state-{n_items}-shadow", {"RECDISTILL_SHADOW_RATE": "1.0"}, args.ready_timeout
+    ) as server:
+        log.info("%d items: wrk with shadow rate 1.0", n_items)
+        on = run_wrk(f"{server.base}{url}", script, args.duration, args.connections, args.threads)
+        out["full_load"]["on"] = _wrk_dict(on)
+        # Paced: each connection waits so the offered rate is ~70% of the slower full-load rate.
+        target_rps = 0.7 * min(on.rps, off.rps)
+        delay_ms = max(0.0, 1000.0 * args.connections / target_rps - off.p50_ms) if target_rps > 0 else 0.0
+        paced_script = work / f"recommend-{n_items}-paced.lua"
+        paced_script.write_text(wrk_script(url, [b.decode() for b in raw_bodies], delay_ms=delay_ms))
+        paced_on = run_wrk(f"{server.base}{url}", paced_script, args.duration, args.connections, args.threads)
+        out["shadow_report"] = shadow_counts(server.base)
+        out["memory_after_load"] = process_memory_mb(server.pid)
+    with running_server(models_dir, work / f"state-{n_items}-off2", {}, args.ready_timeout) as server:
+        paced_off = run_wrk(f"{server.base}{url}", paced_script, args.duration, args.connections, args.threads)
+    out["paced"] = {
+        "target_rps": target_rps,
+        "delay_ms": delay_ms,
+        "off": _wrk_dict(paced_off),
+        "on": _wrk_dict(paced_on),
+    }
+    out["compared"] = _shadow_compared(out["shadow_report"])
+    out["p99_ratio"] = paced_on.p99_ms / paced_off.p99_ms if paced_off.p99_ms > 0 else None
+    out["p99_ratio_full_load"] = on.p99_ms / off.p99_ms if off.p99_ms > 0 else None
+    return out
+
+
+# --- verdicts and output -----------------------------------------------------------------------------
+
+
+def lookup(data: dict[str, Any], dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def verdict(value: Any, op: str, threshold: float) -> str:
+    """PASS / FAIL from a measured number; n/a when it was not measured."""
+    if value is None:
+        return "n/a"
+    ok = value <= threshold if op == "<=" else value >= threshold
+    return "PASS" if ok else "FAIL"
+
+
+def checks_for(result: dict[str, Any], shadow: bool) -> list[dict[str, Any]]:
+    targets = TARGETS + ([SHADOW_TARGET] if shadow else [])
+    rows = []
+    for key, op, threshold in targets:
+        value = lookup(result, key)
+        status = verdict(value, op, threshold)
+        if key == SHADOW_TARGET[0] and status != "n/a" and not lookup(result, "shadow.compared"):
+            status = "n/a (shadow recorded no comparisons)"
+        rows.append({"metric": key, "target": f"{op} {threshold:g}", "value": value, "status": status})
+    return rows
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for pkg in ("numpy", "onnxruntime", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "pydantic", "torch"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    wrk = wrk_available()
+    wrk_version = None
+    if wrk:
+        proc = subprocess.run([wrk, "-v"], capture_output=True, text=True, timeout=10)
+        wrk_version = (proc.stdout + proc.stderr).strip().splitlines()[0] if (proc.stdout + proc.stderr) else None
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu,
+        "mem_total_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "wrk": wrk_version,
+        "versions": versions,
+    }
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    m = payload["machine"]
+    lines = [
+        "# Service benchmark",
+        "",
+        f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), Python {m['python']}, onnxruntime "
+        f"{m['versions']['onnxruntime']}, {m['wrk'] or 'no wrk'}. Command: `{payload['command']}`. "
+        "One run; latencies are percentiles of that run in ms. Load generator and server share the CPUs.",
+        "",
+    ]
+    for res in payload["catalogues"]:
+        n = res["n_items"]
+        lines += [f"## {n:,} items", ""]
+        rows = [[c["metric"], c["target"], _fmt(c["value"]), c["status"]] for c in res["checks"]]
+        lines += [markdown_table(["metric", "target", "measured", "status"], rows), ""]
+        ip = res["inprocess"]
+        rows = [
+            [side, path, _fmt(ip[side][path]["p50"], 3), _fmt(ip[side][path]["p99"], 3), ip[side][path]["n"]]
+            for side in ("student", "teacher")
+            for path in ("recommender", "raw_ort")
+        ]
+        lines += ["In-process top-10, batch 1:", "", markdown_table(["side", "path", "p50", "p99", "n"], rows), ""]
+        hs = res["http_single"]
+        lines += [
+            f"One HTTP client: p50 {_fmt(hs['p50'])} ms, p90 {_fmt(hs['p90'])}, p99 {_fmt(hs['p99'])}, "
+            f"n={hs['n']}, errors {hs['errors']}.",
+            "",
+        ]
+        wrk_rows = []
+        if "wrk" in res:
+            wrk_rows.append(["shadow off, full load", res["wrk"]])
+        sh = res.get("shadow")
+        if sh:
+            wrk_rows.append(["shadow 1.0, full load", sh["full_load"]["on"]])
+            wrk_rows.append([f"shadow off, paced (~{sh['paced']['target_rps']:.0f}/s)", sh["paced"]["off"]])
+            wrk_rows.append([f"shadow 1.0, paced (~{sh['paced']['target_rps']:.0f}/s)", sh["paced"]["on"]])
+        if wrk_rows:
+            rows = [
+                [name, _fmt(w["rps"], 0), _fmt(w["p50_ms"]), _fmt(w["p99_ms"]), _fmt(w["max_ms"]), w["errors"]]
+                for name, w in wrk_rows
+            ]
+            lines += [
+                f"wrk, {payload['args']['connections']} connections, {payload['args']['duration']} s:",
+                "",
+                markdown_table(["run", "req/s", "p50", "p99", "max", "errors"], rows),
+                "",
+            ]
+        if sh:
+            lines += [
+                f"Shadow comparisons recorded: {sh['compared']}; p99 ratio paced {_fmt(sh['p99_ratio'])}, "
+                f"full load {_fmt(sh['p99_ratio_full_load'])}.",
+                "",
+            ]
+        srv, pub = res["server"], res["publish"]
+        lines += [
+            f"Server RSS: {srv['memory_idle']['rss_mb']:.0f} MB after start, "
+            f"{srv['memory_after_load']['rss_mb']:.0f} MB after load (peak {srv['memory_after_load']['peak_rss_mb']:.0f} MB); "
+            f"ready in {srv['ready_seconds']:.1f} s; torch loaded in server: {srv['torch_loaded']}. "
+            f"Publish: {pub['seconds']:.1f} s, {pub['version_bytes'] / 2**20:.0f} MB on disk, "
+            f"publisher peak RSS {pub['peak_rss_mb_of_publisher']:.0f} MB.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.service", description=__doc__.splitlines()[0])
+    parser.add_argument("--items", default="100000,1000000", help="comma-separated catalogue sizes")
+    parser.add_argument("--requests", type=int, default=2000, help="measured requests per latency loop")
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="time bound of each latency loop")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--ready-timeout", type=float, default=300.0)
+    parser.add_argument("--no-shadow", action="store_true", help="skip the shadow comparison")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--work-dir", type=Path, default=None, help="keep models and logs here (default: temp)")
+    args = parser.parse_args(argv)
+    try:
+        args.item_sizes = [int(x) for x in args.items.split(",") if x.strip()]
+    except ValueError:
+        parser.error(f"--items: expected comma-separated integers, got {args.items!r}")
+    if not args.item_sizes or min(args.item_sizes) < 100:
+        parser.error("--items: every size must be at least 100")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not wrk_available():
+        log.warning("wrk not found: the concurrent and shadow runs are skipped (apt-get install -y wrk)")
+    command = "python -m bench.service " + " ".join(sys.argv[1:] if argv is None else argv)
+    with tempfile.TemporaryDirectory(prefix="recdistill-bench-") as tmp:
+        work = args.work_dir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        catalogues = []
+        for i, n_items in enumerate(args.item_sizes):
+            shadow = i == 0 and not args.no_shadow
+            res = bench_catalogue(n_items, args, work, with_shadow=shadow)
+            res["checks"] = checks_for(res, shadow)
+            catalogues.append(res)
+            for c in res["checks"]:
+                log.info("%d items: %s %s: %s (%s)", n_items, c["metric"], c["target"], _fmt(c["value"]), c["status"])
+    payload = {
+        "benchmark": "service",
+        "command": command.strip(),
+        "machine": machine_info(),
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "catalogues": catalogues,
+    }
+    json_path, md_path = write_report("service", payload, markdown(payload), args.out)
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    sys.exit(main())

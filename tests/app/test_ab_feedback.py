@@ -1,0 +1,133 @@
+"""The served-answer log and feedback store: validation, durability across a restart, per-arm counts."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from app.ab_stats import build_ab_report
+from app.feedback import FeedbackError, FeedbackStore, Served
+
+
+def _served(request_id: str, arm: str, unit: str, items: tuple[str, ...], forced: bool = False) -> Served:
+    return Served(request_id, "exp", arm, unit, "v1", items, forced=forced)
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = FeedbackStore(tmp_path / "state.sqlite3", flush_interval=3600)  # flushes only when asked
+    yield s
+    s.close()
+
+
+def test_feedback_on_an_unflushed_answer_is_accepted(store: FeedbackStore) -> None:
+    store.log_served(_served("r1", "student", "user:u1", ("a", "b", "c")))
+    result = store.add_feedback("r1", "b", "click")
+    assert (result.arm, result.duplicate) == ("student", False)
+    assert store.add_feedback("r1", "b", "click").duplicate is True
+
+
+def test_unknown_request_and_foreign_item_are_rejected_with_the_field(store: FeedbackStore) -> None:
+    store.log_served(_served("r1", "student", "user:u1", ("a", "b")))
+    with pytest.raises(FeedbackError, match="unknown request id 'nope'") as unknown:
+        store.add_feedback("nope", "a", "click")
+    assert unknown.value.field == "request_id"
+    with pytest.raises(FeedbackError, match="item 'z' was not in the answer") as foreign:
+        store.add_feedback("r1", "z", "click")
+    assert foreign.value.field == "item_id"
+    with pytest.raises(FeedbackError) as bad_event:
+        store.add_feedback("r1", "a", "like")  # type: ignore[arg-type]
+    assert bad_event.value.field == "event"
+
+
+def test_served_log_and_feedback_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    first = FeedbackStore(path, flush_interval=3600)
+    first.log_served(_served("r1", "teacher", "user:u1", ("a", "b")))
+    first.log_served(_served("r2", "student", "session:s9", ("c",)))
+    first.add_feedback("r1", "a", "purchase")
+    first.close()  # r2 was never flushed explicitly: close must commit it
+
+    second = FeedbackStore(path, flush_interval=3600)
+    try:
+        r2 = second.lookup("r2")
+        assert r2 is not None and (r2.arm, r2.unit, r2.items) == ("student", "session:s9", ("c",))
+        assert second.add_feedback("r2", "c", "click").arm == "student"
+        assert second.add_feedback("r1", "a", "purchase").duplicate is True  # the first one was kept
+    finally:
+        second.close()
+
+
+def test_background_writer_commits_without_being_asked(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    store = FeedbackStore(path, flush_interval=0.01)
+    store.log_served(_served("r1", "student", "user:u1", ("a",)))
+    for _ in range(500):  # polls the outcome, not the clock: the writer must empty the buffer
+        if not store._pending:
+            break
+        time.sleep(0.01)
+    assert not store._pending
+    store.close()
+
+
+def test_arm_counts_by_hand(store: FeedbackStore) -> None:
+    store.log_served(_served("r1", "student", "user:u1", ("a", "b", "c")))
+    store.log_served(_served("r2", "student", "user:u1", ("a", "d")))
+    store.log_served(_served("r3", "student", "anonymous", ("a",)))
+    store.log_served(_served("r4", "teacher", "user:u2", ("x", "y")))
+    store.log_served(_served("r5", "teacher", "user:u9", ("x",), forced=True))  # not in the split
+    store.add_feedback("r1", "a", "click")
+    store.add_feedback("r1", "a", "click")  # a double click counts once
+    store.add_feedback("r1", "b", "click")
+    store.add_feedback("r1", "b", "purchase")
+    store.add_feedback("r4", "y", "click")
+    store.add_feedback("r5", "x", "click")  # forced: left out
+    counts = store.arm_counts("exp")
+    assert counts == {
+        "student": {
+            "users": 1,
+            "requests": 3,
+            "impressions": 6,
+            "clicks": 2,
+            "purchases": 1,
+            "purchase_requests": 1,
+        },
+        "teacher": {
+            "users": 1,
+            "requests": 1,
+            "impressions": 2,
+            "clicks": 1,
+            "purchases": 0,
+            "purchase_requests": 0,
+        },
+    }
+    assert store.arm_counts("other-experiment") == {}
+
+
+def test_ab_report_from_counts_by_hand() -> None:
+    counts = {
+        "student": {
+            "users": 5100,
+            "requests": 8000,
+            "impressions": 1000,
+            "clicks": 200,
+            "purchase_requests": 0,
+        },
+        "teacher": {
+            "users": 4900,
+            "requests": 8000,
+            "impressions": 1000,
+            "clicks": 250,
+            "purchase_requests": 0,
+        },
+    }
+    report = build_ab_report(counts, {"student": 0.5, "teacher": 0.5})
+    assert report["arms"]["student"]["ctr"]["rate"] == 0.2  # type: ignore[index]
+    ctr = report["teacher_vs_student"]["ctr"]  # type: ignore[index]
+    assert ctr["diff"] == pytest.approx(0.05)
+    assert ctr["p_value"] == pytest.approx(0.007419649261025687, rel=1e-9)  # same case as test_ab_stats
+    srm = report["srm"]
+    assert srm["chi2"] == pytest.approx(4.0) and srm["mismatch"] is False  # type: ignore[index]
+    assert report["teacher_vs_student"]["conversion"]["p_value"] is None  # type: ignore[index]

@@ -1,0 +1,89 @@
+"""training/ann.py: exact reference, recall, and the build -> tune -> measure -> write step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+faiss = pytest.importorskip("faiss", reason="faiss-cpu (the ann extra) is not installed")
+
+from training.ann import INDEX_FILE, AnnError, build_index, build_retrieval, exact_topk, recall_at_k  # noqa: E402
+
+
+def clustered(n_items: int, dim: int, n_queries: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Items around 20 centres, queries near random centres: the shape of real two-tower vectors."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(20, dim)).astype(np.float32)
+    items = centres[rng.integers(0, 20, n_items)] + 0.5 * rng.normal(size=(n_items, dim)).astype(np.float32)
+    queries = centres[rng.integers(0, 20, n_queries)] + 0.5 * rng.normal(size=(n_queries, dim)).astype(np.float32)
+    return items.astype(np.float32), queries.astype(np.float32)
+
+
+def test_exact_topk_known_answer_with_ties_by_index() -> None:
+    items = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [1.0, 0.0], [-1.0, 0.0]], np.float32)
+    scores, idx = exact_topk(np.array([[1.0, 0.0], [0.0, -1.0]], np.float32), items, 3, block=1)
+    assert idx.tolist() == [[2, 0, 3], [0, 2, 3]]  # row 1: four items tie at 0 (index order), item 1 is -1
+    assert scores.tolist() == [[2.0, 1.0, 1.0], [0.0, 0.0, 0.0]]
+
+
+def test_exact_topk_caps_k_at_catalogue_size() -> None:
+    items = np.eye(3, dtype=np.float32)
+    _, idx = exact_topk(np.array([[0.0, 1.0, 0.5]], np.float32), items, 10)
+    assert idx.tolist() == [[1, 2, 0]]
+
+
+def test_recall_at_k_hand_computed() -> None:
+    exact = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    approx = np.array([[4, 3, 9, -1], [5, 6, 7, 8]])  # 2/4 and 4/4
+    assert recall_at_k(approx, exact) == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="rows"):
+        recall_at_k(approx[:1], exact)
+
+
+@pytest.mark.parametrize("kind, breadth_key", [("hnsw", "ef_search"), ("ivf", "nprobe")])
+def test_build_retrieval_meets_recall_and_writes_a_loadable_index(tmp_path: Path, kind: str, breadth_key: str) -> None:
+    items, queries = clustered(4000, 16, 1300, seed=1)
+    retrieval = build_retrieval(
+        tmp_path, items, queries[:1000], queries[1000:], kind=kind, hnsw_m=16, ef_construction=64, latency_queries=20
+    )
+    assert retrieval.kind == kind and retrieval.index_file == INDEX_FILE
+    assert retrieval.metrics["recall@10"] >= 0.95
+    assert retrieval.metrics["recall_users"] == 1000
+    assert {"exact_p50_ms", "ann_p50_ms", "exact_p99_ms", "ann_p99_ms", "build_seconds"} <= set(retrieval.metrics)
+    assert retrieval.params[breadth_key] >= 1 and retrieval.params["n_items"] == 4000
+    index = faiss.read_index(str(tmp_path / INDEX_FILE))
+    assert index.ntotal == 4000 and index.metric_type == faiss.METRIC_INNER_PRODUCT
+    # The recorded breadth reproduces the recorded recall on the same users.
+    if kind == "hnsw":
+        index.hnsw.efSearch = retrieval.params["ef_search"]
+    else:
+        index.nprobe = retrieval.params["nprobe"]
+    _, exact = exact_topk(queries[:1000], items, 10)
+    assert recall_at_k(index.search(queries[:1000], 10)[1], exact) == pytest.approx(retrieval.metrics["recall@10"])
+
+
+def test_hnsw_scores_are_exact_dot_products() -> None:
+    items, queries = clustered(500, 8, 5, seed=2)
+    index = build_index(items, "hnsw", hnsw_m=8, ef_construction=40)
+    scores, labels = index.search(queries, 5)
+    np.testing.assert_allclose(scores, np.einsum("bd,bkd->bk", queries, items[labels]), rtol=1e-5)
+
+
+def test_a_fixed_breadth_below_the_recall_target_refuses_to_publish(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    items = rng.normal(size=(20_000, 32)).astype(np.float32)  # unclustered: hard for a thin graph
+    queries = rng.normal(size=(200, 32)).astype(np.float32)
+    with pytest.raises(AnnError, match=r"recall@10 0\.\d+ on 200 users is below 0.99"):
+        build_retrieval(
+            tmp_path, items, queries, queries, kind="hnsw", hnsw_m=4, ef_construction=8, ef_search=10, min_recall=0.99
+        )
+    assert not (tmp_path / INDEX_FILE).exists()
+
+
+def test_unknown_kind_and_empty_catalogue_are_refused() -> None:
+    with pytest.raises(AnnError, match="unknown ANN kind 'lsh'"):
+        build_index(np.ones((4, 2), np.float32), "lsh")  # type: ignore[arg-type]
+    with pytest.raises(AnnError, match="empty catalogue"):
+        build_index(np.zeros((0, 2), np.float32), "hnsw")

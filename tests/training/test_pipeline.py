@@ -1,0 +1,143 @@
+"""The whole pipeline on the tiny synthetic shop (configs/tiny.toml), and publish atomicity on real models.
+
+One pipeline run (module fixture, ~15 s) feeds every test: the published version must load, verify,
+run in onnxruntime and agree with the metrics it records; a failed parity check on a re-export
+must leave models/ exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from core.manifest import HISTORY_INPUT, K_INPUT, USER_INPUT, load_manifest, read_latest, verify_files
+from training.config import PipelineConfig, load_config
+from training.pipeline import (
+    PipelineResult,
+    StageError,
+    load_data,
+    load_trained,
+    publish_trained,
+    run_pipeline,
+)
+
+TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[PipelineConfig, PipelineResult]:
+    root = tmp_path_factory.mktemp("tiny")
+    cfg = load_config(TINY, [f"models_dir={root / 'models'}", f"work_dir={root / 'work'}"])
+    return cfg, run_pipeline(cfg, progress=False)
+
+
+def test_pipeline_publishes_a_version_that_loads_and_verifies(tiny) -> None:
+    cfg, result = tiny
+    assert read_latest(cfg.models_dir) == result.version_dir.name
+    manifest = load_manifest(result.version_dir)
+    verify_files(result.version_dir, manifest)
+    assert manifest.dataset.n_users == 300 and manifest.dataset.n_items == 120
+    assert manifest.config["teacher"]["dim"] == 16  # the config travels with the model
+    assert manifest.student.padding_value == 120 and manifest.teacher.oov_user == 300
+    assert manifest.student.dim == 8 and manifest.student.history_len == 10
+    assert 0 < manifest.student.parameters < manifest.teacher.parameters
+    for side in ("student", "teacher"):
+        assert manifest.parity[side]["passed"] and manifest.parity[side]["rows"] >= 1000
+        assert manifest.parity[side]["max_abs_score_diff"] <= 1e-4
+    assert {"report.json", "report.md", "metrics.png", "scores_scatter.png"} <= set(manifest.report)
+    assert set(manifest.report) <= set(manifest.files)
+    assert not list(Path(cfg.models_dir).glob(".staging-*"))
+
+
+def test_published_metrics_cover_every_model_and_agreement(tiny) -> None:
+    _, result = tiny
+    test = result.manifest.metrics["test"]
+    assert set(test) == {"teacher", "student", "scratch", "popularity"}
+    for row in test.values():
+        assert set(row) == {"hr@10", "ndcg@10", "recall@50", "mrr", "coverage@10", "users"}
+        assert 0.0 <= row["ndcg@10"] <= row["hr@10"] <= row["recall@50"] <= 1.0
+        assert row["users"] == test["teacher"]["users"] > 0
+    agreement = result.manifest.metrics["agreement"]["student"]
+    assert 0.0 <= agreement["overlap@10"] <= 1.0 and 0.0 <= agreement["rbo"] <= 1.0
+    report = json.loads((result.version_dir / "report.json").read_text())
+    assert report["metrics"]["test"] == test  # one set of numbers, in the manifest and the report
+
+
+def test_published_files_match_the_data(tiny) -> None:
+    cfg, result = tiny
+    data, split = load_data(cfg)
+    out = result.version_dir
+    np.testing.assert_array_equal(np.load(out / "items.npy", allow_pickle=False), data.catalog.item_ids)
+    assert np.load(out / "users.npy", allow_pickle=False).dtype.kind == "U"
+    np.testing.assert_array_equal(np.load(out / "popularity.npy"), split.item_popularity())
+    with np.load(out / "seed_interactions.npz", allow_pickle=False) as z:
+        assert len(z["user"]) == len(z["item"]) == len(z["timestamp"]) == len(split.train_items)
+    with np.load(out / "holdout.npz", allow_pickle=False) as z:
+        np.testing.assert_array_equal(z["item"], split.test_items)
+    assert json.loads((out / "categories.json").read_text()) == list(data.catalog.categories)
+
+
+def test_published_graphs_run_in_onnxruntime(tiny) -> None:
+    _, result = tiny
+    m, out = result.manifest, result.version_dir
+    hist = np.full((2, m.student.history_len), m.student.padding_value, np.int64)
+    hist[0, -3:] = [1, 2, 3]  # row 1 is an empty history: a new visitor
+    k = np.array([5], np.int64)
+    scores, idx = ort.InferenceSession(str(out / m.student.topk.file)).run(
+        None, {HISTORY_INPUT: hist, K_INPUT: k}
+    )
+    assert idx.shape == (2, 5) and (np.diff(scores, axis=1) <= 0).all()
+    items = np.load(out / m.student.item_vectors)
+    vec = ort.InferenceSession(str(out / m.student.user.file)).run(None, {HISTORY_INPUT: hist})[0]
+    np.testing.assert_allclose(scores, np.take_along_axis(vec @ items.T, idx, 1), atol=1e-4)
+    users = np.array([0, m.teacher.oov_user], np.int64)  # a known user and the unknown-user row
+    _, tidx = ort.InferenceSession(str(out / m.teacher.topk.file)).run(
+        None, {USER_INPUT: users, HISTORY_INPUT: hist, K_INPUT: k}
+    )
+    assert tidx.shape == (2, 5) and tidx.max() < m.dataset.n_items
+
+
+def test_failed_parity_on_reexport_leaves_models_untouched(tiny, monkeypatch) -> None:
+    """Publish atomicity: the export stage (from work_dir checkpoints) fails at parity -> nothing changes."""
+    cfg, result = tiny
+    models = Path(cfg.models_dir)
+    before = {p.name: p.stat().st_mtime_ns for p in models.iterdir()}
+    latest = (models / "LATEST").read_bytes()
+    data, split = load_data(cfg)
+
+    import training.export
+
+    def failing_parity(*args, **kwargs):
+        raise training.export.ParityError("forced parity failure")
+
+    monkeypatch.setattr(training.export, "check_parity", failing_parity)
+    with pytest.raises(training.export.ParityError, match="forced"):
+        publish_trained(cfg, data, split, load_trained(cfg, data))
+    assert (models / "LATEST").read_bytes() == latest
+    assert {
+        p.name: p.stat().st_mtime_ns for p in models.iterdir()
+    } == before  # no new version, no staging dir
+    verify_files(result.version_dir, load_manifest(result.version_dir))
+
+
+def test_export_stage_republishes_from_checkpoints(tiny) -> None:
+    cfg, result = tiny
+    data, split = load_data(cfg)
+    again = publish_trained(cfg, data, split, load_trained(cfg, data))
+    assert again.version_dir != result.version_dir and read_latest(cfg.models_dir) == again.version_dir.name
+    assert again.version_dir.name > result.version_dir.name  # versions sort by time
+    # Same checkpoints, same data: the same test metrics.
+    assert again.manifest.metrics["test"] == result.manifest.metrics["test"]
+
+
+def test_export_stage_refuses_checkpoints_from_other_data(tiny) -> None:
+    cfg, _ = tiny
+    other = cfg.model_copy(deep=True)
+    other.data.synthetic.n_users = 250
+    data, _ = load_data(other)
+    with pytest.raises(StageError, match="other data"):
+        load_trained(other, data)

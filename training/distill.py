@@ -1,0 +1,208 @@
+"""Soft-label generation (a cached, resumable step) and the student's training loop.
+
+Soft labels: for every (history -> next item) pair of the train split, the teacher's logits over a
+candidate set = the teacher's top-M items (in rank order) plus `n_sampled` items drawn by
+popularity. They are computed in chunks, each written atomically under
+`cache_dir/<teacher_key[:16]>-<settings hash>/`, so a second call loads instead of recomputing and
+an interrupted run resumes at the first missing chunk.
+
+The student is trained on the same pairs with
+    weight_hard * CE(full catalog, true item)
+  + weight_kl   * T^2 KL(teacher || student) over the candidates      (Hinton et al. 2015)
+  + weight_rank * ranking distillation on the teacher's top-K          (Tang & Wang, KDD 2018)
+With no soft labels or weight_kl = weight_rank = 0 it is the "scratch" baseline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from training.config import PipelineConfig
+from training.data import Split
+from training.losses import (
+    hard_label_loss,
+    ranking_distillation_loss,
+    tempered_kl_loss,
+)
+from training.ranking import evaluate
+from training.student import MLPStudent, student_checkpoint
+from training.teacher import TwoTowerTeacher
+from training.train import (
+    FitResult,
+    Pairs,
+    build_pairs,
+    gather_histories,
+    negative_proposal,
+    save_checkpoint,
+    set_threads,
+    student_score_fn,
+    train_loop,
+    validation_split,
+    window_tensors,
+)
+
+log = logging.getLogger(__name__)
+
+CHUNK_PAIRS = 8192  # pairs per cache chunk: the unit of resumption
+
+
+@dataclass(frozen=True)
+class SoftLabels:
+    """Teacher logits over a candidate set for every train pair (pairs in `build_pairs` order)."""
+
+    teacher_key: str
+    user: np.ndarray  # int64 [P]
+    pos: np.ndarray  # int64 [P]: index of the pair's target in split.train_items
+    candidates: np.ndarray  # int32 [P, M + S]: teacher's top-M (best first), then sampled items
+    logits: np.ndarray  # float32 [P, M + S]: the teacher's scores of those candidates
+    top_m: int
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+
+def soft_label_dir(cfg: PipelineConfig, split: Split, cache_dir: Path, teacher_key: str) -> Path:
+    """One folder per (teacher, candidate settings, train data): anything else changing recomputes."""
+    d = cfg.distill
+    settings = {
+        "top_m": d.top_m,
+        "n_sampled": d.n_sampled,
+        "seed": cfg.seed,
+        "history_len": cfg.teacher.history_len,
+        "chunk": CHUNK_PAIRS,
+        "train": hashlib.sha256(split.train_items.tobytes() + split.train_indptr.tobytes()).hexdigest(),
+    }
+    tag = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    return Path(cache_dir) / f"{teacher_key[:16]}-{tag}"
+
+
+def _teacher_chunk(
+    teacher: TwoTowerTeacher, tensors: tuple[torch.Tensor, ...], pairs: Pairs, lo: int, hi: int,
+    items: torch.Tensor, top_m: int, n_sampled: int, proposal: torch.Tensor, seed: int,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Candidates and logits for pairs [lo, hi): one causal pass over the windows they live in."""
+    users, inputs, _ = tensors
+    win = pairs.window[lo:hi]
+    uniq, inv = np.unique(win, return_inverse=True)
+    w = torch.from_numpy(uniq)
+    vec = teacher.sequence_vectors(users[w], inputs[w])[torch.from_numpy(inv), torch.from_numpy(pairs.col[lo:hi])]
+    scores = vec @ items.T  # (B, N)
+    top_logits, top = scores.topk(min(top_m, scores.shape[1]), dim=1)
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + lo)  # per chunk: resume reproduces it exactly
+    sampled = torch.multinomial(proposal, len(vec) * n_sampled, replacement=True, generator=gen).view(len(vec), -1)
+    cand = torch.cat([top, sampled], dim=1)
+    logits = torch.cat([top_logits, scores.gather(1, sampled)], dim=1)
+    return cand.to(torch.int32).numpy(), logits.to(torch.float32).numpy()
+
+
+def build_soft_labels(
+    teacher: TwoTowerTeacher,
+    split: Split,
+    cfg: PipelineConfig,
+    cache_dir: Path,
+    teacher_key: str,
+    progress: bool = True,
+) -> SoftLabels:
+    """Teacher logits over candidate sets for every train pair; cached by teacher_key and resumable."""
+    set_threads(cfg)
+    d = cfg.distill
+    folder = soft_label_dir(cfg, split, cache_dir, teacher_key)
+    folder.mkdir(parents=True, exist_ok=True)
+    pairs = build_pairs(split, teacher.history_len)
+    tensors = window_tensors(split, pairs, teacher.history_len)
+    proposal = negative_proposal(split)
+    teacher.eval()
+    cands, logits, computed = [], [], 0
+    starts = range(0, len(pairs.user), CHUNK_PAIRS)
+    with torch.no_grad():
+        items = teacher.item_vectors()
+        for lo in tqdm(starts, desc="soft labels", disable=not progress, leave=False):
+            hi = min(lo + CHUNK_PAIRS, len(pairs.user))
+            path = folder / f"chunk_{lo // CHUNK_PAIRS:06d}.npz"
+            if path.is_file():
+                with np.load(path, allow_pickle=False) as z:
+                    c, lg = z["candidates"], z["logits"]
+            else:
+                c, lg = _teacher_chunk(teacher, tensors, pairs, lo, hi, items, d.top_m, d.n_sampled, proposal, cfg.seed)
+                tmp = path.with_name(f".{path.stem}.tmp.npz")
+                np.savez(tmp, candidates=c, logits=lg)
+                os.replace(tmp, path)
+                computed += 1
+            cands.append(c)
+            logits.append(lg)
+    log.info("soft labels: %d chunks, %d computed, %d from cache %s", len(starts), computed, len(starts) - computed, folder)
+    width = min(d.top_m, split.n_items) + d.n_sampled
+    return SoftLabels(
+        teacher_key=teacher_key,
+        user=pairs.user,
+        pos=pairs.pos,
+        candidates=np.concatenate(cands) if cands else np.zeros((0, width), np.int32),
+        logits=np.concatenate(logits) if logits else np.zeros((0, width), np.float32),
+        top_m=min(d.top_m, split.n_items),
+    )
+
+
+def distillation_active(cfg: PipelineConfig, soft_labels: SoftLabels | None) -> bool:
+    return soft_labels is not None and (cfg.distill.weight_kl > 0 or cfg.distill.weight_rank > 0)
+
+
+def fit_student(
+    split: Split, cfg: PipelineConfig, soft_labels: SoftLabels | None, work_dir: Path, progress: bool = True
+) -> FitResult:
+    """Train the MLP student on every train pair; distil when soft labels and weights say so."""
+    set_threads(cfg)
+    torch.manual_seed(cfg.seed)
+    sc, d = cfg.student, cfg.distill
+    model = MLPStudent(split.n_items, sc)
+    pairs = build_pairs(split, sc.history_len)
+    if len(pairs.user) == 0:
+        raise ValueError("the train split has no (history -> next item) pair: every user has one interaction")
+    distil = distillation_active(cfg, soft_labels)
+    if distil:
+        assert soft_labels is not None
+        if len(soft_labels) != len(pairs.user) or not np.array_equal(soft_labels.pos, pairs.pos):
+            raise ValueError("soft labels were built for another split: rebuild them (build_soft_labels)")
+        cand_all = torch.from_numpy(soft_labels.candidates.astype(np.int64))
+        teach_all = torch.from_numpy(soft_labels.logits)
+        top_k = min(d.rank_top_k, soft_labels.top_m)
+    targets = torch.from_numpy(split.train_items[pairs.pos])
+
+    def batch_loss(idx: np.ndarray) -> torch.Tensor:
+        hist = torch.from_numpy(gather_histories(split, pairs, idx, sc.history_len))
+        vec = model.user_vectors(hist)  # (B, d)
+        logits = vec @ model.item_vectors().T  # (B, N): small d keeps the full softmax cheap
+        i = torch.from_numpy(idx)
+        loss = d.weight_hard * hard_label_loss(logits, targets[i]) if d.weight_hard > 0 else logits.sum() * 0.0
+        if distil:
+            s_cand = logits.gather(1, cand_all[i])  # (B, C)
+            if d.weight_kl > 0:
+                loss = loss + d.weight_kl * tempered_kl_loss(s_cand, teach_all[i], d.temperature)
+            if d.weight_rank > 0:
+                cols = torch.arange(top_k).expand(len(idx), top_k)
+                loss = loss + d.weight_rank * ranking_distillation_loss(s_cand, cols, d.rank_lambda)
+        return loss
+
+    vsplit = validation_split(split, sc.valid_max_users, cfg.seed)
+
+    def validate() -> dict[str, float]:
+        return evaluate(student_score_fn(model), vsplit, "valid", sc.history_len, cfg.eval.k, cfg.eval.recall_k, cfg.eval.batch_size)
+
+    name = "student" if distil else "scratch"
+    curve, best, seconds = train_loop(
+        model, len(pairs.user), batch_loss, validate,
+        metric=f"ndcg@{cfg.eval.k}", lr=sc.lr, weight_decay=sc.weight_decay, batch_size=sc.batch_size,
+        epochs=sc.epochs, patience=sc.patience, max_seconds=sc.max_train_seconds, seed=cfg.seed,
+        progress=progress, desc=name,
+    )  # fmt: skip
+    path = Path(work_dir) / f"{name}.pt"
+    save_checkpoint(student_checkpoint(model), path)
+    return FitResult(model=model, checkpoint=path, valid_metrics=best, curve=curve, seconds=seconds)

@@ -1,0 +1,260 @@
+"""Offline evaluation and the report published beside the manifest.
+
+Every model (teacher, distilled student, scratch student, popularity) is ranked over the whole
+catalog by training.ranking.evaluate, the same way, so the table compares like with like. The
+teacher-student agreement uses core.agreement, the functions the service's shadow report uses.
+The report is report.json (everything), report.md (one page for people) and PNG plots.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.agreement import agreement
+from training.data import Split
+from training.ranking import ScoreFn, evaluate, padded_histories
+
+log = logging.getLogger(__name__)
+
+MODEL_ORDER = ("teacher", "student", "scratch", "popularity")
+PLOT_METRICS = ("hr@{k}", "ndcg@{k}", "recall@{rk}", "mrr", "coverage@{k}")
+
+
+def popularity_score_fn(popularity: np.ndarray) -> ScoreFn:
+    """Every user gets the train popularity vector: the baseline any model must beat."""
+    row = np.asarray(popularity, dtype=np.float32)[None, :]
+
+    def score(users: np.ndarray, histories: np.ndarray) -> np.ndarray:
+        return np.repeat(row, len(users), axis=0)
+
+    return score
+
+
+def mean_agreement(student_top: np.ndarray, teacher_top: np.ndarray, k: int) -> dict[str, float | None]:
+    """Per-user core.agreement metrics averaged over users (kendall_tau over users where defined).
+
+    None where no user defines the metric (JSON has no NaN).
+    """
+    rows = [agreement(s.tolist(), t.tolist(), k) for s, t in zip(student_top, teacher_top, strict=True)]
+    out: dict[str, float | None] = {}
+    for key in ("overlap@k", "rbo", "kendall_tau", "ndcg_vs_teacher"):
+        values = [r[key] for r in rows if r[key] is not None]
+        out[key.replace("@k", f"@{k}")] = float(np.mean(values)) if values else None
+    out["users"] = float(len(rows))
+    return out
+
+
+def evaluate_models(
+    split: Split,
+    models: Mapping[str, tuple[ScoreFn, int]],
+    k: int,
+    recall_k: int,
+    batch_size: int,
+    stage: str = "test",
+) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+    """Full-ranking metrics per model and each model's top-k lists (for agreement).
+
+    `models` maps a name to (score_fn, history_len): each model sees the history length it was
+    trained with.
+    """
+    metrics: dict[str, dict[str, float]] = {}
+    tops: dict[str, np.ndarray] = {}
+    for name, (score_fn, history_len) in models.items():
+        result = evaluate(score_fn, split, stage, history_len, k, recall_k, batch_size, return_topk=True)  # type: ignore[arg-type]
+        metrics[name], tops[name] = result  # type: ignore[misc]
+        log.info("%s %s: %s", stage, name, {m: round(v, 4) for m, v in metrics[name].items()})
+    return metrics, tops
+
+
+def score_pairs(
+    teacher_fn: ScoreFn,
+    student_fn: ScoreFn,
+    split: Split,
+    teacher_len: int,
+    student_len: int,
+    n_users: int,
+    items_per_user: int = 50,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Teacher and student scores of the same (user, item) pairs, for the scatter plot.
+
+    Per sampled test user: the teacher's top-10 items plus random items, so both the head (where
+    agreement matters) and the bulk of the catalog show.
+    """
+    rng = np.random.default_rng(seed)
+    users = split.test_users
+    if len(users) == 0:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
+    users = rng.choice(users, size=min(n_users, len(users)), replace=False)
+    t = teacher_fn(users, padded_histories(split, users, teacher_len))
+    s = student_fn(users, padded_histories(split, users, student_len))
+    top = np.argsort(-t, axis=1)[:, :10]
+    rand = rng.integers(0, split.n_items, size=(len(users), items_per_user))
+    cols = np.concatenate([top, rand], axis=1)
+    return np.take_along_axis(t, cols, 1).ravel(), np.take_along_axis(s, cols, 1).ravel()
+
+
+# --- the report -------------------------------------------------------------------------------------
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return "n/a" if np.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def metrics_table(metrics: Mapping[str, Mapping[str, float]]) -> str:
+    """A Markdown table, one row per model, columns in the metrics' own order."""
+    names = [n for n in MODEL_ORDER if n in metrics] + [n for n in metrics if n not in MODEL_ORDER]
+    if not names:
+        return "(no models evaluated)\n"
+    columns = [c for c in metrics[names[0]] if c != "users"]
+    lines = ["| model | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for name in names:
+        lines.append(
+            f"| {name} | " + " | ".join(_fmt(metrics[name].get(c, float("nan"))) for c in columns) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """report.md: what was trained on, the metrics table, agreement, parity, sizes, timings."""
+    ds = report.get("dataset", {})
+    out = [
+        f"# recdistill report: {report.get('version', '')}",
+        "",
+        f"Dataset **{ds.get('name')}**: {ds.get('n_users')} users, {ds.get('n_items')} items, "
+        f"{ds.get('n_interactions')} interactions (fingerprint `{str(ds.get('fingerprint', ''))[:12]}`).",
+        "",
+        "## Test metrics (full ranking, train items and the validation item excluded)",
+        "",
+        metrics_table(report.get("metrics", {}).get("test", {})),
+    ]
+    if report.get("agreement"):
+        out += ["## Agreement with the teacher (test users, top-k)", "", metrics_table(report["agreement"])]
+    params = report.get("parameters", {})
+    if params:
+        out += ["## Size", ""]
+        out += [f"- {name}: {count:,} parameters" for name, count in params.items()]
+        if params.get("teacher") and params.get("student"):
+            out.append(f"- student / teacher: {params['student'] / params['teacher']:.1%}")
+        out.append("")
+    for side, result in report.get("parity", {}).items():
+        out.append(
+            f"- ONNX parity ({side}): {'passed' if result.get('passed') else 'FAILED'} on {result.get('rows')} rows, "
+            f"max |score diff| {result.get('max_abs_score_diff', float('nan')):.2e}"
+        )
+    if report.get("parity"):
+        out.append("")
+    if report.get("sweep"):
+        out += [
+            "## Distillation temperature sweep (student, test)",
+            "",
+            metrics_table({f"T={row['temperature']:g}": row["metrics"] for row in report["sweep"]}),
+        ]
+    timings = report.get("seconds", {})
+    if timings:
+        out += ["## Time", ""] + [f"- {stage}: {sec:.1f} s" for stage, sec in timings.items()] + [""]
+    out += [f"![{name}]({name})" for name in report.get("plots", [])]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def plot_metric_bars(metrics: Mapping[str, Mapping[str, float]], k: int, recall_k: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in MODEL_ORDER if n in metrics] + [n for n in metrics if n not in MODEL_ORDER]
+    cols = [m.format(k=k, rk=recall_k) for m in PLOT_METRICS]
+    x = np.arange(len(cols))
+    width = 0.8 / max(len(names), 1)
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for i, name in enumerate(names):
+        ax.bar(x + i * width, [metrics[name].get(c, 0.0) for c in cols], width, label=name)
+    ax.set_xticks(x + width * (len(names) - 1) / 2, cols)
+    ax.set_ylabel("test value")
+    ax.set_title("Full-ranking test metrics per model")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_scatter(teacher_scores: np.ndarray, student_scores: np.ndarray, path: Path) -> float:
+    """Teacher vs student score per (user, item) pair; returns their Pearson correlation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    corr = float(np.corrcoef(teacher_scores, student_scores)[0, 1]) if len(teacher_scores) > 1 else 0.0
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(teacher_scores, student_scores, s=3, alpha=0.3)
+    ax.set_xlabel("teacher score (logit)")
+    ax.set_ylabel("student score")
+    ax.set_title(f"Teacher vs student scores (Pearson r = {corr:.3f})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return corr
+
+
+def plot_sweep(sweep: Sequence[Mapping[str, Any]], metric: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    temps = [row["temperature"] for row in sweep]
+    values = [row["metrics"][metric] for row in sweep]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(temps, values, marker="o")
+    ax.set_xlabel("distillation temperature")
+    ax.set_ylabel(f"student test {metric}")
+    ax.set_title("Student quality vs distillation temperature")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(
+    out_dir: Path,
+    report: dict[str, Any],
+    k: int,
+    recall_k: int,
+    scatter: tuple[np.ndarray, np.ndarray] | None = None,
+) -> list[str]:
+    """Write the plots, report.json and report.md into out_dir; return the file names written."""
+    out_dir = Path(out_dir)
+    plots: list[str] = []
+    test = report.get("metrics", {}).get("test", {})
+    if test:
+        plot_metric_bars(test, k, recall_k, out_dir / "metrics.png")
+        plots.append("metrics.png")
+    if scatter is not None and len(scatter[0]):
+        report["score_correlation"] = plot_scatter(scatter[0], scatter[1], out_dir / "scores_scatter.png")
+        plots.append("scores_scatter.png")
+    if report.get("sweep"):
+        plot_sweep(report["sweep"], f"ndcg@{k}", out_dir / "sweep.png")
+        plots.append("sweep.png")
+    report["plots"] = plots
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+    (out_dir / "report.md").write_text(render_markdown(report))
+    return ["report.json", "report.md", *plots]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

@@ -1,0 +1,373 @@
+"""The offline job, stage by stage: data -> teacher -> soft labels -> students -> export/evaluate/publish.
+
+Each stage can run on its own (the CLI's subcommands) because everything a later stage needs is on
+disk in `cfg.work_dir`: checkpoints (`teacher.pt`, `student.pt`, `scratch.pt`, `sweep/T=<t>/student.pt`),
+the soft-label cache, and one small JSON record per trained model (valid metrics, curve, seconds).
+`run_pipeline` chains the stages in one process without reloading anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.manifest import DatasetInfo, Manifest, load_manifest
+from training.config import PipelineConfig
+from training.data import Interactions, Split, leave_last_out, load_interactions
+from training.ranking import padded_histories
+
+log = logging.getLogger(__name__)
+
+
+class StageError(ValueError):
+    """A stage's inputs are missing or stale (e.g. no teacher checkpoint, or one trained on other data)."""
+
+
+@dataclass
+class Trained:
+    """The models a publish needs, and what their training recorded."""
+
+    teacher: torch.nn.Module
+    student: torch.nn.Module
+    scratch: torch.nn.Module | None = None
+    sweep: list[tuple[float, torch.nn.Module]] = field(default_factory=list)
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> valid_metrics, curve, seconds
+
+
+@dataclass
+class PipelineResult:
+    version_dir: Path
+    manifest: Manifest
+    metrics: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+# --- stages ------------------------------------------------------------------------------------------
+
+
+def load_data(cfg: PipelineConfig) -> tuple[Interactions, Split]:
+    """The configured interactions and their leave-last-out split."""
+    data = load_interactions(cfg.data, seed=cfg.seed)
+    split = leave_last_out(data, cfg.data.min_interactions)
+    log.info(
+        "data %s: %d users, %d items, %d interactions, %d evaluated users",
+        data.name, data.n_users, data.n_items, len(data), len(split.test_users),
+    )  # fmt: skip
+    return data, split
+
+
+def _record_path(cfg: PipelineConfig, name: str) -> Path:
+    return Path(cfg.work_dir) / f"{name}.json"
+
+
+def _save_record(cfg: PipelineConfig, name: str, fit: Any, fingerprint: str) -> dict[str, Any]:
+    record = {
+        "checkpoint": str(fit.checkpoint),
+        "fingerprint": fingerprint,
+        "valid_metrics": fit.valid_metrics,
+        "curve": fit.curve,
+        "seconds": fit.seconds,
+    }
+    path = _record_path(cfg, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2, default=float) + "\n")
+    return record
+
+
+def _load_record(cfg: PipelineConfig, name: str, fingerprint: str) -> dict[str, Any]:
+    path = _record_path(cfg, name)
+    if not path.is_file():
+        raise StageError(f"{path}: not found; run the stage that trains '{name}' first")
+    record = json.loads(path.read_text())
+    if record.get("fingerprint") != fingerprint:
+        raise StageError(f"{path}: trained on other data (fingerprint differs); retrain '{name}'")
+    if not Path(record["checkpoint"]).is_file():
+        raise StageError(f"{record['checkpoint']}: checkpoint missing; retrain '{name}'")
+    return record
+
+
+def sha256_path(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def train_teacher(cfg: PipelineConfig, data: Interactions, split: Split, progress: bool = True) -> Any:
+    from training.train import fit_teacher
+
+    fit = fit_teacher(split, data.catalog, cfg, Path(cfg.work_dir), progress=progress)
+    _save_record(cfg, "teacher", fit, data.fingerprint)
+    log.info("teacher: valid %s in %.1f s", fit.valid_metrics, fit.seconds)
+    return fit
+
+
+def load_trained_teacher(cfg: PipelineConfig, data: Interactions) -> tuple[torch.nn.Module, dict[str, Any]]:
+    from training.teacher import load_teacher
+
+    record = _load_record(cfg, "teacher", data.fingerprint)
+    return load_teacher(Path(record["checkpoint"])), record
+
+
+def soft_labels(cfg: PipelineConfig, teacher: torch.nn.Module, split: Split, progress: bool = True) -> Any:
+    """Cached by the sha256 of the teacher checkpoint: rerunning with the same teacher is free."""
+    from training.distill import build_soft_labels
+
+    key = sha256_path(Path(cfg.work_dir) / "teacher.pt")
+    return build_soft_labels(teacher, split, cfg, Path(cfg.work_dir) / "soft_labels", key, progress=progress)
+
+
+def _scratch_config(cfg: PipelineConfig) -> PipelineConfig:
+    scratch = cfg.model_copy(deep=True)
+    scratch.distill.weight_kl = 0.0
+    scratch.distill.weight_rank = 0.0
+    return scratch
+
+
+def train_students(
+    cfg: PipelineConfig, data: Interactions, split: Split, labels: Any, progress: bool = True
+) -> dict[str, Any]:
+    """The distilled student, the scratch baseline (when configured) and one student per swept temperature."""
+    from training.distill import fit_student
+
+    work = Path(cfg.work_dir)
+    fits: dict[str, Any] = {"student": fit_student(split, cfg, labels, work, progress=progress)}
+    _save_record(cfg, "student", fits["student"], data.fingerprint)
+    if cfg.distill.train_scratch:
+        fits["scratch"] = fit_student(split, _scratch_config(cfg), None, work, progress=progress)
+        _save_record(cfg, "scratch", fits["scratch"], data.fingerprint)
+    for temperature in cfg.distill.sweep_temperatures:
+        swept = cfg.model_copy(deep=True)
+        swept.distill.temperature = temperature
+        name = f"sweep/T={temperature:g}"
+        fits[name] = fit_student(split, swept, labels, work / name, progress=progress)
+        _save_record(cfg, name, fits[name], data.fingerprint)
+    for name, fit in fits.items():
+        log.info("%s: valid %s in %.1f s", name, fit.valid_metrics, fit.seconds)
+    return fits
+
+
+def load_trained(cfg: PipelineConfig, data: Interactions) -> Trained:
+    """Rebuild every model a publish needs from cfg.work_dir (the `recdistill export` stage)."""
+    from training.student import load_student
+
+    teacher, teacher_record = load_trained_teacher(cfg, data)
+    records = {"teacher": teacher_record, "student": _load_record(cfg, "student", data.fingerprint)}
+    trained = Trained(
+        teacher=teacher, student=load_student(Path(records["student"]["checkpoint"])), records=records
+    )
+    if cfg.distill.train_scratch:
+        records["scratch"] = _load_record(cfg, "scratch", data.fingerprint)
+        trained.scratch = load_student(Path(records["scratch"]["checkpoint"]))
+    for temperature in cfg.distill.sweep_temperatures:
+        name = f"sweep/T={temperature:g}"
+        records[name] = _load_record(cfg, name, data.fingerprint)
+        trained.sweep.append((temperature, load_student(Path(records[name]["checkpoint"]))))
+    _check_shapes(trained, data)
+    return trained
+
+
+def _check_shapes(trained: Trained, data: Interactions) -> None:
+    if trained.teacher.n_users != data.n_users or trained.teacher.n_items != data.n_items:
+        raise StageError(
+            f"the teacher was trained on {trained.teacher.n_users} users / {trained.teacher.n_items} items, "
+            f"the data has {data.n_users} / {data.n_items}: retrain"
+        )
+    for model in [trained.student, trained.scratch, *(m for _, m in trained.sweep)]:
+        if model is not None and model.n_items != data.n_items:
+            raise StageError(
+                f"a student was trained on {model.n_items} items, the data has {data.n_items}: retrain"
+            )
+
+
+def trained_from_fits(teacher_fit: Any, fits: dict[str, Any]) -> Trained:
+    records = {"teacher": _fit_record(teacher_fit)} | {name: _fit_record(fit) for name, fit in fits.items()}
+    return Trained(
+        teacher=teacher_fit.model,
+        student=fits["student"].model,
+        scratch=fits["scratch"].model if "scratch" in fits else None,
+        sweep=[(float(n.split("=", 1)[1]), f.model) for n, f in fits.items() if n.startswith("sweep/")],
+        records=records,
+    )
+
+
+def _fit_record(fit: Any) -> dict[str, Any]:
+    return {"valid_metrics": fit.valid_metrics, "curve": fit.curve, "seconds": fit.seconds}
+
+
+# --- evaluate, export, publish -----------------------------------------------------------------------
+
+
+def evaluate_all(cfg: PipelineConfig, data: Interactions, split: Split, trained: Trained) -> dict[str, Any]:
+    """Test metrics for every model, agreement with the teacher, the sweep, and scatter pairs."""
+    from training.evaluate import evaluate_models, mean_agreement, popularity_score_fn, score_pairs
+    from training.train import student_score_fn, teacher_score_fn
+
+    e = cfg.eval
+    models = {"teacher": (teacher_score_fn(trained.teacher), trained.teacher.history_len)}
+    models["student"] = (student_score_fn(trained.student), trained.student.history_len)
+    if trained.scratch is not None:
+        models["scratch"] = (student_score_fn(trained.scratch), trained.scratch.history_len)
+    models["popularity"] = (popularity_score_fn(split.item_popularity()), 1)
+    metrics, tops = evaluate_models(split, models, e.k, e.recall_k, e.batch_size)
+    agreement = {"student": mean_agreement(tops["student"], tops["teacher"], e.k)}
+    if "scratch" in tops:
+        agreement["scratch"] = mean_agreement(tops["scratch"], tops["teacher"], e.k)
+    agreement["popularity"] = mean_agreement(tops["popularity"], tops["teacher"], e.k)
+    sweep = []
+    for temperature, model in trained.sweep:
+        swept, _ = evaluate_models(
+            split, {"s": (student_score_fn(model), model.history_len)}, e.k, e.recall_k, e.batch_size
+        )
+        sweep.append({"temperature": temperature, "metrics": swept["s"]})
+    scatter = score_pairs(
+        models["teacher"][0], models["student"][0], split,
+        trained.teacher.history_len, trained.student.history_len, e.scatter_users, seed=cfg.seed,
+    )  # fmt: skip
+    return {"test": metrics, "agreement": agreement, "sweep": sweep, "scatter": scatter}
+
+
+def _parity(
+    cfg: PipelineConfig, split: Split, model: torch.nn.Module, side: str, card: Any, stage: Path
+) -> dict:
+    """Parity on >= parity_users rows at the model's history length, plus a check at half length."""
+    from training.export import check_parity, parity_inputs
+
+    x = cfg.export
+    rng = np.random.default_rng(cfg.seed)
+    users = rng.permutation(split.n_users)[: x.parity_users].astype(np.int64)
+    result = {}
+    for label, length, rows in (
+        ("full", model.history_len, x.parity_users),
+        ("short", max(1, model.history_len // 2), 100),
+    ):
+        hist = padded_histories(split, users[:rows], length)
+        inputs = parity_inputs(hist, users[:rows], split.n_users, split.n_items, rows, cfg.seed)
+        result[label] = check_parity(model, side, card, stage, inputs, x.parity_k, x.parity_atol)  # type: ignore[arg-type]
+    out = dict(result["full"])
+    out["short_history"] = result["short"]
+    out["passed"] = result["full"]["passed"] and result["short"]["passed"]
+    return out
+
+
+def write_data_files(stage: Path, data: Interactions, split: Split) -> None:
+    """The id maps, metadata, popularity, seed interactions and holdout the service reads."""
+    cat = data.catalog
+    np.save(stage / "items.npy", np.asarray(cat.item_ids).astype(str), allow_pickle=False)
+    np.save(stage / "users.npy", np.asarray(data.user_ids).astype(str), allow_pickle=False)
+    np.save(stage / "item_category.npy", cat.category.astype(np.int32), allow_pickle=False)
+    (stage / "categories.json").write_text(json.dumps(list(cat.categories)) + "\n")
+    np.save(stage / "item_price.npy", cat.price.astype(np.float32), allow_pickle=False)
+    np.save(stage / "popularity.npy", split.item_popularity(), allow_pickle=False)
+    np.savez(
+        stage / "seed_interactions.npz",
+        user=split.train_users, item=split.train_items, timestamp=split.train_timestamps,
+    )  # fmt: skip
+    np.savez(stage / "holdout.npz", user=split.test_users, item=split.test_items)
+
+
+def publish_trained(
+    cfg: PipelineConfig,
+    data: Interactions,
+    split: Split,
+    trained: Trained,
+    seconds: dict[str, float] | None = None,
+) -> PipelineResult:
+    """Evaluate, then export + parity + report into a staging folder, then publish atomically.
+
+    A parity failure raises before anything is renamed: no version, LATEST untouched.
+    """
+    from training.evaluate import write_report
+    from training.export import export_side
+    from training.publish import new_version, publish
+    from training.student import count_parameters
+
+    seconds = dict(seconds or {})
+    t0 = time.perf_counter()
+    evaluation = evaluate_all(cfg, data, split, trained)
+    seconds["evaluate"] = time.perf_counter() - t0
+    config_json = cfg.model_dump(mode="json")
+    version = new_version(data.fingerprint, json.dumps(config_json, sort_keys=True))
+    params = {"teacher": count_parameters(trained.teacher), "student": count_parameters(trained.student)}
+    if trained.scratch is not None:
+        params["scratch"] = count_parameters(trained.scratch)
+    metrics = {
+        "test": evaluation["test"],
+        "agreement": evaluation["agreement"],
+        "valid": {name: rec.get("valid_metrics", {}) for name, rec in trained.records.items()},
+        "sweep": evaluation["sweep"],
+    }
+    dataset = DatasetInfo(
+        name=data.name, fingerprint=data.fingerprint,
+        n_users=data.n_users, n_items=data.n_items, n_interactions=len(data),
+    )  # fmt: skip
+
+    def build(stage: Path) -> Manifest:
+        t1 = time.perf_counter()
+        cards, parity = {}, {}
+        for side, model in (("student", trained.student), ("teacher", trained.teacher)):
+            cards[side] = export_side(model, side, stage, cfg.export.opset, params[side])  # type: ignore[arg-type]
+            parity[side] = _parity(cfg, split, model, side, cards[side], stage)
+        seconds["export"] = time.perf_counter() - t1
+        write_data_files(stage, data, split)
+        report = {
+            "version": version,
+            "dataset": dataset.model_dump(),
+            "metrics": {"test": metrics["test"]},
+            "agreement": metrics["agreement"],
+            "valid": metrics["valid"],
+            "sweep": metrics["sweep"],
+            "parity": parity,
+            "parameters": params,
+            "curves": {name: rec.get("curve", []) for name, rec in trained.records.items()},
+            "seconds": seconds,
+        }
+        report_files = write_report(stage, report, cfg.eval.k, cfg.eval.recall_k, evaluation["scatter"])
+        if "score_correlation" in report:
+            metrics["score_correlation"] = report["score_correlation"]
+        return Manifest(
+            version=version,
+            created_at=datetime.now(UTC),
+            dataset=dataset,
+            config=config_json,
+            files={},
+            student=cards["student"],
+            teacher=cards["teacher"],
+            parity=parity,
+            metrics={**metrics, "parameters": params, "seconds": seconds},
+            report=report_files,
+        )
+
+    version_dir = publish(Path(cfg.models_dir), version, build)
+    return PipelineResult(
+        version_dir=version_dir, manifest=load_manifest(version_dir), metrics=metrics, seconds=seconds
+    )
+
+
+def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult:
+    """data -> teacher -> soft labels -> student (+ scratch, sweep) -> evaluate -> export -> publish."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    data, split = load_data(cfg)
+    seconds["data"] = time.perf_counter() - t0
+    teacher_fit = train_teacher(cfg, data, split, progress)
+    seconds["teacher"] = teacher_fit.seconds
+    t0 = time.perf_counter()
+    labels = soft_labels(cfg, teacher_fit.model, split, progress)
+    seconds["soft_labels"] = time.perf_counter() - t0
+    fits = train_students(cfg, data, split, labels, progress)
+    for name, fit in fits.items():
+        seconds[name] = fit.seconds
+    return publish_trained(cfg, data, split, trained_from_fits(teacher_fit, fits), seconds)

@@ -1,0 +1,119 @@
+"""Full-ranking evaluation: every model is scored over the whole catalog, the same way.
+
+Metrics are free functions over the 0-based rank of each user's single held-out item among the
+items that user may be recommended (train items excluded; for test, the validation item too).
+Ranks count strictly better-scored items, so a tie goes in the model's favour only if it is an
+exact float tie; see `target_ranks`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+
+from training.data import Split
+
+Stage = Literal["valid", "test"]
+# Given user indices [B] and their padded histories [B, L], return scores [B, n_items] (float32).
+ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def padded_histories(split: Split, users: np.ndarray, length: int) -> np.ndarray:
+    """int64 [B, length]: each user's last `length` train items, left-padded with n_items (the pad)."""
+    out = np.full((len(users), length), split.n_items, dtype=np.int64)
+    for row, u in enumerate(users):
+        items = split.history(int(u))[-length:]
+        if len(items):
+            out[row, length - len(items) :] = items
+    return out
+
+
+def exclude_seen(scores: np.ndarray, split: Split, users: np.ndarray, extra: np.ndarray | None = None) -> None:
+    """In place: -inf for every train item of each user (and `extra[row]`, e.g. the validation item)."""
+    for row, u in enumerate(users):
+        scores[row, split.history(int(u))] = -np.inf
+        if extra is not None:
+            scores[row, extra[row]] = -np.inf
+
+
+def target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """int64 [B]: how many items score strictly higher than each row's target (0 = ranked first)."""
+    target_scores = scores[np.arange(len(targets)), targets][:, None]
+    return (scores > target_scores).sum(axis=1).astype(np.int64)
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """int64 [B, k]: the k best items per row, best first (ties broken by lower index)."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.lexsort((part, -np.take_along_axis(scores, part, axis=1)), axis=1)
+    return np.take_along_axis(part, order, axis=1).astype(np.int64)
+
+
+def hit_rate(ranks: np.ndarray, k: int) -> float:
+    """Share of users whose held-out item is in the top-k. With one held-out item, Recall@k == HR@k."""
+    return float(np.mean(ranks < k)) if len(ranks) else 0.0
+
+
+def ndcg(ranks: np.ndarray, k: int) -> float:
+    """Mean NDCG@k with one relevant item: 1/log2(rank + 2) inside the top-k, else 0."""
+    if not len(ranks):
+        return 0.0
+    gains = np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+    return float(np.mean(gains))
+
+
+def mrr(ranks: np.ndarray) -> float:
+    """Mean reciprocal rank over the full catalog (no cut-off)."""
+    return float(np.mean(1.0 / (ranks + 1.0))) if len(ranks) else 0.0
+
+
+def coverage(topk_lists: np.ndarray, n_items: int) -> float:
+    """Share of the catalog that appears in at least one user's top-k list."""
+    return len(np.unique(topk_lists)) / n_items if n_items else 0.0
+
+
+def summarize(ranks: np.ndarray, topk_lists: np.ndarray, n_items: int, k: int, recall_k: int) -> dict[str, float]:
+    return {
+        f"hr@{k}": hit_rate(ranks, k),
+        f"ndcg@{k}": ndcg(ranks, k),
+        f"recall@{recall_k}": hit_rate(ranks, recall_k),
+        "mrr": mrr(ranks),
+        f"coverage@{k}": coverage(topk_lists, n_items),
+        "users": float(len(ranks)),
+    }
+
+
+def evaluate(
+    score_fn: ScoreFn,
+    split: Split,
+    stage: Stage,
+    history_len: int,
+    k: int = 10,
+    recall_k: int = 50,
+    batch_size: int = 512,
+    return_topk: bool = False,
+) -> dict[str, float] | tuple[dict[str, float], np.ndarray]:
+    """Score every evaluated user over the full catalog and summarise.
+
+    valid: history = train items, target = validation item, train items excluded.
+    test:  history = train items (the validation item is NOT added), target = test item,
+           train items and the validation item excluded.
+    """
+    users = split.valid_users if stage == "valid" else split.test_users
+    targets = split.valid_items if stage == "valid" else split.test_items
+    all_ranks, all_top = [], []
+    for start in range(0, len(users), batch_size):
+        batch_users = users[start : start + batch_size]
+        histories = padded_histories(split, batch_users, history_len)
+        scores = np.array(score_fn(batch_users, histories), dtype=np.float32, copy=True)
+        extra = split.valid_items[start : start + batch_size] if stage == "test" else None
+        exclude_seen(scores, split, batch_users, extra)
+        all_ranks.append(target_ranks(scores, targets[start : start + batch_size]))
+        all_top.append(top_k(scores, k))
+    ranks = np.concatenate(all_ranks) if all_ranks else np.zeros(0, np.int64)
+    top = np.concatenate(all_top) if all_top else np.zeros((0, k), np.int64)
+    metrics = summarize(ranks, top, split.n_items, k, recall_k)
+    return (metrics, top) if return_topk else metrics

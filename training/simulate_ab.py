@@ -1,0 +1,111 @@
+"""`recdistill simulate-ab`: replay held-out interactions against a running service's A/B experiment.
+
+Each simulated request picks a held-out (user, item) pair of the published version, asks
+`/v1/recommend` for that user (the service conditions on the user's stored history), and clicks
+when the held-out item is in the answer; a seeded fraction of clicks becomes a purchase. The
+service's `/v1/ab/report` then has real numbers to show. numpy + httpx only: no torch, no training.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from core.manifest import load_manifest, read_latest
+
+log = logging.getLogger(__name__)
+
+
+class SimulationError(RuntimeError):
+    """The simulation cannot run: nothing published, no holdout, or the service cannot be reached."""
+
+
+def load_holdout(models_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(user ids, item ids) as raw strings, one row per held-out interaction of models/LATEST."""
+    models_dir = Path(models_dir)
+    version = read_latest(models_dir)
+    if version is None:
+        raise SimulationError(f"{models_dir / 'LATEST'}: nothing published; run the pipeline first")
+    version_dir = models_dir / version
+    manifest = load_manifest(version_dir)
+    if not manifest.holdout:
+        raise SimulationError(f"{version_dir / 'manifest.json'}: this version publishes no holdout")
+    path = version_dir / manifest.holdout
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            users, items = np.asarray(npz["user"], np.int64), np.asarray(npz["item"], np.int64)
+        user_ids = np.load(version_dir / manifest.user_ids, allow_pickle=False).astype(str)
+        item_ids = np.load(version_dir / manifest.item_ids, allow_pickle=False).astype(str)
+    except (OSError, KeyError, ValueError) as exc:
+        raise SimulationError(f"{path}: cannot read arrays 'user' and 'item': {exc}") from exc
+    if len(users) != len(items) or not len(users):
+        raise SimulationError(f"{path}: needs equally long, non-empty 'user' and 'item' arrays")
+    if users.min() < 0 or users.max() >= len(user_ids) or items.min() < 0 or items.max() >= len(item_ids):
+        raise SimulationError(f"{path}: user or item indices outside the published id maps")
+    return user_ids[users], item_ids[items]
+
+
+def simulate_ab(
+    base_url: str,
+    models_dir: Path,
+    requests: int,
+    seed: int,
+    *,
+    k: int = 10,
+    purchase_rate: float = 0.3,
+    client: httpx.Client | None = None,
+    timeout_s: float = 10.0,
+) -> dict[str, Any]:
+    """Send `requests` recommendations + the implied feedback; return the tallies and the A/B report.
+
+    `client` lets tests pass an in-process client (FastAPI's TestClient); otherwise one is opened on
+    `base_url`. Non-2xx answers are counted, not raised; an unreachable service raises SimulationError.
+    """
+    if requests < 1:
+        raise SimulationError(f"--requests must be at least 1, got {requests}")
+    users, items = load_holdout(models_dir)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(users), requests)
+    buy = rng.random(requests) < purchase_rate  # drawn up front: the same seed gives the same run
+    owns_client = client is None
+    http = client if client is not None else httpx.Client(base_url=base_url, timeout=timeout_s)
+    tally: dict[str, dict[str, int]] = {}
+    failed = 0
+    try:
+        for n, row in enumerate(picks.tolist()):
+            user, held_out = str(users[row]), str(items[row])
+            r = http.post("/v1/recommend", json={"user_id": user, "k": k})
+            if r.status_code != 200:
+                failed += 1
+                if failed <= 3:
+                    log.warning("request %d for user %s: HTTP %d %s", n, user, r.status_code, r.text[:200])
+                continue
+            answer = r.json()
+            arm = tally.setdefault(answer["arm"], {"requests": 0, "clicks": 0, "purchases": 0})
+            arm["requests"] += 1
+            if held_out not in {item["item_id"] for item in answer["items"]}:
+                continue
+            events = ["click", "purchase"] if buy[n] else ["click"]
+            for event in events:
+                fb = http.post(
+                    "/v1/feedback", json={"request_id": answer["request_id"], "item_id": held_out, "event": event}
+                )
+                if fb.status_code == 201:
+                    arm["clicks" if event == "click" else "purchases"] += 1
+                else:
+                    failed += 1
+                    log.warning("feedback on %s: HTTP %d %s", answer["request_id"], fb.status_code, fb.text[:200])
+        report = http.get("/v1/ab/report")
+        report.raise_for_status()
+    except httpx.TransportError as exc:
+        raise SimulationError(f"{base_url}: cannot reach the service ({exc}); is `recdistill serve` running?") from exc
+    except httpx.HTTPStatusError as exc:
+        raise SimulationError(f"{base_url}/v1/ab/report: HTTP {exc.response.status_code}") from exc
+    finally:
+        if owns_client:
+            http.close()
+    return {"requests": requests, "failed": failed, "by_arm": tally, "report": report.json()}

@@ -1,0 +1,175 @@
+"""The two-tower teacher: user id + recent history on one side, item id + category + price on the other.
+
+The towers return embeddings only; the losses live in training/losses.py and the loop in
+training/train.py. Scores are exactly `user_vectors(user, history) @ item_vectors().T`: both sides are
+L2-normalised and the temperature is folded into the user side, so the logits used for ranking,
+for the soft labels and in the exported graph are one and the same.
+
+The history encoder is a small causal transformer (SASRec-style, Kang & McAuley ICDM 2018) over the
+last `history_len` items, left-padded with `n_items`. Positions are counted from the right (the most
+recent item is position 0), so extra left padding never changes the output, and the graph has no
+data-dependent Python control flow (export-friendly with dynamic batch and history length).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.config import TeacherConfig
+
+NEG_INF = -1e9  # additive mask value: finite so a fully padded row never produces NaN
+
+
+class CausalBlock(nn.Module):
+    """Pre-norm transformer block with causal attention that ignores padded keys."""
+
+    def __init__(self, dim: int, n_heads: int, dropout: float):
+        super().__init__()
+        if dim % n_heads:
+            raise ValueError(f"teacher.dim ({dim}) must be divisible by teacher.n_heads ({n_heads})")
+        self.n_heads = n_heads
+        self.ln1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.ln2 = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        # x: (B, L, D); bias: (B, 1, L, L) additive attention mask
+        B, L, D = x.shape
+        h = self.n_heads
+        q, k, v = self.qkv(self.ln1(x)).split(D, dim=-1)
+        q = q.view(B, L, h, D // h).transpose(1, 2)  # (B, h, L, Dh)
+        k = k.view(B, L, h, D // h).transpose(1, 2)
+        v = v.view(B, L, h, D // h).transpose(1, 2)
+        att = q @ k.transpose(-1, -2) / math.sqrt(D // h) + bias  # (B, h, L, L)
+        att = self.drop(torch.softmax(att, dim=-1))
+        y = (att @ v).transpose(1, 2).reshape(B, L, D)
+        x = x + self.drop(self.proj(y))
+        return x + self.drop(self.ffn(self.ln2(x)))
+
+
+def price_features(price: np.ndarray) -> np.ndarray:
+    """float32 [N, 2]: standardised log1p(price) (0 when unknown) and an unknown-price flag."""
+    price = np.asarray(price, dtype=np.float64)
+    known = np.isfinite(price) & (price >= 0)
+    logp = np.where(known, np.log1p(np.where(known, price, 0.0)), 0.0)
+    if known.any():
+        mu, sd = logp[known].mean(), logp[known].std() or 1.0
+        logp = np.where(known, (logp - mu) / sd, 0.0)
+    return np.stack([logp, (~known).astype(np.float64)], axis=1).astype(np.float32)
+
+
+class TwoTowerTeacher(nn.Module):
+    def __init__(self, n_users: int, item_category: np.ndarray, item_price: np.ndarray, cfg: TeacherConfig):
+        super().__init__()
+        item_category = np.asarray(item_category, dtype=np.int64)
+        n_items = len(item_category)
+        if len(item_price) != n_items:
+            raise ValueError(f"item_price has {len(item_price)} rows, item_category {n_items}")
+        self.cfg = cfg
+        self.n_users = int(n_users)
+        self.n_items = int(n_items)
+        self.history_len = cfg.history_len
+        self.padding_value = self.n_items
+        self.oov_user = self.n_users
+        self.temperature = cfg.temperature
+        D = cfg.dim
+        n_categories = int(item_category.max()) + 1 if n_items and item_category.max() >= 0 else 0
+        # Unknown category (-1) maps to the last row.
+        cat_index = np.where(item_category >= 0, item_category, n_categories)
+        self.register_buffer("item_cat", torch.as_tensor(cat_index, dtype=torch.long), persistent=False)
+        self.register_buffer("item_price", torch.as_tensor(price_features(item_price)), persistent=False)
+
+        self.user_emb = nn.Embedding(self.n_users + 1, D)  # last row: unknown users (OOV)
+        self.item_emb = nn.Embedding(self.n_items + 1, D, padding_idx=self.n_items)  # shared by both towers
+        self.cat_emb = nn.Embedding(n_categories + 1, D)
+        self.price_proj = nn.Linear(2, D)
+        self.pos_emb = nn.Embedding(cfg.history_len, D)  # position 0 = most recent item
+        self.blocks = nn.ModuleList([CausalBlock(D, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_layers)])
+        self.ln_f = nn.LayerNorm(D)
+        self.user_proj = nn.Linear(2 * D, D)
+        self.item_proj = nn.Linear(D, D)
+        self.drop = nn.Dropout(cfg.dropout)
+        for emb in (self.user_emb, self.item_emb, self.cat_emb, self.pos_emb):
+            nn.init.normal_(emb.weight, std=0.05)
+        with torch.no_grad():
+            self.item_emb.weight[self.n_items].zero_()
+
+    # ---- item tower -------------------------------------------------------------------------
+    def item_content(self) -> torch.Tensor:
+        """(N+1, D): id + category + price embedding per item; the pad row is zero."""
+        x = self.item_emb.weight[: self.n_items] + self.cat_emb(self.item_cat) + self.price_proj(self.item_price)
+        return torch.cat([x, torch.zeros_like(x[:1])], dim=0)
+
+    def item_vectors(self) -> torch.Tensor:
+        """(N, D) unit vectors; scores are user_vectors @ item_vectors().T."""
+        x = self.item_content()[: self.n_items]
+        return F.normalize(x + self.item_proj(x), dim=-1)
+
+    # ---- user tower -------------------------------------------------------------------------
+    def sequence_vectors(self, user: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """(B, L, D): the user vector after each position of the history (causal).
+
+        Training uses every position (one forward pass yields L next-item predictions);
+        serving uses the last one. user: (B,), history: (B, L) left-padded with n_items.
+        """
+        B, L = history.shape
+        pad = history == self.padding_value  # (B, L)
+        pos = torch.arange(L, device=history.device).flip(0)  # most recent = 0
+        x = self.item_content()[history] + self.pos_emb(pos)[None]
+        x = self.drop(x)
+        # Masks from index comparisons (not eye/tril on bool): onnxruntime has no bool EyeLike kernel.
+        idx = torch.arange(L, device=history.device)
+        causal = idx[None, :] <= idx[:, None]  # (L, L) key <= query
+        eye = idx[None, :] == idx[:, None]
+        allowed = causal[None] & (~pad[:, None, :] | eye[None])  # a pad row may attend to itself only
+        bias = torch.where(allowed, 0.0, NEG_INF).to(x.dtype)[:, None]  # (B, 1, L, L)
+        for block in self.blocks:
+            x = block(x, bias)
+        h = self.ln_f(x)  # (B, L, D)
+        u = self.drop(self.user_emb(user))[:, None].expand(B, L, -1)
+        v = self.user_proj(torch.cat([h, u], dim=-1))
+        return F.normalize(v, dim=-1) / self.temperature
+
+    def user_vectors(self, user: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """(B, D): temperature-scaled user vector from the user id and the left-padded history."""
+        return self.sequence_vectors(user, history)[:, -1]
+
+    def forward(self, user: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        return self.user_vectors(user, history)
+
+
+def teacher_checkpoint(model: TwoTowerTeacher, item_category: np.ndarray, item_price: np.ndarray) -> dict:
+    """Everything `load_teacher` needs to rebuild the model (nanoGPT style: args beside weights)."""
+    return {
+        "kind": "teacher",
+        "config": model.cfg.model_dump(mode="json"),
+        "state_dict": model.state_dict(),
+        "n_users": model.n_users,
+        "n_items": model.n_items,
+        "item_category": torch.as_tensor(np.asarray(item_category, dtype=np.int64)),
+        "item_price": torch.as_tensor(np.asarray(item_price, dtype=np.float32)),
+    }
+
+
+def load_teacher(path: Path) -> TwoTowerTeacher:
+    """Rebuild a teacher from its checkpoint, in eval mode."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if ckpt.get("kind") != "teacher":
+        raise ValueError(f"{path}: not a teacher checkpoint (kind={ckpt.get('kind')!r})")
+    model = TwoTowerTeacher(
+        ckpt["n_users"],
+        ckpt["item_category"].numpy(),
+        ckpt["item_price"].numpy(),
+        TeacherConfig.model_validate(ckpt["config"]),
+    )
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()

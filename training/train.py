@@ -1,0 +1,268 @@
+"""Training examples, the shared training loop (early stopping, time budget, checkpoint) and `fit_teacher`.
+
+Examples are built once as arrays from the Split (no per-example Python in the hot path):
+every train interaction after a user's first is a (history -> next item) pair. The teacher sees them
+as windows of `history_len` consecutive pairs (one causal forward pass scores all L positions);
+the student gathers each pair's left-padded history on the fly from the flat train array.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from training.config import PipelineConfig
+from training.data import Catalog, Split
+from training.losses import hard_label_loss, sampled_softmax_loss
+from training.ranking import ScoreFn, evaluate
+from training.teacher import TwoTowerTeacher, teacher_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitResult:
+    model: torch.nn.Module  # best weights loaded, eval mode
+    checkpoint: Path
+    valid_metrics: dict[str, float]
+    curve: list[dict]  # one dict per epoch: epoch, loss, seconds and the validation metrics
+    seconds: float
+
+
+# ---- examples ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pairs:
+    """Every (history -> next item) pair of the train split, in user then time order.
+
+    pos[i] indexes split.train_items at the pair's target; its history is the `history_len`
+    items before it (same user only). window/col locate the pair in the teacher's windows.
+    """
+
+    user: np.ndarray  # int64 [P]
+    pos: np.ndarray  # int64 [P]: global index of the target in split.train_items
+    window: np.ndarray  # int64 [P]
+    col: np.ndarray  # int64 [P]
+    n_windows: int
+
+
+def build_pairs(split: Split, history_len: int) -> Pairs:
+    """Vectorised: pairs counted from each user's most recent one backwards, L per window."""
+    L = history_len
+    users = split.train_users
+    start = split.train_indptr[users]
+    t = np.arange(len(users), dtype=np.int64) - start  # position inside the user's sequence
+    keep = t >= 1
+    user, pos, t = users[keep], np.flatnonzero(keep).astype(np.int64), t[keep]
+    n = np.diff(split.train_indptr)[user]  # train length of each pair's user
+    r = (n - 1) - t  # 0 = the user's last pair
+    k = r // L
+    n_win_user = np.zeros(split.n_users, dtype=np.int64)
+    np.maximum.at(n_win_user, user, k + 1)
+    first = np.zeros(split.n_users + 1, dtype=np.int64)
+    np.cumsum(n_win_user, out=first[1:])
+    return Pairs(user=user, pos=pos, window=first[user] + k, col=(L - 1) - r % L, n_windows=int(first[-1]))
+
+
+def window_tensors(split: Split, pairs: Pairs, history_len: int) -> tuple[torch.Tensor, ...]:
+    """(users [W], inputs [W, L] left-padded with n_items, targets [W, L] with -1 where no pair)."""
+    W, L = pairs.n_windows, history_len
+    users = np.zeros(W, dtype=np.int64)
+    users[pairs.window] = pairs.user
+    inputs = np.full((W, L), split.n_items, dtype=np.int64)
+    targets = np.full((W, L), -1, dtype=np.int64)
+    inputs[pairs.window, pairs.col] = split.train_items[pairs.pos - 1]
+    targets[pairs.window, pairs.col] = split.train_items[pairs.pos]
+    return torch.from_numpy(users), torch.from_numpy(inputs), torch.from_numpy(targets)
+
+
+def gather_histories(split: Split, pairs: Pairs, idx: np.ndarray, history_len: int) -> np.ndarray:
+    """int64 [B, L]: the left-padded histories of pairs `idx` (items before each target, same user)."""
+    pos = pairs.pos[idx][:, None]
+    src = pos - history_len + np.arange(history_len)[None]  # (B, L), last column = pos - 1
+    valid = src >= split.train_indptr[pairs.user[idx]][:, None]
+    return np.where(valid, split.train_items[np.clip(src, 0, None)], split.n_items)
+
+
+# ---- evaluation helpers -----------------------------------------------------------------------
+def teacher_score_fn(model: TwoTowerTeacher) -> ScoreFn:
+    """Scores for training.ranking.evaluate: users beyond the table map to the OOV row."""
+
+    def score(users: np.ndarray, histories: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            u = torch.as_tensor(np.where(users < model.n_users, users, model.oov_user), dtype=torch.long)
+            vec = model.user_vectors(u, torch.as_tensor(histories, dtype=torch.long))
+            return (vec @ model.item_vectors().T).numpy()
+
+    return score
+
+
+def student_score_fn(model: torch.nn.Module) -> ScoreFn:
+    def score(users: np.ndarray, histories: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            vec = model.user_vectors(torch.as_tensor(histories, dtype=torch.long))
+            return (vec @ model.item_vectors().T).numpy()
+
+    return score
+
+
+def validation_split(split: Split, max_users: int | None, seed: int) -> Split:
+    """The split with at most `max_users` (seeded sample) validation users: early stopping stays cheap."""
+    if max_users is None or len(split.valid_users) <= max_users:
+        return split
+    keep = np.sort(np.random.default_rng(seed).choice(len(split.valid_users), max_users, replace=False))
+    return dataclasses.replace(
+        split,
+        valid_users=split.valid_users[keep],
+        valid_items=split.valid_items[keep],
+        test_users=split.test_users[keep],
+        test_items=split.test_items[keep],
+    )
+
+
+def save_checkpoint(payload: dict, path: Path) -> None:
+    """torch.save to a temp file then rename: a crash never leaves a half-written checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def set_threads(cfg: PipelineConfig) -> None:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+
+
+# ---- the loop ---------------------------------------------------------------------------------
+def train_loop(
+    model: torch.nn.Module,
+    n_examples: int,
+    batch_loss: Callable[[np.ndarray], torch.Tensor],
+    validate: Callable[[], dict[str, float]],
+    *,
+    metric: str,
+    lr: float,
+    weight_decay: float,
+    batch_size: int,
+    epochs: int,
+    patience: int,
+    max_seconds: float | None,
+    seed: int,
+    progress: bool,
+    desc: str,
+) -> tuple[list[dict], dict[str, float], float]:
+    """AdamW over shuffled example indices; validate each epoch; keep the best weights by `metric`.
+
+    Stops after `patience` epochs without improvement, or when `max_seconds` is spent (the
+    current epoch is cut short and still validated). Returns (curve, best metrics, seconds) with
+    the best weights loaded and the model in eval mode.
+    """
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    t0 = time.perf_counter()
+    curve: list[dict] = []
+    best: dict[str, float] = {}
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    stale = 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = rng.permutation(n_examples)
+        total, batches, out_of_time = 0.0, 0, False
+        bar = tqdm(range(0, n_examples, batch_size), desc=f"{desc} epoch {epoch}", disable=not progress, leave=False)
+        for start in bar:
+            loss = batch_loss(order[start : start + batch_size])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss)
+            batches += 1
+            if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+                out_of_time = True
+                break
+        model.eval()
+        metrics = validate()
+        row = {"epoch": epoch, "loss": total / max(batches, 1), "seconds": time.perf_counter() - t0, **metrics}
+        curve.append(row)
+        log.info("%s epoch %d: loss %.4f %s %.4f", desc, epoch, row["loss"], metric, metrics[metric])
+        if not best or metrics[metric] > best[metric]:
+            best, stale = metrics, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+        if stale >= patience or out_of_time:
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return curve, best, time.perf_counter() - t0
+
+
+# ---- teacher ----------------------------------------------------------------------------------
+def negative_proposal(split: Split, smoothing: float = 0.1) -> torch.Tensor:
+    """float32 [N]: popularity mixed with a little uniform mass so tail items are sampled too."""
+    pop = split.item_popularity()
+    q = (1 - smoothing) * pop / max(pop.sum(), 1.0) + smoothing / split.n_items
+    return torch.as_tensor(q, dtype=torch.float32)
+
+
+def use_full_softmax(cfg: PipelineConfig, n_items: int) -> bool:
+    t = cfg.teacher
+    return t.loss == "full" or (t.loss == "auto" and n_items <= t.full_softmax_max_items)
+
+
+def fit_teacher(split: Split, catalog: Catalog, cfg: PipelineConfig, work_dir: Path, progress: bool = True) -> FitResult:
+    """Train the two-tower teacher on every next-item pair; early stopping on validation NDCG@k."""
+    set_threads(cfg)
+    torch.manual_seed(cfg.seed)
+    tc = cfg.teacher
+    model = TwoTowerTeacher(split.n_users, catalog.category, catalog.price, tc)
+    pairs = build_pairs(split, tc.history_len)
+    if pairs.n_windows == 0:
+        raise ValueError("the train split has no (history -> next item) pair: every user has one interaction")
+    users, inputs, targets = window_tensors(split, pairs, tc.history_len)
+    full = use_full_softmax(cfg, split.n_items)
+    q = negative_proposal(split)
+    log_q = q.log()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    log.info("teacher: %d pairs in %d windows, %s softmax", len(pairs.user), pairs.n_windows, "full" if full else "sampled")
+
+    def batch_loss(idx: np.ndarray) -> torch.Tensor:
+        i = torch.from_numpy(idx)
+        u, x, y = users[i], inputs[i], targets[i]
+        if tc.user_dropout > 0:  # train the OOV row: unknown users get a real vector
+            drop = torch.rand(len(u), generator=gen) < tc.user_dropout
+            u = torch.where(drop, model.oov_user, u)
+        seq = model.sequence_vectors(u, x)  # (B, L, D)
+        has = y >= 0
+        vec, tgt = seq[has], y[has]  # (P, D), (P,)
+        items = model.item_vectors()  # (N, D)
+        if full:
+            return hard_label_loss(vec @ items.T, tgt)
+        neg = torch.multinomial(q, min(tc.n_negatives, split.n_items), replacement=True, generator=gen)  # (S,)
+        pos_logit = (vec * items[tgt]).sum(-1)
+        neg_logits = vec @ items[neg].T  # (P, S)
+        if not tc.logq_correction:
+            return sampled_softmax_loss(pos_logit, neg_logits, torch.zeros_like(pos_logit), torch.zeros(len(neg)))
+        return sampled_softmax_loss(pos_logit, neg_logits, log_q[tgt], log_q[neg], neg[None] == tgt[:, None])
+
+    vsplit = validation_split(split, tc.valid_max_users, cfg.seed)
+
+    def validate() -> dict[str, float]:
+        return evaluate(teacher_score_fn(model), vsplit, "valid", tc.history_len, cfg.eval.k, cfg.eval.recall_k, cfg.eval.batch_size)
+
+    curve, best, seconds = train_loop(
+        model, pairs.n_windows, batch_loss, validate,
+        metric=f"ndcg@{cfg.eval.k}", lr=tc.lr, weight_decay=tc.weight_decay, batch_size=tc.batch_size,
+        epochs=tc.epochs, patience=tc.patience, max_seconds=tc.max_train_seconds, seed=cfg.seed,
+        progress=progress, desc="teacher",
+    )  # fmt: skip
+    path = Path(work_dir) / "teacher.pt"
+    save_checkpoint(teacher_checkpoint(model, catalog.category, catalog.price), path)
+    return FitResult(model=model, checkpoint=path, valid_metrics=best, curve=curve, seconds=seconds)
