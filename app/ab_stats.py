@@ -7,7 +7,7 @@ chi-square with an integer number of degrees of freedom) use their closed forms 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 Z_95 = 1.959963984540054  # the standard normal's 97.5% quantile: two-sided 95% intervals
@@ -159,7 +159,9 @@ def _interval(p: Proportion) -> dict[str, float | int | None]:
     return {"rate": p.rate, "low": p.low, "high": p.high}
 
 
-def build_ab_report(counts: dict[str, dict[str, int]], shares: dict[str, float]) -> dict[str, object]:
+def build_ab_report(
+    counts: Mapping[str, Mapping[str, int]], shares: Mapping[str, float]
+) -> dict[str, object]:
     """The `/v1/ab/report` body from per-arm counts (FeedbackStore.arm_counts) and configured shares.
 
     CTR = clicks / impressions (each shown item is a trial); conversion = answers with a purchase /

@@ -9,6 +9,10 @@ How filters and exclusions stay exact while the index is approximate, per query:
 - large eligible set: the index searches under a faiss `IDSelectorBitmap` of (eligible - excluded),
   so nothing outside the filter can come back;
 - no filter: one batched search over-fetches k + |excluded| and drops the excluded items.
+HNSW indexes are built over MIPS -> L2 augmented items (`params.transform = "mips_to_l2"`, see
+training/ann.py): queries get a 0 appended. Returned scores are always recomputed as exact dot
+products from the item matrix (k x dim multiply-adds), so they match the exact path's scores.
+
 Whenever the index returns fewer than min(k, allowed) items (a selective filter can starve a graph
 walk), the answer is refilled by exact numpy scoring of the allowed set, so k come back whenever
 k items are allowed. `refills` counts how often that happened.
@@ -43,6 +47,13 @@ def _faiss(path: Path) -> Any:
     return faiss
 
 
+def _lib() -> Any:
+    """faiss, already imported by load_ann (typed Any: its SWIG stubs do not know SearchParameters*)."""
+    import faiss
+
+    return faiss
+
+
 def exact_top(cand: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Best k of `cand` by score desc, ties by lower index (as the recommender's exact path)."""
     if k < len(cand):
@@ -62,6 +73,7 @@ class AnnIndex:
     breadth: int  # efSearch (hnsw) or nprobe (ivf) recorded at publish
     item_vectors: np.ndarray  # float32 [n_items, dim]
     exact_threshold: int = 20_000
+    augment: bool = False  # mips_to_l2: append a 0 to each query
     refills: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -70,26 +82,30 @@ class AnnIndex:
         return int(self.item_vectors.shape[0])
 
     def _params(self, selector: Any, k: int) -> Any:
-        import faiss
-
+        faiss = _lib()
         if self.kind == "hnsw":
             return faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.breadth, k))
         return faiss.SearchParametersIVF(sel=selector, nprobe=self.breadth)
 
     def _search(self, vectors: np.ndarray, k: int, selector: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """(exact dot products, labels) [b, k], best first; label -1 (score -inf) pads."""
         k = min(k, self.n_items)
-        scores, labels = self.index.search(
-            np.ascontiguousarray(vectors, np.float32), k, params=self._params(selector, k)
-        )
-        return scores, labels
+        queries = np.asarray(vectors, np.float32)
+        if self.augment:
+            queries = np.hstack([queries, np.zeros((len(queries), 1), np.float32)])
+        _, labels = self.index.search(np.ascontiguousarray(queries), k, params=self._params(selector, k))
+        valid = labels >= 0
+        scores = np.einsum("bkd,bd->bk", self.item_vectors[np.where(valid, labels, 0)], vectors)
+        scores = np.where(valid, scores, -np.inf).astype(np.float32)
+        order = np.argsort(-scores, axis=1, kind="stable")  # L2 order after the transform is the IP order
+        return np.take_along_axis(scores, order, axis=1), np.take_along_axis(labels, order, axis=1)
 
     def _exact(self, vector: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return exact_top(allowed, self.item_vectors[allowed] @ vector, k)
 
     def _selected(self, vector: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Search restricted to `allowed` (sorted int64) through a bitmap selector."""
-        import faiss
-
+        faiss = _lib()
         mask = np.zeros(self.n_items, bool)
         mask[allowed] = True
         bits = np.packbits(mask, bitorder="little")
@@ -153,7 +169,11 @@ class AnnIndex:
 
 
 def load_ann(
-    version_dir: Path, manifest: Manifest, item_vectors: np.ndarray, threads: int = 1, exact_threshold: int = 20_000
+    version_dir: Path,
+    manifest: Manifest,
+    item_vectors: np.ndarray,
+    threads: int = 1,
+    exact_threshold: int = 20_000,
 ) -> AnnIndex | None:
     """The index the manifest names, checked against the item matrix; None for exact retrieval.
 
@@ -164,7 +184,9 @@ def load_ann(
         return None
     path = Path(version_dir) / (retrieval.index_file or "")
     if not retrieval.index_file:
-        raise ManifestError(f"{Path(version_dir) / 'manifest.json'}: retrieval {retrieval.kind} without index_file")
+        raise ManifestError(
+            f"{Path(version_dir) / 'manifest.json'}: retrieval {retrieval.kind} without index_file"
+        )
     faiss = _faiss(path)
     faiss.omp_set_num_threads(threads)
     try:
@@ -172,13 +194,17 @@ def load_ann(
     except RuntimeError as exc:
         raise ManifestError(f"{path}: faiss cannot read it: {exc}") from exc
     n, dim = item_vectors.shape
-    if index.ntotal != n or index.d != dim:
-        raise ManifestError(f"{path}: index holds {index.ntotal} x {index.d}, item vectors are {n} x {dim}")
-    if index.metric_type != faiss.METRIC_INNER_PRODUCT:
-        raise ManifestError(f"{path}: index metric is not inner product")
+    augment = retrieval.params.get("transform") == "mips_to_l2"
+    want_d, want_metric = (dim + 1, faiss.METRIC_L2) if augment else (dim, faiss.METRIC_INNER_PRODUCT)
+    if index.ntotal != n or index.d != want_d:
+        raise ManifestError(f"{path}: index holds {index.ntotal} x {index.d}, expected {n} x {want_d}")
+    if index.metric_type != want_metric:
+        raise ManifestError(f"{path}: index metric {index.metric_type}, expected {want_metric}")
     key = "ef_search" if retrieval.kind == "hnsw" else "nprobe"
     breadth = retrieval.params.get(key)
     if not isinstance(breadth, int) or breadth < 1:
-        raise ManifestError(f"{Path(version_dir) / 'manifest.json'}: retrieval.params.{key} missing or invalid")
+        raise ManifestError(
+            f"{Path(version_dir) / 'manifest.json'}: retrieval.params.{key} missing or invalid"
+        )
     log.info("loaded %s index %s (%s=%d)", retrieval.kind, path, key, breadth)
-    return AnnIndex(index, retrieval.kind, breadth, item_vectors, exact_threshold)
+    return AnnIndex(index, retrieval.kind, breadth, item_vectors, exact_threshold, augment)

@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     # not only kill -9). NORMAL+WAL survives a process crash but may lose the last commits on power loss.
     history_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     seed_history: bool = True  # seed the store from a version's training interactions on first load
+    # Many replicas (issue 5): "redis" keeps histories, served answers, feedback and shadow comparisons
+    # in one shared Redis (app/history_redis.py, app/redis_state.py); needs the `redis` extra.
+    history_backend: Literal["sqlite", "redis"] = "sqlite"
+    redis_url: SecretStr | None = None  # e.g. redis://:password@redis:6379/0 (a secret: it may hold one)
+    redis_prefix: str = Field(default="recdistill:", min_length=1, max_length=64)
 
     max_k: int = Field(default=1000, ge=1)
     max_history: int = Field(
@@ -65,6 +70,12 @@ class Settings(BaseSettings):
                 "RECDISTILL_ADMIN_TOKEN must be at least 16 characters (or unset to disable admin)"
             )
         return value
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> Settings:
+        if self.history_backend == "redis" and self.redis_url is None:
+            raise ValueError("RECDISTILL_HISTORY_BACKEND=redis needs RECDISTILL_REDIS_URL")
+        return self
 
     @model_validator(mode="after")
     def _paths_are_distinct(self) -> Settings:

@@ -41,7 +41,7 @@ class Experiment:
             raise ValueError(f"teacher_share must lie in [0, 1], got {self.teacher_share}")
 
     @property
-    def shares(self) -> dict[Arm, float]:
+    def shares(self) -> dict[str, float]:
         return {"student": 1.0 - self.teacher_share, "teacher": self.teacher_share}
 
     def bucket(self, unit: str) -> float:

@@ -2,7 +2,7 @@
 micro-batcher and metrics onto `app.state` inside the lifespan (nothing loads at import time).
 
 Extension points for shadow / A-B (issue 4), all on `app.state`:
-- `choose_arm(user_id) -> "student" | "teacher"`: which side answers (default: always "student");
+- `choose_arm(user_id, headers) -> "student" | "teacher"` (async): which side answers (default: "student");
 - `after_recommend`: async hooks called with a `RecommendContext` after each answer is computed
   (e.g. schedule a shadow teacher run); they must not block;
 - `batcher.submit(Query(...))` runs any side of the loaded model off the event loop.
@@ -43,9 +43,17 @@ from app.deps import (
     limit_errors,
 )
 from app.history import Interaction, SqliteHistoryStore
+from app.history_redis import RedisHistoryStore, open_history
 from app.metrics import Metrics, MetricsMiddleware
 from app.model_store import LoadedModel, ModelStore, ReloadRefused, read_seed, watch_latest
-from app.recommender import Prepared, UnknownCategory, item_list, prepare, recommend_batch
+from app.recommender import (
+    Prepared,
+    UnknownCategory,
+    item_list,
+    limit_blas_threads,
+    prepare,
+    recommend_batch,
+)
 from app.routes_experiment import install_experiment, open_experiment
 from app.schemas import (
     Arm,
@@ -117,7 +125,7 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
-def _seed_history(history: SqliteHistoryStore) -> Callable[[LoadedModel], None]:
+def _seed_history(history: SqliteHistoryStore | RedisHistoryStore) -> Callable[[LoadedModel], None]:
     def seed(model: LoadedModel) -> None:
         arrays = read_seed(model)  # ManifestError here refuses the version
         if arrays is None:
@@ -138,7 +146,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     metrics: Metrics = app.state.metrics
     loop = asyncio.get_running_loop()
-    history = SqliteHistoryStore(settings.history_db, settings.history_synchronous)
+    history = open_history(settings)  # SQLite, or Redis shared by replicas (RECDISTILL_HISTORY_BACKEND)
     store = ModelStore(
         settings.models_dir,
         settings.intra_op_threads,
@@ -151,8 +159,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         recommend_batch, settings.batch_max_size, settings.batch_max_wait_ms / 1000
     )
     batcher.batch_sizes = metrics.batch_size.observe
+    restore_blas = limit_blas_threads()
     batcher.start()
-    experiment = open_experiment(app)  # state db, shadow worker (issue 4)
+    experiment = open_experiment(app, store)  # state db, shadow worker (issue 4)
     app.state.history, app.state.store, app.state.batcher = history, store, batcher
     watcher = None
     try:
@@ -169,6 +178,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 await watcher
         await batcher.close()
         await history.close()
+        restore_blas()
         await loop.run_in_executor(None, experiment.close)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from app.ann import AnnIndex, load_ann
 from core.manifest import (
     HISTORY_INPUT,
     INDICES_OUTPUT,
@@ -78,6 +79,7 @@ class LoadedModel:
     popularity: np.ndarray  # float64 [n_items]
     popular_order: np.ndarray  # int64 [n_items]: most popular first, ties by index
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    ann: AnnIndex | None = None  # the student's ANN index when the manifest's retrieval is hnsw/ivf
 
     @property
     def n_items(self) -> int:
@@ -249,6 +251,7 @@ def load_version(version_dir: Path, intra_op_threads: int = 1) -> LoadedModel:
         price=price,
         popularity=popularity,
         popular_order=np.argsort(-popularity, kind="stable").astype(np.int64),
+        ann=load_ann(version_dir, manifest, student.item_vectors, intra_op_threads),  # None: exact
     )
     probe(model)
     return model

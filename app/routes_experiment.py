@@ -22,13 +22,14 @@ from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from app.ab_stats import build_ab_report
-from app.comparisons import ComparisonRows, ComparisonStore
+from app.comparisons import ComparisonRows
 from app.config import Settings
 from app.deps import ModelDep, SettingsDep, invalid, limit_errors
 from app.experiment import FORCE_ARM_HEADER, SESSION_HEADER, Arm, Assignment, AssignmentError, Experiment
-from app.feedback import FeedbackError, FeedbackStore, Served
-from app.model_store import LoadedModel
+from app.feedback import FeedbackError, Served
+from app.model_store import LoadedModel, ModelStore
 from app.recommender import Result, UnknownCategory, item_list, prepare
+from app.redis_state import open_state_stores
 from app.schemas import Id, RecommendRequest
 from app.shadow import ShadowJob, ShadowMetrics, ShadowRunner
 from app.shadow_report import build_report, render_html
@@ -51,12 +52,11 @@ class ExperimentServices:
     """The experiment's state for one app run: stores in the state db and the shadow worker."""
 
     def __init__(self, settings: Settings, metrics: ShadowMetrics | None = None):
-        path = settings.state_db_path
         self.experiment = Experiment(
             settings.experiment_name, settings.experiment_salt, settings.experiment_teacher_share
         )
-        self.feedback = FeedbackStore(path, synchronous=settings.history_synchronous)
-        self.comparisons = ComparisonStore(path)
+        # SQLite state db, or Redis shared by replicas (RECDISTILL_HISTORY_BACKEND=redis; app/redis_state.py)
+        self.feedback, self.comparisons = open_state_stores(settings)
         self.shadow = ShadowRunner(
             self.comparisons,
             rate=settings.shadow_rate,
@@ -121,9 +121,12 @@ def install_experiment(app: FastAPI) -> None:
     app.state.after_recommend.append(after_recommend)
 
 
-def open_experiment(app: FastAPI) -> ExperimentServices:
-    """For the lifespan: open the stores and start the shadow worker."""
+def open_experiment(app: FastAPI, store: ModelStore | None = None) -> ExperimentServices:
+    """For the lifespan: open the stores, start the shadow worker, and have each newly loaded model
+    version get its shadow teacher sessions at load time (not on the first shadowed request)."""
     services = ExperimentServices(app.state.settings, getattr(app.state, "shadow_metrics", None))
+    if store is not None:
+        store.listeners.append(services.shadow.prepare)
     app.state.experiment = services
     return services
 
@@ -236,7 +239,7 @@ async def ab_report(request: Request, since: SinceQuery = None) -> dict[str, Any
     services = _services(request)
     exp = services.experiment
     counts = await run_in_threadpool(services.feedback.arm_counts, exp.name, _since(since))
-    report = build_ab_report(counts, dict(exp.shares))
+    report = build_ab_report(counts, exp.shares)
     return {
         "experiment": {"name": exp.name, "teacher_share": exp.teacher_share, "since": since},
         **report,
@@ -244,7 +247,7 @@ async def ab_report(request: Request, since: SinceQuery = None) -> dict[str, Any
 
 
 def _shadow_rows(services: ExperimentServices, since: float | None) -> ComparisonRows:
-    services.shadow.save_failures()  # persist the in-memory failure tallies so the report counts them
+    services.shadow.flush()  # persist what the worker still buffers so the report counts it
     return services.comparisons.load(since)
 
 

@@ -6,14 +6,16 @@ Design for the p99 budget (shadow on must cost the primary at most ~1.2x p99):
   A full queue drops the job (counted); the primary never waits for the shadow.
 - The worker threads run the teacher on their OWN onnxruntime sessions with intra_op_num_threads=1
   and spinning off, so a busy teacher occupies one core at most and never spins on the primary's.
-- A teacher run past its timeout is cancelled through `RunOptions.terminate` (set by a timer) and
-  counted; errors are logged and counted, never surfaced to the caller.
+- A teacher run past its timeout is cancelled through `RunOptions.terminate` (set by one watchdog
+  thread, not a timer thread per job) and counted; errors are logged and counted, never surfaced.
+- The worker thread is niced (+10), so under CPU contention the primary's threads run first.
 - The per-item work (agreement metrics) is O(k log k) on Python ints; scoring stays in numpy/ORT.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -35,6 +37,7 @@ from core.agreement import agreement
 log = logging.getLogger(__name__)
 
 AGREEMENT_BUCKETS = tuple(round(0.1 * i, 1) for i in range(-10, 11))  # -1.0 .. 1.0 (tau can be negative)
+FLUSH_EVERY = 64  # comparisons per SQLite commit under load; an idle queue flushes at once
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _METRIC_LABELS = {
     "overlap@k": "overlap",
@@ -88,7 +91,7 @@ TeacherFn = Callable[[Query, ort.RunOptions], Result]
 
 class _CancellableSession:
     """Duck-types InferenceSession.run for recommender.py, adding the worker's RunOptions so a
-    timer can terminate a run that overstays its timeout."""
+    watchdog can terminate a run that overstays its timeout."""
 
     def __init__(self, session: ort.InferenceSession, local: threading.local):
         self._session = session
@@ -125,11 +128,15 @@ class ShadowRunner:
         self._threads: list[threading.Thread] = []
         self._teacher_fn = teacher_fn or self._run_teacher
         self._local = threading.local()
-        self._shadow: tuple[LoadedModel, LoadedModel] | None = None  # (served model, copy on our sessions)
+        # (served model, its copy on our sessions), newest last; two so that jobs queued before a
+        # reload finish on the old version without rebuilding its sessions.
+        self._shadows: list[tuple[LoadedModel, LoadedModel]] = []
         self._sessions_lock = threading.Lock()
         self._lock = threading.Lock()
+        self._watchdog: _Watchdog | None = None
         self.counts: TallyCounter[str] = TallyCounter()  # submitted, compared, dropped, error, timeout
         self._unsaved_failures: TallyCounter[tuple[str, FailureKind]] = TallyCounter()
+        self._unsaved: list[Comparison] = []  # written in batches: one SQLite commit per job cost ~0.15 ms
 
     # -- request path -------------------------------------------------------------------------------
     def sampled(self, request_id: str) -> bool:
@@ -155,6 +162,7 @@ class ShadowRunner:
     def start(self) -> None:
         if self.rate <= 0.0 or self._threads:
             return
+        self._watchdog = _Watchdog()
         for i in range(self._n_threads):
             thread = threading.Thread(target=self._work, name=f"recdistill-shadow-{i}", daemon=True)
             thread.start()
@@ -167,28 +175,34 @@ class ShadowRunner:
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
-        self.save_failures()
+        if self._watchdog is not None:
+            self._watchdog.stop()
+            self._watchdog = None
+        self.flush()
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """For tests and shutdown: True once every queued job has been processed."""
         deadline = time.monotonic() + timeout
         while self._queue.unfinished_tasks and time.monotonic() < deadline:
             time.sleep(0.005)
-        self.save_failures()
+        self.flush()
         return not self._queue.unfinished_tasks
 
     # -- worker -------------------------------------------------------------------------------------
     def _work(self) -> None:
+        _lower_priority()
         while True:
             try:
                 job = self._queue.get(timeout=1.0)
             except queue.Empty:
-                self.save_failures()
+                self.flush()
                 continue
             try:
                 if job is None:
                     return
                 self._process(job)
+                if self._queue.empty() or len(self._unsaved) >= FLUSH_EVERY:
+                    self.flush()
             except Exception:  # the worker must survive anything; the job is counted as an error
                 log.exception("shadow worker: unexpected failure")
                 if job is not None:
@@ -205,10 +219,8 @@ class ShadowRunner:
         if self._teacher_fn == self._run_teacher:
             self._shadow_model(job.query.model)  # a version's first job loads sessions: not timed
         run_options = ort.RunOptions()
-        timer = threading.Timer(remaining, _terminate, (run_options,))
-        timer.daemon = True
         start = time.perf_counter()
-        timer.start()
+        token = self._watchdog.arm(time.monotonic() + remaining, run_options) if self._watchdog else None
         try:
             result = self._teacher_fn(job.query, run_options)
         except Exception as exc:
@@ -218,7 +230,8 @@ class ShadowRunner:
             self._fail(job, "timeout" if timed_out else "error")
             return
         finally:
-            timer.cancel()
+            if token is not None and self._watchdog is not None:
+                self._watchdog.disarm(token)
         teacher_s = time.perf_counter() - start
         if teacher_s > remaining:  # finished, but too late to count as a fair sample
             self._fail(job, "timeout")
@@ -244,8 +257,8 @@ class ShadowRunner:
             student_latency_ms=job.student_latency_ms,
             teacher_latency_ms=teacher_s * 1000.0,
         )
-        self.store.add([comparison])
         with self._lock:
+            self._unsaved.append(comparison)
             self.counts["compared"] += 1
         if self.metrics is not None:
             self.metrics.jobs.labels("compared").inc()
@@ -262,20 +275,29 @@ class ShadowRunner:
         if self.metrics is not None:
             self.metrics.jobs.labels(kind).inc()
 
-    def save_failures(self) -> None:
-        """Persist the failure tallies kept in memory (drops happen on the request path: no I/O there)."""
+    def flush(self) -> None:
+        """Persist buffered comparisons and failure tallies (drops happen on the request path: no I/O there)."""
         with self._lock:
             pending = dict(self._unsaved_failures)
             self._unsaved_failures.clear()
+            comparisons, self._unsaved = self._unsaved, []
+        if comparisons:
+            self.store.add(comparisons)
         if pending:
             self.store.add_failures(pending, ts=self._clock())
 
     # -- the default teacher: the shadow's own sessions, the primary's filter code ------------------
+    def prepare(self, model: LoadedModel) -> None:
+        """Build the shadow's teacher sessions for a newly loaded version (a ModelStore listener)."""
+        if self.rate > 0.0 and self._teacher_fn == self._run_teacher:
+            self._shadow_model(model)
+
     def _shadow_model(self, model: LoadedModel) -> LoadedModel:
         """`model` with teacher sessions of our own (intra_op 1, no spinning), built once per version."""
         with self._sessions_lock:
-            if self._shadow is not None and self._shadow[0] is model:
-                return self._shadow[1]
+            for served, shadow in self._shadows:
+                if served is model:
+                    return shadow
             card = model.manifest.teacher
             opts = session_options(1)
             providers = ["CPUExecutionProvider"]
@@ -291,7 +313,7 @@ class ShadowRunner:
                 user=cast(ort.InferenceSession, _CancellableSession(user, self._local)),
             )
             shadow = replace(model, teacher=teacher)
-            self._shadow = (model, shadow)  # only the latest version's sessions are kept
+            self._shadows = [*self._shadows[-1:], (model, shadow)]
             return shadow
 
     def _run_teacher(self, query: Query, run_options: ort.RunOptions) -> Result:
@@ -304,5 +326,53 @@ class ShadowRunner:
         return result
 
 
-def _terminate(run_options: ort.RunOptions) -> None:
-    run_options.terminate = True
+class _Watchdog:
+    """One thread that sets `terminate` on runs past their deadline (instead of a Timer per job)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._armed: dict[int, tuple[float, ort.RunOptions]] = {}
+        self._next = 0
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="recdistill-shadow-watchdog", daemon=True)
+        self._thread.start()
+
+    def arm(self, deadline: float, run_options: ort.RunOptions) -> int:
+        with self._cond:
+            self._next += 1
+            self._armed[self._next] = (deadline, run_options)
+            self._cond.notify()
+            return self._next
+
+    def disarm(self, token: int) -> None:
+        with self._cond:
+            self._armed.pop(token, None)
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._stopped:
+                now = time.monotonic()
+                for token, (deadline, run_options) in list(self._armed.items()):
+                    if deadline <= now:
+                        run_options.terminate = True
+                        del self._armed[token]
+                nearest = min((d for d, _ in self._armed.values()), default=now + 1.0)
+                self._cond.wait(max(nearest - now, 0.0005))
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join(timeout=2.0)
+
+
+def _lower_priority() -> None:
+    """Nice this worker thread (Linux: per thread id) so the teacher yields the CPU to the primary.
+
+    With intra_op_num_threads = 1 onnxruntime computes on the calling thread, so this covers the
+    teacher's inference too. Raising one's own niceness needs no privilege; elsewhere it is skipped.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
+        log.debug("shadow worker: could not lower thread priority")

@@ -91,38 +91,33 @@ def seed_config(cfg: PipelineConfig, seed: int, root: Path = BENCH_DIR) -> Pipel
     return out
 
 
-def _metric_block(metrics: dict[str, Any], model: str, stage: str) -> dict[str, float]:
-    """Find a model's metrics for one stage in the pipeline's metrics; accepts {model: {stage: ..}} or {stage: {model: ..}}."""
-    for outer, inner in ((model, stage), (stage, model)):
-        block = metrics.get(outer)
-        if isinstance(block, dict) and isinstance(block.get(inner), dict):
-            return {k: float(v) for k, v in block[inner].items() if isinstance(v, int | float)}
-    raise KeyError(f"pipeline metrics have no {stage} metrics for {model!r}; top-level keys: {sorted(metrics)}")
-
-
-def _seconds(metrics: dict[str, Any], model: str) -> float:
-    block = metrics.get(model)
-    for source in (block if isinstance(block, dict) else {}, metrics.get("seconds") or {}):
-        for key in ("seconds", "train_seconds", model):
-            if isinstance(source.get(key), int | float):
-                return float(source[key])
-    return float("nan")
-
-
 def pipeline_runs(result: Any, seed: int) -> list[Run]:
     """teacher, student and scratch Runs from a `training.pipeline.PipelineResult`.
 
-    Parameter counts come from the manifest (the scratch student has the student's architecture).
+    Test metrics: result.metrics["test"][model]; training seconds: result.seconds[model] (the
+    student's excludes building the soft labels, which is result.seconds["soft_labels"]);
+    parameters: the manifest's metrics["parameters"] (the scratch student has the student's shape).
     """
-    metrics = dict(result.metrics)
-    params = {
-        "teacher": int(result.manifest.teacher.parameters),
-        "student": int(result.manifest.student.parameters),
-    }
-    params["scratch"] = params["student"]
+    test = result.metrics.get("test", {})
+    params = dict(result.manifest.metrics.get("parameters", {}))
+    params.setdefault("teacher", result.manifest.teacher.parameters)
+    params.setdefault("student", result.manifest.student.parameters)
+    params.setdefault("scratch", params["student"])
+    valid = result.metrics.get("valid", {})
     runs = []
     for model in RECDISTILL_MODELS:
-        runs.append(Run(model, seed, _metric_block(metrics, model, "test"), params[model], _seconds(metrics, model)))
+        if model not in test:
+            raise KeyError(f"pipeline result has no test metrics for {model!r} (has {sorted(test)})")
+        runs.append(
+            Run(
+                model,
+                seed,
+                {k: float(v) for k, v in test[model].items()},
+                int(params[model]),
+                float(result.seconds.get(model, float("nan"))),
+                {k: float(v) for k, v in valid.get(model, {}).items()} or None,
+            )
+        )
     return runs
 
 
@@ -140,7 +135,9 @@ def run_recdistill(cfg: PipelineConfig, seeds: list[int], progress: bool = False
         start = time.perf_counter()
         result = run_pipeline(seed_config(cfg, seed), progress=progress)
         runs += pipeline_runs(result, seed)
-        log.info("recdistill seed %d done in %.0fs (%s)", seed, time.perf_counter() - start, result.version_dir)
+        log.info(
+            "recdistill seed %d done in %.0fs (%s)", seed, time.perf_counter() - start, result.version_dir
+        )
     return runs
 
 
@@ -160,6 +157,7 @@ def run_peers(
         tuning[peer.name] = {
             "metric": f"valid {tuned.metric}",
             "best": tuned.best,
+            "best_valid": max(t.valid[tuned.metric] for t in tuned.trials),
             "grid_size": len(peer.grid),
             "trials": [{"params": t.params, "valid": t.valid, "seconds": t.seconds} for t in tuned.trials],
             "seconds": time.perf_counter() - start,
@@ -185,7 +183,9 @@ def summarize(runs: list[Run]) -> dict[str, dict[str, Any]]:
             "test": aggregate([{k: v for k, v in r.test.items() if k != "users"} for r in rows]),
             "n_parameters": max(r.n_parameters for r in rows),
             "train_seconds": mean_std([r.seconds for r in rows]),
-            "per_seed": [{"seed": r.seed, "test": r.test, "valid": r.valid, "seconds": r.seconds} for r in rows],
+            "per_seed": [
+                {"seed": r.seed, "test": r.test, "valid": r.valid, "seconds": r.seconds} for r in rows
+            ],
         }
     return out
 
@@ -194,7 +194,9 @@ def _per_seed(summary: dict[str, Any], model: str, metric: str) -> dict[int, flo
     return {row["seed"]: row["test"][metric] for row in summary[model]["per_seed"]}
 
 
-def compute_checks(summary: dict[str, dict[str, Any]], peers: list[str], metric: str = "ndcg@10") -> list[Check]:
+def compute_checks(
+    summary: dict[str, dict[str, Any]], peers: list[str], metric: str = "ndcg@10"
+) -> list[Check]:
     """Issue 2's four checks, from the numbers; N/A when a model they compare was not run."""
 
     def mean(model: str) -> float:
@@ -214,7 +216,11 @@ def compute_checks(summary: dict[str, dict[str, Any]], peers: list[str], metric:
             )
         )
     else:
-        checks.append(Check(f"teacher >= {TEACHER_OVER_PEER:.2f} x best peer {metric}", None, "teacher or peers not run"))
+        checks.append(
+            Check(
+                f"teacher >= {TEACHER_OVER_PEER:.2f} x best peer {metric}", None, "teacher or peers not run"
+            )
+        )
     if {"teacher", "student"} <= have:
         bar = STUDENT_OVER_TEACHER * mean("teacher")
         checks.append(
@@ -225,14 +231,20 @@ def compute_checks(summary: dict[str, dict[str, Any]], peers: list[str], metric:
             )
         )
     else:
-        checks.append(Check(f"student >= {STUDENT_OVER_TEACHER:.2f} x teacher {metric}", None, "pipeline not run"))
+        checks.append(
+            Check(f"student >= {STUDENT_OVER_TEACHER:.2f} x teacher {metric}", None, "pipeline not run")
+        )
     if {"student", "scratch"} <= have:
         student, scratch = _per_seed(summary, "student", metric), _per_seed(summary, "scratch", metric)
         seeds = sorted(set(student) & set(scratch))
         wins = [s for s in seeds if student[s] > scratch[s]]
         detail = ", ".join(f"seed {s}: {student[s]:.4f} vs {scratch[s]:.4f}" for s in seeds)
         checks.append(
-            Check(f"student > scratch {metric} in every seed", bool(seeds) and len(wins) == len(seeds), detail or "no seeds")
+            Check(
+                f"student > scratch {metric} in every seed",
+                bool(seeds) and len(wins) == len(seeds),
+                detail or "no seeds",
+            )
         )
     else:
         checks.append(Check(f"student > scratch {metric} in every seed", None, "pipeline not run"))
@@ -247,7 +259,13 @@ def compute_checks(summary: dict[str, dict[str, Any]], peers: list[str], metric:
             )
         )
     else:
-        checks.append(Check(f"student has >= {PARAMETER_RATIO:.0f}x fewer parameters than the teacher", None, "pipeline not run"))
+        checks.append(
+            Check(
+                f"student has >= {PARAMETER_RATIO:.0f}x fewer parameters than the teacher",
+                None,
+                "pipeline not run",
+            )
+        )
     return checks
 
 
@@ -258,15 +276,16 @@ def render_markdown(
     rows = [
         [
             model,
-            *(fmt_mean_std(info["test"][m]) for m in metrics),
+            *(fmt_mean_std(info["test"][m]) if m in info["test"] else "–" for m in metrics),
             f"{info['n_parameters']:,}",
             fmt_mean_std(info["train_seconds"], digits=1),
         ]
         for model, info in summary.items()
     ]
-    lines = [
-        "# MovieLens-100k: recdistill vs tuned peers",
-        "",
+    lines = [f"# {meta.get('config', 'ml-100k')}: recdistill vs tuned peers", ""]
+    if meta.get("pipeline_error"):
+        lines += [f"**The recdistill pipeline failed:** `{meta['pipeline_error']}`", ""]
+    lines += [
         f"Test metrics, full ranking over {meta.get('n_items', '?')} items, {meta.get('n_eval_users', '?')} users, "
         f"mean ± std over seeds {meta.get('seeds')}. Peers tuned on validation NDCG@10 (seed {meta.get('seeds', [0])[0]}).",
         "",
@@ -286,13 +305,18 @@ def render_markdown(
                         name,
                         t["grid_size"],
                         ", ".join(f"{k}={v}" for k, v in t["best"].items()),
-                        f"{max(tr['valid'][t['metric'].split()[-1]] for tr in t['trials']):.4f}",
+                        f"{t['best_valid']:.4f}",
                     ]
                     for name, t in tuning.items()
                 ],
             )
         )
-    lines += ["", f"Total benchmark time: {meta.get('seconds', float('nan')):.0f} s on {meta.get('machine', '?')}."]
+    lines += [
+        "",
+        f"Command: `{meta.get('command', 'python -m bench.ml100k')}`",
+        "",
+        f"Total benchmark time: {meta.get('seconds', float('nan')):.0f} s on {meta.get('machine', '?')}.",
+    ]
     return "\n".join(lines)
 
 
@@ -302,6 +326,7 @@ def run_benchmark(
     skip_pipeline: bool = False,
     quick: bool = False,
     out_dir: Path = RESULTS_DIR,
+    command: str = "python -m bench.ml100k",
 ) -> tuple[dict[str, Any], tuple[Path, Path]]:
     """Everything `python -m bench.ml100k` does; returns the JSON payload and the two written paths."""
     start = time.perf_counter()
@@ -310,13 +335,22 @@ def run_benchmark(
     peers = default_peers(quick=quick)
     peer_runs, tuning = run_peers(split, peers, seeds, k, recall_k)
     peer_seconds = time.perf_counter() - start
-    pipeline: list[Run] = [] if skip_pipeline else run_recdistill(cfg, seeds)
+    pipeline: list[Run] = []
+    pipeline_error = None
+    if not skip_pipeline:
+        try:
+            pipeline = run_recdistill(cfg, seeds)
+        except Exception as exc:  # keep the peers' numbers; the report and exit status say what failed
+            log.exception("the recdistill pipeline failed")
+            pipeline_error = f"{type(exc).__name__}: {exc}"
     summary = summarize(pipeline + peer_runs)
     checks = compute_checks(summary, [p.name for p in peers], metric=f"ndcg@{k}")
     meta = {
+        "command": command,
         "seeds": seeds,
         "config": cfg.name,
         "skip_pipeline": skip_pipeline,
+        "pipeline_error": pipeline_error,
         "quick_grids": quick,
         "n_users": split.n_users,
         "n_items": split.n_items,
@@ -340,7 +374,9 @@ def run_benchmark(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ml100k", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--skip-pipeline", action="store_true", help="only the peers (no teacher/student runs)")
+    parser.add_argument(
+        "--skip-pipeline", action="store_true", help="only the peers (no teacher/student runs)"
+    )
     parser.add_argument("--quick", action="store_true", help="one config per peer instead of the tuning grid")
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -354,15 +390,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
+    threads_before = torch.get_num_threads()
     torch.set_num_threads(cfg.threads or 2)
     try:
-        payload, (json_path, md_path) = run_benchmark(cfg, args.seeds, args.skip_pipeline, args.quick, args.out)
+        command = " ".join(["python -m bench.ml100k", *(sys.argv[1:] if argv is None else argv)])
+        payload, (json_path, md_path) = run_benchmark(
+            cfg, args.seeds, args.skip_pipeline, args.quick, args.out, command
+        )
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        torch.set_num_threads(threads_before)
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}")
-    return 0
+    return 1 if payload["meta"]["pipeline_error"] else 0
 
 
 if __name__ == "__main__":

@@ -94,7 +94,9 @@ def grid(**axes: list[Any]) -> list[Params]:
 def train_matrix(split: Split) -> sp.csr_matrix:
     """float32 user x item CSR of the train interactions (1 per interaction, repeats summed)."""
     data = np.ones(len(split.train_items), dtype=np.float32)
-    matrix = sp.csr_matrix((data, (split.train_users, split.train_items)), shape=(split.n_users, split.n_items))
+    matrix = sp.csr_matrix(
+        (data, (split.train_users, split.train_items)), shape=(split.n_users, split.n_items)
+    )
     matrix.sum_duplicates()
     return matrix
 
@@ -166,7 +168,11 @@ def fit_mf(split: Split, params: Params, seed: int, k: int = 10) -> FactorModel:
     import torch
 
     dim, temperature = int(params["dim"]), float(params["temperature"])
-    batch_size, max_epochs, patience = int(params["batch_size"]), int(params["max_epochs"]), int(params["patience"])
+    batch_size, max_epochs, patience = (
+        int(params["batch_size"]),
+        int(params["max_epochs"]),
+        int(params["patience"]),
+    )
     gen = torch.Generator().manual_seed(seed)
     user_emb = torch.nn.Parameter(torch.randn(split.n_users, dim, generator=gen) * 0.1)
     item_emb = torch.nn.Parameter(torch.randn(split.n_items, dim, generator=gen) * 0.1)
@@ -209,7 +215,9 @@ def fit_mf(split: Split, params: Params, seed: int, k: int = 10) -> FactorModel:
             break
     seconds = time.perf_counter() - start
     n_parameters = (split.n_users + split.n_items) * dim
-    return FactorModel(best[0], best[1], n_parameters, seconds, {"best_epoch": best_epoch, "epochs_run": epoch})
+    return FactorModel(
+        best[0], best[1], n_parameters, seconds, {"best_epoch": best_epoch, "epochs_run": epoch}
+    )
 
 
 def default_peers(quick: bool = False) -> list[Peer]:
@@ -240,12 +248,22 @@ def default_peers(quick: bool = False) -> list[Peer]:
         Peer(
             "ALS",
             fit_als,
-            grid(factors=[16, 32, 64, 128], regularization=[0.01, 0.1, 1.0], iterations=[15], alpha=[0.5, 1.0, 5.0]),
+            grid(
+                factors=[16, 32, 64, 128],
+                regularization=[0.01, 0.1, 1.0],
+                iterations=[15],
+                alpha=[0.5, 1.0, 5.0],
+            ),
         ),
         Peer(
             "BPR",
             fit_bpr,
-            grid(factors=[32, 64, 128], learning_rate=[0.005, 0.01], regularization=[0.01, 0.05], iterations=[30, 100]),
+            grid(
+                factors=[32, 64, 128],
+                learning_rate=[0.01],
+                regularization=[0.001, 0.01],
+                iterations=[50, 100, 150],
+            ),
         ),
         Peer(
             "MF",

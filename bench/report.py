@@ -91,12 +91,16 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def write_report(name: str, payload: dict[str, Any], markdown: str, out_dir: Path = RESULTS_DIR) -> tuple[Path, Path]:
+def write_report(
+    name: str, payload: dict[str, Any], markdown: str, out_dir: Path = RESULTS_DIR
+) -> tuple[Path, Path]:
     """Write `<out_dir>/<name>.json` and `<name>.md` atomically; returns both paths."""
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"write_report: bad benchmark name {name!r}")
     json_path, md_path = Path(out_dir) / f"{name}.json", Path(out_dir) / f"{name}.md"
-    text = json.dumps(_clean(json.loads(json.dumps(payload, default=_json_default))), indent=2, sort_keys=False)
+    text = json.dumps(
+        _clean(json.loads(json.dumps(payload, default=_json_default))), indent=2, sort_keys=False
+    )
     _atomic_write(json_path, text + "\n")
     _atomic_write(md_path, markdown.rstrip() + "\n")
     return json_path, md_path

@@ -84,14 +84,23 @@ version=$(tr -d '[:space:]' <"$models/LATEST") || fail "no LATEST written under 
 [ -n "$version" ] || fail "$models/LATEST is empty"
 chmod -R a+rX "$workdir" # the image runs as an unprivileged user
 
-# 4. Run. Host networking (bridge networks need privileges this machine lacks) on a free loopback
-#    port; the image's own CMD is kept and only --host/--port are overridden to stay on loopback.
+# 4. Run the image's own CMD (0.0.0.0:8000 inside), published on a free loopback port. Where a bridge
+#    network cannot be set up, fall back to host networking with --host/--port overridden.
 step="run"
 port=$("$py" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-container=$("$engine" run -d --network=host -e "HEALTHCHECK_PORT=$port" \
-  -v "$models:/app/models:ro" "$image" \
-  recdistill serve --models /app/models --host 127.0.0.1 --port "$port") || fail "container did not start"
-log "container ${container:0:12} on 127.0.0.1:$port serving $version"
+run_args=(run -d -v "$models:/app/models:ro")
+if [ "$engine" = podman ]; then run_args+=(--health-interval=disable); fi # no systemd timers here
+# (podman's complaint that it cannot add systemd healthcheck timers goes to run.err, shown on failure)
+if container=$("$engine" "${run_args[@]}" -p "127.0.0.1:$port:8000" "$image" 2>"$workdir/run.err"); then
+  log "container ${container:0:12} runs the image CMD, published on 127.0.0.1:$port, serving $version"
+else
+  log "bridge networking failed; retrying with --network=host on 127.0.0.1:$port"
+  cat "$workdir/run.err" >&2
+  container=$("$engine" "${run_args[@]}" --network=host -e "HEALTHCHECK_PORT=$port" "$image" \
+    recdistill serve --models /app/models --host 127.0.0.1 --port "$port" 2>"$workdir/run.err") ||
+    fail "container did not start: $(cat "$workdir/run.err")"
+  log "container ${container:0:12} on 127.0.0.1:$port (host network), serving $version"
+fi
 
 step="ready"
 deadline=$((SECONDS + ready_secs))
@@ -144,7 +153,7 @@ if problems:
 print(f"docker-test: POST /v1/recommend -> {[i['item_id'] for i in got]} from {version}", file=sys.stderr)
 PY
 
-# 6. The slim image really has no torch (and no compiler).
+# 6. The slim image really has no torch and no compiler, and does not run as root.
 step="no-torch"
 torch_out=$("$engine" exec "$container" python3 -c "import torch" 2>&1) &&
   fail "'import torch' succeeds inside the image"
@@ -155,6 +164,15 @@ esac
 if "$engine" exec "$container" sh -c "command -v gcc || command -v cc" >/dev/null 2>&1; then
   fail "a C compiler is present inside the image"
 fi
-log "no torch and no compiler in the image"
+uid=$("$engine" exec "$container" id -u) || fail "cannot run 'id -u' in the container"
+[ "$uid" != 0 ] || fail "the service runs as root"
+log "no torch, no compiler, running as uid $uid"
+
+# 7. A graceful stop: uvicorn must exit on SIGTERM (exit code 0), not wait for the SIGKILL.
+step="stop"
+"$engine" stop -t 20 "$container" >/dev/null 2>&1 || fail "stop failed"
+code=$("$engine" inspect -f '{{.State.ExitCode}}' "$container") || fail "cannot inspect the stopped container"
+[ "$code" = 0 ] || fail "container exited with $code on SIGTERM (137 = killed after the timeout)"
+log "stopped cleanly on SIGTERM"
 
 step="done"

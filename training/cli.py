@@ -267,8 +267,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from core.manifest import ManifestError
     from training.config import ConfigError
     from training.data import DataError
+    from training.simulate_ab import SimulationError
 
-    errors: list[type[BaseException]] = [ConfigError, DataError, ManifestError, FileNotFoundError]
+    errors: list[type[BaseException]] = [ConfigError, DataError, ManifestError, FileNotFoundError, SimulationError]
     try:
         from training.pipeline import StageError
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class ConfigError(ValueError):
@@ -61,6 +61,20 @@ class DataConfig(_Section):
     cache_dir: Path = Path("data/cache")
     min_interactions: int = Field(3, ge=1)  # users below this stay in train only
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    # Interaction files are read this many rows at a time (training/stream.py): memory stays ~20 bytes
+    # per interaction plus one chunk, so a log larger than memory as text can still be trained on.
+    chunk_rows: int = Field(1_000_000, gt=0)
+    # Event type -> weight multiplier, applied when columns.event is set ({"view": 1, "purchase": 5}).
+    # Empty: weights come from the weight column or are 1.0. Non-empty: an unlisted event is an error.
+    event_weights: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _event_weights_need_an_event_column(self) -> DataConfig:
+        if self.event_weights and not self.columns.event:
+            raise ValueError(
+                "data.event_weights is set but data.columns.event is not: which column holds the event?"
+            )
+        return self
 
 
 class TeacherConfig(_Section):
@@ -118,6 +132,16 @@ class ExportConfig(_Section):
     parity_users: int = Field(1000, ge=1)
     parity_k: int = Field(10, ge=1)
     parity_atol: float = Field(1e-4, gt=0)
+    # Retrieval at catalogue scale (issue 5, training/ann.py): "exact" serves the ONNX TopK graph;
+    # "hnsw"/"ivf" also build a faiss index over the student's item vectors, published with it.
+    retrieval: Literal["exact", "hnsw", "ivf"] = "exact"
+    hnsw_m: int = Field(32, ge=4, le=128)
+    ef_construction: int = Field(200, ge=8)
+    ef_search: int | None = Field(None, ge=1)  # None: the smallest breadth reaching min_recall (tuned)
+    ivf_nlist: int | None = Field(None, ge=1)  # None: ~4 sqrt(n_items)
+    recall_users: int = Field(1000, ge=100)  # users whose recall@10 vs exact is measured and published
+    min_recall: float = Field(0.95, gt=0, le=1)  # below this the version is not published
+    ann_threads: int = Field(1, ge=1)  # faiss OpenMP threads while building
 
 
 class EvalConfig(_Section):

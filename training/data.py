@@ -215,18 +215,7 @@ def build_interactions(name: str, log: RawLog, items: RawItems | None = None) ->
     meta_ids = items.item if items is not None else np.zeros(0, dtype=str)
     all_items, item_ids = index_ids(np.concatenate([np.asarray(log.item, dtype=str), meta_ids]))
     item = all_items[: len(log)]
-    n_items = len(item_ids)
-    category = np.full(n_items, NO_CATEGORY, dtype=np.int32)
-    price = np.full(n_items, np.nan, dtype=np.float32)
-    categories: list[str] = []
-    if items is not None and len(items.item):
-        meta_rows = all_items[len(log) :]  # item index of each metadata row
-        known = items.category != ""
-        categories = sorted(set(items.category[known].tolist()))
-        lookup = {c: i for i, c in enumerate(categories)}
-        category[meta_rows[known]] = [lookup[c] for c in items.category[known].tolist()]
-        price[meta_rows] = items.price
-    catalog = Catalog(item_ids=item_ids, category=category, categories=categories, price=price)
+    catalog = make_catalog(item_ids, items, all_items[len(log) :])
     return Interactions(
         name=name,
         user=user,
@@ -236,6 +225,24 @@ def build_interactions(name: str, log: RawLog, items: RawItems | None = None) ->
         user_ids=user_ids,
         catalog=catalog,
     )
+
+
+def make_catalog(item_ids: np.ndarray, items: RawItems | None, meta_rows: np.ndarray) -> Catalog:
+    """The catalog over `item_ids`, filled from `items` (row j describes item index meta_rows[j]).
+
+    Categories are indexed in sorted order; items without metadata get NO_CATEGORY and a NaN price.
+    """
+    n_items = len(item_ids)
+    category = np.full(n_items, NO_CATEGORY, dtype=np.int32)
+    price = np.full(n_items, np.nan, dtype=np.float32)
+    categories: list[str] = []
+    if items is not None and len(items.item):
+        known = items.category != ""
+        categories = sorted(set(items.category[known].tolist()))
+        lookup = {c: i for i, c in enumerate(categories)}
+        category[meta_rows[known]] = [lookup[c] for c in items.category[known].tolist()]
+        price[meta_rows] = items.price
+    return Catalog(item_ids=item_ids, category=category, categories=categories, price=price)
 
 
 def _extend_ids(known: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -288,38 +295,42 @@ def append_log(base: Interactions, log: RawLog) -> Interactions:
 def load_interactions(cfg: DataConfig, *, seed: int = 0) -> Interactions:
     """The configured source, then every `cfg.extra_paths` log appended in order.
 
+    Files (the source and every extra log) are streamed `cfg.chunk_rows` rows at a time with
+    `cfg.event_weights` applied, so small and large files take the same path (training/stream.py).
     `seed` is the pipeline seed; it is added to `cfg.synthetic.seed` so that the defaults (both 0)
     reproduce `generate_synthetic(cfg.synthetic)` exactly. File sources ignore it.
     """
     # Imported here: the loaders import DataError and RawLog from this module.
     from training.movielens import load_ml100k
+    from training.stream import append_files, stream_interactions
     from training.synthetic import generate_synthetic
-    from training.tabular import read_items, read_log
+    from training.tabular import read_items
 
-    if cfg.source == "synthetic":
-        synthetic = cfg.synthetic.model_copy(update={"seed": cfg.synthetic.seed + seed})
-        log = generate_synthetic(synthetic)
-    elif cfg.source == "ml-100k":
-        log = load_ml100k(cfg.cache_dir)
-    elif cfg.source == "file":
+    if cfg.source == "file":
         if cfg.path is None:
             raise DataError("data.path is required when data.source = 'file'")
-        raw = read_log(cfg.path, cfg.columns)
         items = read_items(cfg.items_path, cfg.item_columns) if cfg.items_path is not None else None
-        log = build_interactions(Path(cfg.path).stem, raw, items)
-    else:  # pragma: no cover - DataConfig's Literal rules this out
-        raise DataError(f"unknown data.source {cfg.source!r}")
-    for extra in cfg.extra_paths:
-        raw = read_log(extra, cfg.columns)
-        before_users, before_items = log.n_users, log.n_items
-        log = append_log(log, raw)
-        logger.info(
-            "appended %s: %d interactions, %d new users, %d new items",
-            extra,
-            len(raw),
-            log.n_users - before_users,
-            log.n_items - before_items,
+        log = stream_interactions(
+            Path(cfg.path).stem,
+            cfg.path,
+            cfg.columns,
+            items=items,
+            extra_paths=cfg.extra_paths,
+            chunk_rows=cfg.chunk_rows,
+            event_weights=cfg.event_weights,
         )
+    else:
+        if cfg.source == "synthetic":
+            synthetic = cfg.synthetic.model_copy(update={"seed": cfg.synthetic.seed + seed})
+            log = generate_synthetic(synthetic)
+        elif cfg.source == "ml-100k":
+            log = load_ml100k(cfg.cache_dir)
+        else:  # pragma: no cover - DataConfig's Literal rules this out
+            raise DataError(f"unknown data.source {cfg.source!r}")
+        if cfg.extra_paths:
+            log = append_files(
+                log, cfg.extra_paths, cfg.columns, chunk_rows=cfg.chunk_rows, event_weights=cfg.event_weights
+            )
     logger.info(
         "loaded %s: %d users, %d items, %d interactions", log.name, log.n_users, log.n_items, len(log)
     )

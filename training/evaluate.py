@@ -44,7 +44,7 @@ def mean_agreement(student_top: np.ndarray, teacher_top: np.ndarray, k: int) -> 
     rows = [agreement(s.tolist(), t.tolist(), k) for s, t in zip(student_top, teacher_top, strict=True)]
     out: dict[str, float | None] = {}
     for key in ("overlap@k", "rbo", "kendall_tau", "ndcg_vs_teacher"):
-        values = [r[key] for r in rows if r[key] is not None]
+        values = [float(v) for r in rows if (v := r[key]) is not None]
         out[key.replace("@k", f"@{k}")] = float(np.mean(values)) if values else None
     out["users"] = float(len(rows))
     return out
@@ -67,7 +67,8 @@ def evaluate_models(
     tops: dict[str, np.ndarray] = {}
     for name, (score_fn, history_len) in models.items():
         result = evaluate(score_fn, split, stage, history_len, k, recall_k, batch_size, return_topk=True)  # type: ignore[arg-type]
-        metrics[name], tops[name] = result  # type: ignore[misc]
+        assert isinstance(result, tuple)  # return_topk=True
+        metrics[name], tops[name] = result
         log.info("%s %s: %s", stage, name, {m: round(v, 4) for m, v in metrics[name].items()})
     return metrics, tops
 
@@ -116,7 +117,7 @@ def metrics_table(metrics: Mapping[str, Mapping[str, float]]) -> str:
     names = [n for n in MODEL_ORDER if n in metrics] + [n for n in metrics if n not in MODEL_ORDER]
     if not names:
         return "(no models evaluated)\n"
-    columns = [c for c in metrics[names[0]] if c != "users"]
+    columns = list(dict.fromkeys(c for n in names for c in metrics[n] if c != "users"))  # union, in order
     lines = ["| model | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for name in names:
         lines.append(
@@ -147,13 +148,24 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         if params.get("teacher") and params.get("student"):
             out.append(f"- student / teacher: {params['student'] / params['teacher']:.1%}")
         out.append("")
+    if report.get("score_correlation") is not None:
+        out += [
+            f"Teacher vs student score correlation (Pearson, sampled test users): "
+            f"{report['score_correlation']:.3f}",
+            "",
+        ]
+    if report.get("parity"):
+        out += ["## ONNX parity (exported graph vs PyTorch)", ""]
     for side, result in report.get("parity", {}).items():
         out.append(
             f"- ONNX parity ({side}): {'passed' if result.get('passed') else 'FAILED'} on {result.get('rows')} rows, "
-            f"max |score diff| {result.get('max_abs_score_diff', float('nan')):.2e}"
+            f"top-{result.get('k')} identical on {result.get('exact_topk_rows')}, "
+            f"max |score diff| {result.get('max_abs_score_diff', float('nan')):.2e} (atol {result.get('atol')})"
         )
     if report.get("parity"):
         out.append("")
+    if report.get("valid"):
+        out += ["## Validation metrics at the best epoch", "", metrics_table(report["valid"])]
     if report.get("sweep"):
         out += [
             "## Distillation temperature sweep (student, test)",

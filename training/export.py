@@ -49,7 +49,7 @@ class _UserVectors(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.model = model
+        self.model: Any = model
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.model.user_vectors(*inputs)
@@ -70,14 +70,14 @@ def _input_specs(side: Side, with_k: bool) -> dict[str, TensorSpec]:
 
 
 @torch.no_grad()
-def item_matrix(model: nn.Module) -> np.ndarray:
+def item_matrix(model: Any) -> np.ndarray:
     """float32 [n_items, dim]: the model's item vectors, exactly as used for scoring."""
     return model.item_vectors().detach().cpu().numpy().astype(np.float32)
 
 
 @torch.no_grad()
 def torch_user_vectors(
-    model: nn.Module, side: Side, users: np.ndarray | None, histories: np.ndarray
+    model: Any, side: Side, users: np.ndarray | None, histories: np.ndarray
 ) -> np.ndarray:
     """float32 [B, dim] from the PyTorch model (the reference the graphs are checked against)."""
     history = torch.as_tensor(histories, dtype=torch.long)
@@ -89,7 +89,7 @@ def torch_user_vectors(
     return out.detach().cpu().numpy().astype(np.float32)
 
 
-def export_user_graph(model: nn.Module, side: Side, path: Path, opset: int) -> None:
+def export_user_graph(model: Any, side: Side, path: Path, opset: int) -> None:
     """torch.onnx.export of user_vectors with dynamic batch and history length.
 
     The TorchScript exporter (dynamo=False) is used on purpose: for a small MLP / one-layer
@@ -166,7 +166,7 @@ def build_topk_graph(user_graph: Path, items: np.ndarray, path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def export_side(model: nn.Module, side: Side, out_dir: Path, opset: int, parameters: int) -> ModelCard:
+def export_side(model: Any, side: Side, out_dir: Path, opset: int, parameters: int) -> ModelCard:
     """Write `<side>_user.onnx`, `<side>_topk.onnx`, `<side>_item_vectors.npy` into out_dir."""
     out_dir = Path(out_dir)
     user_file, topk_file, items_file = f"{side}_user.onnx", f"{side}_topk.onnx", f"{side}_item_vectors.npy"
@@ -246,7 +246,7 @@ def _feeds(side: Side, inputs: ParityInputs, rows: slice) -> dict[str, np.ndarra
 
 
 def check_parity(
-    model: nn.Module,
+    model: Any,
     side: Side,
     card: ModelCard,
     out_dir: Path,

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,6 +24,10 @@ from core.manifest import DatasetInfo, Manifest, load_manifest
 from training.config import PipelineConfig
 from training.data import Interactions, Split, leave_last_out, load_interactions
 from training.ranking import padded_histories
+
+if TYPE_CHECKING:
+    from training.student import MLPStudent
+    from training.teacher import TwoTowerTeacher
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +40,10 @@ class StageError(ValueError):
 class Trained:
     """The models a publish needs, and what their training recorded."""
 
-    teacher: torch.nn.Module
-    student: torch.nn.Module
-    scratch: torch.nn.Module | None = None
-    sweep: list[tuple[float, torch.nn.Module]] = field(default_factory=list)
+    teacher: TwoTowerTeacher
+    student: MLPStudent
+    scratch: MLPStudent | None = None
+    sweep: list[tuple[float, MLPStudent]] = field(default_factory=list)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> valid_metrics, curve, seconds
 
 
@@ -112,14 +116,14 @@ def train_teacher(cfg: PipelineConfig, data: Interactions, split: Split, progres
     return fit
 
 
-def load_trained_teacher(cfg: PipelineConfig, data: Interactions) -> tuple[torch.nn.Module, dict[str, Any]]:
+def load_trained_teacher(cfg: PipelineConfig, data: Interactions) -> tuple[TwoTowerTeacher, dict[str, Any]]:
     from training.teacher import load_teacher
 
     record = _load_record(cfg, "teacher", data.fingerprint)
     return load_teacher(Path(record["checkpoint"])), record
 
 
-def soft_labels(cfg: PipelineConfig, teacher: torch.nn.Module, split: Split, progress: bool = True) -> Any:
+def soft_labels(cfg: PipelineConfig, teacher: TwoTowerTeacher, split: Split, progress: bool = True) -> Any:
     """Cached by the sha256 of the teacher checkpoint: rerunning with the same teacher is free."""
     from training.distill import build_soft_labels
 
@@ -238,7 +242,7 @@ def evaluate_all(cfg: PipelineConfig, data: Interactions, split: Split, trained:
 
 
 def _parity(
-    cfg: PipelineConfig, split: Split, model: torch.nn.Module, side: str, card: Any, stage: Path
+    cfg: PipelineConfig, split: Split, model: Any, side: str, card: Any, stage: Path
 ) -> dict:
     """Parity on >= parity_users rows at the model's history length, plus a check at half length."""
     from training.export import check_parity, parity_inputs
@@ -287,6 +291,7 @@ def publish_trained(
 
     A parity failure raises before anything is renamed: no version, LATEST untouched.
     """
+    from training.ann import retrieval_for_student
     from training.evaluate import write_report
     from training.export import export_side
     from training.publish import new_version, publish
@@ -319,6 +324,10 @@ def publish_trained(
             cards[side] = export_side(model, side, stage, cfg.export.opset, params[side])  # type: ignore[arg-type]
             parity[side] = _parity(cfg, split, model, side, cards[side], stage)
         seconds["export"] = time.perf_counter() - t1
+        t1 = time.perf_counter()  # the ANN index over the student's items (issue 5; exact: nothing built)
+        student_items = np.load(stage / cards["student"].item_vectors, allow_pickle=False)
+        retrieval = retrieval_for_student(cfg, split, trained.student, student_items, stage)
+        seconds["retrieval"] = time.perf_counter() - t1
         write_data_files(stage, data, split)
         report = {
             "version": version,
@@ -344,6 +353,7 @@ def publish_trained(
             student=cards["student"],
             teacher=cards["teacher"],
             parity=parity,
+            retrieval=retrieval,
             metrics={**metrics, "parameters": params, "seconds": seconds},
             report=report_files,
         )

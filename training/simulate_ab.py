@@ -92,20 +92,54 @@ def simulate_ab(
             events = ["click", "purchase"] if buy[n] else ["click"]
             for event in events:
                 fb = http.post(
-                    "/v1/feedback", json={"request_id": answer["request_id"], "item_id": held_out, "event": event}
+                    "/v1/feedback",
+                    json={"request_id": answer["request_id"], "item_id": held_out, "event": event},
                 )
                 if fb.status_code == 201:
                     arm["clicks" if event == "click" else "purchases"] += 1
                 else:
                     failed += 1
-                    log.warning("feedback on %s: HTTP %d %s", answer["request_id"], fb.status_code, fb.text[:200])
+                    log.warning(
+                        "feedback on %s: HTTP %d %s", answer["request_id"], fb.status_code, fb.text[:200]
+                    )
         report = http.get("/v1/ab/report")
         report.raise_for_status()
     except httpx.TransportError as exc:
-        raise SimulationError(f"{base_url}: cannot reach the service ({exc}); is `recdistill serve` running?") from exc
+        raise SimulationError(
+            f"{base_url}: cannot reach the service ({exc}); is `recdistill serve` running?"
+        ) from exc
     except httpx.HTTPStatusError as exc:
         raise SimulationError(f"{base_url}/v1/ab/report: HTTP {exc.response.status_code}") from exc
     finally:
         if owns_client:
             http.close()
     return {"requests": requests, "failed": failed, "by_arm": tally, "report": report.json()}
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f}%"
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    """A few human lines from `simulate_ab`'s result, for the CLI (the full JSON is in the report)."""
+    report = result["report"]
+    lines = [f"sent {result['requests']} requests ({result['failed']} failed)"]
+    for arm, stats in report["arms"].items():
+        ctr, conv = stats["ctr"], stats["conversion"]
+        lines.append(
+            f"  {arm:8s} users {stats['users']:6d}  requests {stats['requests']:6d}  clicks {stats['clicks']:5d}  "
+            f"CTR {_pct(ctr['rate'])} [{_pct(ctr['low'])}, {_pct(ctr['high'])}]  "
+            f"conversion {_pct(conv['rate'])} [{_pct(conv['low'])}, {_pct(conv['high'])}]"
+        )
+    ctr_diff = report["teacher_vs_student"].get("ctr", {})
+    if ctr_diff.get("diff") is not None:
+        p = ctr_diff["p_value"]
+        lines.append(
+            f"  CTR teacher - student: {_pct(ctr_diff['diff'])} [{_pct(ctr_diff['low'])}, {_pct(ctr_diff['high'])}]"
+            + ("" if p is None else f", p = {p:.3g}")
+        )
+    srm = report["srm"]
+    lines.append(
+        f"  SRM: {srm['warning']}" if srm["mismatch"] else "  SRM: no sample-ratio mismatch detected"
+    )
+    return "\n".join(lines)

@@ -3,13 +3,17 @@
 pandas/pyarrow do the parsing; validation is ours so that every error names the file, the row and
 the column. Rows are numbered as a person opening the file would count them: for CSV/TSV the
 header is row 1 and the first record row 2; Parquet has no header row, so its first record is row 1.
-The whole file is read into memory (streaming huge files is a later issue).
+
+Files are read in chunks of rows (`iter_tables`, `iter_log`): CSV through pandas' chunked reader,
+Parquet through `ParquetFile.iter_batches`. Row numbers stay global across chunks, and every check
+works row by row, so a file gives the same result and the same first error whatever the chunk size.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,12 +64,13 @@ def _check_header(file: str, found: list[str], wanted: list[str]) -> None:
             raise DataError(f"missing column {name!r}; columns found: {found}", file=file, column=name)
 
 
-def _read_delimited(path: Path, sep: str, wanted: list[str]) -> Table:
+def _csv_frames(path: Path, sep: str, chunk_rows: int | None) -> Iterator[pd.DataFrame]:
+    """Raw string frames of the whole file, header line included; the index is the global line - 1."""
     file = str(path)
     try:
         # header=None: we read the header ourselves, since pandas silently renames duplicates.
         # skip_blank_lines=False keeps row numbers equal to what an editor shows.
-        frame = pd.read_csv(
+        reader = pd.read_csv(
             path,
             sep=sep,
             header=None,
@@ -74,44 +79,70 @@ def _read_delimited(path: Path, sep: str, wanted: list[str]) -> Table:
             skip_blank_lines=False,
             encoding="utf-8-sig",
             quoting=csv.QUOTE_MINIMAL,
+            chunksize=chunk_rows,
         )
+        if chunk_rows is None:
+            yield reader
+            return
+        with reader:
+            yield from reader
     except pd.errors.EmptyDataError as exc:
         raise DataError("the file is empty (no header, no rows)", file=file) from exc
     except pd.errors.ParserError as exc:
         raise DataError(f"cannot parse: {exc}".strip(), file=file) from exc
     except UnicodeDecodeError as exc:
         raise DataError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=file) from exc
-    header = [str(v).strip() for v in frame.iloc[0].tolist()]
-    _check_header(file, header, wanted)
-    body = frame.iloc[1:]
-    blank = (body == "").all(axis=1).to_numpy()  # empty lines: not records, nothing is lost
-    body = body[~blank]
-    if len(body) == 0:
+
+
+def _iter_delimited(path: Path, sep: str, wanted: list[str], chunk_rows: int | None) -> Iterator[Table]:
+    file = str(path)
+    header: list[str] | None = None
+    n_records = 0
+    for frame in _csv_frames(path, sep, chunk_rows):
+        body = frame
+        if header is None:
+            header = [str(v).strip() for v in frame.iloc[0].tolist()]
+            _check_header(file, header, wanted)
+            body = frame.iloc[1:]
+        blank = (body == "").all(axis=1).to_numpy()  # empty lines: not records, nothing is lost
+        if blank.all():
+            continue
+        body = body[~blank]
+        n_records += len(body)
+        rows = body.index.to_numpy(dtype=np.int64) + 1  # index 0 is the header, row 1
+        columns = {name: body[header.index(name)].reset_index(drop=True) for name in wanted}
+        yield Table(file=file, columns=columns, rows=rows)
+    if n_records == 0:
         raise DataError("no data rows (only a header)", file=file)
-    rows = np.flatnonzero(~blank).astype(np.int64) + 2  # header is row 1
-    columns = {name: body[header.index(name)].reset_index(drop=True) for name in wanted}
-    return Table(file=file, columns=columns, rows=rows)
 
 
-def _read_parquet(path: Path, wanted: list[str]) -> Table:
+def _iter_parquet(path: Path, wanted: list[str], chunk_rows: int | None) -> Iterator[Table]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     file = str(path)
     try:
-        names = pq.read_schema(path).names
-        _check_header(file, names, wanted)
-        table = pq.read_table(path, columns=wanted)
+        parquet = pq.ParquetFile(path)
+        _check_header(file, parquet.schema_arrow.names, wanted)
+        n_rows = parquet.metadata.num_rows
+        if n_rows == 0:
+            raise DataError("no data rows", file=file)
+        offset = 0
+        for batch in parquet.iter_batches(batch_size=chunk_rows or n_rows, columns=wanted):
+            columns = {name: batch.column(name).to_pandas() for name in wanted}
+            rows = np.arange(offset + 1, offset + batch.num_rows + 1, dtype=np.int64)
+            offset += batch.num_rows
+            yield Table(file=file, columns=columns, rows=rows)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"cannot read as Parquet: {exc}", file=file) from exc
-    if table.num_rows == 0:
-        raise DataError("no data rows", file=file)
-    columns = {name: table.column(name).to_pandas() for name in wanted}
-    return Table(file=file, columns=columns, rows=np.arange(1, table.num_rows + 1, dtype=np.int64))
 
 
-def read_table(path: Path, wanted: list[str]) -> Table:
-    """Read the named columns of a CSV/TSV/Parquet file; DataError on anything unusable."""
+def iter_tables(path: Path, wanted: list[str], chunk_rows: int | None = None) -> Iterator[Table]:
+    """The named columns of a CSV/TSV/Parquet file, `chunk_rows` records at a time (None: all at once).
+
+    Chunks hold at least one record each; row numbers are global. DataError on anything unusable,
+    raised when the reader reaches it (a malformed line in the tenth chunk fails after nine chunks).
+    """
     path = Path(path)
     kind = _kind(path)
     if not path.is_file():
@@ -119,8 +150,14 @@ def read_table(path: Path, wanted: list[str]) -> Table:
     if path.stat().st_size == 0:
         raise DataError("the file is empty (no header, no rows)", file=str(path))
     if kind == "parquet":
-        return _read_parquet(path, wanted)
-    return _read_delimited(path, _SEPARATORS[kind], wanted)
+        return _iter_parquet(path, wanted, chunk_rows)
+    return _iter_delimited(path, _SEPARATORS[kind], wanted, chunk_rows)
+
+
+def read_table(path: Path, wanted: list[str]) -> Table:
+    """Read the named columns of a whole CSV/TSV/Parquet file; DataError on anything unusable."""
+    (table,) = iter_tables(path, wanted, None)
+    return table
 
 
 def _fail_at(table: Table, bad: np.ndarray, column: str, message: str) -> None:
@@ -142,8 +179,14 @@ def parse_ids(table: Table, column: str, what: str) -> np.ndarray:
     """str [n]: ids as strings, surrounding whitespace removed. Integer ids keep no '.0'."""
     values = table.columns[column]
     _fail_at(table, _is_missing(values), column, f"missing {what} id")
-    if pd.api.types.is_float_dtype(values) and (values % 1 == 0).all():
-        values = values.astype(np.int64)  # Parquet ints stored as float: 12.0 -> "12"
+    if pd.api.types.is_float_dtype(values):
+        # Parquet ints stored as float: 12.0 -> "12". Decided per value, not per column, so that the
+        # result cannot depend on which other values share a chunk.
+        numbers = values.to_numpy(dtype=np.float64)
+        text = values.astype(str).to_numpy(dtype=object)
+        whole = (numbers % 1 == 0) & (np.abs(numbers) < 2.0**63)
+        text[whole] = numbers[whole].astype(np.int64).astype(str)
+        return text.astype(str)
     return values.astype(str).str.strip().to_numpy(dtype=str)
 
 
@@ -204,14 +247,31 @@ def parse_timestamps(table: Table, column: str) -> np.ndarray:
     return np.floor(numbers).astype(np.int64)
 
 
-def read_log(path: Path, columns: ColumnMap) -> RawLog:
-    """An interaction log with the columns named by `columns`; weight 1.0 when no weight column.
-
-    The optional event column is checked to exist and be non-empty; it does not change weights yet.
-    """
+def log_columns(columns: ColumnMap) -> list[str]:
+    """The file columns an interaction log needs, each once, in a fixed order."""
     wanted = [columns.user, columns.item, columns.timestamp]
-    wanted += [name for name in (columns.weight, columns.event) if name and name not in wanted]
-    table = read_table(path, wanted)
+    return wanted + [name for name in (columns.weight, columns.event) if name and name not in wanted]
+
+
+def parse_event_weights(table: Table, column: str, event_weights: Mapping[str, float]) -> np.ndarray:
+    """float64 [n]: each row's event weight (1.0 when `event_weights` is empty); every event non-empty."""
+    values = table.columns[column]
+    _fail_at(table, _is_missing(values), column, "missing event type")
+    if not event_weights:
+        return np.ones(len(table))
+    events = values.astype(str).str.strip()
+    known = events.isin(list(event_weights)).to_numpy()
+    _fail_at(
+        table,
+        ~known,
+        column,
+        f"unknown event type {{value!r}}; data.event_weights has {sorted(event_weights)}",
+    )
+    return events.map(dict(event_weights)).to_numpy(dtype=np.float64)
+
+
+def parse_log(table: Table, columns: ColumnMap, event_weights: Mapping[str, float] | None = None) -> RawLog:
+    """Validate one table (or chunk) of a log; weight = weight column (or 1.0) x event weight."""
     user = parse_ids(table, columns.user, "user")
     item = parse_ids(table, columns.item, "item")
     timestamp = parse_timestamps(table, columns.timestamp)
@@ -220,14 +280,54 @@ def read_log(path: Path, columns: ColumnMap) -> RawLog:
     else:
         weight = np.ones(len(table))
     if columns.event:
-        _fail_at(table, _is_missing(table.columns[columns.event]), columns.event, "missing event type")
-    logger.info("read %s: %d interactions", table.file, len(table))
+        weight = weight * parse_event_weights(table, columns.event, event_weights or {})
     return RawLog(
         source=table.file,
         user=user,
         item=item,
         timestamp=timestamp,
         weight=weight.astype(np.float32),
+    )
+
+
+def iter_log(
+    path: Path,
+    columns: ColumnMap,
+    *,
+    chunk_rows: int | None = None,
+    event_weights: Mapping[str, float] | None = None,
+) -> Iterator[RawLog]:
+    """A log's validated chunks in file order (see `iter_tables`); only one chunk of strings is alive."""
+    n = 0
+    file = str(path)
+    for table in iter_tables(path, log_columns(columns), chunk_rows):
+        file = table.file
+        n += len(table)
+        yield parse_log(table, columns, event_weights)
+    logger.info("read %s: %d interactions", file, n)
+
+
+def read_log(
+    path: Path,
+    columns: ColumnMap,
+    *,
+    chunk_rows: int | None = None,
+    event_weights: Mapping[str, float] | None = None,
+) -> RawLog:
+    """A whole interaction log with raw string ids; weight 1.0 when no weight column.
+
+    With an event column every event must be non-empty; with `event_weights` it must also be listed
+    there, and its weight multiplies the row's weight. For big logs use `training.stream` instead.
+    """
+    chunks = list(iter_log(path, columns, chunk_rows=chunk_rows, event_weights=event_weights))
+    if len(chunks) == 1:
+        return chunks[0]
+    return RawLog(
+        source=chunks[0].source,
+        user=np.concatenate([c.user for c in chunks]),
+        item=np.concatenate([c.item for c in chunks]),
+        timestamp=np.concatenate([c.timestamp for c in chunks]),
+        weight=np.concatenate([c.weight for c in chunks]),
     )
 
 

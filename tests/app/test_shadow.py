@@ -40,7 +40,8 @@ def test_teacher_that_agrees_scores_perfect_agreement(model: LoadedModel, store:
     runner = ShadowRunner(store, rate=1.0, timeout_ms=10_000)
     runner.start()
     job = _job(model)
-    assert job.student_items == ("i09", "i06", "i03", "i00")  # the fixture's documented answer for history [i00]
+    # The fixture's documented answer for history [i00].
+    assert job.student_items == ("i09", "i06", "i03", "i00")
     assert runner.submit(job)
     assert runner.wait_idle()
     runner.stop()
@@ -86,7 +87,9 @@ def test_teacher_that_raises_is_counted_not_raised(model: LoadedModel, store: Co
     assert len(rows) == 0 and rows.failures == {("v1", "error"): 2}
 
 
-def test_teacher_past_its_timeout_is_counted_and_discarded(model: LoadedModel, store: ComparisonStore) -> None:
+def test_teacher_past_its_timeout_is_counted_and_discarded(
+    model: LoadedModel, store: ComparisonStore
+) -> None:
     never = threading.Event()
 
     def slow(query: Query, run_options: ort.RunOptions) -> Result:
@@ -160,3 +163,41 @@ def test_default_teacher_uses_its_own_sessions(model: LoadedModel, store: Compar
     assert shadow.teacher.topk is not model.teacher.topk
     assert shadow.student is model.student and shadow.item_ids is model.item_ids
     assert runner._shadow_model(model) is shadow  # built once per version
+
+
+def test_sessions_of_the_previous_version_are_kept_for_queued_jobs(
+    model: LoadedModel, tmp_path: Path, store: ComparisonStore
+) -> None:
+    newer = load_version(build_tiny_version(tmp_path / "models", "v2"))
+    newest = load_version(build_tiny_version(tmp_path / "models", "v3"))
+    runner = ShadowRunner(store, rate=1.0)
+    old_shadow = runner._shadow_model(model)
+    runner._shadow_model(newer)
+    assert runner._shadow_model(model) is old_shadow  # not rebuilt
+    runner._shadow_model(newest)
+    assert [served.version for served, _ in runner._shadows] == ["v2", "v3"]  # at most two kept
+
+
+def test_watchdog_terminates_a_real_onnxruntime_run(model: LoadedModel, store: ComparisonStore) -> None:
+    feeds = {
+        HISTORY_INPUT: np.zeros((1, model.teacher.history_len), np.int64),
+        USER_INPUT: np.array([0], np.int64),
+        K_INPUT: np.array([3], np.int64),
+    }
+    terminated = threading.Event()
+
+    def endless(query: Query, run_options: ort.RunOptions) -> Result:
+        for _ in range(1_000_000):  # runs until the watchdog sets run_options.terminate
+            try:
+                model.teacher.topk.run([SCORES_OUTPUT, INDICES_OUTPUT], feeds, run_options)
+            except Exception:
+                terminated.set()
+                raise
+        return recommend_batch([query])[0]
+
+    runner = ShadowRunner(store, rate=1.0, timeout_ms=30, teacher_fn=endless)
+    runner.start()
+    runner.submit(_job(model))
+    assert runner.wait_idle(timeout=60.0)
+    runner.stop()
+    assert terminated.is_set() and runner.counts["timeout"] == 1

@@ -144,3 +144,9 @@ def test_comparisons_survive_a_restart_and_since_filters(
 def test_shadow_rate_setting_is_validated(settings_for: Callable[..., Settings], models_dir: Path) -> None:
     with pytest.raises(ValueError, match="shadow_rate"):
         settings_for(models_dir, shadow_rate=1.5)
+
+
+def test_shadow_sessions_are_built_when_a_version_loads(shadow_client: Callable[..., TestClient]) -> None:
+    runner = _runner(shadow_client(shadow_rate=1.0))
+    [(served, shadow)] = runner._shadows  # built by the ModelStore listener, before any request
+    assert served.version == "v1" and shadow.teacher.topk is not served.teacher.topk

@@ -69,7 +69,15 @@ CASES = [
     (
         "MF",
         fit_mf,
-        {"dim": 8, "temperature": 0.2, "lr": 0.05, "weight_decay": 0.0, "batch_size": 64, "max_epochs": 20, "patience": 20},
+        {
+            "dim": 8,
+            "temperature": 0.2,
+            "lr": 0.05,
+            "weight_decay": 0.0,
+            "batch_size": 64,
+            "max_epochs": 20,
+            "patience": 20,
+        },
     ),
 ]
 
@@ -131,7 +139,9 @@ def test_train_matrix_holds_only_train_interactions() -> None:
 
 
 def test_score_fn_is_the_dot_product_and_ignores_history() -> None:
-    model = FactorModel(np.array([[1.0, 0.0], [0.0, 2.0]]), np.array([[3.0, 1.0], [0.0, -1.0], [1.0, 1.0]]), 10, 0.0)
+    model = FactorModel(
+        np.array([[1.0, 0.0], [0.0, 2.0]]), np.array([[3.0, 1.0], [0.0, -1.0], [1.0, 1.0]]), 10, 0.0
+    )
     scores = model.score_fn()(np.array([1, 0]), np.zeros((2, 7), np.int64))
     np.testing.assert_array_equal(scores, [[2.0, -2.0, 2.0], [3.0, 0.0, 1.0]])
 
@@ -140,7 +150,9 @@ def _oracle_fit(split: Split, params: dict, seed: int) -> FactorModel:
     """Block-indicator factors when params['good'], else anti-block: tuning must pick 'good'."""
     sign = 1.0 if params["good"] else -1.0
     users = np.stack([_block(np.arange(split.n_users)) == b for b in (0, 1)], axis=1).astype(float)
-    items = np.stack([_block(np.arange(split.n_items) * N_ITEMS // split.n_items) == b for b in (0, 1)], axis=1)
+    items = np.stack(
+        [_block(np.arange(split.n_items) * N_ITEMS // split.n_items) == b for b in (0, 1)], axis=1
+    )
     return FactorModel(users, sign * items.astype(float), 7, 0.5, {"best_epoch": 3})
 
 
@@ -148,7 +160,10 @@ def test_tune_picks_the_best_validation_config(checkerboard: Split) -> None:
     peer = Peer("oracle", _oracle_fit, [{"good": False}, {"good": True}])
     result = tune(peer, checkerboard, seed=0, k=5, recall_k=10)
     assert result.best == {"good": True}
-    assert [t.params for t in result.trials] == [{"good": False, "best_epoch": 3}, {"good": True, "best_epoch": 3}]
+    assert [t.params for t in result.trials] == [
+        {"good": False, "best_epoch": 3},
+        {"good": True, "best_epoch": 3},
+    ]
     assert result.trials[1].valid["ndcg@5"] > result.trials[0].valid["ndcg@5"]
     runs = run_seeds(peer, checkerboard, result.best, [0, 1], k=5, recall_k=10)
     assert [r.seed for r in runs] == [0, 1]

@@ -9,7 +9,17 @@ import pytest
 
 faiss = pytest.importorskip("faiss", reason="faiss-cpu (the ann extra) is not installed")
 
-from training.ann import INDEX_FILE, AnnError, build_index, build_retrieval, exact_topk, recall_at_k  # noqa: E402
+from training.ann import (  # noqa: E402
+    INDEX_FILE,
+    AnnError,
+    build_index,
+    build_retrieval,
+    exact_topk,
+    mips_items,
+    mips_queries,
+    recall_at_k,
+    search_labels,
+)
 
 
 def clustered(n_items: int, dim: int, n_queries: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -17,7 +27,9 @@ def clustered(n_items: int, dim: int, n_queries: int, seed: int) -> tuple[np.nda
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(20, dim)).astype(np.float32)
     items = centres[rng.integers(0, 20, n_items)] + 0.5 * rng.normal(size=(n_items, dim)).astype(np.float32)
-    queries = centres[rng.integers(0, 20, n_queries)] + 0.5 * rng.normal(size=(n_queries, dim)).astype(np.float32)
+    queries = centres[rng.integers(0, 20, n_queries)] + 0.5 * rng.normal(size=(n_queries, dim)).astype(
+        np.float32
+    )
     return items.astype(np.float32), queries.astype(np.float32)
 
 
@@ -43,32 +55,63 @@ def test_recall_at_k_hand_computed() -> None:
 
 
 @pytest.mark.parametrize("kind, breadth_key", [("hnsw", "ef_search"), ("ivf", "nprobe")])
-def test_build_retrieval_meets_recall_and_writes_a_loadable_index(tmp_path: Path, kind: str, breadth_key: str) -> None:
+def test_build_retrieval_meets_recall_and_writes_a_loadable_index(
+    tmp_path: Path, kind: str, breadth_key: str
+) -> None:
     items, queries = clustered(4000, 16, 1300, seed=1)
     retrieval = build_retrieval(
-        tmp_path, items, queries[:1000], queries[1000:], kind=kind, hnsw_m=16, ef_construction=64, latency_queries=20
+        tmp_path,
+        items,
+        queries[:1000],
+        queries[1000:],
+        kind=kind,
+        hnsw_m=16,
+        ef_construction=64,
+        latency_queries=20,
     )
     assert retrieval.kind == kind and retrieval.index_file == INDEX_FILE
     assert retrieval.metrics["recall@10"] >= 0.95
     assert retrieval.metrics["recall_users"] == 1000
-    assert {"exact_p50_ms", "ann_p50_ms", "exact_p99_ms", "ann_p99_ms", "build_seconds"} <= set(retrieval.metrics)
+    assert {"exact_p50_ms", "ann_p50_ms", "exact_p99_ms", "ann_p99_ms", "build_seconds"} <= set(
+        retrieval.metrics
+    )
     assert retrieval.params[breadth_key] >= 1 and retrieval.params["n_items"] == 4000
     index = faiss.read_index(str(tmp_path / INDEX_FILE))
-    assert index.ntotal == 4000 and index.metric_type == faiss.METRIC_INNER_PRODUCT
+    assert index.ntotal == 4000
+    if kind == "hnsw":  # MIPS -> L2 reduction: one extra coordinate, L2 metric, recorded in params
+        assert (index.d, index.metric_type, retrieval.params["transform"]) == (
+            17,
+            faiss.METRIC_L2,
+            "mips_to_l2",
+        )
+    else:
+        assert (index.d, index.metric_type) == (16, faiss.METRIC_INNER_PRODUCT)
     # The recorded breadth reproduces the recorded recall on the same users.
     if kind == "hnsw":
         index.hnsw.efSearch = retrieval.params["ef_search"]
     else:
         index.nprobe = retrieval.params["nprobe"]
     _, exact = exact_topk(queries[:1000], items, 10)
-    assert recall_at_k(index.search(queries[:1000], 10)[1], exact) == pytest.approx(retrieval.metrics["recall@10"])
+    labels = search_labels(index, kind, queries[:1000], 10)  # type: ignore[arg-type]
+    assert recall_at_k(labels, exact) == pytest.approx(retrieval.metrics["recall@10"])
 
 
-def test_hnsw_scores_are_exact_dot_products() -> None:
-    items, queries = clustered(500, 8, 5, seed=2)
-    index = build_index(items, "hnsw", hnsw_m=8, ef_construction=40)
-    scores, labels = index.search(queries, 5)
-    np.testing.assert_allclose(scores, np.einsum("bd,bkd->bk", queries, items[labels]), rtol=1e-5)
+def test_mips_reduction_hand_computed() -> None:
+    items = np.array([[3.0, 0.0], [0.0, 1.0], [1.0, 1.0]], np.float32)  # |x|² = 9, 1, 2; max 9
+    aug = mips_items(items)
+    np.testing.assert_allclose(aug[:, 2], [0.0, np.sqrt(8.0), np.sqrt(7.0)], rtol=1e-6)
+    q = mips_queries(np.array([[1.0, 0.0]], np.float32))
+    assert q.tolist() == [[1.0, 0.0, 0.0]]
+    l2 = ((aug - q) ** 2).sum(axis=1)  # = |q|² + 9 - 2 q·x = 1 + 9 - 2 * (3, 0, 1)
+    np.testing.assert_allclose(l2, [4.0, 10.0, 8.0], rtol=1e-6)
+
+
+def test_hnsw_with_a_wide_search_finds_the_exact_top_k() -> None:
+    items, queries = clustered(500, 8, 20, seed=2)
+    index = build_index(items, "hnsw", hnsw_m=16, ef_construction=100)
+    index.hnsw.efSearch = 500
+    _, exact = exact_topk(queries, items, 10)
+    assert recall_at_k(search_labels(index, "hnsw", queries, 10), exact) == 1.0
 
 
 def test_a_fixed_breadth_below_the_recall_target_refuses_to_publish(tmp_path: Path) -> None:
@@ -77,7 +120,15 @@ def test_a_fixed_breadth_below_the_recall_target_refuses_to_publish(tmp_path: Pa
     queries = rng.normal(size=(200, 32)).astype(np.float32)
     with pytest.raises(AnnError, match=r"recall@10 0\.\d+ on 200 users is below 0.99"):
         build_retrieval(
-            tmp_path, items, queries, queries, kind="hnsw", hnsw_m=4, ef_construction=8, ef_search=10, min_recall=0.99
+            tmp_path,
+            items,
+            queries,
+            queries,
+            kind="hnsw",
+            hnsw_m=4,
+            ef_construction=8,
+            ef_search=10,
+            min_recall=0.99,
         )
     assert not (tmp_path / INDEX_FILE).exists()
 
@@ -87,3 +138,32 @@ def test_unknown_kind_and_empty_catalogue_are_refused() -> None:
         build_index(np.ones((4, 2), np.float32), "lsh")  # type: ignore[arg-type]
     with pytest.raises(AnnError, match="empty catalogue"):
         build_index(np.zeros((0, 2), np.float32), "hnsw")
+
+
+def test_pipeline_publishes_a_verified_index_the_service_loads(tmp_path: Path) -> None:
+    from app.model_store import load_version
+    from core.manifest import load_manifest, verify_files
+    from training.config import load_config
+    from training.pipeline import run_pipeline
+
+    tiny = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
+    cfg = load_config(
+        tiny,
+        [
+            f"models_dir={tmp_path / 'models'}",
+            f"work_dir={tmp_path / 'work'}",
+            "export.retrieval=hnsw",
+            "export.hnsw_m=16",
+            "export.ef_construction=64",
+            "distill.train_scratch=false",
+        ],
+    )
+    result = run_pipeline(cfg, progress=False)
+    manifest = load_manifest(result.version_dir)
+    verify_files(result.version_dir, manifest)  # the index is listed with its sha256
+    r = manifest.retrieval
+    assert r.kind == "hnsw" and r.index_file == INDEX_FILE and INDEX_FILE in manifest.files
+    assert r.metrics["recall@10"] >= 0.95 and r.metrics["recall_users"] == 1000
+    assert r.params["transform"] == "mips_to_l2" and r.params["ef_search"] >= 10
+    model = load_version(result.version_dir)
+    assert model.ann is not None and model.ann.breadth == r.params["ef_search"]

@@ -1,0 +1,255 @@
+"""Redis-backed feedback / served-answer and shadow-comparison stores, so `/v1/ab/report` and
+`/v1/shadow/report` aggregate every replica.
+
+They duck-type `app.feedback.FeedbackStore` and `app.comparisons.ComparisonStore` (same methods,
+same return types) and are selected with `RECDISTILL_HISTORY_BACKEND=redis`, like the history.
+
+Layout (under `prefix`):
+- `served:<request_id>` hash (experiment, arm, forced, unit, model_version, items JSON, ts) and
+  `served_ts:<experiment>` sorted set request_id -> ts, for `since` windows;
+- `fb:<request_id>` set of "event\\x1fitem" (SADD gives the duplicate flag atomically);
+- `cmp` sorted set of comparisons (JSON member, score ts), `cmp_fail` of failure counts.
+Served answers are buffered and written by a thread every `flush_interval` (no I/O on the request
+path), as the SQLite store does. Feedback that reaches another replica before the answer was
+flushed is retried once after two flush intervals before it is refused.
+Reports read the window's rows and aggregate in Python: O(requests in the window), fine for the
+report's on-demand use; per-minute counters would be the next step for very long windows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import astuple
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from app.comparisons import METRIC_COLUMNS, Comparison, ComparisonRows, ComparisonStore, FailureKind
+from app.feedback import Event, FeedbackError, FeedbackResult, FeedbackStore, Served
+from app.history_redis import import_redis, redact, sync_client
+
+if TYPE_CHECKING:
+    from app.config import Settings
+
+log = logging.getLogger(__name__)
+_SEP = "\x1f"
+_PAGE = 2000
+
+
+class RedisFeedbackStore:
+    """Served-answer log + feedback shared by all replicas (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "recdistill:",
+        *,
+        flush_interval: float = 0.05,
+        clock: Callable[[], float] = time.time,
+        timeout: float = 5.0,
+    ):
+        self._errors = import_redis(url).RedisError
+        self._r = sync_client(url, timeout)
+        self.url, self.prefix = url, prefix
+        self._lock = threading.Lock()
+        self._pending: dict[str, Served] = {}
+        self._clock = clock
+        self._flush_interval = flush_interval
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="feedback-writer-redis", daemon=True)
+        self._thread.start()
+
+    # -- served answers -------------------------------------------------------------------------
+    def log_served(self, served: Served) -> None:
+        """O(1), no I/O: the writer thread sends it."""
+        if not served.ts:
+            served = Served(**{**served.__dict__, "ts": self._clock()})
+        with self._lock:
+            self._pending[served.request_id] = served
+
+    def _fetch(self, request_id: str) -> Served | None:
+        row = self._r.hgetall(f"{self.prefix}served:{request_id}")
+        if not row:
+            return None
+        return Served(
+            request_id,
+            row["experiment"],
+            row["arm"],
+            row["unit"],
+            row["model_version"],
+            tuple(json.loads(row["items"])),
+            row["forced"] == "1",
+            float(row["ts"]),
+        )
+
+    def lookup(self, request_id: str) -> Served | None:
+        with self._lock:
+            pending = self._pending.get(request_id)
+        return pending if pending is not None else self._fetch(request_id)
+
+    def flush(self) -> int:
+        with self._lock:
+            return self._flush_locked()
+
+    def _flush_locked(self) -> int:
+        if not self._pending:
+            return 0
+        pipe = self._r.pipeline(transaction=True)
+        for s in self._pending.values():
+            pipe.hset(
+                f"{self.prefix}served:{s.request_id}",
+                mapping={
+                    "experiment": s.experiment,
+                    "arm": s.arm,
+                    "unit": s.unit,
+                    "model_version": s.model_version,
+                    "items": json.dumps(s.items),
+                    "forced": "1" if s.forced else "0",
+                    "ts": repr(s.ts),
+                },
+            )
+            pipe.zadd(f"{self.prefix}served_ts:{s.experiment}", {s.request_id: s.ts})
+        pipe.execute()
+        n = len(self._pending)
+        self._pending.clear()
+        return n
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            self._wake.wait(self._flush_interval)
+            try:
+                self.flush()
+            except self._errors:
+                log.exception("served-answer log (redis %s): flush failed; will retry", redact(self.url))
+
+    # -- feedback ---------------------------------------------------------------------------------
+    def add_feedback(self, request_id: str, item_id: str, event: Event) -> FeedbackResult:
+        if event not in ("click", "purchase"):
+            raise FeedbackError("event", f"unknown event {event!r}, expected 'click' or 'purchase'")
+        served = self.lookup(request_id)
+        if served is None:  # maybe served by another replica that has not flushed yet
+            time.sleep(2 * self._flush_interval)
+            served = self._fetch(request_id)
+        if served is None:
+            raise FeedbackError(
+                "request_id", f"unknown request id {request_id!r}: no answer was served under it"
+            )
+        if item_id not in served.items:
+            raise FeedbackError(
+                "item_id", f"item {item_id!r} was not in the answer to request {request_id!r}"
+            )
+        self.flush()  # the answer must be stored before feedback that points at it
+        added = self._r.sadd(f"{self.prefix}fb:{request_id}", f"{event}{_SEP}{item_id}")
+        return FeedbackResult(request_id, item_id, event, served.arm, duplicate=added == 0)
+
+    # -- reporting --------------------------------------------------------------------------------
+    def arm_counts(self, experiment: str, since: float | None = None) -> dict[str, dict[str, int]]:
+        """Same counts as FeedbackStore.arm_counts, over every replica's answers."""
+        self.flush()
+        ids = self._r.zrangebyscore(
+            f"{self.prefix}served_ts:{experiment}", "-inf" if since is None else since, "+inf"
+        )
+        units: dict[str, set[str]] = {}
+        out: dict[str, dict[str, int]] = {}
+        for start in range(0, len(ids), _PAGE):
+            page = ids[start : start + _PAGE]
+            pipe = self._r.pipeline(transaction=False)
+            for rid in page:
+                pipe.hmget(f"{self.prefix}served:{rid}", "arm", "forced", "unit", "items")
+                pipe.smembers(f"{self.prefix}fb:{rid}")
+            replies = pipe.execute()
+            for i in range(len(page)):
+                (arm, forced, unit, items), feedback = replies[2 * i], replies[2 * i + 1]
+                if arm is None or forced == "1":
+                    continue
+                c = out.setdefault(
+                    arm,
+                    {
+                        "users": 0,
+                        "requests": 0,
+                        "impressions": 0,
+                        "clicks": 0,
+                        "purchases": 0,
+                        "purchase_requests": 0,
+                    },
+                )
+                c["requests"] += 1
+                c["impressions"] += len(json.loads(items))
+                if unit != "anonymous":
+                    units.setdefault(arm, set()).add(unit)
+                events = [f.split(_SEP, 1)[0] for f in feedback]
+                c["clicks"] += events.count("click")
+                c["purchases"] += events.count("purchase")
+                c["purchase_requests"] += "purchase" in events
+        for arm, c in out.items():
+            c["users"] = len(units.get(arm, ()))
+        return out
+
+    def close(self) -> None:
+        self._closed.set()
+        self._wake.set()
+        self._thread.join(timeout=5.0)
+        with self._lock:
+            self._flush_locked()
+        self._r.close()
+
+
+class RedisComparisonStore:
+    """Shadow comparisons and failure counts shared by all replicas."""
+
+    def __init__(self, url: str, prefix: str = "recdistill:", timeout: float = 5.0):
+        self._r = sync_client(url, timeout)
+        self.prefix = prefix
+
+    def add(self, comparisons: Iterable[Comparison]) -> None:
+        mapping = {json.dumps(astuple(c)): c.ts for c in comparisons}
+        if mapping:
+            self._r.zadd(f"{self.prefix}cmp", mapping)
+
+    def add_failures(self, counts: dict[tuple[str, FailureKind], int], ts: float | None = None) -> None:
+        ts = time.time() if ts is None else ts
+        mapping = {
+            json.dumps([version, kind, n, uuid.uuid4().hex]): ts
+            for (version, kind), n in counts.items()
+            if n > 0
+        }
+        if mapping:
+            self._r.zadd(f"{self.prefix}cmp_fail", mapping)
+
+    def load(self, since: float | None = None) -> ComparisonRows:
+        low: Any = "-inf" if since is None else since
+        rows = [json.loads(m) for m in self._r.zrangebyscore(f"{self.prefix}cmp", low, "+inf")]
+        failures: dict[tuple[str, str], int] = {}
+        for member in self._r.zrangebyscore(f"{self.prefix}cmp_fail", low, "+inf"):
+            version, kind, n, _ = json.loads(member)
+            failures[(version, kind)] = failures.get((version, kind), 0) + int(n)
+        # astuple order: request_id, ts, student_version, teacher_version, k, overlap, rbo, tau, ndcg, lat_s, lat_t
+        cols = list(zip(*rows, strict=True)) if rows else [()] * 11
+        num = [np.array([np.nan if v is None else v for v in col], np.float64) for col in cols[5:]]
+        return ComparisonRows(
+            student_version=np.array(cols[2], dtype=str),
+            teacher_version=np.array(cols[3], dtype=str),
+            metrics=dict(zip(METRIC_COLUMNS, num[:4], strict=True)),
+            student_latency_ms=num[4],
+            teacher_latency_ms=num[5],
+            failures=failures,
+        )
+
+    def close(self) -> None:
+        self._r.close()
+
+
+def open_state_stores(settings: Settings) -> tuple[Any, Any]:
+    """(feedback, comparisons) for the selected backend: SQLite state db or shared Redis."""
+    if settings.history_backend == "redis":
+        assert settings.redis_url is not None  # Settings refuses redis without a URL
+        url, prefix = settings.redis_url.get_secret_value(), settings.redis_prefix
+        return RedisFeedbackStore(url, prefix), RedisComparisonStore(url, prefix)
+    path = settings.state_db_path
+    return FeedbackStore(path, synchronous=settings.history_synchronous), ComparisonStore(path)

@@ -1,0 +1,181 @@
+"""Streaming interaction logs: read files chunk by chunk, map ids in one pass, keep compact arrays.
+
+Why: a log held as a DataFrame of string ids costs well over 100 bytes a row, so a big shop's
+history does not fit in memory. Here only one chunk of strings (`data.chunk_rows` rows) is alive at a
+time; each chunk is validated (errors keep global row numbers, see training/tabular.py), its ids are
+mapped to indices by incremental `IdMap`s, and what is kept is int32 user/item indices, int64
+timestamps and float32 weights: 20 bytes an interaction, plus the id maps (one entry per distinct id).
+
+The result is identical, fingerprint included, to reading the whole file at once: ids are numbered in
+order of first appearance exactly as `index_ids` numbers them, whatever the chunk size.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from training.config import ColumnMap
+from training.data import NO_CATEGORY, Catalog, Interactions, RawItems, make_catalog
+from training.tabular import iter_log
+
+logger = logging.getLogger(__name__)
+
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+class IdMap:
+    """Raw string id -> contiguous index in order of first appearance, grown one chunk at a time.
+
+    Feeding a file's ids through `index` in chunks gives the same indices and `ids()` as `index_ids`
+    on the whole column. Backed by a dict: memory grows with distinct ids, not with rows.
+    """
+
+    def __init__(self, ids: Iterable[str] = ()) -> None:
+        self._index: dict[str, int] = {}
+        for raw in ids:
+            self._index.setdefault(str(raw), len(self._index))
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def index(self, raw: np.ndarray) -> np.ndarray:
+        """int64 [n]: the index of each id; ids not seen before get the next indices, in order."""
+        codes, uniques = pd.factorize(np.asarray(raw, dtype=object))  # uniques in first-appearance order
+        lookup = self._index
+        mapped = np.fromiter(
+            (lookup.setdefault(u, len(lookup)) for u in uniques.tolist()), dtype=np.int64, count=len(uniques)
+        )
+        return mapped[codes]
+
+    def ids(self) -> np.ndarray:
+        """str [len(self)]: the raw id of each index."""
+        return np.array(list(self._index), dtype=str)
+
+
+class _LogBuffer:
+    """Per-chunk arrays kept as compactly as the contract allows, joined into int64/float32 at the end."""
+
+    def __init__(self) -> None:
+        self._parts: dict[str, list[np.ndarray]] = {"user": [], "item": [], "timestamp": [], "weight": []}
+
+    def add(self, user: np.ndarray, item: np.ndarray, timestamp: np.ndarray, weight: np.ndarray) -> None:
+        self._parts["user"].append(_compact(user))
+        self._parts["item"].append(_compact(item))
+        self._parts["timestamp"].append(np.asarray(timestamp, dtype=np.int64))
+        self._parts["weight"].append(np.asarray(weight, dtype=np.float32))
+
+    def _join(self, key: str, dtype: type) -> np.ndarray:
+        parts = self._parts[key]
+        out = np.concatenate(parts, dtype=dtype) if parts else np.zeros(0, dtype=dtype)
+        parts.clear()  # one column at a time: the peak is the chunks plus one joined column
+        return out
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(user int64, item int64, timestamp int64, weight float32), each [n]; empties the buffer."""
+        return (
+            self._join("user", np.int64),
+            self._join("item", np.int64),
+            self._join("timestamp", np.int64),
+            self._join("weight", np.float32),
+        )
+
+
+def _compact(indices: np.ndarray) -> np.ndarray:
+    if len(indices) and int(indices.max()) > _INT32_MAX:
+        return indices
+    return indices.astype(np.int32)
+
+
+def _read_into(
+    path: Path,
+    columns: ColumnMap,
+    users: IdMap,
+    items: IdMap,
+    buffer: _LogBuffer,
+    chunk_rows: int,
+    event_weights: Mapping[str, float] | None,
+) -> int:
+    """Stream one file into `buffer`, growing the id maps; returns the number of interactions read."""
+    n = 0
+    for chunk in iter_log(path, columns, chunk_rows=chunk_rows, event_weights=event_weights):
+        buffer.add(users.index(chunk.user), items.index(chunk.item), chunk.timestamp, chunk.weight)
+        n += len(chunk)
+    return n
+
+
+def _log_appended(path: Path, n: int, new_users: int, new_items: int) -> None:
+    logger.info("appended %s: %d interactions, %d new users, %d new items", path, n, new_users, new_items)
+
+
+def stream_interactions(
+    name: str,
+    path: Path,
+    columns: ColumnMap,
+    *,
+    items: RawItems | None = None,
+    extra_paths: Sequence[Path] = (),
+    chunk_rows: int = 1_000_000,
+    event_weights: Mapping[str, float] | None = None,
+) -> Interactions:
+    """Read a log file (then each extra log) in chunks into `Interactions`, in one pass over each file.
+
+    Same result as `build_interactions(name, read_log(path), items)` followed by `append_log` of every
+    extra log: log items by first appearance, then metadata-only items in file order, then items new
+    in the extra logs (those have NO_CATEGORY and a NaN price).
+    """
+    users, item_map, buffer = IdMap(), IdMap(), _LogBuffer()
+    _read_into(Path(path), columns, users, item_map, buffer, chunk_rows, event_weights)
+    meta_rows = item_map.index(items.item) if items is not None else np.zeros(0, dtype=np.int64)
+    for extra in extra_paths:
+        before_users, before_items = len(users), len(item_map)
+        n = _read_into(Path(extra), columns, users, item_map, buffer, chunk_rows, event_weights)
+        _log_appended(extra, n, len(users) - before_users, len(item_map) - before_items)
+    user, item, timestamp, weight = buffer.finish()
+    return Interactions(
+        name=name,
+        user=user,
+        item=item,
+        timestamp=timestamp,
+        weight=weight,
+        user_ids=users.ids(),
+        catalog=make_catalog(item_map.ids(), items, meta_rows),
+    )
+
+
+def append_files(
+    base: Interactions,
+    paths: Sequence[Path],
+    columns: ColumnMap,
+    *,
+    chunk_rows: int = 1_000_000,
+    event_weights: Mapping[str, float] | None = None,
+) -> Interactions:
+    """Append log files after `base` (same result as `append_log` of each), streaming each file."""
+    users, item_map, buffer = IdMap(base.user_ids), IdMap(base.catalog.item_ids), _LogBuffer()
+    for path in paths:
+        before_users, before_items = len(users), len(item_map)
+        n = _read_into(Path(path), columns, users, item_map, buffer, chunk_rows, event_weights)
+        _log_appended(path, n, len(users) - before_users, len(item_map) - before_items)
+    user, item, timestamp, weight = buffer.finish()
+    n_new = len(item_map) - base.n_items
+    old = base.catalog
+    catalog = Catalog(
+        item_ids=item_map.ids(),
+        category=np.concatenate([old.category, np.full(n_new, NO_CATEGORY, dtype=np.int32)]),
+        categories=list(old.categories),
+        price=np.concatenate([old.price, np.full(n_new, np.nan, dtype=np.float32)]),
+    )
+    return Interactions(
+        name=base.name,
+        user=np.concatenate([base.user, user]),
+        item=np.concatenate([base.item, item]),
+        timestamp=np.concatenate([base.timestamp, timestamp]),
+        weight=np.concatenate([base.weight, weight]),
+        user_ids=users.ids(),
+        catalog=catalog,
+    )
