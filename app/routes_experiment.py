@@ -93,7 +93,7 @@ def install_experiment(app: FastAPI) -> None:
 
     async def after_recommend(ctx: Any) -> None:  # ctx: app.main.RecommendContext
         services: ExperimentServices = app.state.experiment
-        assignment = _assign(services, ctx.request.user_id, getattr(ctx, "headers", None))
+        assignment = _assign(services, ctx.request.user_id, ctx.headers)
         response = ctx.response
         items = tuple(item["item_id"] for item in response["items"])
         services.feedback.log_served(
@@ -113,7 +113,7 @@ def install_experiment(app: FastAPI) -> None:
                     response["request_id"],
                     ctx.prepared.query,
                     items,
-                    student_latency_ms=getattr(ctx, "inference_ms", 0.0),
+                    student_latency_ms=ctx.inference_ms,
                 )
             )
 

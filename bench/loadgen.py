@@ -47,8 +47,11 @@ def closed_loop(
     n_requests: int,
     warmup: int = 200,
     max_seconds: float = 60.0,
+    method: str = "POST",
 ) -> dict[str, Any]:
     """One client, one keep-alive connection, requests back to back; latency per request.
+
+    With method "GET" the bodies are ignored (a baseline such as /health/live).
 
     Stops after `warmup + n_requests` requests or `max_seconds`, whichever comes first; any
     non-200 answer is counted as an error (and its latency still recorded).
@@ -62,9 +65,9 @@ def closed_loop(
         for i in range(warmup + n_requests):
             if time.perf_counter() > deadline:
                 break
-            body = bodies[i % len(bodies)]
+            body = bodies[i % len(bodies)] if method == "POST" else None
             start = time.perf_counter()
-            conn.request("POST", path, body=body, headers=headers)
+            conn.request(method, path, body=body, headers=headers if body is not None else {})
             resp = conn.getresponse()
             resp.read()
             elapsed = time.perf_counter() - start

@@ -297,6 +297,16 @@ def bench_catalogue(n_items: int, args: argparse.Namespace, work: Path, with_sha
         result["http_single"] = closed_loop(
             "127.0.0.1", server.port, "/v1/recommend", raw_bodies, args.requests, max_seconds=args.max_seconds
         )
+        # Baseline: the same client on an endpoint that does no model work (HTTP + framework cost).
+        result["http_single_live"] = closed_loop(
+            "127.0.0.1",
+            server.port,
+            "/health/live",
+            [],
+            args.requests,
+            max_seconds=args.max_seconds,
+            method="GET",
+        )
         if wrk_available():
             log.info("%d items: wrk -c%d for %ss", n_items, args.connections, args.duration)
             off = run_wrk(
@@ -471,7 +481,8 @@ def markdown(payload: dict[str, Any]) -> str:
         hs = res["http_single"]
         lines += [
             f"One HTTP client: p50 {_fmt(hs['p50'])} ms, p90 {_fmt(hs['p90'])}, p99 {_fmt(hs['p99'])}, "
-            f"n={hs['n']}, errors {hs['errors']}.",
+            f"n={hs['n']}, errors {hs['errors']}. Same client on GET /health/live (no model work): "
+            f"p50 {_fmt(res['http_single_live']['p50'])} ms, p99 {_fmt(res['http_single_live']['p99'])}.",
             "",
         ]
         wrk_rows = []

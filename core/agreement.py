@@ -30,14 +30,14 @@ def rbo(a: Ranking, b: Ranking, p: float = 0.9) -> float:
     if not 0.0 < p < 1.0:
         raise ValueError("p must lie in (0, 1)")
     short, long_ = (a, b) if len(a) <= len(b) else (b, a)
-    s, l = len(short), len(long_)
+    s, n_long = len(short), len(long_)
     if s == 0:
-        return 1.0 if l == 0 else 0.0
+        return 1.0 if n_long == 0 else 0.0
     seen_short: set[Hashable] = set()
     seen_long: set[Hashable] = set()
     overlap = 0
-    overlaps = [0] * (l + 1)  # overlaps[d] = X_d, the overlap at depth d
-    for d in range(1, l + 1):
+    overlaps = [0] * (n_long + 1)  # overlaps[d] = X_d, the overlap at depth d
+    for d in range(1, n_long + 1):
         x = long_[d - 1]
         if d <= s:
             y = short[d - 1]
@@ -50,10 +50,10 @@ def rbo(a: Ranking, b: Ranking, p: float = 0.9) -> float:
             overlap += x in seen_short
         seen_long.add(x)
         overlaps[d] = overlap
-    x_s, x_l = overlaps[s], overlaps[l]
-    total = sum(overlaps[d] / d * p**d for d in range(1, l + 1))
-    total += sum(x_s * (d - s) / (s * d) * p**d for d in range(s + 1, l + 1))
-    return (1 - p) / p * total + ((x_l - x_s) / l + x_s / s) * p**l
+    x_s, x_l = overlaps[s], overlaps[n_long]
+    total = sum(overlaps[d] / d * p**d for d in range(1, n_long + 1))
+    total += sum(x_s * (d - s) / (s * d) * p**d for d in range(s + 1, n_long + 1))
+    return (1 - p) / p * total + ((x_l - x_s) / n_long + x_s / s) * p**n_long
 
 
 def kendall_tau(a: Ranking, b: Ranking) -> float | None:

@@ -9,6 +9,7 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -128,8 +129,7 @@ def cmd_simulate_ab(args: argparse.Namespace) -> int:
     from training.simulate_ab import simulate_ab
 
     result = simulate_ab(args.url, Path(args.models), args.requests, args.seed)
-    if result is not None:
-        print(result)
+    print(json.dumps(result, indent=2, default=str))
     return 0
 
 
@@ -294,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         if isinstance(exc, _user_errors()):
+            print(f"recdistill {args.command}: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if type(exc).__name__ == "SimulationError":  # bad --requests, or the service is not reachable
             print(f"recdistill {args.command}: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
         if type(exc).__name__ in ("ParityError", "PublishError"):  # checked failures: nothing was published

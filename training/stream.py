@@ -43,9 +43,11 @@ class IdMap:
     def __len__(self) -> int:
         return len(self._index)
 
-    def index(self, raw: np.ndarray) -> np.ndarray:
+    def index(self, raw: np.ndarray | pd.Series) -> np.ndarray:
         """int64 [n]: the index of each id; ids not seen before get the next indices, in order."""
-        codes, uniques = pd.factorize(np.asarray(raw, dtype=object))  # uniques in first-appearance order
+        if isinstance(raw, np.ndarray) and raw.dtype.kind == "U":
+            raw = raw.astype(object)
+        codes, uniques = pd.factorize(raw)  # uniques in first-appearance order
         lookup = self._index
         mapped = np.fromiter(
             (lookup.setdefault(u, len(lookup)) for u in uniques.tolist()), dtype=np.int64, count=len(uniques)

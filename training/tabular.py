@@ -177,6 +177,11 @@ def _is_missing(values: pd.Series) -> np.ndarray:
 
 def parse_ids(table: Table, column: str, what: str) -> np.ndarray:
     """str [n]: ids as strings, surrounding whitespace removed. Integer ids keep no '.0'."""
+    return parse_id_strings(table, column, what).to_numpy(dtype=str)
+
+
+def parse_id_strings(table: Table, column: str, what: str) -> pd.Series:
+    """Like `parse_ids`, as a pandas string Series: no per-row numpy/Python string objects."""
     values = table.columns[column]
     _fail_at(table, _is_missing(values), column, f"missing {what} id")
     if pd.api.types.is_float_dtype(values):
@@ -186,8 +191,28 @@ def parse_ids(table: Table, column: str, what: str) -> np.ndarray:
         text = values.astype(str).to_numpy(dtype=object)
         whole = (numbers % 1 == 0) & (np.abs(numbers) < 2.0**63)
         text[whole] = numbers[whole].astype(np.int64).astype(str)
-        return text.astype(str)
-    return values.astype(str).str.strip().to_numpy(dtype=str)
+        return pd.Series(text, dtype=str)
+    return values.astype(str).str.strip()
+
+
+def _plain_floats(values: pd.Series) -> np.ndarray | None:
+    """float64 [n] when every string is a plain finite number, else None (the caller's slow path).
+
+    Arrow's cast is ~50x faster than pd.to_numeric on a million strings; where it gives finite
+    numbers they are the ones to_numeric gives, and anything else keeps the checked path and its
+    messages, so results and errors do not change.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not pd.api.types.is_string_dtype(values) or values.isna().any():
+        return None
+    try:
+        text = pa.array(values.astype(str).str.strip().array)
+        numbers = np.asarray(pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError):
+        return None
+    return numbers if np.isfinite(numbers).all() else None
 
 
 def parse_numbers(table: Table, column: str, what: str, *, allow_missing: bool) -> np.ndarray:
@@ -198,7 +223,9 @@ def parse_numbers(table: Table, column: str, what: str, *, allow_missing: bool) 
         _fail_at(table, missing, column, f"missing {what}")
     if pd.api.types.is_bool_dtype(values):
         _fail_at(table, np.ones(len(values), bool), column, f"{what} is not a number: {{value!r}}")
-    numbers = pd.to_numeric(values.where(~missing), errors="coerce").to_numpy(dtype=np.float64)
+    numbers = None if missing.any() else _plain_floats(values)
+    if numbers is None:
+        numbers = pd.to_numeric(values.where(~missing), errors="coerce").to_numpy(dtype=np.float64)
     _fail_at(table, np.isnan(numbers) & ~missing, column, f"{what} is not a number: {{value!r}}")
     _fail_at(table, np.isinf(numbers), column, f"{what} must be finite, got {{value!r}}")
     _fail_at(table, numbers < 0, column, f"{what} must not be negative, got {{value!r}}")
@@ -221,6 +248,8 @@ def parse_timestamps(table: Table, column: str) -> np.ndarray:
         _fail_at(table, np.ones(len(values), bool), column, "not a timestamp: {value!r}")
     if pd.api.types.is_numeric_dtype(values):
         numbers = values.to_numpy(dtype=np.float64)
+    elif (plain := _plain_floats(values)) is not None:
+        numbers = plain
     else:
         text = values.astype(str).str.strip()
         numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, copy=True)
@@ -270,10 +299,28 @@ def parse_event_weights(table: Table, column: str, event_weights: Mapping[str, f
     return events.map(dict(event_weights)).to_numpy(dtype=np.float64)
 
 
-def parse_log(table: Table, columns: ColumnMap, event_weights: Mapping[str, float] | None = None) -> RawLog:
+@dataclass(frozen=True)
+class LogChunk:
+    """One validated chunk of a log, in file order.
+
+    Ids stay pandas strings: turning every row into a numpy string costs more than the rest of the
+    read, and the id maps (training/stream.py) only need each distinct id once.
+    """
+
+    source: str
+    user: pd.Series  # str [n], stripped
+    item: pd.Series  # str [n], stripped
+    timestamp: np.ndarray  # int64 [n]
+    weight: np.ndarray  # float32 [n]
+
+    def __len__(self) -> int:
+        return len(self.timestamp)
+
+
+def parse_log(table: Table, columns: ColumnMap, event_weights: Mapping[str, float] | None = None) -> LogChunk:
     """Validate one table (or chunk) of a log; weight = weight column (or 1.0) x event weight."""
-    user = parse_ids(table, columns.user, "user")
-    item = parse_ids(table, columns.item, "item")
+    user = parse_id_strings(table, columns.user, "user")
+    item = parse_id_strings(table, columns.item, "item")
     timestamp = parse_timestamps(table, columns.timestamp)
     if columns.weight:
         weight = parse_numbers(table, columns.weight, "weight", allow_missing=False)
@@ -281,7 +328,7 @@ def parse_log(table: Table, columns: ColumnMap, event_weights: Mapping[str, floa
         weight = np.ones(len(table))
     if columns.event:
         weight = weight * parse_event_weights(table, columns.event, event_weights or {})
-    return RawLog(
+    return LogChunk(
         source=table.file,
         user=user,
         item=item,
@@ -296,7 +343,7 @@ def iter_log(
     *,
     chunk_rows: int | None = None,
     event_weights: Mapping[str, float] | None = None,
-) -> Iterator[RawLog]:
+) -> Iterator[LogChunk]:
     """A log's validated chunks in file order (see `iter_tables`); only one chunk of strings is alive."""
     n = 0
     file = str(path)
@@ -320,12 +367,10 @@ def read_log(
     there, and its weight multiplies the row's weight. For big logs use `training.stream` instead.
     """
     chunks = list(iter_log(path, columns, chunk_rows=chunk_rows, event_weights=event_weights))
-    if len(chunks) == 1:
-        return chunks[0]
     return RawLog(
         source=chunks[0].source,
-        user=np.concatenate([c.user for c in chunks]),
-        item=np.concatenate([c.item for c in chunks]),
+        user=np.concatenate([c.user.to_numpy(dtype=str) for c in chunks]),
+        item=np.concatenate([c.item.to_numpy(dtype=str) for c in chunks]),
         timestamp=np.concatenate([c.timestamp for c in chunks]),
         weight=np.concatenate([c.weight for c in chunks]),
     )

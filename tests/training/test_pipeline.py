@@ -31,7 +31,12 @@ TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[PipelineConfig, PipelineResult]:
     root = tmp_path_factory.mktemp("tiny")
-    cfg = load_config(TINY, [f"models_dir={root / 'models'}", f"work_dir={root / 'work'}"])
+    overrides = [
+        f"models_dir={root / 'models'}",
+        f"work_dir={root / 'work'}",
+        "distill.sweep_temperatures=[1.0, 4.0]",
+    ]
+    cfg = load_config(TINY, overrides)
     return cfg, run_pipeline(cfg, progress=False)
 
 
@@ -48,7 +53,9 @@ def test_pipeline_publishes_a_version_that_loads_and_verifies(tiny) -> None:
     for side in ("student", "teacher"):
         assert manifest.parity[side]["passed"] and manifest.parity[side]["rows"] >= 1000
         assert manifest.parity[side]["max_abs_score_diff"] <= 1e-4
-    assert {"report.json", "report.md", "metrics.png", "scores_scatter.png"} <= set(manifest.report)
+    assert {"report.json", "report.md", "metrics.png", "scores_scatter.png", "sweep.png"} <= set(
+        manifest.report
+    )
     assert set(manifest.report) <= set(manifest.files)
     assert not list(Path(cfg.models_dir).glob(".staging-*"))
 
@@ -63,6 +70,9 @@ def test_published_metrics_cover_every_model_and_agreement(tiny) -> None:
         assert row["users"] == test["teacher"]["users"] > 0
     agreement = result.manifest.metrics["agreement"]["student"]
     assert 0.0 <= agreement["overlap@10"] <= 1.0 and 0.0 <= agreement["rbo"] <= 1.0
+    sweep = result.manifest.metrics["sweep"]
+    assert [row["temperature"] for row in sweep] == [1.0, 4.0]
+    assert all(0.0 <= row["metrics"]["ndcg@10"] <= 1.0 for row in sweep)
     report = json.loads((result.version_dir / "report.json").read_text())
     assert report["metrics"]["test"] == test  # one set of numbers, in the manifest and the report
 
