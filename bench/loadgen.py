@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -214,3 +215,20 @@ def process_memory_mb(pid: int) -> dict[str, float]:
     text = Path(f"/proc/{pid}/status").read_text()
     found = {m["key"]: int(m["kb"]) / 1024 for m in _SIZE.finditer(text)}
     return {"rss_mb": found["VmRSS"], "peak_rss_mb": found["VmHWM"]}
+
+
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU time of a process (or one of its threads) from /proc, in seconds.
+
+    CPU time, unlike wall time, is not inflated by other processes competing for the cores, so CPU
+    per request is the figure that still means something on a shared, noisy machine.
+    """
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    return stat_cpu_ticks(Path(path).read_text()) / os.sysconf("SC_CLK_TCK")
+
+
+def stat_cpu_ticks(stat: str) -> int:
+    """utime + stime (clock ticks) from a /proc/<pid>/stat line; comm may hold spaces and ')'."""
+    fields = stat.rsplit(")", 1)[1].split()
+    # After the last ")" (the end of comm) field 3, state, is index 0: utime is field 14, stime 15.
+    return int(fields[11]) + int(fields[12])

@@ -40,6 +40,7 @@ import numpy as np
 from bench.loadgen import (
     WrkResult,
     closed_loop,
+    cpu_seconds,
     percentiles_ms,
     process_memory_mb,
     run_wrk,
@@ -241,6 +242,21 @@ def _wrk_dict(result: WrkResult) -> dict[str, Any]:
     return {**asdict(result), "errors": result.errors}
 
 
+def wrk_with_cpu(server: Server, script: Path, args: argparse.Namespace) -> tuple[WrkResult, dict[str, Any]]:
+    """wrk against /v1/recommend plus the server's CPU per request: whole process and event-loop thread."""
+    before, loop_before = cpu_seconds(server.pid), cpu_seconds(server.pid, server.pid)
+    result = run_wrk(f"{server.base}/v1/recommend", script, args.duration, args.connections, args.threads)
+    used, loop_used = cpu_seconds(server.pid) - before, cpu_seconds(server.pid, server.pid) - loop_before
+    n = max(result.requests, 1)
+    out = {
+        **_wrk_dict(result),
+        "server_cpu_ms_per_request": 1000.0 * used / n,
+        "event_loop_cpu_ms_per_request": 1000.0 * loop_used / n,
+        "server_cpu_utilisation": used / result.seconds if result.seconds else None,  # cores busy
+    }
+    return result, out
+
+
 def shadow_counts(base: str) -> dict[str, Any] | None:
     """The service's own shadow report (issue 4), or None when the endpoint is absent."""
     try:
@@ -309,14 +325,19 @@ def bench_catalogue(n_items: int, args: argparse.Namespace, work: Path, with_sha
         )
         if wrk_available():
             log.info("%d items: wrk -c%d for %ss", n_items, args.connections, args.duration)
-            off = run_wrk(
-                f"{server.base}/v1/recommend", script, args.duration, args.connections, args.threads
-            )
-            result["wrk"] = _wrk_dict(off)
+            off, result["wrk"] = wrk_with_cpu(server, script, args)
         result["server"]["memory_after_load"] = process_memory_mb(server.pid)
     if with_shadow and "wrk" in result:
         result["shadow"] = shadow_comparison(
-            models_dir, work, n_items, script, raw_bodies, off, result["http_single"]["p50"], args
+            models_dir,
+            work,
+            n_items,
+            script,
+            raw_bodies,
+            off,
+            result["wrk"],
+            result["http_single"]["p50"],
+            args,
         )
     return result
 
@@ -328,18 +349,17 @@ def shadow_comparison(
     script: Path,
     raw_bodies: list[bytes],
     off: WrkResult,
+    off_row: dict[str, Any],
     unloaded_p50_ms: float,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     """Issue 4: shadow rate 1.0 vs off, same connections at full load, then paced to one rate."""
-    out: dict[str, Any] = {"full_load": {"off": _wrk_dict(off)}}
-    url = "/v1/recommend"
+    out: dict[str, Any] = {"full_load": {"off": off_row}}
     with running_server(
         models_dir, work / f"state-{n_items}-shadow", {"RECDISTILL_SHADOW_RATE": "1.0"}, args.ready_timeout
     ) as server:
         log.info("%d items: wrk with shadow rate 1.0", n_items)
-        on = run_wrk(f"{server.base}{url}", script, args.duration, args.connections, args.threads)
-        out["full_load"]["on"] = _wrk_dict(on)
+        on, out["full_load"]["on"] = wrk_with_cpu(server, script, args)
         # Paced (wrk has no constant-rate mode; wrk2 is not packaged): each connection thinks for
         # delay_ms between requests so the offered rate is ~70% of the slower full-load rate; the
         # unloaded single-client p50 estimates the service time inside each cycle.
@@ -347,19 +367,30 @@ def shadow_comparison(
         cycle_ms = 1000.0 * args.connections / target_rps if target_rps > 0 else 0.0
         delay_ms = max(0.0, cycle_ms - unloaded_p50_ms)
         paced_script = work / f"recommend-{n_items}-paced.lua"
-        paced_script.write_text(wrk_script(url, [b.decode() for b in raw_bodies], delay_ms=delay_ms))
-        paced_on = run_wrk(f"{server.base}{url}", paced_script, args.duration, args.connections, args.threads)
+        paced_script.write_text(
+            wrk_script("/v1/recommend", [b.decode() for b in raw_bodies], delay_ms=delay_ms)
+        )
+        after_full = shadow_counts(server.base)
+        paced_on, paced_on_row = wrk_with_cpu(server, paced_script, args)
         out["shadow_report"] = shadow_counts(server.base)
         out["memory_after_load"] = process_memory_mb(server.pid)
     with running_server(models_dir, work / f"state-{n_items}-off2", {}, args.ready_timeout) as server:
-        paced_off = run_wrk(
-            f"{server.base}{url}", paced_script, args.duration, args.connections, args.threads
-        )
+        paced_off, paced_off_row = wrk_with_cpu(server, paced_script, args)
     out["paced"] = {
         "target_rps": target_rps,
         "delay_ms": delay_ms,
-        "off": _wrk_dict(paced_off),
-        "on": _wrk_dict(paced_on),
+        "off": paced_off_row,
+        "on": paced_on_row,
+    }
+    # What the shadow did in each phase (the report is cumulative): compared / dropped / errors.
+    phases = {"full_load": (None, after_full), "paced": (after_full, out["shadow_report"])}
+    out["shadow_phases"] = {
+        name: {
+            key: (lookup(end, key) or 0) - (lookup(start, key) or 0) if start else lookup(end, key)
+            for key in ("count", "dropped", "error", "timeout")
+        }
+        for name, (start, end) in phases.items()
+        if end
     }
     out["paced"]["rate_gap"] = abs(paced_on.rps - paced_off.rps) / max(paced_on.rps, paced_off.rps, 1e-9)
     out["compared"] = _shadow_compared(out["shadow_report"])
@@ -508,7 +539,19 @@ def markdown(payload: dict[str, Any]) -> str:
             lines += [
                 f"wrk, {payload['args']['connections']} connections, {payload['args']['duration']} s:",
                 "",
-                markdown_table(["run", "req/s", "p50", "p99", "max", "errors"], rows),
+                markdown_table(
+                    [
+                        "run",
+                        "req/s",
+                        "p50",
+                        "p99",
+                        "max",
+                        "errors",
+                        "server CPU ms/req",
+                        "event-loop CPU ms/req",
+                    ],
+                    rows,
+                ),
                 "",
             ]
         if sh:
@@ -516,7 +559,13 @@ def markdown(payload: dict[str, Any]) -> str:
                 f"Shadow comparisons recorded: {sh['compared']}"
                 f" (dropped {lookup(sh, 'shadow_report.dropped')}, errors {lookup(sh, 'shadow_report.errors')}); "
                 f"p99 ratio paced {_fmt(sh['p99_ratio'])} (achieved rates differ by "
-                f"{100 * sh['paced']['rate_gap']:.0f}%), full load {_fmt(sh['p99_ratio_full_load'])}.",
+                f"{100 * sh['paced']['rate_gap']:.0f}%), full load {_fmt(sh['p99_ratio_full_load'])}. "
+                f"Shadow per phase (compared/dropped/error/timeout): "
+                + "; ".join(
+                    f"{name} {v['count']}/{v['dropped']}/{v['error']}/{v['timeout']}"
+                    for name, v in sh.get("shadow_phases", {}).items()
+                )
+                + ".",
                 "",
             ]
         srv, pub = res["server"], res["publish"]

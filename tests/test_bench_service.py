@@ -12,7 +12,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bench.loadgen import WRK_MARKER, parse_wrk, percentiles_ms, run_wrk, wrk_available, wrk_script
+from bench.loadgen import (
+    WRK_MARKER,
+    parse_wrk,
+    percentiles_ms,
+    run_wrk,
+    stat_cpu_ticks,
+    wrk_available,
+    wrk_script,
+)
 from bench.service import checks_for, lookup, verdict
 
 
@@ -76,6 +84,12 @@ def test_wrk_script_cycles_bodies_and_paces_only_when_asked():
     assert 'wrk.format("POST", "/v1/recommend"' in plain
     assert "function delay()" not in plain
     assert "function delay() return 12.500 end" in wrk_script("/x", ["{}"], delay_ms=12.5)
+
+
+def test_stat_cpu_ticks_skips_a_comm_with_spaces_and_parens():
+    # pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime ...
+    line = "4242 (py (worker) 1) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 50 0 0 20 0 7 0 100 0 0"
+    assert stat_cpu_ticks(line) == 300
 
 
 def test_verdicts_follow_the_numbers():

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 AnnKind = Literal["hnsw", "ivf"]
 INDEX_FILE = "student_ann.faiss"
 # Search breadths tried in order; the first reaching min_recall on the tuning users is kept.
-SEARCH_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+SEARCH_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 
 
 class AnnError(RuntimeError):

@@ -99,7 +99,7 @@ class TeacherConfig(_Section):
 
 
 class StudentConfig(_Section):
-    dim: int = Field(32, ge=4, le=32)
+    dim: int = Field(16, ge=4, le=32)  # 16 keeps the student >= 10x smaller than the teacher on ml-100k
     history_len: int = Field(50, gt=0)
     hidden: list[int] = Field(default_factory=lambda: [64])
     dropout: float = Field(0.1, ge=0, lt=1)
@@ -123,6 +123,10 @@ class DistillConfig(_Section):
     weight_rank: float = Field(0.5, ge=0)
     rank_top_k: int = Field(10, ge=1)
     rank_lambda: float = Field(5.0, gt=0)  # Tang & Wang's rank-decay hyper-parameter
+    rank_loss: Literal["logistic", "softmax"] = "logistic"  # Tang & Wang's pointwise form, or listwise
+    # Also distil on each user's whole train history (the input served at test time, which has no hard
+    # label): this many copies per epoch, soft-label losses only. 0 = off.
+    final_history_repeats: int = Field(0, ge=0)
     train_scratch: bool = True  # also train the scratch baseline for the report
     sweep_temperatures: list[float] = Field(default_factory=list)  # optional sweep for the report
 
@@ -157,6 +161,8 @@ class PipelineConfig(_Section):
     models_dir: Path = Path("models")
     work_dir: Path = Path(".recdistill/work")  # checkpoints and the soft-label cache
     threads: int | None = None  # torch intra-op threads; None: torch's default
+    # Where training runs (training/distributed.py): auto = the GPU when one is visible, else the CPU.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     student: StudentConfig = Field(default_factory=StudentConfig)

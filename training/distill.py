@@ -26,11 +26,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from training import distributed
 from training.config import PipelineConfig
 from training.data import Split
 from training.losses import (
     hard_label_loss,
     ranking_distillation_loss,
+    ranking_distillation_softmax_loss,
     tempered_kl_loss,
 )
 from training.ranking import evaluate
@@ -40,7 +42,7 @@ from training.train import (
     FitResult,
     Pairs,
     build_pairs,
-    gather_histories,
+    histories_before,
     negative_proposal,
     save_checkpoint,
     set_threads,
@@ -57,14 +59,20 @@ CHUNK_PAIRS = 8192  # pairs per cache chunk: the unit of resumption
 
 @dataclass(frozen=True)
 class SoftLabels:
-    """Teacher logits over a candidate set for every train pair (pairs in `build_pairs` order)."""
+    """Teacher logits over a candidate set for every train pair, then for every user's full history.
+
+    Rows [0, n_pairs) are the train pairs in `build_pairs` order (their history is the items before
+    `pos`); rows [n_pairs, len) are one per user with train items, pos = the end of their train
+    history: the input the service sees, which has no hard label, only the teacher's.
+    """
 
     teacher_key: str
-    user: np.ndarray  # int64 [P]
-    pos: np.ndarray  # int64 [P]: index of the pair's target in split.train_items
-    candidates: np.ndarray  # int32 [P, M + S]: teacher's top-M (best first), then sampled items
-    logits: np.ndarray  # float32 [P, M + S]: the teacher's scores of those candidates
+    user: np.ndarray  # int64 [R]
+    pos: np.ndarray  # int64 [R]: the history is split.train_items[user's start : pos]
+    candidates: np.ndarray  # int32 [R, M + S]: teacher's top-M (best first), then sampled items
+    logits: np.ndarray  # float32 [R, M + S]: the teacher's scores of those candidates
     top_m: int
+    n_pairs: int
 
     def __len__(self) -> int:
         return len(self.user)
@@ -94,14 +102,46 @@ def _teacher_chunk(
     win = pairs.window[lo:hi]
     uniq, inv = np.unique(win, return_inverse=True)
     w = torch.from_numpy(uniq)
-    vec = teacher.sequence_vectors(users[w], inputs[w])[torch.from_numpy(inv), torch.from_numpy(pairs.col[lo:hi])]
+    vec = teacher.sequence_vectors(users[w], inputs[w])[
+        torch.from_numpy(inv), torch.from_numpy(pairs.col[lo:hi])
+    ]
     scores = vec @ items.T  # (B, N)
+    return _candidates(scores, top_m, n_sampled, proposal, seed * 1_000_003 + lo)
+
+
+def _candidates(
+    scores: torch.Tensor, top_m: int, n_sampled: int, proposal: torch.Tensor, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The teacher's top-M (best first) plus `n_sampled` popularity-sampled items, with their scores."""
     top_logits, top = scores.topk(min(top_m, scores.shape[1]), dim=1)
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + lo)  # per chunk: resume reproduces it exactly
-    sampled = torch.multinomial(proposal, len(vec) * n_sampled, replacement=True, generator=gen).view(len(vec), -1)
+    gen = torch.Generator().manual_seed(seed)  # fixed per chunk: a resumed run reproduces it exactly
+    sampled = torch.multinomial(proposal, len(scores) * n_sampled, replacement=True, generator=gen)
+    sampled = sampled.view(len(scores), n_sampled)
     cand = torch.cat([top, sampled], dim=1)
     logits = torch.cat([top_logits, scores.gather(1, sampled)], dim=1)
     return cand.to(torch.int32).numpy(), logits.to(torch.float32).numpy()
+
+
+def _final_rows(
+    teacher: TwoTowerTeacher, split: Split, items: torch.Tensor, top_m: int, n_sampled: int,
+    proposal: torch.Tensor, seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """(user, pos, candidates, logits) for every user's whole train history, scored exactly as served."""
+    lengths = np.diff(split.train_indptr)
+    user = np.flatnonzero(lengths > 0).astype(np.int64)
+    pos = split.train_indptr[user + 1]
+    cands, logits = [], []
+    for lo in range(0, len(user), 1024):
+        u, p = user[lo : lo + 1024], pos[lo : lo + 1024]
+        hist = torch.from_numpy(histories_before(split, u, p, teacher.history_len)).to(items.device)
+        scores = (teacher.user_vectors(torch.from_numpy(u).to(items.device), hist) @ items.T).cpu()
+        c, lg = _candidates(scores, top_m, n_sampled, proposal, seed * 1_000_003 - 1 - lo)
+        cands.append(c)
+        logits.append(lg)
+    width = min(top_m, split.n_items) + n_sampled
+    if not cands:
+        return user, pos, np.zeros((0, width), np.int32), np.zeros((0, width), np.float32)
+    return user, pos, np.concatenate(cands), np.concatenate(logits)
 
 
 def build_soft_labels(
@@ -125,6 +165,18 @@ def build_soft_labels(
     starts = range(0, len(pairs.user), CHUNK_PAIRS)
     with torch.no_grad():
         items = teacher.item_vectors()
+        if distributed.world_size() > 1:  # torchrun: each rank computes a strided share of the missing chunks
+            for lo in map(int, distributed.current().shard(list(starts))):
+                path = folder / f"chunk_{lo // CHUNK_PAIRS:06d}.npz"
+                if not path.is_file():
+                    hi = min(lo + CHUNK_PAIRS, len(pairs.user))
+                    c, lg = _teacher_chunk(
+                        teacher, tensors, pairs, lo, hi, items, d.top_m, d.n_sampled, proposal, cfg.seed
+                    )
+                    tmp = path.with_name(f".{path.stem}.tmp.npz")
+                    np.savez(tmp, candidates=c, logits=lg)
+                    os.replace(tmp, path)
+            distributed.barrier()  # every chunk is on disk (one node, one filesystem): the loop reads them all
         for lo in tqdm(starts, desc="soft labels", disable=not progress, leave=False):
             hi = min(lo + CHUNK_PAIRS, len(pairs.user))
             path = folder / f"chunk_{lo // CHUNK_PAIRS:06d}.npz"
@@ -132,22 +184,42 @@ def build_soft_labels(
                 with np.load(path, allow_pickle=False) as z:
                     c, lg = z["candidates"], z["logits"]
             else:
-                c, lg = _teacher_chunk(teacher, tensors, pairs, lo, hi, items, d.top_m, d.n_sampled, proposal, cfg.seed)
+                c, lg = _teacher_chunk(
+                    teacher, tensors, pairs, lo, hi, items, d.top_m, d.n_sampled, proposal, cfg.seed
+                )
                 tmp = path.with_name(f".{path.stem}.tmp.npz")
                 np.savez(tmp, candidates=c, logits=lg)
                 os.replace(tmp, path)
                 computed += 1
             cands.append(c)
             logits.append(lg)
-    log.info("soft labels: %d chunks, %d computed, %d from cache %s", len(starts), computed, len(starts) - computed, folder)
-    width = min(d.top_m, split.n_items) + d.n_sampled
+        final = folder / "final.npz"
+        if final.is_file():
+            with np.load(final, allow_pickle=False) as z:
+                f_user, f_pos, f_cand, f_logits = z["user"], z["pos"], z["candidates"], z["logits"]
+        else:
+            f_user, f_pos, f_cand, f_logits = _final_rows(
+                teacher, split, items, d.top_m, d.n_sampled, proposal, cfg.seed
+            )
+            tmp = final.with_name(f".final.{os.getpid()}.tmp.npz")
+            np.savez(tmp, user=f_user, pos=f_pos, candidates=f_cand, logits=f_logits)
+            os.replace(tmp, final)
+            computed += 1
+    log.info(
+        "soft labels: %d chunks, %d computed, %d from cache %s",
+        len(starts) + 1,
+        computed,
+        len(starts) + 1 - computed,
+        folder,
+    )
     return SoftLabels(
         teacher_key=teacher_key,
-        user=pairs.user,
-        pos=pairs.pos,
-        candidates=np.concatenate(cands) if cands else np.zeros((0, width), np.int32),
-        logits=np.concatenate(logits) if logits else np.zeros((0, width), np.float32),
+        user=np.concatenate([pairs.user, f_user]),
+        pos=np.concatenate([pairs.pos, f_pos]),
+        candidates=np.concatenate([*cands, f_cand]),
+        logits=np.concatenate([*logits, f_logits]),
         top_m=min(d.top_m, split.n_items),
+        n_pairs=len(pairs.user),
     )
 
 
@@ -162,47 +234,71 @@ def fit_student(
     set_threads(cfg)
     torch.manual_seed(cfg.seed)
     sc, d = cfg.student, cfg.distill
-    model = MLPStudent(split.n_items, sc)
+    device = distributed.current(cfg.device).device
+    model = MLPStudent(split.n_items, sc).to(device)
     pairs = build_pairs(split, sc.history_len)
     if len(pairs.user) == 0:
         raise ValueError("the train split has no (history -> next item) pair: every user has one interaction")
     distil = distillation_active(cfg, soft_labels)
+    users, positions = pairs.user, pairs.pos
+    rows = np.arange(len(pairs.user))  # example -> row of users/positions/targets (and soft labels)
     if distil:
         assert soft_labels is not None
-        if len(soft_labels) != len(pairs.user) or not np.array_equal(soft_labels.pos, pairs.pos):
+        n = soft_labels.n_pairs
+        if n != len(pairs.user) or not np.array_equal(soft_labels.pos[:n], pairs.pos):
             raise ValueError("soft labels were built for another split: rebuild them (build_soft_labels)")
+        users, positions = soft_labels.user, soft_labels.pos
+        finals = np.arange(n, len(soft_labels))  # whole-history rows: soft labels only
+        rows = np.concatenate([rows, *([finals] * d.final_history_repeats)])
         cand_all = torch.from_numpy(soft_labels.candidates.astype(np.int64))
         teach_all = torch.from_numpy(soft_labels.logits)
         top_k = min(d.rank_top_k, soft_labels.top_m)
-    targets = torch.from_numpy(split.train_items[pairs.pos])
+    targets = np.full(len(users), -1, dtype=np.int64)  # -1: no hard label (whole-history rows)
+    targets[: len(pairs.pos)] = split.train_items[pairs.pos]
+    targets_t = torch.from_numpy(targets)
+    rank_loss = ranking_distillation_loss if d.rank_loss == "logistic" else ranking_distillation_softmax_loss
 
     def batch_loss(idx: np.ndarray) -> torch.Tensor:
-        hist = torch.from_numpy(gather_histories(split, pairs, idx, sc.history_len))
+        r = rows[idx]
+        hist = torch.from_numpy(histories_before(split, users[r], positions[r], sc.history_len)).to(device)
         vec = model.user_vectors(hist)  # (B, d)
         logits = vec @ model.item_vectors().T  # (B, N): small d keeps the full softmax cheap
-        i = torch.from_numpy(idx)
-        loss = d.weight_hard * hard_label_loss(logits, targets[i]) if d.weight_hard > 0 else logits.sum() * 0.0
+        i = torch.from_numpy(r)
+        tgt = targets_t[i].to(device)
+        has = tgt >= 0
+        loss = logits.sum() * 0.0
+        if d.weight_hard > 0 and bool(has.any()):
+            loss = loss + d.weight_hard * hard_label_loss(logits[has], tgt[has])
         if distil:
-            s_cand = logits.gather(1, cand_all[i])  # (B, C)
+            s_cand = logits.gather(1, cand_all[i].to(device))  # (B, C)
             if d.weight_kl > 0:
-                loss = loss + d.weight_kl * tempered_kl_loss(s_cand, teach_all[i], d.temperature)
+                loss = loss + d.weight_kl * tempered_kl_loss(s_cand, teach_all[i].to(device), d.temperature)
             if d.weight_rank > 0:
-                cols = torch.arange(top_k).expand(len(idx), top_k)
-                loss = loss + d.weight_rank * ranking_distillation_loss(s_cand, cols, d.rank_lambda)
+                cols = torch.arange(top_k, device=device).expand(len(idx), top_k)
+                loss = loss + d.weight_rank * rank_loss(s_cand, cols, d.rank_lambda)
         return loss
 
     vsplit = validation_split(split, sc.valid_max_users, cfg.seed)
 
     def validate() -> dict[str, float]:
-        return evaluate(student_score_fn(model), vsplit, "valid", sc.history_len, cfg.eval.k, cfg.eval.recall_k, cfg.eval.batch_size)
+        return evaluate(
+            student_score_fn(model),
+            vsplit,
+            "valid",
+            sc.history_len,
+            cfg.eval.k,
+            cfg.eval.recall_k,
+            cfg.eval.batch_size,
+        )
 
     name = "student" if distil else "scratch"
     curve, best, seconds = train_loop(
-        model, len(pairs.user), batch_loss, validate,
+        model, len(rows), batch_loss, validate,
         metric=f"ndcg@{cfg.eval.k}", lr=sc.lr, weight_decay=sc.weight_decay, batch_size=sc.batch_size,
         epochs=sc.epochs, patience=sc.patience, max_seconds=sc.max_train_seconds, seed=cfg.seed,
         progress=progress, desc=name,
     )  # fmt: skip
+    model.cpu()  # evaluation and export run on the host
     path = Path(work_dir) / f"{name}.pt"
     save_checkpoint(student_checkpoint(model), path)
     return FitResult(model=model, checkpoint=path, valid_metrics=best, curve=curve, seconds=seconds)

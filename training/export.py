@@ -76,9 +76,7 @@ def item_matrix(model: Any) -> np.ndarray:
 
 
 @torch.no_grad()
-def torch_user_vectors(
-    model: Any, side: Side, users: np.ndarray | None, histories: np.ndarray
-) -> np.ndarray:
+def torch_user_vectors(model: Any, side: Side, users: np.ndarray | None, histories: np.ndarray) -> np.ndarray:
     """float32 [B, dim] from the PyTorch model (the reference the graphs are checked against)."""
     history = torch.as_tensor(histories, dtype=torch.long)
     if _has_user_input(side):

@@ -20,7 +20,10 @@ def hard_label_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def sampled_softmax_loss(
-    pos_logit: torch.Tensor, neg_logits: torch.Tensor, log_q_pos: torch.Tensor, log_q_neg: torch.Tensor,
+    pos_logit: torch.Tensor,
+    neg_logits: torch.Tensor,
+    log_q_pos: torch.Tensor,
+    log_q_neg: torch.Tensor,
     accidental_hit: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sampled softmax with logQ correction (Bengio & Senecal 2008; Yi et al., RecSys 2019).
@@ -39,7 +42,9 @@ def sampled_softmax_loss(
     return -torch.log_softmax(logits, dim=1)[:, 0].mean()
 
 
-def tempered_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+def tempered_kl_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network".
 
         L = T^2 * mean_b KL( softmax(t_b / T) || softmax(s_b / T) )
@@ -62,7 +67,9 @@ def rank_weights(k: int, lam: float, device: torch.device | None = None) -> torc
     return w / w.sum()
 
 
-def ranking_distillation_loss(student_logits: torch.Tensor, top_k_cols: torch.Tensor, lam: float) -> torch.Tensor:
+def ranking_distillation_loss(
+    student_logits: torch.Tensor, top_k_cols: torch.Tensor, lam: float
+) -> torch.Tensor:
     """Ranking distillation (Tang & Wang, KDD 2018, "Ranking Distillation", eq. 4-6).
 
     The teacher's top-K items are extra positives with rank-decaying weights:

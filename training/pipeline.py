@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from core.manifest import DatasetInfo, Manifest, load_manifest
+from training import distributed
 from training.config import PipelineConfig
 from training.data import Interactions, Split, leave_last_out, load_interactions
 from training.ranking import padded_histories
@@ -83,7 +84,8 @@ def _save_record(cfg: PipelineConfig, name: str, fit: Any, fingerprint: str) -> 
     }
     path = _record_path(cfg, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, default=float) + "\n")
+    if distributed.is_main():  # torchrun: rank 0 writes the records, as it writes the checkpoints
+        path.write_text(json.dumps(record, indent=2, default=float) + "\n")
     return record
 
 
@@ -241,9 +243,7 @@ def evaluate_all(cfg: PipelineConfig, data: Interactions, split: Split, trained:
     return {"test": metrics, "agreement": agreement, "sweep": sweep, "scatter": scatter}
 
 
-def _parity(
-    cfg: PipelineConfig, split: Split, model: Any, side: str, card: Any, stage: Path
-) -> dict:
+def _parity(cfg: PipelineConfig, split: Split, model: Any, side: str, card: Any, stage: Path) -> dict:
     """Parity on >= parity_users rows at the model's history length, plus a check at half length."""
     from training.export import check_parity, parity_inputs
 
@@ -364,8 +364,12 @@ def publish_trained(
     )
 
 
-def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult:
-    """data -> teacher -> soft labels -> student (+ scratch, sweep) -> evaluate -> export -> publish."""
+def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult | None:
+    """data -> teacher -> soft labels -> student (+ scratch, sweep) -> evaluate -> export -> publish.
+
+    Under torchrun (training/distributed.py) every rank trains and only rank 0 evaluates and
+    publishes: the other ranks return None.
+    """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seconds: dict[str, float] = {}
@@ -380,4 +384,6 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult:
     fits = train_students(cfg, data, split, labels, progress)
     for name, fit in fits.items():
         seconds[name] = fit.seconds
+    if not distributed.is_main():  # torchrun: one model, published by rank 0
+        return None
     return publish_trained(cfg, data, split, trained_from_fits(teacher_fit, fits), seconds)

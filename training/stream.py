@@ -73,7 +73,7 @@ class _LogBuffer:
 
     def _join(self, key: str, dtype: type) -> np.ndarray:
         parts = self._parts[key]
-        out = np.concatenate(parts, dtype=dtype) if parts else np.zeros(0, dtype=dtype)
+        out: np.ndarray = np.concatenate(parts, dtype=dtype) if parts else np.zeros(0, dtype=dtype)
         parts.clear()  # one column at a time: the peak is the chunks plus one joined column
         return out
 

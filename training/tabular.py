@@ -138,9 +138,10 @@ def _iter_parquet(path: Path, wanted: list[str], chunk_rows: int | None) -> Iter
 
 
 def iter_tables(path: Path, wanted: list[str], chunk_rows: int | None = None) -> Iterator[Table]:
-    """The named columns of a CSV/TSV/Parquet file, `chunk_rows` records at a time (None: all at once).
+    """The named columns of a CSV/TSV/Parquet file, `chunk_rows` rows at a time (None: all at once).
 
-    Chunks hold at least one record each; row numbers are global. DataError on anything unusable,
+    For CSV/TSV a chunk is `chunk_rows` lines (the header and blank lines count, so a chunk may hold
+    fewer records); chunks hold at least one record each; row numbers are global. DataError on anything unusable,
     raised when the reader reaches it (a malformed line in the tenth chunk fails after nine chunks).
     """
     path = Path(path)
@@ -156,8 +157,14 @@ def iter_tables(path: Path, wanted: list[str], chunk_rows: int | None = None) ->
 
 def read_table(path: Path, wanted: list[str]) -> Table:
     """Read the named columns of a whole CSV/TSV/Parquet file; DataError on anything unusable."""
-    (table,) = iter_tables(path, wanted, None)
-    return table
+    tables = list(iter_tables(path, wanted, None))
+    if len(tables) == 1:
+        return tables[0]
+    return Table(
+        file=tables[0].file,
+        columns={name: pd.concat([t.columns[name] for t in tables], ignore_index=True) for name in wanted},
+        rows=np.concatenate([t.rows for t in tables]),
+    )
 
 
 def _fail_at(table: Table, bad: np.ndarray, column: str, message: str) -> None:

@@ -106,7 +106,11 @@ class TwoTowerTeacher(nn.Module):
     # ---- item tower -------------------------------------------------------------------------
     def item_content(self) -> torch.Tensor:
         """(N+1, D): id + category + price embedding per item; the pad row is zero."""
-        x = self.item_emb.weight[: self.n_items] + self.cat_emb(self.item_cat) + self.price_proj(self.item_price)
+        x = (
+            self.item_emb.weight[: self.n_items]
+            + self.cat_emb(self.item_cat)
+            + self.price_proj(self.item_price)
+        )
         return torch.cat([x, torch.zeros_like(x[:1])], dim=0)
 
     def item_vectors(self) -> torch.Tensor:

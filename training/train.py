@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from training import distributed
 from training.config import PipelineConfig
 from training.data import Catalog, Split
 from training.losses import hard_label_loss, sampled_softmax_loss
@@ -86,9 +87,16 @@ def window_tensors(split: Split, pairs: Pairs, history_len: int) -> tuple[torch.
 
 def gather_histories(split: Split, pairs: Pairs, idx: np.ndarray, history_len: int) -> np.ndarray:
     """int64 [B, L]: the left-padded histories of pairs `idx` (items before each target, same user)."""
-    pos = pairs.pos[idx][:, None]
-    src = pos - history_len + np.arange(history_len)[None]  # (B, L), last column = pos - 1
-    valid = src >= split.train_indptr[pairs.user[idx]][:, None]
+    return histories_before(split, pairs.user[idx], pairs.pos[idx], history_len)
+
+
+def histories_before(split: Split, user: np.ndarray, pos: np.ndarray, history_len: int) -> np.ndarray:
+    """int64 [B, L]: the user's train items before global position `pos`, left-padded with n_items.
+
+    pos = split.train_indptr[user + 1] gives the whole train history (what the service sees).
+    """
+    src = pos[:, None] - history_len + np.arange(history_len)[None]  # (B, L), last column = pos - 1
+    valid = src >= split.train_indptr[user][:, None]
     return np.where(valid, split.train_items[np.clip(src, 0, None)], split.n_items)
 
 
@@ -98,9 +106,12 @@ def teacher_score_fn(model: TwoTowerTeacher) -> ScoreFn:
 
     def score(users: np.ndarray, histories: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            u = torch.as_tensor(np.where(users < model.n_users, users, model.oov_user), dtype=torch.long)
-            vec = model.user_vectors(u, torch.as_tensor(histories, dtype=torch.long))
-            return (vec @ model.item_vectors().T).numpy()
+            dev = next(model.parameters()).device
+            u = torch.as_tensor(
+                np.where(users < model.n_users, users, model.oov_user), dtype=torch.long, device=dev
+            )
+            vec = model.user_vectors(u, torch.as_tensor(histories, dtype=torch.long, device=dev))
+            return (vec @ model.item_vectors().T).cpu().numpy()
 
     return score
 
@@ -108,8 +119,9 @@ def teacher_score_fn(model: TwoTowerTeacher) -> ScoreFn:
 def student_score_fn(model: torch.nn.Module) -> ScoreFn:
     def score(users: np.ndarray, histories: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            vec = model.user_vectors(torch.as_tensor(histories, dtype=torch.long))
-            return (vec @ model.item_vectors().T).numpy()
+            dev = next(model.parameters()).device
+            vec = model.user_vectors(torch.as_tensor(histories, dtype=torch.long, device=dev))
+            return (vec @ model.item_vectors().T).cpu().numpy()
 
     return score
 
@@ -130,10 +142,14 @@ def validation_split(split: Split, max_users: int | None, seed: int) -> Split:
 
 def save_checkpoint(payload: dict, path: Path) -> None:
     """torch.save to a temp file then rename: a crash never leaves a half-written checkpoint."""
+    if not distributed.is_main():  # torchrun: rank 0 writes; the others wait until the file is there
+        distributed.barrier()
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
+    distributed.barrier()  # no-op in a single process
 
 
 def set_threads(cfg: PipelineConfig) -> None:
@@ -165,6 +181,12 @@ def train_loop(
     current epoch is cut short and still validated). Returns (curve, best metrics, seconds) with
     the best weights loaded and the model in eval mode.
     """
+    if distributed.world_size() > 1:  # torchrun: the same loop, data-parallel (training/distributed.py)
+        return distributed.ddp_train_loop(
+            model, n_examples, batch_loss, validate,
+            metric=metric, lr=lr, weight_decay=weight_decay, batch_size=batch_size, epochs=epochs,
+            patience=patience, max_seconds=max_seconds, seed=seed, progress=progress, desc=desc,
+        )  # fmt: skip
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     t0 = time.perf_counter()
@@ -176,20 +198,27 @@ def train_loop(
         model.train()
         order = rng.permutation(n_examples)
         total, batches, out_of_time = 0.0, 0, False
-        bar = tqdm(range(0, n_examples, batch_size), desc=f"{desc} epoch {epoch}", disable=not progress, leave=False)
+        bar = tqdm(
+            range(0, n_examples, batch_size), desc=f"{desc} epoch {epoch}", disable=not progress, leave=False
+        )
         for start in bar:
             loss = batch_loss(order[start : start + batch_size])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss)
+            total += loss.detach().item()
             batches += 1
             if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
                 out_of_time = True
                 break
         model.eval()
         metrics = validate()
-        row = {"epoch": epoch, "loss": total / max(batches, 1), "seconds": time.perf_counter() - t0, **metrics}
+        row = {
+            "epoch": epoch,
+            "loss": total / max(batches, 1),
+            "seconds": time.perf_counter() - t0,
+            **metrics,
+        }
         curve.append(row)
         log.info("%s epoch %d: loss %.4f %s %.4f", desc, epoch, row["loss"], metric, metrics[metric])
         if not best or metrics[metric] > best[metric]:
@@ -217,27 +246,35 @@ def use_full_softmax(cfg: PipelineConfig, n_items: int) -> bool:
     return t.loss == "full" or (t.loss == "auto" and n_items <= t.full_softmax_max_items)
 
 
-def fit_teacher(split: Split, catalog: Catalog, cfg: PipelineConfig, work_dir: Path, progress: bool = True) -> FitResult:
+def fit_teacher(
+    split: Split, catalog: Catalog, cfg: PipelineConfig, work_dir: Path, progress: bool = True
+) -> FitResult:
     """Train the two-tower teacher on every next-item pair; early stopping on validation NDCG@k."""
     set_threads(cfg)
     torch.manual_seed(cfg.seed)
     tc = cfg.teacher
-    model = TwoTowerTeacher(split.n_users, catalog.category, catalog.price, tc)
+    device = distributed.current(cfg.device).device
+    model = TwoTowerTeacher(split.n_users, catalog.category, catalog.price, tc).to(device)
     pairs = build_pairs(split, tc.history_len)
     if pairs.n_windows == 0:
         raise ValueError("the train split has no (history -> next item) pair: every user has one interaction")
     users, inputs, targets = window_tensors(split, pairs, tc.history_len)
     full = use_full_softmax(cfg, split.n_items)
-    q = negative_proposal(split)
+    q = negative_proposal(split).to(device)
     log_q = q.log()
-    gen = torch.Generator().manual_seed(cfg.seed)
-    log.info("teacher: %d pairs in %d windows, %s softmax", len(pairs.user), pairs.n_windows, "full" if full else "sampled")
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    log.info(
+        "teacher: %d pairs in %d windows, %s softmax",
+        len(pairs.user),
+        pairs.n_windows,
+        "full" if full else "sampled",
+    )
 
     def batch_loss(idx: np.ndarray) -> torch.Tensor:
         i = torch.from_numpy(idx)
-        u, x, y = users[i], inputs[i], targets[i]
+        u, x, y = users[i].to(device), inputs[i].to(device), targets[i].to(device)
         if tc.user_dropout > 0:  # train the OOV row: unknown users get a real vector
-            drop = torch.rand(len(u), generator=gen) < tc.user_dropout
+            drop = torch.rand(len(u), generator=gen, device=device) < tc.user_dropout
             u = torch.where(drop, model.oov_user, u)
         seq = model.sequence_vectors(u, x)  # (B, L, D)
         has = y >= 0
@@ -245,17 +282,29 @@ def fit_teacher(split: Split, catalog: Catalog, cfg: PipelineConfig, work_dir: P
         items = model.item_vectors()  # (N, D)
         if full:
             return hard_label_loss(vec @ items.T, tgt)
-        neg = torch.multinomial(q, min(tc.n_negatives, split.n_items), replacement=True, generator=gen)  # (S,)
+        neg = torch.multinomial(
+            q, min(tc.n_negatives, split.n_items), replacement=True, generator=gen
+        )  # (S,)
         pos_logit = (vec * items[tgt]).sum(-1)
         neg_logits = vec @ items[neg].T  # (P, S)
         if not tc.logq_correction:
-            return sampled_softmax_loss(pos_logit, neg_logits, torch.zeros_like(pos_logit), torch.zeros(len(neg)))
+            return sampled_softmax_loss(
+                pos_logit, neg_logits, torch.zeros_like(pos_logit), torch.zeros(len(neg), device=device)
+            )
         return sampled_softmax_loss(pos_logit, neg_logits, log_q[tgt], log_q[neg], neg[None] == tgt[:, None])
 
     vsplit = validation_split(split, tc.valid_max_users, cfg.seed)
 
     def validate() -> dict[str, float]:
-        return evaluate(teacher_score_fn(model), vsplit, "valid", tc.history_len, cfg.eval.k, cfg.eval.recall_k, cfg.eval.batch_size)
+        return evaluate(
+            teacher_score_fn(model),
+            vsplit,
+            "valid",
+            tc.history_len,
+            cfg.eval.k,
+            cfg.eval.recall_k,
+            cfg.eval.batch_size,
+        )
 
     curve, best, seconds = train_loop(
         model, pairs.n_windows, batch_loss, validate,
@@ -263,6 +312,7 @@ def fit_teacher(split: Split, catalog: Catalog, cfg: PipelineConfig, work_dir: P
         epochs=tc.epochs, patience=tc.patience, max_seconds=tc.max_train_seconds, seed=cfg.seed,
         progress=progress, desc="teacher",
     )  # fmt: skip
+    model.cpu()  # soft labels, evaluation and export run on the host
     path = Path(work_dir) / "teacher.pt"
     save_checkpoint(teacher_checkpoint(model, catalog.category, catalog.price), path)
     return FitResult(model=model, checkpoint=path, valid_metrics=best, curve=curve, seconds=seconds)

@@ -140,19 +140,8 @@ def test_seed_config_never_publishes_into_models(tmp_path: Path) -> None:
 
 def test_cli_peers_only_on_the_tiny_shop(tmp_path: Path) -> None:
     """The whole CLI path (config, data, quick grids, report) without the pipeline: checks are N/A, not PASS."""
-    code = main(
-        [
-            "--config",
-            "configs/tiny.toml",
-            "--skip-pipeline",
-            "--quick",
-            "--seeds",
-            "0",
-            "1",
-            "--out",
-            str(tmp_path),
-        ]
-    )
+    args = ["--config", "configs/tiny.toml", "--skip-pipeline", "--quick", "--seeds", "3"]
+    code = main([*args, "--out", str(tmp_path)])
     assert code == 0
     payload = json.loads((tmp_path / "ml100k.json").read_text())
     assert set(payload["models"]) == {"ALS", "BPR", "MF"}
@@ -167,3 +156,13 @@ def test_cli_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["--config", str(bad), "--skip-pipeline", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "bad.toml" in err and "teacher.dim" in err
+    assert main(["--config", str(tmp_path / "missing.toml"), "--out", str(tmp_path)]) == 2
+    assert "missing.toml: no such config file" in capsys.readouterr().err
+
+
+def test_run_all_finds_present_benchmarks_only() -> None:
+    from bench import ml100k
+    from bench.run_all import available
+
+    assert available("bench.ml100k") is ml100k.main
+    assert available("bench.no_such_benchmark") is None

@@ -139,9 +139,11 @@ def test_soft_labels_hold_the_teachers_top_m_and_scores(small_teacher, tmp_path)
     teacher, split, cfg = small_teacher
     soft = build_soft_labels(teacher, split, cfg, tmp_path, "a" * 64, progress=False)
     pairs = build_pairs(split, teacher.history_len)
-    assert soft.candidates.shape == (len(pairs.pos), 5 + 3)
-    # row 3: recompute the teacher's scores for that pair's history directly
-    row = 3
+    assert soft.n_pairs == len(pairs.pos) == 60 * 7
+    assert soft.candidates.shape == soft.logits.shape == (soft.n_pairs + 60, 5 + 3)
+    # row 6 is user 0's last pair (7 pairs each), whose window holds its whole L-item history:
+    # its soft labels are exactly what the served teacher scores for that history
+    row = 6
     hist = torch.from_numpy(gather_histories(split, pairs, np.array([row]), teacher.history_len))
     with torch.no_grad():
         scores = (teacher.user_vectors(torch.tensor([pairs.user[row]]), hist) @ teacher.item_vectors().T)[0]
@@ -150,6 +152,13 @@ def test_soft_labels_hold_the_teachers_top_m_and_scores(small_teacher, tmp_path)
     cand = soft.candidates[row].astype(np.int64)
     assert soft.logits[row] == pytest.approx(scores.numpy()[cand], abs=1e-4)
     assert (np.diff(soft.logits[:, :5], axis=1) <= 1e-6).all()  # top-M in descending order
+    # the extra rows: each user's whole train history (8 items), scored exactly as the service would
+    final = soft.n_pairs + 2
+    assert soft.user[final] == 2 and soft.pos[final] == split.train_indptr[3]
+    hist = torch.from_numpy(split.history(2)[-teacher.history_len :][None])
+    with torch.no_grad():
+        scores = (teacher.user_vectors(torch.tensor([2]), hist) @ teacher.item_vectors().T)[0]
+    assert soft.candidates[final, :5].tolist() == torch.topk(scores, 5).indices.tolist()
 
 
 def test_soft_label_cache_hit_and_resume(small_teacher, tmp_path, monkeypatch):
@@ -182,9 +191,19 @@ def test_soft_label_cache_hit_and_resume(small_teacher, tmp_path, monkeypatch):
     assert len(calls) == 5
 
 
+def test_fit_student_distils_on_whole_histories_too(small_teacher, tmp_path):
+    teacher, split, cfg = small_teacher
+    soft = build_soft_labels(teacher, split, cfg, tmp_path, "e" * 64, progress=False)
+    cfg.distill.final_history_repeats = 2
+    cfg.distill.rank_loss = "softmax"
+    cfg.student.epochs = 1
+    result = fit_student(split, cfg, soft, tmp_path, progress=False)
+    assert np.isfinite(result.curve[0]["loss"])
+
+
 def test_fit_student_refuses_soft_labels_of_another_split(small_teacher, tmp_path):
     teacher, split, cfg = small_teacher
     soft = build_soft_labels(teacher, split, cfg, tmp_path, "d" * 64, progress=False)
-    short = dataclasses.replace(soft, user=soft.user[:-1], pos=soft.pos[:-1])
+    short = dataclasses.replace(soft, n_pairs=soft.n_pairs - 1)
     with pytest.raises(ValueError, match="another split"):
         fit_student(split, cfg, short, tmp_path, progress=False)

@@ -53,7 +53,9 @@ def test_kl_gradient_pulls_student_towards_teacher():
 
 def test_hard_label_loss_by_hand():
     # -ln softmax([0, ln3])[1] = -ln(3/4) = 0.287682
-    assert hard_label_loss(torch.tensor([[0.0, LN3]]), torch.tensor([1])).item() == pytest.approx(0.287682, abs=1e-5)
+    assert hard_label_loss(torch.tensor([[0.0, LN3]]), torch.tensor([1])).item() == pytest.approx(
+        0.287682, abs=1e-5
+    )
 
 
 def test_rank_weights_decay_exponentially():
@@ -77,7 +79,10 @@ def test_ranking_distillation_softmax_by_hand():
 def test_sampled_softmax_applies_logq_correction():
     # corrected logits: positive 0 - ln(1/2) = ln2, negative 0 - ln(1/4) = ln4: loss = -ln(2/6) = ln3
     loss = sampled_softmax_loss(
-        torch.tensor([0.0]), torch.tensor([[0.0]]), torch.tensor([math.log(0.5)]), torch.tensor([math.log(0.25)])
+        torch.tensor([0.0]),
+        torch.tensor([[0.0]]),
+        torch.tensor([math.log(0.5)]),
+        torch.tensor([math.log(0.25)]),
     )
     assert loss.item() == pytest.approx(LN3, abs=1e-5)
 

@@ -50,7 +50,7 @@ def files(tmp_path, shop_frame) -> dict[str, Path]:
     lines[20:20] = ["", ""]
     csv_path = write(tmp_path / "log.csv", "\n".join(lines) + "\n")
     parquet_path = tmp_path / "log.parquet"
-    shop_frame.to_parquet(parquet_path, index=False)
+    shop_frame.to_parquet(parquet_path, index=False, row_group_size=10)  # batches cross row groups
     items = tmp_path / "items.csv"
     ids = sorted(set(shop_frame["item_id"])) + ["only_in_catalog"]
     pd.DataFrame(
@@ -241,3 +241,18 @@ def test_event_weights_config_from_overrides_and_its_errors(tmp_path):
         load_config(None, ["data.columns.event=kind", "data.event_weights={view = -1}"])
     with pytest.raises(ConfigError, match=r"data\.chunk_rows: Input should be greater than 0"):
         load_config(None, ["data.chunk_rows=0"])
+
+
+def test_cli_data_check_exits_2_on_an_unknown_event(tmp_path, capsys):
+    from training.cli import main
+
+    log = write(tmp_path / "events.csv", "user_id,item_id,timestamp,kind\nu1,A,1,view\nu1,B,2,return\n")
+    cfg = write(
+        tmp_path / "file.toml",
+        f'[data]\nsource = "file"\npath = "{log}"\nchunk_rows = 1\n'
+        '[data.columns]\nevent = "kind"\n[data.event_weights]\nview = 1.0\npurchase = 5.0\n',
+    )
+    assert main(["data", "check", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"{log}, row 3, column 'kind': unknown event type 'return'" in err
+    assert "Traceback" not in err
