@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The serving image: the FastAPI + onnxruntime service only. No torch, no compilers, non-root.
 # Two stages so that pip, its caches and the build backend never reach the image that runs.
 # Build:  docker build -t recdistill .      (here: podman build --format docker --network=host --pull=never -t recdistill .)

@@ -209,6 +209,7 @@ def fit_mf(split: Split, params: Params, seed: int, k: int = 10) -> FactorModel:
         current = factors()
         model = FactorModel(current[0], current[1], 0, 0.0)
         ndcg = evaluate(model.score_fn(), split, "valid", history_len=1, k=k)[f"ndcg@{k}"]
+        log.debug("MF epoch %d: valid ndcg@%d = %.4f", epoch, k, ndcg)
         if ndcg > best_ndcg:
             best_ndcg, best_epoch, best = ndcg, epoch, current
         elif epoch - best_epoch >= patience:
@@ -271,11 +272,11 @@ def default_peers(quick: bool = False) -> list[Peer]:
             grid(
                 dim=[64],
                 temperature=[0.05, 0.1, 0.2],
-                lr=[1e-3, 3e-3],
+                lr=[3e-3, 1e-2],
                 weight_decay=[0.0],
                 batch_size=[1024],
-                max_epochs=[60],
-                patience=[4],
+                max_epochs=[40],
+                patience=[3],
             ),
         ),
     ]

@@ -63,7 +63,7 @@ class DataConfig(_Section):
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     # Interaction files are read this many rows at a time (training/stream.py): memory stays ~20 bytes
     # per interaction plus one chunk, so a log larger than memory as text can still be trained on.
-    chunk_rows: int = Field(1_000_000, gt=0)
+    chunk_rows: int = Field(250_000, gt=0)  # 10M-row logs: 250k read as fast as 1M with a lower peak
     # Event type -> weight multiplier, applied when columns.event is set ({"view": 1, "purchase": 5}).
     # Empty: weights come from the weight column or are 1.0. Non-empty: an unlisted event is an error.
     event_weights: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(default_factory=dict)

@@ -11,6 +11,14 @@ The student is trained on the same pairs with
   + weight_kl   * T^2 KL(teacher || student) over the candidates      (Hinton et al. 2015)
   + weight_rank * ranking distillation on the teacher's top-K          (Tang & Wang, KDD 2018)
 With no soft labels or weight_kl = weight_rank = 0 it is the "scratch" baseline.
+
+Besides the labelled pairs, the soft labels also cover each user's *whole* train history, the very
+input the service scores, which has no hard label; `distill.final_history_repeats` adds those rows
+(soft-label losses only) to every epoch.
+
+Soft labels of a pair come from the teacher's causal pass over the window the pair sits in (the
+same windows the teacher trained on), so a pair early in a window sees up to L items less context
+than the student does; the whole-history rows are scored exactly as served.
 """
 
 from __future__ import annotations

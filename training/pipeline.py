@@ -298,6 +298,8 @@ def publish_trained(
     from training.student import count_parameters
 
     seconds = dict(seconds or {})
+    for name, record in trained.records.items():  # training times, also when published by `export`
+        seconds.setdefault(name, float(record.get("seconds", 0.0)))
     t0 = time.perf_counter()
     evaluation = evaluate_all(cfg, data, split, trained)
     seconds["evaluate"] = time.perf_counter() - t0

@@ -121,7 +121,7 @@ def stream_interactions(
     *,
     items: RawItems | None = None,
     extra_paths: Sequence[Path] = (),
-    chunk_rows: int = 1_000_000,
+    chunk_rows: int = 250_000,
     event_weights: Mapping[str, float] | None = None,
 ) -> Interactions:
     """Read a log file (then each extra log) in chunks into `Interactions`, in one pass over each file.
@@ -154,7 +154,7 @@ def append_files(
     paths: Sequence[Path],
     columns: ColumnMap,
     *,
-    chunk_rows: int = 1_000_000,
+    chunk_rows: int = 250_000,
     event_weights: Mapping[str, float] | None = None,
 ) -> Interactions:
     """Append log files after `base` (same result as `append_log` of each), streaming each file."""

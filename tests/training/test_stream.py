@@ -232,7 +232,7 @@ def test_an_event_missing_from_a_non_empty_mapping_names_file_row_and_column(tmp
 def test_event_weights_config_from_overrides_and_its_errors(tmp_path):
     cfg = load_config(None, ["data.columns.event=kind", "data.event_weights={view = 1, purchase = 5}"])
     assert cfg.data.event_weights == {"view": 1.0, "purchase": 5.0}
-    assert cfg.data.chunk_rows == 1_000_000
+    assert cfg.data.chunk_rows == 250_000
     with pytest.raises(ConfigError, match="data.event_weights is set but data.columns.event is not"):
         load_config(None, ["data.event_weights={view = 1}"])
     with pytest.raises(
