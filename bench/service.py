@@ -533,6 +533,8 @@ def markdown(payload: dict[str, Any]) -> str:
                     _fmt(w["p99_ms"]),
                     _fmt(w["max_ms"]),
                     w["errors"],
+                    _fmt(w.get("server_cpu_ms_per_request"), 3),
+                    _fmt(w.get("event_loop_cpu_ms_per_request"), 3),
                 ]
                 for name, w in wrk_rows
             ]
@@ -635,7 +637,12 @@ def main(argv: list[str] | None = None) -> int:
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "catalogues": catalogues,
     }
-    json_path, md_path = write_report("service", payload, markdown(payload), args.out)
+    try:
+        text = markdown(payload)
+    except Exception:  # never lose a 15-minute run to a formatting bug: keep the numbers
+        log.exception("could not render the Markdown table; writing the JSON with a stub .md")
+        text = "# Service benchmark\n\nMarkdown rendering failed; see service.json.\n"
+    json_path, md_path = write_report("service", payload, text, args.out)
     print(f"wrote {json_path} and {md_path}")
     return 0
 

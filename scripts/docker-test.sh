@@ -82,7 +82,9 @@ else
 fi
 version=$(tr -d '[:space:]' <"$models/LATEST") || fail "no LATEST written under $models"
 [ -n "$version" ] || fail "$models/LATEST is empty"
-chmod -R a+rX "$workdir" # the image runs as an unprivileged user
+# Only the temp folder itself (mktemp: 0700) is opened up: the published files must already be
+# readable by the image's unprivileged user, as they are on a real host (regression: 0600 manifests).
+chmod a+rx "$workdir"
 
 # 4. Run the image's own CMD (0.0.0.0:8000 inside), published on a free loopback port. Where a bridge
 #    network cannot be set up, fall back to host networking with --host/--port overridden.

@@ -21,7 +21,7 @@ from bench.loadgen import (
     wrk_available,
     wrk_script,
 )
-from bench.service import checks_for, lookup, verdict
+from bench.service import checks_for, lookup, markdown, verdict
 
 
 def test_percentiles_ms_hand_computed():
@@ -160,3 +160,73 @@ def test_wrk_counts_non_2xx_through_our_script(tmp_path):
     # connection still in flight) are 500s, and only those are counted.
     assert abs(result.non2xx - result.requests / 2) <= 2
     assert result.socket_errors == 0
+
+
+def _wrk_row(rps: float, p99: float) -> dict:
+    return {
+        "rps": rps,
+        "p50_ms": p99 / 4,
+        "p99_ms": p99,
+        "max_ms": p99 * 2,
+        "errors": 0,
+        "server_cpu_ms_per_request": 1.25,
+        "event_loop_cpu_ms_per_request": 0.75,
+    }
+
+
+def _catalogue(n_items: int, with_shadow: bool) -> dict:
+    lat = {"p50": 1.0, "p90": 2.0, "p99": 3.0, "n": 100, "mean": 1.2, "max": 4.0}
+    res = {
+        "n_items": n_items,
+        "publish": {"seconds": 10.0, "version_bytes": 2**20, "peak_rss_mb_of_publisher": 500.0},
+        "inprocess": {side: {"recommender": lat, "raw_ort": lat} for side in ("student", "teacher")},
+        "http_single": {**lat, "errors": 0},
+        "http_single_live": lat,
+        "wrk": _wrk_row(1200.0, 40.0),
+        "server": {
+            "ready_seconds": 2.0,
+            "torch_loaded": False,
+            "memory_idle": {"rss_mb": 300.0, "peak_rss_mb": 310.0},
+            "memory_after_load": {"rss_mb": 320.0, "peak_rss_mb": 330.0},
+        },
+    }
+    res["inprocess"]["teacher_over_student_p50"] = 1.0
+    if with_shadow:
+        res["shadow"] = {
+            "full_load": {"off": res["wrk"], "on": _wrk_row(1100.0, 44.0)},
+            "paced": {
+                "target_rps": 770.0,
+                "delay_ms": 40.0,
+                "rate_gap": 0.01,
+                "off": _wrk_row(760.0, 20.0),
+                "on": _wrk_row(755.0, 22.0),
+            },
+            "shadow_report": {"count": 500, "dropped": 3, "errors": 1},
+            "shadow_phases": {"full_load": {"count": 400, "dropped": 3, "error": 0, "timeout": 1}},
+            "compared": 500,
+            "p99_ratio": 1.1,
+            "p99_ratio_full_load": 1.1,
+        }
+    res["checks"] = checks_for(res, with_shadow)
+    return res
+
+
+def test_markdown_renders_every_section():
+    payload = {
+        "command": "python -m bench.service",
+        "machine": {
+            "nproc": 2,
+            "cpu_model": "cpu",
+            "python": "3.11",
+            "versions": {"onnxruntime": "1"},
+            "wrk": "wrk 4",
+        },
+        "args": {"connections": 32, "duration": 15.0},
+        "catalogues": [_catalogue(100_000, True), _catalogue(1_000_000, False)],
+    }
+    text = markdown(payload)
+    assert "## 100,000 items" in text and "## 1,000,000 items" in text
+    assert "| shadow 1.0, paced (~770/s) | 755 | 5.50 | 22.00 | 44.00 | 0 | 1.250 | 0.750 |" in text
+    assert "| shadow.p99_ratio | <= 1.2 | 1.10 | PASS |" in text
+    assert "| wrk.rps | >= 1000 | 1200.00 | PASS |" in text
+    assert "Server RSS: 300 MB after start" in text

@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -275,10 +274,14 @@ def session(device: str = "auto", threads: int | None = None) -> Iterator[DistCo
 
     was_initialized = dist.is_available() and dist.is_initialized()
     ctx = init_from_env(device, threads)
+    finished = False
     try:
         yield ctx
+        finished = True
     finally:
         if ctx.distributed and not was_initialized and dist.is_initialized():
+            if finished:  # leave together; after an error a peer may sit in a collective: torchrun ends it
+                dist.barrier()
             dist.destroy_process_group()
 
 
@@ -302,10 +305,27 @@ def torchrun_env(nproc: int, base: dict[str, str] | None = None) -> dict[str, st
 
 
 def relaunch(nproc: int, cli_args: Sequence[str]) -> int:
-    """Run the CLI under torchrun with `nproc` workers; returns torchrun's exit status."""
+    """Run the CLI under torchrun with `nproc` workers; returns the first failing worker's exit status.
+
+    torchrun's own entry point (`torch.distributed.run.run`, what `python -m torch.distributed.run`
+    calls) runs here in the launching process, so no extra interpreter starts, and a worker's
+    failure comes back as its exit status (2 for bad input, which that worker has already explained
+    on stderr) instead of torchrun's traceback.
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
     cmd = torchrun_command(nproc, cli_args)
+    for key, value in torchrun_env(nproc, {}).items():  # the workers inherit this process's environment
+        os.environ.setdefault(key, value)
     log.info("launching %d processes: %s", nproc, " ".join(cmd))
-    return subprocess.run(cmd, env=torchrun_env(nproc), check=False).returncode
+    try:
+        run(get_args_parser().parse_args(cmd[3:]))
+    except ChildFailedError as exc:
+        failed_rank, failure = exc.get_first_failure()
+        log.error("rank %d exited with status %d (its message is above)", failed_rank, failure.exitcode)
+        return failure.exitcode if failure.exitcode > 0 else 1  # < 0: killed by a signal
+    return 0
 
 
 # ---- the data-parallel training loop -------------------------------------------------------------------

@@ -154,6 +154,19 @@ def test_cli_rejects_a_bad_config_before_launching_workers(capsys) -> None:
     assert "device" in err and "Traceback" not in err and "torch.distributed.run" not in err
 
 
+def test_a_worker_s_bad_input_exits_2_with_its_message_and_no_traceback(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.csv"  # found only by the workers, when they load the data
+    cmd = [
+        sys.executable, "-m", "training.cli", "pipeline", "--config", str(TINY), "--no-progress", "--nproc", "2",
+        "--set", "data.source=file", "--set", f"data.path={missing}", "--set", f"models_dir={tmp_path / 'm'}",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert f"recdistill pipeline: error: {missing}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "m").exists()
+
+
 # ---- the DDP loop against the single-process loop ----------------------------------------------------
 # A model with no randomness in training (no dropout, no sampling): with equal shares of every global
 # batch and averaged gradients, 2 ranks must take exactly the single-process optimiser steps.
@@ -234,7 +247,7 @@ def test_two_ranks_take_the_single_process_steps_and_share_rank_0s_decisions(tmp
     ]  # fmt: skip
     env = distributed.torchrun_env(2) | {"PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stderr[-8000:]
 
     single = [p.detach().numpy() for p in model.parameters()]
     for rank in (0, 1):
