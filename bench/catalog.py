@@ -57,7 +57,7 @@ def publish_synthetic(
     seed_item = rng.choice(n_items, size=n_seed, p=weights / weights.sum()).astype(np.int64)
     seed_user = rng.integers(0, n_users, n_seed).astype(np.int64)
     seed_ts = np.arange(n_seed, dtype=np.int64)
-    tcfg, scfg = TeacherConfig(), StudentConfig()
+    tcfg, scfg = TeacherConfig.model_validate({}), StudentConfig.model_validate({})  # the defaults
     teacher = TwoTowerTeacher(n_users, category, price, tcfg).eval()
     student = MLPStudent(n_items, scfg).eval()
     params = {"student": count_parameters(student), "teacher": count_parameters(teacher)}
