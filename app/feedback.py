@@ -101,8 +101,10 @@ class FeedbackStore:
     ):
         self._conn = connect(path, synchronous)
         self._conn.executescript(_SCHEMA)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the buffers only; never held across I/O
+        self._conn_lock = threading.Lock()  # serialises use of the one connection (may be held long)
         self._pending: dict[str, Served] = {}
+        self._writing: dict[str, Served] = {}  # the batch being committed, still visible to lookup
         self._clock = clock
         self._flush_interval = flush_interval
         self._wake = threading.Event()
@@ -119,27 +121,40 @@ class FeedbackStore:
             self._pending[served.request_id] = served
 
     def lookup(self, request_id: str) -> Served | None:
+        """The buffer, then the batch being committed, then the database."""
         with self._lock:
-            pending = self._pending.get(request_id)
-            if pending is not None:
-                return pending
+            pending = self._pending.get(request_id) or self._writing.get(request_id)
+        if pending is not None:
+            return pending
+        with self._conn_lock:
             row = self._conn.execute(
                 "SELECT request_id, experiment, arm, unit, model_version, items, forced, ts FROM served "
                 "WHERE request_id = ?",
                 (request_id,),
             ).fetchone()
         if row is None:
-            return None
+            # The answer may have moved from the buffer to the database between the two reads.
+            with self._lock:
+                return self._pending.get(request_id) or self._writing.get(request_id)
         return Served(row[0], row[1], row[2], row[3], row[4], tuple(json.loads(row[5])), bool(row[6]), row[7])
 
     def flush(self) -> int:
-        """Commit every buffered answer now; returns how many were written."""
-        with self._lock:
-            return self._flush_locked()
+        """Commit every buffered answer now; returns how many were written.
 
-    def _flush_locked(self) -> int:
-        if not self._pending:
-            return 0
+        Regression (issue 3, benchmark): this used to hold `_lock` through the INSERT and the COMMIT
+        (an fsync with synchronous=FULL) while `log_served`, called on the event loop, waited for the
+        same lock, so the loop stalled on the disk every flush interval. Now the buffer is swapped
+        out under `_lock` and written under `_conn_lock` only; `lookup` still sees the batch in flight.
+        """
+        with self._conn_lock:
+            return self._flush_conn_locked()
+
+    def _flush_conn_locked(self) -> int:
+        with self._lock:
+            if not self._pending:
+                return 0
+            batch, self._pending = self._pending, {}
+            self._writing = batch
         rows = [
             (
                 s.request_id,
@@ -152,16 +167,25 @@ class FeedbackStore:
                 len(s.items),
                 json.dumps(s.items),
             )
-            for s in self._pending.values()
+            for s in batch.values()
         ]
-        self._conn.execute("BEGIN")
         try:
-            self._conn.executemany("INSERT OR REPLACE INTO served VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            self._conn.execute("COMMIT")
+            self._conn.execute("BEGIN")
+            try:
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO served VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            with self._lock:  # put the batch back (newer answers for the same id win): nothing lost
+                self._pending = {**batch, **self._pending}
+                self._writing = {}
             raise
-        self._pending.clear()
+        with self._lock:
+            self._writing = {}
         return len(rows)
 
     def _run(self) -> None:
@@ -186,8 +210,8 @@ class FeedbackStore:
             raise FeedbackError(
                 "item_id", f"item {item_id!r} was not in the answer to request {request_id!r}"
             )
-        with self._lock:
-            self._flush_locked()  # the answer must be durable before feedback that points at it
+        with self._conn_lock:
+            self._flush_conn_locked()  # the answer must be durable before feedback that points at it
             cur = self._conn.execute(
                 "INSERT OR IGNORE INTO feedback VALUES (?, ?, ?, ?)",
                 (request_id, item_id, event, self._clock()),
@@ -204,7 +228,7 @@ class FeedbackStore:
         self.flush()
         where = "s.experiment = ? AND s.forced = 0" + (" AND s.ts >= ?" if since is not None else "")
         params: Sequence[Any] = (experiment, since) if since is not None else (experiment,)
-        with self._lock:
+        with self._conn_lock:
             base = self._conn.execute(
                 f"SELECT arm, COUNT(DISTINCT CASE WHEN unit != 'anonymous' THEN unit END), COUNT(*), "
                 f"SUM(n_items) FROM served s WHERE {where} GROUP BY arm",
@@ -237,6 +261,6 @@ class FeedbackStore:
         self._closed.set()
         self._wake.set()
         self._thread.join(timeout=5.0)
-        with self._lock:
-            self._flush_locked()
+        with self._conn_lock:
+            self._flush_conn_locked()
             self._conn.close()

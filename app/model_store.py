@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -261,6 +262,24 @@ class ReloadRefused(RuntimeError):
     """A version that was asked for but failed verification; the old one keeps serving."""
 
 
+# A version is one folder name under models_dir (same pattern as ReloadRequest.version).
+_VERSION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+
+
+def latest_version(models_dir: Path) -> str | None:
+    """The version models/LATEST names; None when nothing is published. Raises ReloadRefused, naming
+    the file, when LATEST cannot be read or does not hold one plain version name (a path, a binary
+    blob, several lines): start-up then falls back to the newest good version instead of crashing."""
+    path = Path(models_dir) / "LATEST"
+    try:
+        name = read_latest(models_dir)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ReloadRefused(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
+    if name is not None and not _VERSION_NAME.fullmatch(name):
+        raise ReloadRefused(f"{path}: {name[:80]!r} is not a version folder name")
+    return name
+
+
 # Called with the verified model before the swap (e.g. seeding the history store).
 BeforeSwap = Callable[[LoadedModel], None]
 
@@ -308,7 +327,11 @@ class ModelStore:
 
     def reload_latest(self) -> tuple[LoadedModel, bool]:
         """Load the version LATEST names unless already served. Returns (model, changed)."""
-        latest = read_latest(self.models_dir)
+        try:
+            latest = latest_version(self.models_dir)
+        except ReloadRefused as exc:
+            self.last_error = str(exc)
+            raise
         if latest is None:
             raise ReloadRefused(f"{self.models_dir / 'LATEST'}: nothing published")
         current = self._current
@@ -319,12 +342,22 @@ class ModelStore:
     def load_initial(self) -> LoadedModel | None:
         """At start-up: LATEST if it verifies, else the newest other version that does (by created_at)."""
         candidates: list[str] = []
-        latest = read_latest(self.models_dir)
+        try:
+            latest = latest_version(self.models_dir)
+        except ReloadRefused as exc:  # a garbage LATEST: refuse it clearly, try the other versions
+            self.last_error = str(exc)
+            log.error("ignoring %s; trying the newest other version", exc)
+            latest = None
         if latest:
             candidates.append(latest)
         others = []
-        if self.models_dir.is_dir():
-            for child in self.models_dir.iterdir():
+        try:
+            children = sorted(self.models_dir.iterdir()) if self.models_dir.is_dir() else []
+        except OSError as exc:
+            log.error("cannot list %s: %s", self.models_dir, exc)
+            children = []
+        if children:
+            for child in children:
                 if child.name != latest and (child / MANIFEST_FILE).is_file():
                     try:
                         others.append((load_manifest(child).created_at, child.name))
@@ -337,7 +370,8 @@ class ModelStore:
             except ReloadRefused:
                 continue
         if not candidates:
-            self.last_error = f"{self.models_dir}: no published model version"
+            if self.last_error is None:
+                self.last_error = f"{self.models_dir}: no published model version"
             log.warning("no model version under %s: not ready until one is published", self.models_dir)
         return None
 
@@ -349,7 +383,13 @@ async def watch_latest(store: ModelStore, interval_s: float) -> None:
     while True:
         await asyncio.sleep(interval_s)
         try:
-            latest = read_latest(store.models_dir)
+            try:
+                latest = latest_version(store.models_dir)
+            except ReloadRefused as exc:
+                if refused != (str(exc), 0.0):
+                    log.error("LATEST watcher: %s; still serving the current version", exc)
+                    refused = (str(exc), 0.0)
+                continue
             current = store.current
             if latest is None or (current is not None and current.path == store.models_dir / latest):
                 continue

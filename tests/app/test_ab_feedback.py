@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -131,3 +133,71 @@ def test_ab_report_from_counts_by_hand() -> None:
     srm = report["srm"]
     assert srm["chi2"] == pytest.approx(4.0) and srm["mismatch"] is False  # type: ignore[index]
     assert report["teacher_vs_student"]["conversion"]["p_value"] is None  # type: ignore[index]
+
+
+class _CommitGate:
+    """Wraps the store's sqlite3 connection so COMMIT waits on an event: a disk that is slow to fsync."""
+
+    def __init__(self, conn: object) -> None:
+        self._conn = conn
+        self.committing, self.release = threading.Event(), threading.Event()
+
+    def execute(self, sql: str, *args: object) -> object:
+        if sql == "COMMIT":
+            self.committing.set()
+            assert self.release.wait(10.0), "the test never released the commit"
+        return self._conn.execute(sql, *args)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._conn, name)
+
+
+def test_log_served_does_not_block_while_a_flush_commits(store: FeedbackStore) -> None:
+    """Regression (benchmark, issue 3): flush held the buffer lock through INSERT + COMMIT (fsync), so
+    log_served on the event loop stalled on the disk. Now only the in-flight batch waits for it."""
+    gate = _CommitGate(store._conn)
+    store._conn = gate  # type: ignore[assignment]
+    store.log_served(_served("r1", "student", "user:u1", ("a",)))
+    flusher = threading.Thread(target=store.flush)
+    flusher.start()
+    assert gate.committing.wait(10.0)  # the flush is now inside COMMIT, holding the connection
+    logger = threading.Thread(target=store.log_served, args=(_served("r2", "teacher", "user:u2", ("b",)),))
+    logger.start()
+    logger.join(10.0)
+    blocked = logger.is_alive()
+    in_flight, buffered = store.lookup("r1"), store.lookup("r2")  # neither touches the connection
+    gate.release.set()
+    flusher.join(10.0)
+    assert not blocked, "log_served waited for the commit"
+    assert in_flight is not None and in_flight.items == ("a",)
+    assert buffered is not None and buffered.arm == "teacher"
+    assert store.flush() == 1  # r2 stayed buffered and is written by the next flush
+    assert store._conn.execute("SELECT request_id FROM served ORDER BY request_id").fetchall() == [
+        ("r1",),
+        ("r2",),
+    ]
+
+
+def test_failed_flush_keeps_the_answers_buffered(store: FeedbackStore) -> None:
+    """A commit that fails puts the batch back: the answers are retried, never silently lost."""
+
+    class FailingCommit:
+        def __init__(self, conn: object) -> None:
+            self._conn = conn
+
+        def execute(self, sql: str, *args: object) -> object:
+            if sql == "COMMIT":
+                raise sqlite3.OperationalError("disk I/O error")
+            return self._conn.execute(sql, *args)  # type: ignore[attr-defined]
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._conn, name)
+
+    real = store._conn
+    store._conn = FailingCommit(real)  # type: ignore[assignment]
+    store.log_served(_served("r1", "student", "user:u1", ("a",)))
+    with pytest.raises(sqlite3.OperationalError):
+        store.flush()
+    assert store.lookup("r1") is not None and "r1" in store._pending
+    store._conn = real
+    assert store.flush() == 1 and store.lookup("r1") is not None and not store._pending

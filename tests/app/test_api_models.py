@@ -202,3 +202,38 @@ def test_a_new_version_reseeds_history_without_duplicating_logged_events(
     assert client.post("/admin/reload", headers=admin).status_code == 200
     items = [i["item_id"] for i in client.get("/v1/users/u0/history").json()["items"]]
     assert items == ["i00", "i03", "i06"]
+
+
+def test_garbage_latest_is_refused_at_start_up_and_the_newest_good_version_serves(
+    tmp_path: Path, models_dir: Path, settings_for: Callable[..., Settings]
+) -> None:
+    """Regression (benchmark, issue 3): an unreadable or garbage models/LATEST crashed start-up with a
+    traceback. It is now refused with a message naming the file; the newest good version serves."""
+    (models_dir / "LATEST").write_bytes(b"\xff\xfe\x00garbage")
+    with TestClient(create_app(settings_for(models_dir))) as client:
+        assert answer(client) == ("v1", V1_ANSWER)
+        assert client.get("/health/ready").json()["status"] == "ready"
+
+
+def test_garbage_latest_and_no_version_is_not_ready_with_the_reason(
+    tmp_path: Path, settings_for: Callable[..., Settings]
+) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "LATEST").write_text("../../etc/passwd\n")
+    with TestClient(create_app(settings_for(models))) as client:
+        r = client.get("/health/ready")
+        assert r.status_code == 503
+        assert "LATEST" in r.json()["detail"] and "not a version folder name" in r.json()["detail"]
+        assert client.post("/v1/recommend", json=PROBE).status_code == 503
+
+
+def test_latest_that_is_a_directory_is_refused_not_raised(
+    tmp_path: Path, models_dir: Path, settings_for: Callable[..., Settings], admin: dict
+) -> None:
+    (models_dir / "LATEST").unlink()
+    (models_dir / "LATEST").mkdir()  # read_text raises IsADirectoryError
+    with TestClient(create_app(settings_for(models_dir))) as client:
+        assert answer(client) == ("v1", V1_ANSWER)
+        r = client.post("/admin/reload", headers=admin)
+        assert r.status_code == 409 and "LATEST: unreadable" in r.json()["detail"]
