@@ -12,7 +12,8 @@ RUN python3 -m venv /opt/venv
 # Base dependencies first (the service's; never the [train] extra), in their own layer so that a
 # code change does not reinstall onnxruntime and friends.
 COPY pyproject.toml README.md ./
-RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+# Plus the `ann` and `redis` extras, so one image serves ANN-indexed versions and Redis-backed replicas.
+RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['ann'] + p['optional-dependencies']['redis']))" > requirements.txt \
     && /opt/venv/bin/python3 -m pip install -r requirements.txt
 COPY core ./core
 COPY app ./app

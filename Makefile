@@ -13,7 +13,7 @@ $(BIN)/activate:
 # Reinstall only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[train,bench,dev]"
+	$(BIN)/python -m pip install -q -e ".[train,ann,redis,bench,dev]"
 	touch $@
 
 venv: $(VENV)/.installed

@@ -39,12 +39,15 @@ from app.deps import (
     ModelDep,
     SettingsDep,
     StoreDep,
+    current_model,
     invalid,
+    json_body_doc,
     limit_errors,
+    read_json_body,
 )
 from app.history import Interaction, SqliteHistoryStore
 from app.history_redis import RedisHistoryStore, open_history
-from app.metrics import Metrics, MetricsMiddleware
+from app.metrics import Metrics
 from app.model_store import LoadedModel, ModelStore, ReloadRefused, read_seed, watch_latest
 from app.recommender import (
     Prepared,
@@ -95,22 +98,32 @@ def _json(payload: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(payload), status_code=status_code, media_type="application/json")
 
 
-class BodyLimitMiddleware:
-    """Refuse bodies over `limit` bytes with 413 before they are parsed (declared or streamed)."""
+class EdgeMiddleware:
+    """The one pure-ASGI middleware around the app: counts and times every HTTP request (per route
+    template) and refuses bodies over `limit` bytes with 413 before they are parsed (declared or
+    streamed). One layer instead of two: each layer costs a closure and an await per message on the
+    event loop, which is the service's bottleneck under load (benchmark, issue 3)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, limit: int) -> None:
         self.app = app
+        self.metrics = metrics
         self.limit = limit
+        self.reason = f"request body exceeds the limit of {limit} bytes (RECDISTILL_MAX_BODY_BYTES)"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        reason = f"request body exceeds the limit of {self.limit} bytes (RECDISTILL_MAX_BODY_BYTES)"
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await JSONResponse({"detail": reason}, status_code=413)(scope, receive, send)
-                return
+        start = time.perf_counter()
+        status_code = 500
+        limit = self.limit
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+            await send(message)
+
         seen = 0
 
         async def limited_receive() -> Message:
@@ -118,11 +131,24 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, reason)
+                if seen > limit:
+                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, self.reason)
             return message
 
-        await self.app(scope, limited_receive, send)
+        try:
+            for name, value in scope["headers"]:
+                if name == b"content-length":
+                    if value.isdigit() and int(value) > limit:
+                        await JSONResponse({"detail": self.reason}, status_code=413)(
+                            scope, receive, send_wrapper
+                        )
+                        return
+                    break
+            await self.app(scope, limited_receive, send_wrapper)
+        finally:
+            route: Any = scope.get("route")
+            endpoint = getattr(route, "path", None) or "unmatched"
+            self.metrics.observe_request(endpoint, scope["method"], status_code, time.perf_counter() - start)
 
 
 def _seed_history(history: SqliteHistoryStore | RedisHistoryStore) -> Callable[[LoadedModel], None]:
@@ -229,7 +255,7 @@ async def _recommend(
         "fallback": result.fallback,
         "unknown_items": prepared.unknown_items,
     }
-    state.metrics.recommendations.labels(arm, result.fallback or "none").inc()
+    state.metrics.count_recommendation(arm, result.fallback)
     if state.after_recommend:
         ctx = RecommendContext(
             req, response, model, prepared, history_ids, arm, request.headers, inference_ms
@@ -240,9 +266,17 @@ async def _recommend(
 
 
 def _add_routes(app: FastAPI) -> None:
-    @app.post("/v1/recommend", response_model=RecommendResponse, tags=["recommend"])
-    async def recommend(request: Request, body: RecommendRequest, model: ModelDep) -> Response:
+    @app.post(
+        "/v1/recommend",
+        response_model=RecommendResponse,
+        tags=["recommend"],
+        openapi_extra=json_body_doc(RecommendRequest),
+    )
+    async def recommend(request: Request) -> Response:
         """Top-k items for one user or history."""
+        # The hot path: no dependencies to resolve, the body validated in one pass (app/deps.py).
+        model = current_model(request)
+        body = await read_json_body(request, RecommendRequest)
         return _json(await _recommend(request, body, model, ("body",)))
 
     @app.post("/v1/recommend/batch", response_model=BatchRecommendResponse, tags=["recommend"])
@@ -362,8 +396,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = ModelStore(settings.models_dir)  # replaced in the lifespan; empty until then
     _add_routes(app)
     install_experiment(app)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(EdgeMiddleware, metrics=app.state.metrics, limit=settings.max_body_bytes)
     return app
 
 

@@ -1,14 +1,12 @@
-"""Prometheus metrics on a registry owned by the app (no process-global state), and the ASGI
-middleware that counts requests and times them per endpoint (the route template, not the raw path,
-so user ids do not explode the label set)."""
+"""Prometheus metrics on a registry owned by the app (no process-global state). Requests are
+counted and timed per endpoint (the route template, not the raw path, so user ids do not explode the
+label set) by `app.main.EdgeMiddleware` through `Metrics.observe_request`."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -52,37 +50,30 @@ class Metrics:
             "recdistill_events_total", "Interactions appended to the history store", registry=r
         )
         self.model.info({"version": "none"})
+        # Labelled children, looked up once: `labels()` validates and hashes its labels on every
+        # call, which is measurable per request on the event loop.
+        self._request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._recommendation_series: dict[tuple[str, str], Any] = {}
+
+    def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        """Count one HTTP request and record its latency (called once per request by the middleware)."""
+        key = (endpoint, method, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = (self.requests.labels(endpoint, method, str(status)), self.latency.labels(endpoint))
+            self._request_series[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
+
+    def count_recommendation(self, arm: str, fallback: str | None) -> None:
+        key = (arm, fallback or "none")
+        child = self._recommendation_series.get(key)
+        if child is None:
+            child = self._recommendation_series[key] = self.recommendations.labels(*key)
+        child.inc()
 
     def set_model(self, version: str) -> None:
         self.model.info({"version": version})
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class MetricsMiddleware:
-    """Pure ASGI (no BaseHTTPMiddleware overhead): count and time every HTTP request."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = [500]
-
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            route: Any = scope.get("route")
-            endpoint = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(endpoint, scope["method"], str(status[0])).inc()
-            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)

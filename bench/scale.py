@@ -210,7 +210,7 @@ def markdown(payload: dict[str, Any]) -> str:
     lines = [
         f"# Catalogue scale: {payload['args']['items']:,} items ({r['kind']})",
         "",
-        f"Machine: {payload['machine'].get('cpu', '?')}, {payload['machine'].get('cores', '?')} cores (shared, noisy).",
+        f"Machine: {payload['machine'].get('cpu_model', '?')}, {payload['machine'].get('nproc', '?')} cores (shared, noisy).",
         "",
         f"Index: params {json.dumps(r['params'])}; built in {r['metrics']['build_seconds']:.0f} s; "
         f"published recall@10 {r['metrics']['recall@10']:.4f} on {r['metrics']['recall_users']:.0f} users.",
