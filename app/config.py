@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     shadow_queue_size: int = Field(default=32, ge=1, le=100_000)  # full queue: the shadow job is dropped
     shadow_timeout_ms: float = Field(default=250.0, gt=0.0)  # from enqueue to teacher answer
     shadow_threads: int = Field(default=1, ge=1, le=16)  # shadow workers, each ORT run on one intra-op thread
+    # "process": the teacher runs in child processes at idle CPU priority (SCHED_IDLE), so the primary
+    # never pays for it; "thread": in the server process (competes with the primary for CPU).
+    shadow_isolation: Literal["process", "thread"] = "process"
     experiment_name: str = Field(default="student-vs-teacher", min_length=1, max_length=128)
     # Not a secret (it only decorrelates experiments), but explicit: changing it reshuffles every user.
     experiment_salt: str = Field(default="recdistill-ab-2026-1", min_length=1, max_length=256)

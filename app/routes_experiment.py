@@ -64,6 +64,7 @@ class ExperimentServices:
             timeout_ms=settings.shadow_timeout_ms,
             threads=settings.shadow_threads,
             metrics=metrics,
+            isolation=settings.shadow_isolation,
         )
         self.shadow.start()
 
@@ -107,7 +108,8 @@ def install_experiment(app: FastAPI) -> None:
                 forced=assignment.forced,
             )
         )
-        if ctx.arm == "student" and response["fallback"] is None and items:
+        # `active` first: with the shadow off no job is built (the request path's cheapest exit).
+        if services.shadow.active and ctx.arm == "student" and response["fallback"] is None and items:
             services.shadow.submit(
                 ShadowJob(
                     response["request_id"],

@@ -4,18 +4,22 @@ request path and the two lists are compared.
 Design for the p99 budget (shadow on must cost the primary at most ~1.2x p99):
 - `submit` is O(1) on the request path: a crc32 sample test and a `put_nowait` on a bounded queue.
   A full queue drops the job (counted); the primary never waits for the shadow.
-- The worker threads run the teacher on their OWN onnxruntime sessions with intra_op_num_threads=1
-  and spinning off, so a busy teacher occupies one core at most and never spins on the primary's.
+- By default (isolation "process") the teacher runs in child processes at SCHED_IDLE
+  (app/shadow_process.py): it only gets CPU the primary leaves idle, and it has its own GIL. At rate
+  1.0 on a saturated machine most jobs are therefore dropped or time out, by design, and counted.
+  The worker threads here only wait on the child's pipe and compute the agreement (O(k log k)).
+  They are not niced: a niced thread that holds the GIL would stall the event loop.
+- Isolation "thread" (or an injected `teacher_fn`) runs the teacher in the worker threads on their
+  OWN onnxruntime sessions (intra_op_num_threads=1, spinning off); it competes with the primary for
+  CPU and is kept for platforms without process spawning and for tests.
 - A teacher run past its timeout is cancelled through `RunOptions.terminate` (set by one watchdog
-  thread, not a timer thread per job) and counted; errors are logged and counted, never surfaced.
-- The worker thread is niced (+10), so under CPU contention the primary's threads run first.
-- The per-item work (agreement metrics) is O(k log k) on Python ints; scoring stays in numpy/ORT.
+  thread, not a timer thread per job; the process teacher polls the same flag) and counted; errors
+  are logged and counted, never surfaced.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -23,7 +27,7 @@ import zlib
 from collections import Counter as TallyCounter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import onnxruntime as ort
@@ -32,6 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from app.comparisons import Comparison, ComparisonStore, FailureKind
 from app.model_store import LoadedModel, session_options
 from app.recommender import Query, Result, recommend_batch
+from app.shadow_process import TeacherPool
 from core.agreement import agreement
 
 log = logging.getLogger(__name__)
@@ -115,9 +120,12 @@ class ShadowRunner:
         metrics: ShadowMetrics | None = None,
         teacher_fn: TeacherFn | None = None,
         clock: Callable[[], float] = time.time,
+        isolation: Literal["process", "thread"] = "process",
     ):
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"shadow rate must lie in [0, 1], got {rate}")
+        if isolation not in ("process", "thread"):
+            raise ValueError(f"shadow isolation must be 'process' or 'thread', got {isolation!r}")
         self.store = store
         self.rate = rate
         self.timeout_s = timeout_ms / 1000.0
@@ -126,7 +134,13 @@ class ShadowRunner:
         self._queue: queue.Queue[ShadowJob | None] = queue.Queue(maxsize=queue_size)
         self._n_threads = threads
         self._threads: list[threading.Thread] = []
-        self._teacher_fn = teacher_fn or self._run_teacher
+        self._pool: TeacherPool | None = None  # the child processes, started by start()
+        if teacher_fn is not None:
+            self._teacher_fn: TeacherFn = teacher_fn
+        elif isolation == "process":
+            self._teacher_fn = self._run_in_process
+        else:
+            self._teacher_fn = self._run_teacher
         self._local = threading.local()
         # (served model, its copy on our sessions), newest last; two so that jobs queued before a
         # reload finish on the old version without rebuilding its sessions.
@@ -144,6 +158,11 @@ class ShadowRunner:
         if self.rate <= 0.0:
             return False
         return self.rate >= 1.0 or zlib.crc32(request_id.encode()) / 0x1_0000_0000 < self.rate
+
+    @property
+    def active(self) -> bool:
+        """Whether `submit` may queue anything: lets the request path skip building a job."""
+        return bool(self._threads)
 
     def submit(self, job: ShadowJob) -> bool:
         """Never blocks. Returns True when queued; a full queue drops the job and counts it."""
@@ -163,6 +182,8 @@ class ShadowRunner:
         if self.rate <= 0.0 or self._threads:
             return
         self._watchdog = _Watchdog()
+        if self._teacher_fn == self._run_in_process:
+            self._pool = TeacherPool(self._n_threads)
         for i in range(self._n_threads):
             thread = threading.Thread(target=self._work, name=f"recdistill-shadow-{i}", daemon=True)
             thread.start()
@@ -178,6 +199,9 @@ class ShadowRunner:
         if self._watchdog is not None:
             self._watchdog.stop()
             self._watchdog = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         self.flush()
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
@@ -190,7 +214,6 @@ class ShadowRunner:
 
     # -- worker -------------------------------------------------------------------------------------
     def _work(self) -> None:
-        _lower_priority()
         while True:
             try:
                 job = self._queue.get(timeout=1.0)
@@ -218,6 +241,8 @@ class ShadowRunner:
             return
         if self._teacher_fn == self._run_teacher:
             self._shadow_model(job.query.model)  # a version's first job loads sessions: not timed
+        elif self._teacher_fn == self._run_in_process and self._pool is not None:
+            self._pool.ensure_loaded(job.query.model.path)  # likewise in the child: not timed
         run_options = ort.RunOptions()
         start = time.perf_counter()
         token = self._watchdog.arm(time.monotonic() + remaining, run_options) if self._watchdog else None
@@ -288,9 +313,17 @@ class ShadowRunner:
 
     # -- the default teacher: the shadow's own sessions, the primary's filter code ------------------
     def prepare(self, model: LoadedModel) -> None:
-        """Build the shadow's teacher sessions for a newly loaded version (a ModelStore listener)."""
+        """Build the shadow's teacher sessions for a newly loaded version (a ModelStore listener);
+        the process teacher is only told to load it (returns at once: the child loads at idle priority)."""
         if self.rate > 0.0 and self._teacher_fn == self._run_teacher:
             self._shadow_model(model)
+        elif self.rate > 0.0 and self._teacher_fn == self._run_in_process and self._pool is not None:
+            self._pool.preload(model.path)
+
+    def _run_in_process(self, query: Query, run_options: ort.RunOptions) -> Result:
+        if self._pool is None:
+            raise RuntimeError("the shadow's teacher processes are not running")
+        return self._pool(query, run_options)
 
     def _shadow_model(self, model: LoadedModel) -> LoadedModel:
         """`model` with teacher sessions of our own (intra_op 1, no spinning), built once per version."""
@@ -364,15 +397,3 @@ class _Watchdog:
             self._stopped = True
             self._cond.notify()
         self._thread.join(timeout=2.0)
-
-
-def _lower_priority() -> None:
-    """Nice this worker thread (Linux: per thread id) so the teacher yields the CPU to the primary.
-
-    With intra_op_num_threads = 1 onnxruntime computes on the calling thread, so this covers the
-    teacher's inference too. Raising one's own niceness needs no privilege; elsewhere it is skipped.
-    """
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
-        log.debug("shadow worker: could not lower thread priority")

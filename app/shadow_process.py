@@ -10,6 +10,7 @@ full load its jobs wait, time out and are counted; when the service has idle CPU
 Protocol (one `multiprocessing` pipe per child, spawn start method: no fork of a threaded server):
 - parent -> child `("load", path)`: load and verify that version (ModelStore's own `load_version`);
 - parent -> child `("run", seq, path, history, k, exclude, eligible, user)`: one teacher query;
+- parent -> child `("loaded?", path)` (load if needed, then answer) and `("versions?",)` (for tests);
 - child -> parent `("result", seq, indices, scores, fallback)` or `("error", seq, message)`.
 One query is outstanding per child at a time, so when the child finds several queued it answers only
 the newest: the older ones were abandoned by a parent that timed out. The child keeps the two newest
@@ -21,7 +22,6 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
-import queue
 import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -63,18 +63,26 @@ class TeacherProcess:
         """Ask the child to load a version now (a ModelStore listener: returns at once)."""
         self._send(("load", str(path)))
 
+    def ensure_loaded(self, path: Path) -> None:
+        """Block until the child has this version loaded (a version's first job; not timed)."""
+        key = str(path)
+        if key not in self._loaded:
+            self._request(("loaded?", key), None, LOAD_TIMEOUT_S)
+            self._loaded = {*list(self._loaded)[-1:], key}
+
     def run(self, query: Query, run_options: ort.RunOptions) -> Result:
         """The teacher's answer to `query`; raises TeacherProcessError, or TimeoutError once the shadow's
         watchdog sets `run_options.terminate` (the child's late answer is then discarded)."""
-        path = str(query.model.path)
-        if path not in self._loaded:  # a version's first job waits for its load, untimed by the caller
-            self._request(("loaded?", path), None, LOAD_TIMEOUT_S)
-            self._loaded = {*list(self._loaded)[-1:], path}
+        self.ensure_loaded(query.model.path)
         return self._request(
-            ("run", path, query.history, query.k, query.exclude, query.eligible, query.user),
+            ("run", str(query.model.path), query.history, query.k, query.exclude, query.eligible, query.user),
             run_options,
             None,
         )
+
+    def versions(self, timeout_s: float = LOAD_TIMEOUT_S) -> list[str]:
+        """The version folders the child holds, after every load asked for before this call."""
+        return list(self._request(("versions?",), None, timeout_s))
 
     def _send(self, message: tuple[Any, ...]) -> int:
         with self._send_lock:
@@ -104,6 +112,8 @@ class TeacherProcess:
                 raise TeacherProcessError(reply[2])
             if reply[0] == "loaded":
                 return None
+            if reply[0] == "versions":
+                return reply[2]
             _, _, indices, scores, fallback = reply
             return Result(indices, scores, fallback)
 
@@ -121,24 +131,33 @@ class TeacherProcess:
 
 
 class TeacherPool:
-    """`threads` children; each call borrows one, so each shadow worker thread has its own."""
+    """`n` children, one per shadow worker thread: a thread keeps the child it first got, so the
+    version it waited for (`ensure_loaded`) is loaded in the child that then runs its job."""
 
     def __init__(self, n: int) -> None:
         self.processes = [TeacherProcess(f"recdistill-shadow-teacher-{i}") for i in range(n)]
-        self._free: queue.Queue[TeacherProcess] = queue.Queue()
-        for proc in self.processes:
-            self._free.put(proc)
+        self._unclaimed = list(self.processes)
+        self._claim_lock = threading.Lock()
+        self._local = threading.local()
+
+    def _mine(self) -> TeacherProcess:
+        proc: TeacherProcess | None = getattr(self._local, "proc", None)
+        if proc is None:
+            with self._claim_lock:
+                if not self._unclaimed:
+                    raise RuntimeError("more shadow worker threads than teacher processes")
+                proc = self._local.proc = self._unclaimed.pop(0)
+        return proc
 
     def preload(self, path: Path) -> None:
         for proc in self.processes:
             proc.preload(path)
 
+    def ensure_loaded(self, path: Path) -> None:
+        self._mine().ensure_loaded(path)
+
     def __call__(self, query: Query, run_options: ort.RunOptions) -> Result:
-        proc = self._free.get()
-        try:
-            return proc.run(query, run_options)
-        finally:
-            self._free.put(proc)
+        return self._mine().run(query, run_options)
 
     def close(self) -> None:
         for proc in self.processes:
@@ -197,6 +216,9 @@ def _child_main(conn: Connection) -> None:
             if kind == "run" and seq != newest_run:
                 continue  # abandoned by the parent (it only sends the next job after giving up)
             try:
+                if kind == "versions?":
+                    conn.send(("versions", seq, list(models)))
+                    continue
                 if kind in ("load", "loaded?"):
                     model_for(message[2])
                     if kind == "loaded?":

@@ -147,6 +147,15 @@ def test_shadow_rate_setting_is_validated(settings_for: Callable[..., Settings],
 
 
 def test_shadow_sessions_are_built_when_a_version_loads(shadow_client: Callable[..., TestClient]) -> None:
-    runner = _runner(shadow_client(shadow_rate=1.0))
+    runner = _runner(shadow_client(shadow_rate=1.0, shadow_isolation="thread"))
     [(served, shadow)] = runner._shadows  # built by the ModelStore listener, before any request
     assert served.version == "v1" and shadow.teacher.topk is not served.teacher.topk
+
+
+def test_teacher_process_loads_the_version_when_it_loads(
+    shadow_client: Callable[..., TestClient], models_dir: Path
+) -> None:
+    runner = _runner(shadow_client(shadow_rate=1.0))  # isolation "process", the default
+    assert runner._pool is not None and runner.counts["submitted"] == 0
+    [child] = runner._pool.processes
+    assert child.versions() == [str(models_dir / "v1")]  # told by the ModelStore listener, no request yet
