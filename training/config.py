@@ -224,4 +224,6 @@ def load_config(path: Path | None, overrides: list[str] | None = None) -> Pipeli
     try:
         return PipelineConfig.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(_format_validation(exc, origin + (" with --set overrides" if overrides else ""))) from exc
+        raise ConfigError(
+            _format_validation(exc, origin + (" with --set overrides" if overrides else ""))
+        ) from exc

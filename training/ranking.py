@@ -30,7 +30,9 @@ def padded_histories(split: Split, users: np.ndarray, length: int) -> np.ndarray
     return out
 
 
-def exclude_seen(scores: np.ndarray, split: Split, users: np.ndarray, extra: np.ndarray | None = None) -> None:
+def exclude_seen(
+    scores: np.ndarray, split: Split, users: np.ndarray, extra: np.ndarray | None = None
+) -> None:
     """In place: -inf for every train item of each user (and `extra[row]`, e.g. the validation item)."""
     for row, u in enumerate(users):
         scores[row, split.history(int(u))] = -np.inf
@@ -75,7 +77,9 @@ def coverage(topk_lists: np.ndarray, n_items: int) -> float:
     return len(np.unique(topk_lists)) / n_items if n_items else 0.0
 
 
-def summarize(ranks: np.ndarray, topk_lists: np.ndarray, n_items: int, k: int, recall_k: int) -> dict[str, float]:
+def summarize(
+    ranks: np.ndarray, topk_lists: np.ndarray, n_items: int, k: int, recall_k: int
+) -> dict[str, float]:
     return {
         f"hr@{k}": hit_rate(ranks, k),
         f"ndcg@{k}": ndcg(ranks, k),
