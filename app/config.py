@@ -40,7 +40,8 @@ class Settings(BaseSettings):
 
     intra_op_threads: int = Field(default=1, ge=1, le=64)  # onnxruntime intra-op threads per session
     batch_max_size: int = Field(default=64, ge=1, le=4096)
-    batch_max_wait_ms: float = Field(default=0.5, ge=0.0, le=50.0)
+    # 0: batches form while the previous one runs; a wait only adds latency (app/batching.py)
+    batch_max_wait_ms: float = Field(default=0.0, ge=0.0, le=50.0)
 
     reload_poll_seconds: float = Field(default=0.0, ge=0.0)  # 0: do not watch models/LATEST
     admin_token: SecretStr | None = None  # no default: the admin API is off until this is set
@@ -54,6 +55,8 @@ class Settings(BaseSettings):
     # "process": the teacher runs in child processes at idle CPU priority (SCHED_IDLE), so the primary
     # never pays for it; "thread": in the server process (competes with the primary for CPU).
     shadow_isolation: Literal["process", "thread"] = "process"
+    # Cores the teacher processes may use together (token bucket); past it jobs are dropped (counted).
+    shadow_cpu_budget: float = Field(default=0.25, gt=0.0, le=64.0)
     experiment_name: str = Field(default="student-vs-teacher", min_length=1, max_length=128)
     # Not a secret (it only decorrelates experiments), but explicit: changing it reshuffles every user.
     experiment_salt: str = Field(default="recdistill-ab-2026-1", min_length=1, max_length=256)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.message
 import hmac
 import json
+import math
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request, status
@@ -185,6 +186,9 @@ def _fastapi_error(error: Any) -> dict[str, Any]:
             "msg": _NOT_AN_OBJECT,
             "input": error["input"],
         }
+    value = error.get("input")
+    if isinstance(value, float) and not math.isfinite(value):  # NaN/Infinity: JSON cannot carry it back
+        return {**error, "loc": ("body", *error["loc"]), "input": str(value)}
     return {**error, "loc": ("body", *error["loc"])}
 
 

@@ -14,6 +14,7 @@ environment on first access; importing this module builds nothing.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sqlite3
 import time
@@ -204,6 +205,17 @@ def _seed_history(history: SqliteHistoryStore | RedisHistoryStore) -> Callable[[
     return seed
 
 
+def _freeze_heap(model: LoadedModel) -> None:
+    """Move everything alive now (modules, the app, the model's id maps) out of the cyclic GC's view.
+
+    A full (generation 2) collection walks every tracked object: measured 38 ms with a 100k-item
+    model loaded, and it runs on the event loop whenever the allocation counters trigger it, which
+    showed up in the p99 under load (benchmark, issue 3). Frozen objects are still freed by reference counting; only cycles among
+    them would stay, and a loaded model has none. Called after start-up and after each model swap.
+    """
+    gc.freeze()
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -229,6 +241,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     watcher = None
     try:
         await loop.run_in_executor(None, store.load_initial)
+        gc.freeze()  # see _freeze_heap
+        store.listeners.append(_freeze_heap)
         if settings.reload_poll_seconds > 0:
             watcher = loop.create_task(
                 watch_latest(store, settings.reload_poll_seconds), name="recdistill-latest-watcher"
@@ -239,6 +253,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             watcher.cancel()
             with suppress(asyncio.CancelledError):
                 await watcher
+        gc.unfreeze()  # what this app froze becomes collectable again (tests build many apps)
         await batcher.close()
         await history.close()
         restore_blas()

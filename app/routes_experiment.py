@@ -65,6 +65,7 @@ class ExperimentServices:
             threads=settings.shadow_threads,
             metrics=metrics,
             isolation=settings.shadow_isolation,
+            cpu_budget=settings.shadow_cpu_budget,
         )
         self.shadow.start()
 

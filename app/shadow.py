@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from app.comparisons import Comparison, ComparisonStore, FailureKind
 from app.model_store import LoadedModel, session_options
 from app.recommender import Query, Result, recommend_batch
-from app.shadow_process import TeacherPool
+from app.shadow_process import TeacherPool, TeacherShed
 from core.agreement import agreement
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,19 @@ class ShadowMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self._children: dict[tuple[int, str], Any] = {}
+
+    def series(self, metric: Counter | Histogram, label: str) -> Any:
+        """`metric.labels(label)`, looked up once: `labels()` validates and hashes on every call."""
+        key = (id(metric), label)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(label)
+        return child
+
+    def job(self, outcome: str) -> None:
+        """Count one job outcome (drops happen on the request path, so this must be cheap)."""
+        self.series(self.jobs, outcome).inc()
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,6 +134,7 @@ class ShadowRunner:
         teacher_fn: TeacherFn | None = None,
         clock: Callable[[], float] = time.time,
         isolation: Literal["process", "thread"] = "process",
+        cpu_budget: float | None = None,
     ):
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"shadow rate must lie in [0, 1], got {rate}")
@@ -135,6 +149,7 @@ class ShadowRunner:
         self._n_threads = threads
         self._threads: list[threading.Thread] = []
         self._pool: TeacherPool | None = None  # the child processes, started by start()
+        self._cpu_budget = cpu_budget  # cores for the teacher processes together; None: no cap
         if teacher_fn is not None:
             self._teacher_fn: TeacherFn = teacher_fn
         elif isolation == "process":
@@ -168,6 +183,9 @@ class ShadowRunner:
         """Never blocks. Returns True when queued; a full queue drops the job and counts it."""
         if not self._threads or not self.sampled(job.request_id):
             return False
+        if self._queue.full():  # the common case at rate 1.0 under load: skip building the copy
+            self._fail(job, "dropped")
+            return False
         try:
             self._queue.put_nowait(replace(job, enqueued_at=time.monotonic()))
         except queue.Full:
@@ -183,7 +201,7 @@ class ShadowRunner:
             return
         self._watchdog = _Watchdog()
         if self._teacher_fn == self._run_in_process:
-            self._pool = TeacherPool(self._n_threads)
+            self._pool = TeacherPool(self._n_threads, self._cpu_budget)
         for i in range(self._n_threads):
             thread = threading.Thread(target=self._work, name=f"recdistill-shadow-{i}", daemon=True)
             thread.start()
@@ -245,9 +263,13 @@ class ShadowRunner:
             self._pool.ensure_loaded(job.query.model.path)  # likewise in the child: not timed
         run_options = ort.RunOptions()
         start = time.perf_counter()
+        self._local.deadline = time.monotonic() + remaining  # the process teacher sleeps until it
         token = self._watchdog.arm(time.monotonic() + remaining, run_options) if self._watchdog else None
         try:
             result = self._teacher_fn(job.query, run_options)
+        except TeacherShed:  # over its CPU budget: not run, like a full queue
+            self._fail(job, "dropped")
+            return
         except Exception as exc:
             timed_out = run_options.terminate or time.perf_counter() - start > remaining
             if not timed_out:
@@ -286,19 +308,19 @@ class ShadowRunner:
             self._unsaved.append(comparison)
             self.counts["compared"] += 1
         if self.metrics is not None:
-            self.metrics.jobs.labels("compared").inc()
+            self.metrics.job("compared")
             for name, value in scores.items():
                 if value is not None:
-                    self.metrics.agreement.labels(_METRIC_LABELS[name]).observe(value)
-            self.metrics.latency.labels("student").observe(job.student_latency_ms / 1000.0)
-            self.metrics.latency.labels("teacher").observe(teacher_s)
+                    self.metrics.series(self.metrics.agreement, _METRIC_LABELS[name]).observe(value)
+            self.metrics.series(self.metrics.latency, "student").observe(job.student_latency_ms / 1000.0)
+            self.metrics.series(self.metrics.latency, "teacher").observe(teacher_s)
 
     def _fail(self, job: ShadowJob, kind: FailureKind) -> None:
         with self._lock:
             self.counts[kind] += 1
             self._unsaved_failures[(job.query.model.version, kind)] += 1
         if self.metrics is not None:
-            self.metrics.jobs.labels(kind).inc()
+            self.metrics.job(kind)
 
     def flush(self) -> None:
         """Persist buffered comparisons and failure tallies (drops happen on the request path: no I/O there)."""
@@ -323,7 +345,7 @@ class ShadowRunner:
     def _run_in_process(self, query: Query, run_options: ort.RunOptions) -> Result:
         if self._pool is None:
             raise RuntimeError("the shadow's teacher processes are not running")
-        return self._pool(query, run_options)
+        return self._pool(query, run_options, getattr(self._local, "deadline", None))
 
     def _shadow_model(self, model: LoadedModel) -> LoadedModel:
         """`model` with teacher sessions of our own (intra_op 1, no spinning), built once per version."""

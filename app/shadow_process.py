@@ -11,7 +11,8 @@ Protocol (one `multiprocessing` pipe per child, spawn start method: no fork of a
 - parent -> child `("load", path)`: load and verify that version (ModelStore's own `load_version`);
 - parent -> child `("run", seq, path, history, k, exclude, eligible, user)`: one teacher query;
 - parent -> child `("loaded?", path)` (load if needed, then answer) and `("versions?",)` (for tests);
-- child -> parent `("result", seq, indices, scores, fallback)` or `("error", seq, message)`.
+- child -> parent `("result", seq, indices, scores, fallback)`, `("error", seq, message)`, or
+  `("shed", seq)` when the child has spent its CPU budget (the job is counted as dropped).
 One query is outstanding per child at a time, so when the child finds several queued it answers only
 the newest: the older ones were abandoned by a parent that timed out. The child keeps the two newest
 versions, like the in-process shadow, so jobs queued across a reload finish on their version.
@@ -23,6 +24,7 @@ import logging
 import multiprocessing as mp
 import os
 import threading
+import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -42,13 +44,29 @@ class TeacherProcessError(RuntimeError):
     """The child failed to answer (an exception in the child, or the child is gone)."""
 
 
+class TeacherShed(RuntimeError):
+    """The child refused a job because it has spent its CPU budget: counted as a drop, not an error."""
+
+
+BURST_CPU_S = 0.05  # CPU seconds a child may spend at once after a quiet spell
+
+
 class TeacherProcess:
     """One child process and its pipe; `run` is called by one shadow worker thread at a time."""
 
-    def __init__(self, name: str = "recdistill-shadow-teacher") -> None:
+    def __init__(
+        self,
+        name: str = "recdistill-shadow-teacher",
+        cpu_budget: float | None = None,
+        burst_cpu_s: float = BURST_CPU_S,
+    ) -> None:
+        """`cpu_budget`: cores (CPU seconds per second) the child may spend on teacher runs; past it,
+        jobs are shed at once (a token bucket in the child, `burst_cpu_s` deep). None: no limit."""
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe(duplex=True)
-        self._proc = ctx.Process(target=_child_main, args=(child,), name=name, daemon=True)
+        self._proc = ctx.Process(
+            target=_child_main, args=(child, cpu_budget, burst_cpu_s), name=name, daemon=True
+        )
         self._proc.start()
         child.close()
         self._seq = 0
@@ -70,14 +88,16 @@ class TeacherProcess:
             self._request(("loaded?", key), None, LOAD_TIMEOUT_S)
             self._loaded = {*list(self._loaded)[-1:], key}
 
-    def run(self, query: Query, run_options: ort.RunOptions) -> Result:
-        """The teacher's answer to `query`; raises TeacherProcessError, or TimeoutError once the shadow's
-        watchdog sets `run_options.terminate` (the child's late answer is then discarded)."""
+    def run(self, query: Query, run_options: ort.RunOptions, deadline: float | None = None) -> Result:
+        """The teacher's answer to `query`. Raises TimeoutError at `deadline` (time.monotonic()) or once
+        the shadow's watchdog sets `run_options.terminate` (the child's late answer is then discarded),
+        TeacherShed when the child is over its CPU budget, TeacherProcessError on any other failure."""
         self.ensure_loaded(query.model.path)
         return self._request(
             ("run", str(query.model.path), query.history, query.k, query.exclude, query.eligible, query.user),
             run_options,
             None,
+            deadline,
         )
 
     def versions(self, timeout_s: float = LOAD_TIMEOUT_S) -> list[str]:
@@ -87,11 +107,22 @@ class TeacherProcess:
     def _send(self, message: tuple[Any, ...]) -> int:
         with self._send_lock:
             self._seq += 1
-            self._conn.send((message[0], self._seq, *message[1:]))
+            try:
+                self._conn.send((message[0], self._seq, *message[1:]))
+            except OSError as exc:  # BrokenPipeError: the child is gone
+                raise self._gone() from exc
             return self._seq
 
+    def _gone(self) -> TeacherProcessError:
+        self._proc.join(0.5)
+        return TeacherProcessError(f"the teacher process exited with {self._proc.exitcode}")
+
     def _request(
-        self, message: tuple[Any, ...], run_options: ort.RunOptions | None, timeout_s: float | None
+        self,
+        message: tuple[Any, ...],
+        run_options: ort.RunOptions | None,
+        timeout_s: float | None,
+        deadline: float | None = None,
     ) -> Any:
         seq = self._send(message)
         waited = 0.0
@@ -100,16 +131,25 @@ class TeacherProcess:
                 raise TimeoutError("shadow teacher terminated: past its timeout")
             if timeout_s is not None and waited > timeout_s:
                 raise TeacherProcessError(f"no answer from the teacher process within {timeout_s:.0f} s")
-            if not self._proc.is_alive():
-                raise TeacherProcessError(f"the teacher process exited with {self._proc.exitcode}")
-            if not self._conn.poll(POLL_S):
-                waited += POLL_S
-                continue
-            reply = self._conn.recv()
+            # With a deadline, sleep until it (one wake-up per job); without, check the flag every POLL_S.
+            wait_s = POLL_S if deadline is None else deadline - time.monotonic()
+            if wait_s <= 0:
+                raise TimeoutError("shadow teacher past its timeout")
+            try:
+                if not self._conn.poll(wait_s):
+                    if not self._proc.is_alive():
+                        raise self._gone()
+                    waited += wait_s
+                    continue
+                reply = self._conn.recv()
+            except (EOFError, OSError) as exc:
+                raise self._gone() from exc
             if reply[1] != seq:
                 continue  # the late answer to a job we gave up on
             if reply[0] == "error":
                 raise TeacherProcessError(reply[2])
+            if reply[0] == "shed":
+                raise TeacherShed("teacher process over its CPU budget")
             if reply[0] == "loaded":
                 return None
             if reply[0] == "versions":
@@ -117,7 +157,8 @@ class TeacherProcess:
             _, _, indices, scores, fallback = reply
             return Result(indices, scores, fallback)
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the child; one busy at idle priority is terminated (it holds nothing durable)."""
         try:
             with self._send_lock:
                 self._conn.send(("stop", 0))
@@ -134,8 +175,10 @@ class TeacherPool:
     """`n` children, one per shadow worker thread: a thread keeps the child it first got, so the
     version it waited for (`ensure_loaded`) is loaded in the child that then runs its job."""
 
-    def __init__(self, n: int) -> None:
-        self.processes = [TeacherProcess(f"recdistill-shadow-teacher-{i}") for i in range(n)]
+    def __init__(self, n: int, cpu_budget: float | None = None) -> None:
+        """`cpu_budget`: cores for all `n` children together (each gets an equal share)."""
+        share = None if cpu_budget is None else cpu_budget / n
+        self.processes = [TeacherProcess(f"recdistill-shadow-teacher-{i}", share) for i in range(n)]
         self._unclaimed = list(self.processes)
         self._claim_lock = threading.Lock()
         self._local = threading.local()
@@ -156,8 +199,8 @@ class TeacherPool:
     def ensure_loaded(self, path: Path) -> None:
         self._mine().ensure_loaded(path)
 
-    def __call__(self, query: Query, run_options: ort.RunOptions) -> Result:
-        return self._mine().run(query, run_options)
+    def __call__(self, query: Query, run_options: ort.RunOptions, deadline: float | None = None) -> Result:
+        return self._mine().run(query, run_options, deadline)
 
     def close(self) -> None:
         for proc in self.processes:
@@ -181,7 +224,7 @@ def idle_priority() -> str:
         return "normal"
 
 
-def _child_main(conn: Connection) -> None:
+def _child_main(conn: Connection, cpu_budget: float | None = None, burst_cpu_s: float = BURST_CPU_S) -> None:
     """Serve loads and teacher queries until "stop" or the parent goes away."""
     policy = idle_priority()
     from app.model_store import LoadedModel, load_version
@@ -190,6 +233,9 @@ def _child_main(conn: Connection) -> None:
     limit_blas_threads()
     log.debug("shadow teacher process %d running at %s", os.getpid(), policy)
     models: dict[str, LoadedModel] = {}  # path -> model, the two newest
+    # Token bucket on CPU seconds: SCHED_IDLE keeps the teacher off busy cores, but on SMT siblings
+    # and shared caches "idle" CPU is not free, so the teacher's total share is capped as well.
+    tokens, refilled = burst_cpu_s, time.monotonic()
 
     def model_for(path: str) -> LoadedModel:
         model = models.get(path)
@@ -224,8 +270,16 @@ def _child_main(conn: Connection) -> None:
                     if kind == "loaded?":
                         conn.send(("loaded", seq))
                     continue
+                if cpu_budget is not None:
+                    now = time.monotonic()
+                    tokens = min(burst_cpu_s, tokens + cpu_budget * (now - refilled))
+                    refilled = now
+                    if tokens <= 0:
+                        conn.send(("shed", seq))
+                        continue
                 _, _, path, history, k, exclude, eligible, user = message
                 model = model_for(path)
+                spent = time.process_time()
                 query = Query(
                     model=model,
                     history=np.asarray(history, np.int64),
@@ -236,6 +290,7 @@ def _child_main(conn: Connection) -> None:
                     side="teacher",
                 )
                 (result,) = recommend_batch([query])
+                tokens -= time.process_time() - spent
                 conn.send(("result", seq, result.indices, result.scores, result.fallback))
             except (EOFError, OSError, BrokenPipeError):
                 return

@@ -108,6 +108,19 @@ def _blas_single_thread() -> Any:
     return threadpool_limits(1, "blas")
 
 
+def _fit_implicit(split: Split, build: Callable[[], Any]) -> tuple[np.ndarray, np.ndarray, float]:
+    """(user factors, item factors, seconds) of an implicit model built and fitted on the train matrix.
+
+    Built inside the single-thread BLAS block too: implicit checks the BLAS config when the model is built.
+    """
+    start = time.perf_counter()
+    with _blas_single_thread():
+        model = build()
+        model.fit(train_matrix(split), show_progress=False)
+    seconds = time.perf_counter() - start
+    return np.asarray(model.user_factors), np.asarray(model.item_factors), seconds
+
+
 def fit_als(split: Split, params: Params, seed: int, threads: int = 2) -> FactorModel:
     """implicit's ALS (Hu, Koren & Volinsky 2008) on the binary train matrix.
 
@@ -115,19 +128,17 @@ def fit_als(split: Split, params: Params, seed: int, threads: int = 2) -> Factor
     """
     from implicit.cpu.als import AlternatingLeastSquares
 
-    start = time.perf_counter()
-    with _blas_single_thread():  # implicit checks the BLAS config when the model is built
-        model = AlternatingLeastSquares(
+    users, items, seconds = _fit_implicit(
+        split,
+        lambda: AlternatingLeastSquares(
             factors=int(params["factors"]),
             regularization=float(params["regularization"]),
             alpha=float(params.get("alpha", 1.0)),
             iterations=int(params["iterations"]),
             num_threads=threads,
             random_state=seed,
-        )
-        model.fit(train_matrix(split), show_progress=False)
-    seconds = time.perf_counter() - start
-    users, items = np.asarray(model.user_factors), np.asarray(model.item_factors)
+        ),
+    )
     return FactorModel(users, items, users.size + items.size, seconds)
 
 
@@ -138,19 +149,17 @@ def fit_bpr(split: Split, params: Params, seed: int, threads: int = 2) -> Factor
     """
     from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-    start = time.perf_counter()
-    with _blas_single_thread():
-        model = BayesianPersonalizedRanking(
+    users, items, seconds = _fit_implicit(
+        split,
+        lambda: BayesianPersonalizedRanking(
             factors=int(params["factors"]),
             learning_rate=float(params["learning_rate"]),
             regularization=float(params["regularization"]),
             iterations=int(params["iterations"]),
             num_threads=threads,
             random_state=seed,
-        )
-        model.fit(train_matrix(split), show_progress=False)
-    seconds = time.perf_counter() - start
-    users, items = np.asarray(model.user_factors), np.asarray(model.item_factors)
+        ),
+    )
     # The users' constant bias column is not learned: do not count it.
     return FactorModel(users, items, users.size - users.shape[0] + items.size, seconds)
 

@@ -34,6 +34,24 @@ def _progress(args: argparse.Namespace) -> bool:
     return not args.no_progress and sys.stderr.isatty()
 
 
+def _load_data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """(config, interactions, split): what every stage that reads the configured data starts from."""
+    from training.pipeline import load_data
+
+    cfg = _load(args)
+    data, split = load_data(cfg)
+    return cfg, data, split
+
+
+def _load_soft_labels(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
+    """(config, interactions, split, soft labels) from the teacher in work_dir (cached when possible)."""
+    from training.pipeline import load_trained_teacher, soft_labels
+
+    cfg, data, split = _load_data(args)
+    teacher, _ = load_trained_teacher(cfg, data)
+    return cfg, data, split, soft_labels(cfg, teacher, split, progress=_progress(args))
+
+
 # --- subcommands --------------------------------------------------------------------------------------
 
 
@@ -86,10 +104,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
 def cmd_data_check(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from training.pipeline import load_data
-
-    cfg = _load(args)
-    data, split = load_data(cfg)
+    cfg, data, split = _load_data(args)
     per_user = np.bincount(data.user, minlength=data.n_users)
     print(
         f"{data.name}: {data.n_users} users, {data.n_items} items, {len(data)} interactions\n"
@@ -104,33 +119,24 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def cmd_teacher(args: argparse.Namespace) -> int:
-    from training.pipeline import load_data, train_teacher
+    from training.pipeline import train_teacher
 
-    cfg = _load(args)
-    data, split = load_data(cfg)
+    cfg, data, split = _load_data(args)
     fit = train_teacher(cfg, data, split, progress=_progress(args))
     print(f"teacher: {fit.checkpoint} in {fit.seconds:.1f} s; valid {_metrics_line(fit.valid_metrics)}")
     return 0
 
 
 def cmd_soft_labels(args: argparse.Namespace) -> int:
-    from training.pipeline import load_data, load_trained_teacher, soft_labels
-
-    cfg = _load(args)
-    data, split = load_data(cfg)
-    teacher, _ = load_trained_teacher(cfg, data)
-    labels = soft_labels(cfg, teacher, split, progress=_progress(args))
+    _, _, _, labels = _load_soft_labels(args)
     print(f"soft labels: {len(labels)} pairs x {labels.candidates.shape[1]} candidates")
     return 0
 
 
 def cmd_student(args: argparse.Namespace) -> int:
-    from training.pipeline import load_data, load_trained_teacher, soft_labels, train_students
+    from training.pipeline import train_students
 
-    cfg = _load(args)
-    data, split = load_data(cfg)
-    teacher, _ = load_trained_teacher(cfg, data)
-    labels = soft_labels(cfg, teacher, split, progress=_progress(args))
+    cfg, data, split, labels = _load_soft_labels(args)
     for name, fit in train_students(cfg, data, split, labels, progress=_progress(args)).items():
         print(f"{name}: {fit.checkpoint} in {fit.seconds:.1f} s; valid {_metrics_line(fit.valid_metrics)}")
     return 0

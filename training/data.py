@@ -273,6 +273,23 @@ def append_log(base: Interactions, log: RawLog) -> Interactions:
     """
     user, user_ids = _extend_ids(base.user_ids, log.user)
     item, item_ids = _extend_ids(base.catalog.item_ids, log.item)
+    return extend_interactions(base, user, item, log.timestamp, log.weight, user_ids, item_ids)
+
+
+def extend_interactions(
+    base: Interactions,
+    user: np.ndarray,
+    item: np.ndarray,
+    timestamp: np.ndarray,
+    weight: np.ndarray,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+) -> Interactions:
+    """`base` followed by rows already indexed against `user_ids`/`item_ids`, base's maps extended.
+
+    The one place that appends (append_log here, append_files in training/stream.py), so both give
+    the same result: new items get NO_CATEGORY and a NaN price, as an event log carries no metadata.
+    """
     n_new = len(item_ids) - base.n_items
     old = base.catalog
     catalog = Catalog(
@@ -285,8 +302,8 @@ def append_log(base: Interactions, log: RawLog) -> Interactions:
         name=base.name,
         user=np.concatenate([base.user, user]),
         item=np.concatenate([base.item, item]),
-        timestamp=np.concatenate([base.timestamp, np.asarray(log.timestamp, dtype=np.int64)]),
-        weight=np.concatenate([base.weight, np.asarray(log.weight, dtype=np.float32)]),
+        timestamp=np.concatenate([base.timestamp, np.asarray(timestamp, dtype=np.int64)]),
+        weight=np.concatenate([base.weight, np.asarray(weight, dtype=np.float32)]),
         user_ids=user_ids,
         catalog=catalog,
     )

@@ -43,20 +43,17 @@ from training.losses import (
     ranking_distillation_softmax_loss,
     tempered_kl_loss,
 )
-from training.ranking import evaluate
 from training.student import MLPStudent, student_checkpoint
 from training.teacher import TwoTowerTeacher
 from training.train import (
     FitResult,
     Pairs,
     build_pairs,
+    fit_stage,
     histories_before,
     negative_proposal,
-    save_checkpoint,
     set_threads,
     student_score_fn,
-    train_loop,
-    validation_split,
     window_tensors,
 )
 
@@ -99,6 +96,11 @@ def soft_label_dir(cfg: PipelineConfig, split: Split, cache_dir: Path, teacher_k
     }
     tag = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     return Path(cache_dir) / f"{teacher_key[:16]}-{tag}"
+
+
+def _chunk_path(folder: Path, lo: int) -> Path:
+    """The cache file of the chunk that starts at pair `lo`."""
+    return folder / f"chunk_{lo // CHUNK_PAIRS:06d}.npz"
 
 
 def _teacher_chunk(
@@ -173,31 +175,31 @@ def build_soft_labels(
     starts = range(0, len(pairs.user), CHUNK_PAIRS)
     with torch.no_grad():
         items = teacher.item_vectors()
+
+        def compute_chunk(lo: int) -> tuple[np.ndarray, np.ndarray]:
+            """Score pairs [lo, lo + CHUNK_PAIRS) and write the chunk atomically: a crash leaves no half file."""
+            hi = min(lo + CHUNK_PAIRS, len(pairs.user))
+            c, lg = _teacher_chunk(
+                teacher, tensors, pairs, lo, hi, items, d.top_m, d.n_sampled, proposal, cfg.seed
+            )
+            path = _chunk_path(folder, lo)
+            tmp = path.with_name(f".{path.stem}.tmp.npz")
+            np.savez(tmp, candidates=c, logits=lg)
+            os.replace(tmp, path)
+            return c, lg
+
         if distributed.world_size() > 1:  # torchrun: each rank computes a strided share of the missing chunks
             for lo in map(int, distributed.current().shard(list(starts))):
-                path = folder / f"chunk_{lo // CHUNK_PAIRS:06d}.npz"
-                if not path.is_file():
-                    hi = min(lo + CHUNK_PAIRS, len(pairs.user))
-                    c, lg = _teacher_chunk(
-                        teacher, tensors, pairs, lo, hi, items, d.top_m, d.n_sampled, proposal, cfg.seed
-                    )
-                    tmp = path.with_name(f".{path.stem}.tmp.npz")
-                    np.savez(tmp, candidates=c, logits=lg)
-                    os.replace(tmp, path)
+                if not _chunk_path(folder, lo).is_file():
+                    compute_chunk(lo)
             distributed.barrier()  # every chunk is on disk (one node, one filesystem): the loop reads them all
         for lo in tqdm(starts, desc="soft labels", disable=not progress, leave=False):
-            hi = min(lo + CHUNK_PAIRS, len(pairs.user))
-            path = folder / f"chunk_{lo // CHUNK_PAIRS:06d}.npz"
+            path = _chunk_path(folder, lo)
             if path.is_file():
                 with np.load(path, allow_pickle=False) as z:
                     c, lg = z["candidates"], z["logits"]
             else:
-                c, lg = _teacher_chunk(
-                    teacher, tensors, pairs, lo, hi, items, d.top_m, d.n_sampled, proposal, cfg.seed
-                )
-                tmp = path.with_name(f".{path.stem}.tmp.npz")
-                np.savez(tmp, candidates=c, logits=lg)
-                os.replace(tmp, path)
+                c, lg = compute_chunk(lo)
                 computed += 1
             cands.append(c)
             logits.append(lg)
@@ -286,27 +288,8 @@ def fit_student(
                 loss = loss + d.weight_rank * rank_loss(s_cand, cols, d.rank_lambda)
         return loss
 
-    vsplit = validation_split(split, sc.valid_max_users, cfg.seed)
-
-    def validate() -> dict[str, float]:
-        return evaluate(
-            student_score_fn(model),
-            vsplit,
-            "valid",
-            sc.history_len,
-            cfg.eval.k,
-            cfg.eval.recall_k,
-            cfg.eval.batch_size,
-        )
-
     name = "student" if distil else "scratch"
-    curve, best, seconds = train_loop(
-        model, len(rows), batch_loss, validate,
-        metric=f"ndcg@{cfg.eval.k}", lr=sc.lr, weight_decay=sc.weight_decay, batch_size=sc.batch_size,
-        epochs=sc.epochs, patience=sc.patience, max_seconds=sc.max_train_seconds, seed=cfg.seed,
-        progress=progress, desc=name,
+    return fit_stage(
+        model, len(rows), batch_loss, student_score_fn(model), split, sc, cfg,
+        checkpoint=student_checkpoint, path=Path(work_dir) / f"{name}.pt", desc=name, progress=progress,
     )  # fmt: skip
-    model.cpu()  # evaluation and export run on the host
-    path = Path(work_dir) / f"{name}.pt"
-    save_checkpoint(student_checkpoint(model), path)
-    return FitResult(model=model, checkpoint=path, valid_metrics=best, curve=curve, seconds=seconds)

@@ -15,8 +15,9 @@ The split of work:
   * soft labels: each rank computes a strided share of the cache chunks; all ranks then read all.
   * checkpoints, records, export and publish: rank 0 only.
 
-In a single process (no WORLD_SIZE in the environment, or 1) nothing here changes behaviour: the
-helpers return rank 0 / world size 1 and `train_loop` runs its own path untouched.
+The loop itself is training.train.train_loop, one loop for both cases: in a single process (no
+WORLD_SIZE in the environment, or 1) nothing here changes behaviour: the helpers return rank 0 /
+world size 1, and sharding, broadcasts and reductions are identities.
 
 torch is imported inside functions: the CLI re-launches under torchrun without paying for it.
 """
@@ -27,7 +28,6 @@ import logging
 import os
 import socket
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -328,7 +328,7 @@ def relaunch(nproc: int, cli_args: Sequence[str]) -> int:
     return 0
 
 
-# ---- the data-parallel training loop -------------------------------------------------------------------
+# ---- the data-parallel training step -------------------------------------------------------------------
 def _loss_module(model: torch.nn.Module, batch_loss: Callable[[np.ndarray], torch.Tensor]) -> torch.nn.Module:
     """A module whose forward is `batch_loss`: DDP only syncs gradients of losses computed in forward."""
     from torch import nn
@@ -357,94 +357,27 @@ def wrap_ddp(model: torch.nn.Module, ctx: DistContext | None = None) -> torch.nn
     return DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
 
 
-def ddp_train_loop(
-    model: torch.nn.Module,
-    n_examples: int,
-    batch_loss: Callable[[np.ndarray], torch.Tensor],
-    validate: Callable[[], dict[str, float]],
-    *,
-    metric: str,
-    lr: float,
-    weight_decay: float,
-    batch_size: int,
-    epochs: int,
-    patience: int,
-    max_seconds: float | None,
-    seed: int,
-    progress: bool,
-    desc: str,
-) -> tuple[list[dict], dict[str, float], float]:
-    """training.train.train_loop across ranks; same arguments, same result on every rank.
+def loss_step(
+    model: torch.nn.Module, batch_loss: Callable[[np.ndarray], torch.Tensor], ctx: DistContext | None = None
+) -> torch.nn.Module:
+    """What training.train.train_loop calls per batch: `batch_loss` as a module, in DDP across ranks.
 
-    Each epoch's permutation comes from the same seeded generator on every rank; each global batch of
-    `batch_size` is split rank-strided (`DistContext.shard(pad=True)`), so the optimiser sees the
-    single-process sequence of global batches. Rank 0 validates, keeps the best weights and decides
-    when to stop; the decision is broadcast each epoch and the best weights at the end.
+    Alone it is a plain module around `model` whose forward is `batch_loss` (same loss, same
+    gradients); under torchrun DDP averages the gradients of every rank's share of the batch.
     """
+    return wrap_ddp(_loss_module(model, batch_loss), ctx)
+
+
+def mean_over_ranks(total: float, count: int) -> float:
+    """(sum of `total`) / max(sum of `count`, 1) over the ranks: e.g. the epoch's mean batch loss.
+
+    A collective under torchrun: every rank must call it.
+    """
+    if world_size() == 1:
+        return total / max(count, 1)
     import torch
-    from tqdm.auto import tqdm
-
-    ctx = current()
-    ddp = wrap_ddp(_loss_module(model, batch_loss), ctx)
-    # Same init everywhere (seeded by the caller, then broadcast by DDP); dropout differs per rank.
-    torch.manual_seed(seed * 1_000_003 + ctx.rank)
-    rng = np.random.default_rng(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    t0 = time.perf_counter()
-    curve: list[dict] = []
-    best: dict[str, float] = {}
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()} if ctx.is_main else {}
-    stale = 0
-    for epoch in range(1, epochs + 1):
-        ddp.train()
-        order = rng.permutation(n_examples)
-        loss_sum, batches = 0.0, 0
-        out_of_time = False
-        starts = range(0, n_examples, batch_size)
-        bar = tqdm(starts, desc=f"{desc} epoch {epoch}", disable=not (progress and ctx.is_main), leave=False)
-        for start in bar:
-            loss = ddp(ctx.shard(order[start : start + batch_size], pad=True))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach().item()
-            batches += 1
-            if max_seconds is not None and any_rank(time.perf_counter() - t0 > max_seconds):
-                out_of_time = True
-                break
-        model.eval()
-        total = _all_reduce_sum(torch.tensor([loss_sum, batches], dtype=torch.float64))  # over ranks
-        stop = False
-        if ctx.is_main:
-            metrics = validate()
-            row = {
-                "epoch": epoch,
-                "loss": float(total[0] / total[1].clamp(min=1)),
-                "seconds": time.perf_counter() - t0,
-                **metrics,
-            }
-            curve.append(row)
-            log.info("%s epoch %d: loss %.4f %s %.4f", desc, epoch, row["loss"], metric, metrics[metric])
-            if not best or metrics[metric] > best[metric]:
-                best, stale = metrics, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                stale += 1
-            stop = stale >= patience or out_of_time
-        if ctx.broadcast_object(stop):
-            break
-    if ctx.is_main:
-        model.load_state_dict(best_state)
-    broadcast_module(model)
-    curve, best = ctx.broadcast_object((curve, best))
-    model.eval()
-    return curve, best, time.perf_counter() - t0
-
-
-def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     import torch.distributed as dist
 
-    dev = _comm_device()
-    staged = t.to(dev)
-    dist.all_reduce(staged)
-    return staged.to(t.device)
+    sums = torch.tensor([total, count], dtype=torch.float64, device=_comm_device())
+    dist.all_reduce(sums)
+    return float(sums[0] / sums[1].clamp(min=1))

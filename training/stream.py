@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from training.config import ColumnMap
-from training.data import NO_CATEGORY, Catalog, Interactions, RawItems, make_catalog
+from training.data import Interactions, RawItems, extend_interactions, make_catalog
 from training.tabular import iter_log
 
 logger = logging.getLogger(__name__)
@@ -93,25 +94,37 @@ def _compact(indices: np.ndarray) -> np.ndarray:
     return indices.astype(np.int32)
 
 
-def _read_into(
-    path: Path,
-    columns: ColumnMap,
-    users: IdMap,
-    items: IdMap,
-    buffer: _LogBuffer,
-    chunk_rows: int,
-    event_weights: Mapping[str, float] | None,
-) -> int:
-    """Stream one file into `buffer`, growing the id maps; returns the number of interactions read."""
-    n = 0
-    for chunk in iter_log(path, columns, chunk_rows=chunk_rows, event_weights=event_weights):
-        buffer.add(users.index(chunk.user), items.index(chunk.item), chunk.timestamp, chunk.weight)
-        n += len(chunk)
-    return n
+@dataclass
+class _Reader:
+    """One streaming pass over a source and its appended logs: the id maps and buffer every file grows."""
 
+    columns: ColumnMap
+    chunk_rows: int
+    event_weights: Mapping[str, float] | None
+    users: IdMap = field(default_factory=IdMap)
+    items: IdMap = field(default_factory=IdMap)
+    buffer: _LogBuffer = field(default_factory=_LogBuffer)
 
-def _log_appended(path: Path, n: int, new_users: int, new_items: int) -> None:
-    logger.info("appended %s: %d interactions, %d new users, %d new items", path, n, new_users, new_items)
+    def read(self, path: Path) -> int:
+        """Stream one file into the buffer, growing the id maps; returns the number of interactions read."""
+        n = 0
+        chunks = iter_log(path, self.columns, chunk_rows=self.chunk_rows, event_weights=self.event_weights)
+        for chunk in chunks:
+            self.buffer.add(
+                self.users.index(chunk.user), self.items.index(chunk.item), chunk.timestamp, chunk.weight
+            )
+            n += len(chunk)
+        return n
+
+    def append(self, paths: Sequence[Path]) -> None:
+        """Read each appended log in order, logging what each one added."""
+        for path in paths:
+            before_users, before_items = len(self.users), len(self.items)
+            n = self.read(Path(path))
+            logger.info(
+                "appended %s: %d interactions, %d new users, %d new items",
+                path, n, len(self.users) - before_users, len(self.items) - before_items,
+            )  # fmt: skip
 
 
 def stream_interactions(
@@ -130,22 +143,19 @@ def stream_interactions(
     extra log: log items by first appearance, then metadata-only items in file order, then items new
     in the extra logs (those have NO_CATEGORY and a NaN price).
     """
-    users, item_map, buffer = IdMap(), IdMap(), _LogBuffer()
-    _read_into(Path(path), columns, users, item_map, buffer, chunk_rows, event_weights)
-    meta_rows = item_map.index(items.item) if items is not None else np.zeros(0, dtype=np.int64)
-    for extra in extra_paths:
-        before_users, before_items = len(users), len(item_map)
-        n = _read_into(Path(extra), columns, users, item_map, buffer, chunk_rows, event_weights)
-        _log_appended(extra, n, len(users) - before_users, len(item_map) - before_items)
-    user, item, timestamp, weight = buffer.finish()
+    reader = _Reader(columns, chunk_rows, event_weights)
+    reader.read(Path(path))
+    meta_rows = reader.items.index(items.item) if items is not None else np.zeros(0, dtype=np.int64)
+    reader.append(extra_paths)
+    user, item, timestamp, weight = reader.buffer.finish()
     return Interactions(
         name=name,
         user=user,
         item=item,
         timestamp=timestamp,
         weight=weight,
-        user_ids=users.ids(),
-        catalog=make_catalog(item_map.ids(), items, meta_rows),
+        user_ids=reader.users.ids(),
+        catalog=make_catalog(reader.items.ids(), items, meta_rows),
     )
 
 
@@ -158,26 +168,7 @@ def append_files(
     event_weights: Mapping[str, float] | None = None,
 ) -> Interactions:
     """Append log files after `base` (same result as `append_log` of each), streaming each file."""
-    users, item_map, buffer = IdMap(base.user_ids), IdMap(base.catalog.item_ids), _LogBuffer()
-    for path in paths:
-        before_users, before_items = len(users), len(item_map)
-        n = _read_into(Path(path), columns, users, item_map, buffer, chunk_rows, event_weights)
-        _log_appended(path, n, len(users) - before_users, len(item_map) - before_items)
-    user, item, timestamp, weight = buffer.finish()
-    n_new = len(item_map) - base.n_items
-    old = base.catalog
-    catalog = Catalog(
-        item_ids=item_map.ids(),
-        category=np.concatenate([old.category, np.full(n_new, NO_CATEGORY, dtype=np.int32)]),
-        categories=list(old.categories),
-        price=np.concatenate([old.price, np.full(n_new, np.nan, dtype=np.float32)]),
-    )
-    return Interactions(
-        name=base.name,
-        user=np.concatenate([base.user, user]),
-        item=np.concatenate([base.item, item]),
-        timestamp=np.concatenate([base.timestamp, timestamp]),
-        weight=np.concatenate([base.weight, weight]),
-        user_ids=users.ids(),
-        catalog=catalog,
-    )
+    reader = _Reader(columns, chunk_rows, event_weights, IdMap(base.user_ids), IdMap(base.catalog.item_ids))
+    reader.append(paths)
+    user, item, timestamp, weight = reader.buffer.finish()
+    return extend_interactions(base, user, item, timestamp, weight, reader.users.ids(), reader.items.ids())

@@ -15,13 +15,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from training import distributed
-from training.config import PipelineConfig
+from training.config import PipelineConfig, StudentConfig, TeacherConfig
 from training.data import Catalog, Split
 from training.losses import hard_label_loss, sampled_softmax_loss
 from training.ranking import ScoreFn, evaluate
@@ -180,57 +181,105 @@ def train_loop(
     Stops after `patience` epochs without improvement, or when `max_seconds` is spent (the
     current epoch is cut short and still validated). Returns (curve, best metrics, seconds) with
     the best weights loaded and the model in eval mode.
+
+    One loop for one process and for torchrun, so the two cannot drift apart: every rank draws the
+    same seeded permutation and takes a rank-strided share of each global batch
+    (`DistContext.shard(pad=True)`), so the optimiser sees the single-process sequence of global
+    batches; rank 0 validates, keeps the best weights and decides when to stop, and the decision
+    (each epoch) and the best weights (at the end) are broadcast. In a single process every
+    distributed helper is an identity or a no-op (training/distributed.py).
     """
-    if distributed.world_size() > 1:  # torchrun: the same loop, data-parallel (training/distributed.py)
-        return distributed.ddp_train_loop(
-            model, n_examples, batch_loss, validate,
-            metric=metric, lr=lr, weight_decay=weight_decay, batch_size=batch_size, epochs=epochs,
-            patience=patience, max_seconds=max_seconds, seed=seed, progress=progress, desc=desc,
-        )  # fmt: skip
+    ctx = distributed.current()
+    # batch_loss as a module's forward: under torchrun DDP averages its gradients over the ranks.
+    step = distributed.loss_step(model, batch_loss, ctx)
+    if ctx.distributed:  # same init everywhere (seeded by the caller, broadcast by DDP); dropout per rank
+        torch.manual_seed(seed * 1_000_003 + ctx.rank)
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     t0 = time.perf_counter()
     curve: list[dict] = []
     best: dict[str, float] = {}
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()} if ctx.is_main else {}
     stale = 0
     for epoch in range(1, epochs + 1):
-        model.train()
+        step.train()
         order = rng.permutation(n_examples)
         total, batches, out_of_time = 0.0, 0, False
         bar = tqdm(
-            range(0, n_examples, batch_size), desc=f"{desc} epoch {epoch}", disable=not progress, leave=False
+            range(0, n_examples, batch_size),
+            desc=f"{desc} epoch {epoch}",
+            disable=not (progress and ctx.is_main),
+            leave=False,
         )
         for start in bar:
-            loss = batch_loss(order[start : start + batch_size])
+            loss = step(ctx.shard(order[start : start + batch_size], pad=True))  # this rank's share
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += loss.detach().item()
             batches += 1
-            if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+            if max_seconds is not None and distributed.any_rank(time.perf_counter() - t0 > max_seconds):
                 out_of_time = True
                 break
         model.eval()
-        metrics = validate()
-        row = {
-            "epoch": epoch,
-            "loss": total / max(batches, 1),
-            "seconds": time.perf_counter() - t0,
-            **metrics,
-        }
-        curve.append(row)
-        log.info("%s epoch %d: loss %.4f %s %.4f", desc, epoch, row["loss"], metric, metrics[metric])
-        if not best or metrics[metric] > best[metric]:
-            best, stale = metrics, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-        if stale >= patience or out_of_time:
+        mean_loss = distributed.mean_over_ranks(total, batches)  # a collective: every rank calls it
+        stop = False
+        if ctx.is_main:  # rank 0 validates and decides; a single process is rank 0
+            metrics = validate()
+            row = {"epoch": epoch, "loss": mean_loss, "seconds": time.perf_counter() - t0, **metrics}
+            curve.append(row)
+            log.info("%s epoch %d: loss %.4f %s %.4f", desc, epoch, row["loss"], metric, metrics[metric])
+            if not best or metrics[metric] > best[metric]:
+                best, stale = metrics, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                stale += 1
+            stop = stale >= patience or out_of_time
+        if ctx.broadcast_object(stop):
             break
-    model.load_state_dict(best_state)
+    if ctx.is_main:
+        model.load_state_dict(best_state)
+    distributed.broadcast_module(model)  # rank 0's best weights on every rank
+    curve, best = ctx.broadcast_object((curve, best))
     model.eval()
     return curve, best, time.perf_counter() - t0
+
+
+def fit_stage(
+    model: torch.nn.Module,
+    n_examples: int,
+    batch_loss: Callable[[np.ndarray], torch.Tensor],
+    score: ScoreFn,
+    split: Split,
+    stage: TeacherConfig | StudentConfig,
+    cfg: PipelineConfig,
+    *,
+    checkpoint: Callable[[Any], dict],
+    path: Path,
+    desc: str,
+    progress: bool,
+) -> FitResult:
+    """`train_loop` with a stage's settings, early-stopping on validation NDCG@k, then the checkpoint.
+
+    Shared by `fit_teacher` and `distill.fit_student`, so both stages validate on the same seeded
+    sample of users, stop on the same metric and save alike. `checkpoint(model)` is the payload,
+    taken after the model is back on the host.
+    """
+    vsplit = validation_split(split, stage.valid_max_users, cfg.seed)
+
+    def validate() -> dict[str, float]:
+        e = cfg.eval
+        return evaluate(score, vsplit, "valid", stage.history_len, e.k, e.recall_k, e.batch_size)
+
+    curve, best, seconds = train_loop(
+        model, n_examples, batch_loss, validate,
+        metric=f"ndcg@{cfg.eval.k}", lr=stage.lr, weight_decay=stage.weight_decay,
+        batch_size=stage.batch_size, epochs=stage.epochs, patience=stage.patience,
+        max_seconds=stage.max_train_seconds, seed=cfg.seed, progress=progress, desc=desc,
+    )  # fmt: skip
+    model.cpu()  # soft labels, evaluation and export run on the host
+    save_checkpoint(checkpoint(model), path)
+    return FitResult(model=model, checkpoint=path, valid_metrics=best, curve=curve, seconds=seconds)
 
 
 # ---- teacher ----------------------------------------------------------------------------------
@@ -293,26 +342,8 @@ def fit_teacher(
             )
         return sampled_softmax_loss(pos_logit, neg_logits, log_q[tgt], log_q[neg], neg[None] == tgt[:, None])
 
-    vsplit = validation_split(split, tc.valid_max_users, cfg.seed)
-
-    def validate() -> dict[str, float]:
-        return evaluate(
-            teacher_score_fn(model),
-            vsplit,
-            "valid",
-            tc.history_len,
-            cfg.eval.k,
-            cfg.eval.recall_k,
-            cfg.eval.batch_size,
-        )
-
-    curve, best, seconds = train_loop(
-        model, pairs.n_windows, batch_loss, validate,
-        metric=f"ndcg@{cfg.eval.k}", lr=tc.lr, weight_decay=tc.weight_decay, batch_size=tc.batch_size,
-        epochs=tc.epochs, patience=tc.patience, max_seconds=tc.max_train_seconds, seed=cfg.seed,
-        progress=progress, desc="teacher",
+    return fit_stage(
+        model, pairs.n_windows, batch_loss, teacher_score_fn(model), split, tc, cfg,
+        checkpoint=lambda m: teacher_checkpoint(m, catalog.category, catalog.price),
+        path=Path(work_dir) / "teacher.pt", desc="teacher", progress=progress,
     )  # fmt: skip
-    model.cpu()  # soft labels, evaluation and export run on the host
-    path = Path(work_dir) / "teacher.pt"
-    save_checkpoint(teacher_checkpoint(model, catalog.category, catalog.price), path)
-    return FitResult(model=model, checkpoint=path, valid_metrics=best, curve=curve, seconds=seconds)

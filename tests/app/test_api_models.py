@@ -237,3 +237,21 @@ def test_latest_that_is_a_directory_is_refused_not_raised(
         assert answer(client) == ("v1", V1_ANSWER)
         r = client.post("/admin/reload", headers=admin)
         assert r.status_code == 409 and "LATEST: unreadable" in r.json()["detail"]
+
+
+def test_the_watcher_survives_a_garbage_latest_and_loads_the_next_good_one(
+    tmp_path: Path, models_dir: Path, settings_for: Callable[..., Settings]
+) -> None:
+    with TestClient(create_app(settings_for(models_dir, reload_poll_seconds=0.02))) as client:
+        (models_dir / "LATEST").write_bytes(b"\x00\x01 not a name")
+        build_tiny_version(models_dir, "v2", reverse=True)  # publishing rewrites LATEST = v2
+        (models_dir / "LATEST").write_bytes(b"\xff\xfe")  # ...and something clobbers it again
+        for _ in range(10):  # several polls of the garbage LATEST
+            assert answer(client) == ("v1", V1_ANSWER)
+            time.sleep(0.02)
+        write_latest(models_dir, "v2")
+        for _ in range(400):  # bounded wait for the poller; no timing is asserted
+            if client.get("/health/ready").json()["model_version"] == "v2":
+                break
+            time.sleep(0.025)
+        assert answer(client) == ("v2", V2_ANSWER)

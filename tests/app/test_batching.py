@@ -91,3 +91,60 @@ def test_submit_before_start_is_an_error() -> None:
             await batcher.submit(1)
 
     asyncio.run(main())
+
+
+def test_a_caller_that_gave_up_is_not_run_and_the_others_are() -> None:
+    seen: list[list[int]] = []
+    started, release = threading.Event(), threading.Event()
+
+    def fn(batch: list[int]) -> list[int]:
+        seen.append(list(batch))
+        started.set()
+        release.wait(5.0)
+        return batch
+
+    async def main() -> list[int]:
+        batcher: MicroBatcher[int, int] = MicroBatcher(fn, max_size=8)
+        batcher.start()
+        try:
+            first = asyncio.ensure_future(batcher.submit(0))  # occupies the worker until released
+            assert await asyncio.to_thread(started.wait, 5.0)
+            gone = asyncio.ensure_future(batcher.submit(1))
+            kept = asyncio.ensure_future(batcher.submit(2))
+            await asyncio.sleep(0)  # both are handed over while the worker is still busy
+            gone.cancel()
+            release.set()
+            return [await first, await kept]
+        finally:
+            await batcher.close()
+
+    assert asyncio.run(main()) == [0, 2]
+    assert seen == [[0], [2]]  # the cancelled request never reached the model
+
+
+def test_a_wrong_number_of_results_fails_the_callers_instead_of_hanging() -> None:
+    async def main() -> None:
+        batcher: MicroBatcher[int, int] = MicroBatcher(lambda batch: batch[:-1], max_size=8)
+        batcher.start()
+        try:
+            with pytest.raises(RuntimeError, match="1 results for 2 requests"):
+                await asyncio.gather(batcher.submit(1), batcher.submit(2))
+        finally:
+            await batcher.close()
+
+    asyncio.run(main())
+
+
+def test_close_answers_what_was_already_submitted() -> None:
+    async def main() -> list[int]:
+        batcher: MicroBatcher[int, int] = MicroBatcher(lambda batch: [x + 1 for x in batch], max_size=2)
+        batcher.start()
+        calls = [asyncio.ensure_future(batcher.submit(i)) for i in range(5)]
+        await asyncio.sleep(0)  # submitted, not yet answered
+        await batcher.close()
+        results = await asyncio.gather(*calls)
+        with pytest.raises(RuntimeError, match="not running"):
+            await batcher.submit(9)
+        return results
+
+    assert asyncio.run(main()) == [1, 2, 3, 4, 5]

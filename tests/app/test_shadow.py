@@ -13,6 +13,7 @@ from app.comparisons import ComparisonStore
 from app.model_store import LoadedModel, load_version
 from app.recommender import Query, Result, recommend_batch
 from app.shadow import ShadowJob, ShadowRunner, _CancellableSession
+from app.shadow_process import TeacherShed
 from core.manifest import HISTORY_INPUT, INDICES_OUTPUT, K_INPUT, SCORES_OUTPUT, USER_INPUT
 from tests.fixtures.tiny_model import build_tiny_version, build_version, tiny_arrays
 
@@ -201,3 +202,16 @@ def test_watchdog_terminates_a_real_onnxruntime_run(model: LoadedModel, store: C
     assert runner.wait_idle(timeout=60.0)
     runner.stop()
     assert terminated.is_set() and runner.counts["timeout"] == 1
+
+
+def test_a_teacher_over_its_cpu_budget_counts_as_dropped(model: LoadedModel, store: ComparisonStore) -> None:
+    def shed(query: Query, run_options: ort.RunOptions) -> Result:
+        raise TeacherShed("teacher process over its CPU budget")
+
+    runner = ShadowRunner(store, rate=1.0, teacher_fn=shed)
+    runner.start()
+    assert runner.submit(_job(model, "a"))
+    assert runner.wait_idle()
+    runner.stop()
+    assert (runner.counts["dropped"], runner.counts["error"], runner.counts["compared"]) == (1, 0, 0)
+    assert store.load().failures == {("v1", "dropped"): 1}
