@@ -197,11 +197,16 @@ def probe(model: LoadedModel) -> None:
             raise ManifestError(f"{where}: user_vector shape {uvec.shape} or non-finite values")
 
 
-def load_version(version_dir: Path, intra_op_threads: int = 1) -> LoadedModel:
-    """Verify and load one version folder. Raises ManifestError naming the file when anything is off."""
+def load_version(version_dir: Path, intra_op_threads: int = 1, verify_hashes: bool = True) -> LoadedModel:
+    """Verify and load one version folder. Raises ManifestError naming the file when anything is off.
+
+    `verify_hashes=False` skips only the sha256 pass over the files (every other check still runs):
+    for the shadow's teacher process, which loads a folder the server has just verified.
+    """
     version_dir = Path(version_dir)
     manifest = load_manifest(version_dir)
-    verify_files(version_dir, manifest)
+    if verify_hashes:
+        verify_files(version_dir, manifest)
     item_ids = _npy(version_dir / manifest.item_ids).astype(str)
     user_ids = _npy(version_dir / manifest.user_ids).astype(str)
     n = len(item_ids)

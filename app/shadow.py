@@ -7,6 +7,9 @@ Design for the p99 budget (shadow on must cost the primary at most ~1.2x p99):
 - By default (isolation "process") the teacher runs in child processes at SCHED_IDLE
   (app/shadow_process.py): it only gets CPU the primary leaves idle, and it has its own GIL. At rate
   1.0 on a saturated machine most jobs are therefore dropped or time out, by design, and counted.
+  A CPU budget (RECDISTILL_SHADOW_CPU_BUDGET cores, a token bucket in the child) caps it as well:
+  "idle" CPU is not free on SMT siblings and shared caches. While the child is over budget, jobs
+  are dropped in `submit`, on the request path, before they are queued.
   The worker threads here only wait on the child's pipe and compute the agreement (O(k log k)).
   They are not niced: a niced thread that holds the GIL would stall the event loop.
 - Isolation "thread" (or an injected `teacher_fn`) runs the teacher in the worker threads on their
@@ -150,6 +153,7 @@ class ShadowRunner:
         self._threads: list[threading.Thread] = []
         self._pool: TeacherPool | None = None  # the child processes, started by start()
         self._cpu_budget = cpu_budget  # cores for the teacher processes together; None: no cap
+        self._paused_until = 0.0  # time.monotonic() before which the teacher is over its CPU budget
         if teacher_fn is not None:
             self._teacher_fn: TeacherFn = teacher_fn
         elif isolation == "process":
@@ -183,7 +187,9 @@ class ShadowRunner:
         """Never blocks. Returns True when queued; a full queue drops the job and counts it."""
         if not self._threads or not self.sampled(job.request_id):
             return False
-        if self._queue.full():  # the common case at rate 1.0 under load: skip building the copy
+        # The common cases at rate 1.0 under load: the teacher is over its CPU budget or busy. Both
+        # drop here, on the request path, in a few microseconds and without building the job's copy.
+        if self._queue.full() or time.monotonic() < self._paused_until:
             self._fail(job, "dropped")
             return False
         try:
@@ -267,7 +273,8 @@ class ShadowRunner:
         token = self._watchdog.arm(time.monotonic() + remaining, run_options) if self._watchdog else None
         try:
             result = self._teacher_fn(job.query, run_options)
-        except TeacherShed:  # over its CPU budget: not run, like a full queue
+        except TeacherShed as shed:  # over its CPU budget: not run, like a full queue
+            self._paused_until = shed.resume_at
             self._fail(job, "dropped")
             return
         except Exception as exc:

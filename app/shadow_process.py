@@ -1,18 +1,25 @@
 """The shadow teacher in its own process, at idle CPU priority, so the primary never pays for it.
 
-Why a process: the teacher costs ~8-11 ms of CPU per request at 100k items against ~0.3 ms for the
-student. A teacher thread inside the server competes with the event loop and the inference thread
+Why a process: the teacher costs ~4-11 ms of CPU per request at 100k items (by machine load) against
+~0.3 ms for the student. A teacher thread inside the server competes with the event loop and the inference thread
 for two cores, and a niced thread that holds the GIL (pre/post-processing) stalls the loop behind a
 thread the kernel rarely schedules (priority inversion). The child has its own GIL and runs under
 SCHED_IDLE (nice 19 where that is refused), so the kernel gives it only CPU nobody else wants: under
 full load its jobs wait, time out and are counted; when the service has idle CPU, they complete.
 
-Protocol (one `multiprocessing` pipe per child, spawn start method: no fork of a threaded server):
-- parent -> child `("load", path)`: load and verify that version (ModelStore's own `load_version`);
+The child is a fresh interpreter (`subprocess`, not `multiprocessing`): no fork of a threaded server,
+and unlike multiprocessing's spawn it never re-imports the parent's `__main__` (a server script
+without a main guard would start a second server). It talks over an inherited socketpair wrapped in a
+`multiprocessing.connection.Connection` (pickled messages). Linux/Unix only (fd passing).
+
+Protocol:
+- parent -> child `("load", path)`: load that version (ModelStore's own `load_version`, every check
+  but the sha256 pass, which the server has just done);
 - parent -> child `("run", seq, path, history, k, exclude, eligible, user)`: one teacher query;
 - parent -> child `("loaded?", path)` (load if needed, then answer) and `("versions?",)` (for tests);
 - child -> parent `("result", seq, indices, scores, fallback)`, `("error", seq, message)`, or
-  `("shed", seq)` when the child has spent its CPU budget (the job is counted as dropped).
+  `("shed", seq, resume_at)` when the child has spent its CPU budget (the job counts as dropped, and
+  the parent drops the next jobs itself until `resume_at`).
 One query is outstanding per child at a time, so when the child finds several queued it answers only
 the newest: the older ones were abandoned by a parent that timed out. The child keeps the two newest
 versions, like the in-process shadow, so jobs queued across a reload finish on their version.
@@ -20,9 +27,13 @@ versions, like the in-process shadow, so jobs queued across a reload finish on t
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
-import multiprocessing as mp
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -45,7 +56,13 @@ class TeacherProcessError(RuntimeError):
 
 
 class TeacherShed(RuntimeError):
-    """The child refused a job because it has spent its CPU budget: counted as a drop, not an error."""
+    """The child refused a job because it has spent its CPU budget: counted as a drop, not an error.
+    `resume_at` (time.monotonic(), the same clock in every process on Linux) is when it has budget
+    again, so the caller can drop jobs until then without sending them."""
+
+    def __init__(self, resume_at: float):
+        super().__init__("teacher process over its CPU budget")
+        self.resume_at = resume_at
 
 
 BURST_CPU_S = 0.05  # CPU seconds a child may spend at once after a quiet spell
@@ -62,13 +79,16 @@ class TeacherProcess:
     ) -> None:
         """`cpu_budget`: cores (CPU seconds per second) the child may spend on teacher runs; past it,
         jobs are shed at once (a token bucket in the child, `burst_cpu_s` deep). None: no limit."""
-        ctx = mp.get_context("spawn")
-        self._conn, child = ctx.Pipe(duplex=True)
-        self._proc = ctx.Process(
-            target=_child_main, args=(child, cpu_budget, burst_cpu_s), name=name, daemon=True
-        )
-        self._proc.start()
-        child.close()
+        ours, theirs = socket.socketpair()
+        # `name` is only there so that `ps` shows what the child is.
+        args = [json.dumps(sys.path), str(theirs.fileno()), json.dumps([cpu_budget, burst_cpu_s]), name]
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", _CHILD_BOOT, *args], pass_fds=[theirs.fileno()], close_fds=True
+            )
+        finally:
+            theirs.close()
+        self._conn = Connection(ours.detach())
         self._seq = 0
         self._loaded: set[str] = set()  # versions the child was told to load and confirmed
         self._send_lock = threading.Lock()
@@ -114,8 +134,9 @@ class TeacherProcess:
             return self._seq
 
     def _gone(self) -> TeacherProcessError:
-        self._proc.join(0.5)
-        return TeacherProcessError(f"the teacher process exited with {self._proc.exitcode}")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(0.5)
+        return TeacherProcessError(f"the teacher process exited with {self._proc.returncode}")
 
     def _request(
         self,
@@ -137,7 +158,7 @@ class TeacherProcess:
                 raise TimeoutError("shadow teacher past its timeout")
             try:
                 if not self._conn.poll(wait_s):
-                    if not self._proc.is_alive():
+                    if self._proc.poll() is not None:
                         raise self._gone()
                     waited += wait_s
                     continue
@@ -149,7 +170,7 @@ class TeacherProcess:
             if reply[0] == "error":
                 raise TeacherProcessError(reply[2])
             if reply[0] == "shed":
-                raise TeacherShed("teacher process over its CPU budget")
+                raise TeacherShed(reply[2])
             if reply[0] == "loaded":
                 return None
             if reply[0] == "versions":
@@ -164,10 +185,15 @@ class TeacherProcess:
                 self._conn.send(("stop", 0))
         except (OSError, ValueError):
             pass
-        self._proc.join(timeout)
-        if self._proc.is_alive():
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
             self._proc.terminate()
-            self._proc.join(timeout)
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout)
         self._conn.close()
 
 
@@ -209,9 +235,21 @@ class TeacherPool:
 
 # -- the child ------------------------------------------------------------------------------------
 
+# The child's `python -c` program: the parent's sys.path, then serve on the inherited socket.
+_CHILD_BOOT = (
+    "import json, sys; sys.path[:0] = json.loads(sys.argv[1]); "
+    "from app.shadow_process import child_entry; child_entry(int(sys.argv[2]), *json.loads(sys.argv[3]))"
+)
+
+
+def child_entry(fd: int, cpu_budget: float | None, burst_cpu_s: float) -> None:
+    """The child process's entry point (see _CHILD_BOOT)."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s shadow-teacher %(levelname)s %(message)s")
+    _child_main(Connection(fd), cpu_budget, burst_cpu_s)
+
 
 def idle_priority() -> str:
-    """Lower this whole process to SCHED_IDLE (Linux), else nice 19; returns which one applied."""
+    """Lower this process to SCHED_IDLE (Linux), else to nice 19; returns which one applied."""
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # type: ignore[attr-defined]
         return "SCHED_IDLE"
@@ -225,13 +263,21 @@ def idle_priority() -> str:
 
 
 def _child_main(conn: Connection, cpu_budget: float | None = None, burst_cpu_s: float = BURST_CPU_S) -> None:
-    """Serve loads and teacher queries until "stop" or the parent goes away."""
-    policy = idle_priority()
+    """Serve loads and teacher queries until "stop" or the parent goes away.
+
+    The first version loads at nice 10 (start-up: ~1-3 s of CPU, once; it progresses on a busy
+    machine at ~1/10 of a core's share instead of stalling, as it would at SCHED_IDLE), then the
+    process drops to idle priority for good (an unprivileged process cannot raise it again), so a
+    version loaded later, on a reload, loads only on idle CPU: on a saturated machine the shadow
+    pauses until it has (its jobs are dropped or time out, counted), and the primary never waits.
+    """
+    with contextlib.suppress(OSError):
+        os.nice(10)
     from app.model_store import LoadedModel, load_version
     from app.recommender import limit_blas_threads, recommend_batch
 
     limit_blas_threads()
-    log.debug("shadow teacher process %d running at %s", os.getpid(), policy)
+    policy: str | None = None
     models: dict[str, LoadedModel] = {}  # path -> model, the two newest
     # Token bucket on CPU seconds: SCHED_IDLE keeps the teacher off busy cores, but on SMT siblings
     # and shared caches "idle" CPU is not free, so the teacher's total share is capped as well.
@@ -240,7 +286,9 @@ def _child_main(conn: Connection, cpu_budget: float | None = None, burst_cpu_s: 
     def model_for(path: str) -> LoadedModel:
         model = models.get(path)
         if model is None:
-            model = load_version(Path(path), intra_op_threads=1)
+            model = load_version(
+                Path(path), intra_op_threads=1, verify_hashes=False
+            )  # the server verified it
             models[path] = model
             while len(models) > 2:
                 del models[next(iter(models))]
@@ -259,6 +307,9 @@ def _child_main(conn: Connection, cpu_budget: float | None = None, burst_cpu_s: 
             kind, seq = message[0], message[1]
             if kind == "stop":
                 return
+            if policy is None and (models or kind == "run"):  # after the first load, before any run
+                policy = idle_priority()
+                log.debug("shadow teacher process %d now runs at %s", os.getpid(), policy)
             if kind == "run" and seq != newest_run:
                 continue  # abandoned by the parent (it only sends the next job after giving up)
             try:
@@ -275,7 +326,7 @@ def _child_main(conn: Connection, cpu_budget: float | None = None, burst_cpu_s: 
                     tokens = min(burst_cpu_s, tokens + cpu_budget * (now - refilled))
                     refilled = now
                     if tokens <= 0:
-                        conn.send(("shed", seq))
+                        conn.send(("shed", seq, now - tokens / cpu_budget))
                         continue
                 _, _, path, history, k, exclude, eligible, user = message
                 model = model_for(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -204,14 +205,21 @@ def test_watchdog_terminates_a_real_onnxruntime_run(model: LoadedModel, store: C
     assert terminated.is_set() and runner.counts["timeout"] == 1
 
 
-def test_a_teacher_over_its_cpu_budget_counts_as_dropped(model: LoadedModel, store: ComparisonStore) -> None:
+def test_a_teacher_over_its_cpu_budget_counts_as_dropped_and_pauses_the_shadow(
+    model: LoadedModel, store: ComparisonStore
+) -> None:
+    calls: list[str] = []
+
     def shed(query: Query, run_options: ort.RunOptions) -> Result:
-        raise TeacherShed("teacher process over its CPU budget")
+        calls.append("run")
+        raise TeacherShed(resume_at=time.monotonic() + 3600.0)  # no budget for an hour
 
     runner = ShadowRunner(store, rate=1.0, teacher_fn=shed)
     runner.start()
     assert runner.submit(_job(model, "a"))
     assert runner.wait_idle()
+    assert runner.submit(_job(model, "b")) is False  # dropped on the request path, never sent
     runner.stop()
-    assert (runner.counts["dropped"], runner.counts["error"], runner.counts["compared"]) == (1, 0, 0)
-    assert store.load().failures == {("v1", "dropped"): 1}
+    assert calls == ["run"]
+    assert (runner.counts["dropped"], runner.counts["error"], runner.counts["compared"]) == (2, 0, 0)
+    assert store.load().failures == {("v1", "dropped"): 2}

@@ -17,6 +17,7 @@ import pytest
 from app.model_store import LoadedModel, load_version
 from app.recommender import Query, recommend_batch
 from app.shadow_process import TeacherProcess, TeacherProcessError, TeacherShed
+from core.manifest import ManifestError
 from tests.fixtures.tiny_model import build_tiny_version
 
 
@@ -48,10 +49,17 @@ def test_the_child_answers_as_the_in_process_teacher(model: LoadedModel, child: 
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_IDLE is a Linux scheduling policy")
-def test_the_child_runs_at_idle_priority(child: TeacherProcess) -> None:
-    assert child.pid is not None
-    child.versions()  # the child has set its policy before answering anything
-    assert os.sched_getscheduler(child.pid) == os.SCHED_IDLE  # type: ignore[attr-defined]
+def test_the_child_loads_at_low_priority_then_runs_at_idle_priority(model: LoadedModel) -> None:
+    proc = TeacherProcess()
+    try:
+        assert proc.pid is not None
+        assert proc.versions() == []  # answered: the child is up, nothing loaded yet
+        assert os.sched_getscheduler(proc.pid) == os.SCHED_OTHER  # type: ignore[attr-defined]
+        assert os.getpriority(os.PRIO_PROCESS, proc.pid) >= min(os.getpriority(os.PRIO_PROCESS, 0) + 10, 19)
+        assert proc.run(_query(model, [0]), ort.RunOptions()).indices.size == 4
+        assert os.sched_getscheduler(proc.pid) == os.SCHED_IDLE  # type: ignore[attr-defined]
+    finally:
+        proc.close()
 
 
 def test_a_terminated_run_times_out_and_its_late_answer_is_discarded(
@@ -80,7 +88,7 @@ def test_a_dead_child_is_reported_not_waited_for(model: LoadedModel) -> None:
     try:
         proc.versions()
         proc._proc.kill()
-        proc._proc.join(10)
+        proc._proc.wait(10)
         with pytest.raises(TeacherProcessError, match="exited"):
             proc.run(_query(model, [0]), ort.RunOptions())
     finally:
@@ -101,3 +109,16 @@ def test_a_deadline_bounds_the_wait(model: LoadedModel, child: TeacherProcess) -
     with pytest.raises(TimeoutError, match="past its timeout"):
         child.run(_query(model, [0]), ort.RunOptions(), deadline=time.monotonic() - 1.0)
     assert child.run(_query(model, [1]), ort.RunOptions(), deadline=time.monotonic() + 60).indices.size == 4
+
+
+def test_the_child_skips_only_the_hash_pass(tmp_path: Path) -> None:
+    """The teacher process loads a folder the server has just verified; every other check remains."""
+    version = build_tiny_version(tmp_path / "models", "v1")
+    popularity = np.load(version / "popularity.npy")
+    np.save(version / "popularity.npy", popularity[::-1].copy())  # valid array, wrong sha256
+    with pytest.raises(ManifestError, match="popularity.npy"):
+        load_version(version)
+    assert load_version(version, verify_hashes=False).version == "v1"
+    np.save(version / "popularity.npy", popularity[:-1])  # wrong shape: refused even so
+    with pytest.raises(ManifestError, match="shape"):
+        load_version(version, verify_hashes=False)
