@@ -13,7 +13,9 @@ import math
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from app.config import Settings
@@ -186,10 +188,32 @@ def _fastapi_error(error: Any) -> dict[str, Any]:
             "msg": _NOT_AN_OBJECT,
             "input": error["input"],
         }
-    value = error.get("input")
-    if isinstance(value, float) and not math.isfinite(value):  # NaN/Infinity: JSON cannot carry it back
-        return {**error, "loc": ("body", *error["loc"]), "input": str(value)}
     return {**error, "loc": ("body", *error["loc"])}
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with every NaN/±Infinity float, at any depth, as the string "nan", "inf" or "-inf".
+
+    Python's json accepts the bare tokens NaN and Infinity in a request, but a response may not carry
+    them (Starlette's JSONResponse refuses them), so a 422 that echoes one back must spell it out."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's own 422 (`detail: [{type, loc, msg, input}]`), made JSON-safe for every route.
+
+    Regression: with FastAPI's default handler a NaN or Infinity anywhere in a body (e.g.
+    `{"filters": {"min_price": NaN}}`) was echoed in the error's `input`, the response could not be
+    encoded, and the client got a 500 with a traceback in the log instead of a 422 naming the field."""
+    if not isinstance(exc, RequestValidationError):  # registered for RequestValidationError only
+        raise exc
+    return JSONResponse(status_code=422, content={"detail": json_safe(jsonable_encoder(exc.errors()))})
 
 
 def json_body_doc(model: type[BaseModel]) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from app.deps import (
     json_body_doc,
     limit_errors,
     read_json_body,
+    validation_error_handler,
 )
 from app.history import Interaction, SqliteHistoryStore
 from app.history_redis import RedisHistoryStore, open_history
@@ -451,6 +452,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    app.add_exception_handler(RequestValidationError, validation_error_handler)  # NaN-safe 422s
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.choose_arm = _default_arm

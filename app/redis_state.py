@@ -10,7 +10,7 @@ Layout (under `prefix`):
 - `fb:<request_id>` set of "event\\x1fitem" (SADD gives the duplicate flag atomically);
 - `cmp` sorted set of comparisons (JSON member, score ts), `cmp_fail` of failure counts.
 Served answers are buffered and written by a thread every `flush_interval` (no I/O on the request
-path), as the SQLite store does. Feedback that reaches another replica before the answer was
+path), by the same `app.feedback.ServedLog` code as the SQLite store. Feedback that reaches another replica before the answer was
 flushed is retried once after two flush intervals before it is refused.
 Reports read the window's rows and aggregate in Python: O(requests in the window), fine for the
 report's on-demand use; per-minute counters would be the next step for very long windows.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from app.comparisons import METRIC_COLUMNS, Comparison, ComparisonRows, ComparisonStore, FailureKind
-from app.feedback import Event, FeedbackError, FeedbackResult, FeedbackStore, Served
+from app.feedback import Event, FeedbackStore, Served, ServedLog
 from app.history_redis import import_redis, redact, sync_client
 
 if TYPE_CHECKING:
@@ -41,8 +40,9 @@ _SEP = "\x1f"
 _PAGE = 2000
 
 
-class RedisFeedbackStore:
-    """Served-answer log + feedback shared by all replicas (see the module docstring)."""
+class RedisFeedbackStore(ServedLog):
+    """Served-answer log + feedback shared by all replicas (see the module docstring); the buffer,
+    the writer thread, `flush` and the feedback checks are `ServedLog`'s, as for SQLite."""
 
     def __init__(
         self,
@@ -53,27 +53,15 @@ class RedisFeedbackStore:
         clock: Callable[[], float] = time.time,
         timeout: float = 5.0,
     ):
-        self._errors = import_redis(url).RedisError
+        self._flush_errors = (import_redis(url).RedisError,)
         self._r = sync_client(url, timeout)
         self.url, self.prefix = url, prefix
-        self._lock = threading.Lock()
-        self._pending: dict[str, Served] = {}
-        self._clock = clock
-        self._flush_interval = flush_interval
-        self._wake = threading.Event()
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="feedback-writer-redis", daemon=True)
-        self._thread.start()
+        super().__init__(flush_interval, clock, "feedback-writer-redis")
 
-    # -- served answers -------------------------------------------------------------------------
-    def log_served(self, served: Served) -> None:
-        """O(1), no I/O: the writer thread sends it."""
-        if not served.ts:
-            served = Served(**{**served.__dict__, "ts": self._clock()})
-        with self._lock:
-            self._pending[served.request_id] = served
+    def _describe(self) -> str:
+        return f"redis {redact(self.url)}"
 
-    def _fetch(self, request_id: str) -> Served | None:
+    def _stored(self, request_id: str) -> Served | None:
         row = self._r.hgetall(f"{self.prefix}served:{request_id}")
         if not row:
             return None
@@ -88,20 +76,9 @@ class RedisFeedbackStore:
             float(row["ts"]),
         )
 
-    def lookup(self, request_id: str) -> Served | None:
-        with self._lock:
-            pending = self._pending.get(request_id)
-        return pending if pending is not None else self._fetch(request_id)
-
-    def flush(self) -> int:
-        with self._lock:
-            return self._flush_locked()
-
-    def _flush_locked(self) -> int:
-        if not self._pending:
-            return 0
+    def _write(self, batch: list[Served]) -> None:
         pipe = self._r.pipeline(transaction=True)
-        for s in self._pending.values():
+        for s in batch:
             pipe.hset(
                 f"{self.prefix}served:{s.request_id}",
                 mapping={
@@ -116,37 +93,19 @@ class RedisFeedbackStore:
             )
             pipe.zadd(f"{self.prefix}served_ts:{s.experiment}", {s.request_id: s.ts})
         pipe.execute()
-        n = len(self._pending)
-        self._pending.clear()
-        return n
-
-    def _run(self) -> None:
-        while not self._closed.is_set():
-            self._wake.wait(self._flush_interval)
-            try:
-                self.flush()
-            except self._errors:
-                log.exception("served-answer log (redis %s): flush failed; will retry", redact(self.url))
 
     # -- feedback ---------------------------------------------------------------------------------
-    def add_feedback(self, request_id: str, item_id: str, event: Event) -> FeedbackResult:
-        if event not in ("click", "purchase"):
-            raise FeedbackError("event", f"unknown event {event!r}, expected 'click' or 'purchase'")
+    def _served_for_feedback(self, request_id: str) -> Served | None:
         served = self.lookup(request_id)
         if served is None:  # maybe served by another replica that has not flushed yet
             time.sleep(2 * self._flush_interval)
-            served = self._fetch(request_id)
-        if served is None:
-            raise FeedbackError(
-                "request_id", f"unknown request id {request_id!r}: no answer was served under it"
-            )
-        if item_id not in served.items:
-            raise FeedbackError(
-                "item_id", f"item {item_id!r} was not in the answer to request {request_id!r}"
-            )
+            served = self._stored(request_id)
+        return served
+
+    def _record_feedback(self, request_id: str, item_id: str, event: Event) -> bool:
         self.flush()  # the answer must be stored before feedback that points at it
         added = self._r.sadd(f"{self.prefix}fb:{request_id}", f"{event}{_SEP}{item_id}")
-        return FeedbackResult(request_id, item_id, event, served.arm, duplicate=added == 0)
+        return bool(added == 0)
 
     # -- reporting --------------------------------------------------------------------------------
     def arm_counts(self, experiment: str, since: float | None = None) -> dict[str, dict[str, int]]:
@@ -192,11 +151,9 @@ class RedisFeedbackStore:
         return out
 
     def close(self) -> None:
-        self._closed.set()
-        self._wake.set()
-        self._thread.join(timeout=5.0)
-        with self._lock:
-            self._flush_locked()
+        """Stop the writer and send what is buffered: a clean restart loses nothing."""
+        self._stop_writer()
+        self.flush()
         self._r.close()
 
 

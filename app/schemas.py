@@ -14,7 +14,8 @@ Arm = Literal["student", "teacher"]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan=False: a NaN/Infinity (which Python's json accepts) is a 422 in any float field.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Filters(_Body):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,6 +149,95 @@ def test_feedback_on_an_answer_another_replica_has_not_flushed_yet_is_retried(ur
     finally:
         a.close()
         b.close()
+
+
+class _GatedClient:
+    """The store's Redis client, except that a pipeline's `execute` waits until the test releases it
+    (or raises `fail`): the flush is then held inside its Redis round trip."""
+
+    def __init__(self, client: object, fail: BaseException | None = None) -> None:
+        self._client, self.fail = client, fail
+        self.executing, self.release = threading.Event(), threading.Event()
+
+    def pipeline(self, *args: object, **kwargs: object) -> object:
+        pipe = self._client.pipeline(*args, **kwargs)  # type: ignore[attr-defined]
+        execute = pipe.execute
+
+        def gated_execute(*a: object, **kw: object) -> object:
+            self.executing.set()
+            if self.fail is not None:
+                raise self.fail
+            assert self.release.wait(10.0), "the test never released the round trip"
+            return execute(*a, **kw)
+
+        pipe.execute = gated_execute
+        return pipe
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._client, name)
+
+
+def test_log_served_does_not_block_while_a_redis_flush_is_in_flight(url: str) -> None:
+    """Regression: RedisFeedbackStore.flush held `_lock` across the Redis round trip while log_served,
+    called on the event loop, waited for the same lock (the bug fixed earlier in FeedbackStore.flush).
+    Now the buffer is swapped out under the lock and written outside it; lookup sees the batch."""
+    import redis
+
+    from app.redis_state import RedisFeedbackStore
+
+    store = RedisFeedbackStore(url, flush_interval=3600)  # flushes only when asked
+    real = store._r
+    gate = _GatedClient(real)
+    store._r = gate  # type: ignore[assignment]
+    try:
+        store.log_served(_served("r1", "student", "user:u1", ("a",)))
+        flusher = threading.Thread(target=store.flush)
+        flusher.start()
+        assert gate.executing.wait(10.0)  # the flush is now inside its round trip
+        logger = threading.Thread(
+            target=store.log_served, args=(_served("r2", "teacher", "user:u2", ("b",)),)
+        )
+        logger.start()
+        logger.join(5.0)
+        if logger.is_alive():
+            gate.release.set()  # let the stuck flush finish before failing
+            pytest.fail("log_served waited for the Redis round trip")
+        in_flight, buffered = store.lookup("r1"), store.lookup("r2")  # neither goes to Redis
+        gate.release.set()
+        flusher.join(10.0)
+        assert in_flight is not None and in_flight.items == ("a",)
+        assert buffered is not None and buffered.arm == "teacher"
+        assert store.flush() == 1  # r2 stayed buffered and is written by the next flush
+        check = redis.Redis.from_url(url, decode_responses=True)
+        assert check.hget("recdistill:served:r1", "arm") == "student"
+        assert check.hget("recdistill:served:r2", "arm") == "teacher"
+    finally:
+        gate.release.set()
+        store._r = real
+        store.close()
+
+
+def test_a_failed_redis_flush_keeps_the_answers_buffered(url: str) -> None:
+    """A round trip that fails puts the batch back: the answers are retried, never silently lost."""
+    import redis
+
+    from app.redis_state import RedisFeedbackStore
+
+    store = RedisFeedbackStore(url, flush_interval=3600)
+    real = store._r
+    store._r = _GatedClient(real, fail=redis.ConnectionError("connection reset"))  # type: ignore[assignment]
+    try:
+        store.log_served(_served("r1", "student", "user:u1", ("a",)))
+        with pytest.raises(redis.ConnectionError):
+            store.flush()
+        store.log_served(_served("r2", "teacher", "user:u2", ("b",)))
+        assert store.lookup("r1") is not None and set(store._pending) == {"r1", "r2"}
+        store._r = real
+        assert store.flush() == 2 and not store._pending
+        assert store.add_feedback("r1", "a", "click").arm == "student"
+    finally:
+        store._r = real
+        store.close()
 
 
 def test_comparisons_round_trip_and_aggregate_failures(url: str) -> None:
