@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -77,6 +77,21 @@ class ComparisonRows:
     def __len__(self) -> int:
         return len(self.student_version)
 
+    @classmethod
+    def from_rows(cls, rows: Sequence[Sequence[Any]], failures: dict[tuple[str, str], int]) -> ComparisonRows:
+        """From rows of (student_version, teacher_version, *METRIC_COLUMNS, student_latency_ms,
+        teacher_latency_ms), as both stores read them; a None metric (undefined tau) becomes NaN."""
+        cols = list(zip(*rows, strict=True)) if rows else [()] * 8
+        num = [np.array([np.nan if v is None else v for v in col], np.float64) for col in cols[2:]]
+        return cls(
+            student_version=np.array(cols[0], dtype=str),
+            teacher_version=np.array(cols[1], dtype=str),
+            metrics=dict(zip(METRIC_COLUMNS, num[:4], strict=True)),
+            student_latency_ms=num[4],
+            teacher_latency_ms=num[5],
+            failures=failures,
+        )
+
 
 class ComparisonStore:
     def __init__(self, path: Path, synchronous: str = "NORMAL"):
@@ -117,16 +132,7 @@ class ComparisonStore:
                 "SELECT student_version, kind, SUM(n) FROM shadow_failures WHERE ts >= ? GROUP BY student_version, kind",
                 (since,),
             ).fetchall()
-        cols = list(zip(*rows, strict=True)) if rows else [()] * 8
-        num = [np.array([np.nan if v is None else v for v in col], np.float64) for col in cols[2:]]
-        return ComparisonRows(
-            student_version=np.array(cols[0], dtype=str),
-            teacher_version=np.array(cols[1], dtype=str),
-            metrics=dict(zip(METRIC_COLUMNS, num[:4], strict=True)),
-            student_latency_ms=num[4],
-            teacher_latency_ms=num[5],
-            failures={(v, k): int(n) for v, k, n in fails},
-        )
+        return ComparisonRows.from_rows(rows, {(v, k): int(n) for v, k, n in fails})
 
     def close(self) -> None:
         with self._lock:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from app.config import Settings
 from app.history import HistoryStore
 from app.model_store import LoadedModel, ModelStore
+from app.recommender import Prepared, UnknownCategory, prepare
 from app.schemas import RecommendRequest
 
 
@@ -103,6 +104,40 @@ def limit_errors(req: RecommendRequest, settings: Settings, loc: tuple[Any, ...]
             }
         )
     return errors
+
+
+async def history_ids(request: Request, req: RecommendRequest) -> list[str]:
+    """What conditions an answer: the request's history, else user_id's stored history, else none."""
+    if req.history is not None:
+        return req.history
+    if req.user_id is not None:
+        state = request.app.state
+        return [h.item_id for h in await state.history.history(req.user_id, state.settings.max_history)]
+    return []
+
+
+def prepare_request(
+    model: LoadedModel, req: RecommendRequest, history: list[str], side: str, loc: tuple[Any, ...]
+) -> Prepared:
+    """`prepare` with the request's options and filters; an unknown category is a 422 at `loc`."""
+    f = req.filters
+    try:
+        return prepare(
+            model,
+            history=history,
+            k=req.k,
+            exclude_seen=req.exclude_seen,
+            user_id=req.user_id,
+            categories=f.categories if f else None,
+            exclude_items=f.exclude_items if f else None,
+            min_price=f.min_price if f else None,
+            max_price=f.max_price if f else None,
+            side=side,
+        )
+    except UnknownCategory as exc:
+        raise invalid(
+            (*loc, "filters", "categories", exc.position), f"{exc}; known: {model.categories}", value=exc.name
+        ) from exc
 
 
 BodyT = TypeVar("BodyT", bound=BaseModel)

@@ -41,9 +41,11 @@ from app.deps import (
     SettingsDep,
     StoreDep,
     current_model,
+    history_ids,
     invalid,
     json_body_doc,
     limit_errors,
+    prepare_request,
     read_json_body,
     validation_error_handler,
 )
@@ -53,10 +55,8 @@ from app.metrics import Metrics
 from app.model_store import LoadedModel, ModelStore, ReloadRefused, read_seed, watch_latest
 from app.recommender import (
     Prepared,
-    UnknownCategory,
     item_list,
     limit_blas_threads,
-    prepare,
     recommend_batch,
 )
 from app.routes_experiment import install_experiment, open_experiment
@@ -272,31 +272,9 @@ async def _recommend(
     settings: Settings = state.settings
     if errors := limit_errors(req, settings, loc):
         raise RequestValidationError(errors)
-    if req.history is not None:
-        history_ids = req.history
-    elif req.user_id is not None:
-        history_ids = [h.item_id for h in await state.history.history(req.user_id, settings.max_history)]
-    else:
-        history_ids = []
+    history = await history_ids(request, req)
     arm: Arm = await state.choose_arm(req.user_id, request.headers)
-    f = req.filters
-    try:
-        prepared = prepare(
-            model,
-            history=history_ids,
-            k=req.k,
-            exclude_seen=req.exclude_seen,
-            user_id=req.user_id,
-            categories=f.categories if f else None,
-            exclude_items=f.exclude_items if f else None,
-            min_price=f.min_price if f else None,
-            max_price=f.max_price if f else None,
-            side=arm,
-        )
-    except UnknownCategory as exc:
-        raise invalid(
-            (*loc, "filters", "categories", exc.position), f"{exc}; known: {model.categories}", value=exc.name
-        ) from exc
+    prepared = prepare_request(model, req, history, arm, loc)
     started = time.perf_counter()
     result = await state.batcher.submit(prepared.query)
     inference_ms = (time.perf_counter() - started) * 1000.0
@@ -310,9 +288,7 @@ async def _recommend(
     }
     state.metrics.count_recommendation(arm, result.fallback)
     if state.after_recommend:
-        ctx = RecommendContext(
-            req, response, model, prepared, history_ids, arm, request.headers, inference_ms
-        )
+        ctx = RecommendContext(req, response, model, prepared, history, arm, request.headers, inference_ms)
         for hook in state.after_recommend:
             await hook(ctx)
     return response

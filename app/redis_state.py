@@ -19,23 +19,19 @@ report's on-demand use; per-minute counters would be the next step for very long
 from __future__ import annotations
 
 import json
-import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import astuple
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from app.comparisons import METRIC_COLUMNS, Comparison, ComparisonRows, ComparisonStore, FailureKind
+from app.comparisons import Comparison, ComparisonRows, ComparisonStore, FailureKind
 from app.feedback import Event, FeedbackStore, Served, ServedLog
 from app.history_redis import import_redis, redact, sync_client
 
 if TYPE_CHECKING:
     from app.config import Settings
 
-log = logging.getLogger(__name__)
 _SEP = "\x1f"
 _PAGE = 2000
 
@@ -187,16 +183,7 @@ class RedisComparisonStore:
             version, kind, n, _ = json.loads(member)
             failures[(version, kind)] = failures.get((version, kind), 0) + int(n)
         # astuple order: request_id, ts, student_version, teacher_version, k, overlap, rbo, tau, ndcg, lat_s, lat_t
-        cols = list(zip(*rows, strict=True)) if rows else [()] * 11
-        num = [np.array([np.nan if v is None else v for v in col], np.float64) for col in cols[5:]]
-        return ComparisonRows(
-            student_version=np.array(cols[2], dtype=str),
-            teacher_version=np.array(cols[3], dtype=str),
-            metrics=dict(zip(METRIC_COLUMNS, num[:4], strict=True)),
-            student_latency_ms=num[4],
-            teacher_latency_ms=num[5],
-            failures=failures,
-        )
+        return ComparisonRows.from_rows([(r[2], r[3], *r[5:]) for r in rows], failures)
 
     def close(self) -> None:
         self._r.close()

@@ -24,11 +24,11 @@ from starlette.concurrency import run_in_threadpool
 from app.ab_stats import build_ab_report
 from app.comparisons import ComparisonRows
 from app.config import Settings
-from app.deps import ModelDep, SettingsDep, invalid, limit_errors
+from app.deps import ModelDep, SettingsDep, history_ids, invalid, limit_errors, prepare_request
 from app.experiment import FORCE_ARM_HEADER, SESSION_HEADER, Arm, Assignment, AssignmentError, Experiment
 from app.feedback import FeedbackError, Served
 from app.model_store import LoadedModel, ModelStore
-from app.recommender import Result, UnknownCategory, item_list, prepare
+from app.recommender import Result, item_list
 from app.redis_state import open_state_stores
 from app.schemas import Id, RecommendRequest
 from app.shadow import ShadowJob, ShadowMetrics, ShadowRunner
@@ -145,36 +145,9 @@ def _since(since: datetime | None) -> float | None:
 async def _run_side(
     request: Request, model: LoadedModel, body: RecommendRequest, side: str
 ) -> tuple[Result, float]:
-    state = request.app.state
-    settings: Settings = state.settings
-    if body.history is not None:
-        history_ids = body.history
-    elif body.user_id is not None:
-        history_ids = [h.item_id for h in await state.history.history(body.user_id, settings.max_history)]
-    else:
-        history_ids = []
-    f = body.filters
-    try:
-        prepared = prepare(
-            model,
-            history=history_ids,
-            k=body.k,
-            exclude_seen=body.exclude_seen,
-            user_id=body.user_id,
-            categories=f.categories if f else None,
-            exclude_items=f.exclude_items if f else None,
-            min_price=f.min_price if f else None,
-            max_price=f.max_price if f else None,
-            side=side,
-        )
-    except UnknownCategory as exc:
-        raise invalid(
-            ("body", "filters", "categories", exc.position),
-            f"{exc}; known: {model.categories}",
-            value=exc.name,
-        ) from exc
+    prepared = prepare_request(model, body, await history_ids(request, body), side, ("body",))
     start = time.perf_counter()
-    result = await state.batcher.submit(prepared.query)
+    result = await request.app.state.batcher.submit(prepared.query)
     return result, (time.perf_counter() - start) * 1000.0
 
 
