@@ -8,12 +8,10 @@ Columns: user_id,item_id,timestamp,event (timestamp in epoch seconds; event empt
 from __future__ import annotations
 
 import csv
-import os
 import sqlite3
-import tempfile
 from pathlib import Path
 
-from core.manifest import fsync_dir
+from core.manifest import open_atomic
 
 COLUMNS = ("user_id", "item_id", "timestamp", "event")
 
@@ -36,22 +34,13 @@ def export_events(db_path: Path, out_csv: Path, since: int | None = None) -> int
             params = (since,)
         rows = conn.execute(query + " ORDER BY ts, id", params)
         out_csv.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out_csv.parent, prefix=f".{out_csv.name}.", suffix=".tmp")
         count = 0
-        try:
-            with os.fdopen(fd, "w", newline="") as fh:
-                writer = csv.writer(fh)
-                writer.writerow(COLUMNS)
-                for row in rows:
-                    writer.writerow(row)
-                    count += 1
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, out_csv)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        fsync_dir(out_csv.parent)
+        with open_atomic(out_csv, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(COLUMNS)
+            for row in rows:
+                writer.writerow(row)
+                count += 1
     finally:
         conn.close()
     return count

@@ -10,9 +10,11 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -172,13 +174,24 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
+    with open_atomic(path, "wb") as fh:
+        fh.write(data)
+
+
+@contextmanager
+def open_atomic(path: Path, mode: str = "wb", **kwargs: Any) -> Iterator[IO[Any]]:
+    """Open a temp file beside `path`; on a clean exit fsync it, rename it over `path`, fsync the folder.
+
+    Readers see the old file or the whole new one, never half of it; on an exception the temp file
+    is removed and `path` is left alone. Used for published models, LATEST and exported event logs.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # mkstemp creates 0600; published files must be readable by the serving image's own user.
         os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        with os.fdopen(fd, mode, **kwargs) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
