@@ -60,6 +60,7 @@ from training.train import (
 log = logging.getLogger(__name__)
 
 CHUNK_PAIRS = 8192  # pairs per cache chunk: the unit of resumption
+SCORE_BLOCK_FLOATS = 1 << 25  # at most 128 MB of (rows, n_items) teacher scores at once
 
 
 @dataclass(frozen=True)
@@ -115,21 +116,32 @@ def _teacher_chunk(
     vec = teacher.sequence_vectors(users[w], inputs[w])[
         torch.from_numpy(inv), torch.from_numpy(pairs.col[lo:hi])
     ]
-    scores = vec @ items.T  # (B, N)
-    return _candidates(scores, top_m, n_sampled, proposal, seed * 1_000_003 + lo)
+    return _candidates(vec, items, top_m, n_sampled, proposal, seed * 1_000_003 + lo)
 
 
 def _candidates(
-    scores: torch.Tensor, top_m: int, n_sampled: int, proposal: torch.Tensor, seed: int
+    vec: torch.Tensor, items: torch.Tensor, top_m: int, n_sampled: int, proposal: torch.Tensor, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The teacher's top-M (best first) plus `n_sampled` popularity-sampled items, with their scores."""
-    top_logits, top = scores.topk(min(top_m, scores.shape[1]), dim=1)
+    """The teacher's top-M (best first) plus `n_sampled` popularity-sampled items, with their scores.
+
+    Scores (vec @ itemsᵀ) are formed SCORE_BLOCK_FLOATS at a time: a chunk of 8,192 pairs against a
+    1M-item catalog would otherwise ask for a 32 GB (B, N) matrix.
+    """
+    rows, n_items = len(vec), items.shape[0]
     gen = torch.Generator().manual_seed(seed)  # fixed per chunk: a resumed run reproduces it exactly
-    sampled = torch.multinomial(proposal, len(scores) * n_sampled, replacement=True, generator=gen)
-    sampled = sampled.view(len(scores), n_sampled)
-    cand = torch.cat([top, sampled], dim=1)
-    logits = torch.cat([top_logits, scores.gather(1, sampled)], dim=1)
-    return cand.to(torch.int32).numpy(), logits.to(torch.float32).numpy()
+    sampled = torch.multinomial(proposal, rows * n_sampled, replacement=True, generator=gen)
+    sampled = sampled.view(rows, n_sampled)
+    block = max(1, SCORE_BLOCK_FLOATS // max(n_items, 1))
+    cands, logits = [], []
+    for lo in range(0, rows, block):
+        scores = (vec[lo : lo + block] @ items.T).cpu()  # (b, N)
+        top_logits, top = scores.topk(min(top_m, n_items), dim=1)
+        picked = sampled[lo : lo + block]
+        cands.append(torch.cat([top, picked], dim=1))
+        logits.append(torch.cat([top_logits, scores.gather(1, picked)], dim=1))
+    cand = torch.cat(cands) if cands else torch.zeros((0, min(top_m, n_items) + n_sampled), dtype=torch.int64)
+    logit = torch.cat(logits) if logits else torch.zeros(cand.shape)
+    return cand.to(torch.int32).numpy(), logit.to(torch.float32).numpy()
 
 
 def _final_rows(
@@ -144,8 +156,8 @@ def _final_rows(
     for lo in range(0, len(user), 1024):
         u, p = user[lo : lo + 1024], pos[lo : lo + 1024]
         hist = torch.from_numpy(histories_before(split, u, p, teacher.history_len)).to(items.device)
-        scores = (teacher.user_vectors(torch.from_numpy(u).to(items.device), hist) @ items.T).cpu()
-        c, lg = _candidates(scores, top_m, n_sampled, proposal, seed * 1_000_003 - 1 - lo)
+        vec = teacher.user_vectors(torch.from_numpy(u).to(items.device), hist)
+        c, lg = _candidates(vec, items, top_m, n_sampled, proposal, seed * 1_000_003 - 1 - lo)
         cands.append(c)
         logits.append(lg)
     width = min(top_m, split.n_items) + n_sampled
