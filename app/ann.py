@@ -9,9 +9,24 @@ How filters and exclusions stay exact while the index is approximate, per query:
 - large eligible set: the index searches under a faiss `IDSelectorBitmap` of (eligible - excluded),
   so nothing outside the filter can come back;
 - no filter: one batched search over-fetches k + |excluded| and drops the excluded items.
-HNSW indexes are built over MIPS -> L2 augmented items (`params.transform = "mips_to_l2"`, see
-training/ann.py): queries get a 0 appended. Returned scores are always recomputed as exact dot
-products from the item matrix (k x dim multiply-adds), so they match the exact path's scores.
+Indexes built over MIPS -> L2 augmented items (`params.transform = "mips_to_l2"`, see
+training/ann.py) get a 0 appended to each query; without the transform the index is searched on
+inner products directly. Returned scores are always recomputed as exact dot products from the item
+matrix (k x dim multiply-adds), so they match the exact path's scores, and ties are broken by the
+lower item index, as on the exact path.
+
+Cost, and why it decides HTTP throughput. Every batch runs on the micro-batcher's one worker thread,
+so requests/s over HTTP is capped near 1 / (that thread's CPU per request), whatever the batch-1
+latency. The exact top-k graph scores every item for every query (n_items x dim multiply-adds and a
+top-k over n_items scores); an index scores a few thousand candidates. Measured on the 1M-item
+shop's published 16-d student (bench/scale.py --version-dir; CPU ms per request through
+app/recommender.py): exact 3.9 at batch 1 and 1.4 at batch 32 (a ~700 req/s ceiling); HNSW at
+efSearch 24, 0.28 and 0.05 (at batch 1 the fixed per-call costs dominate). An index whose breadth
+had to be raised far to reach the recall target (HNSW over the reduction on vectors with a long norm
+tail: efSearch > 2,048, ~3 ms a query) caps throughput the same way. faiss releases the GIL while
+searching, so the event loop keeps parsing requests meanwhile; what runs here in Python is per batch
+(one search, one gather for the exact scores, one membership test for every query's exclusions),
+not a numpy call per query.
 
 Whenever the index returns fewer than min(k, allowed) items (a selective filter can starve a graph
 walk), the answer is refilled by exact numpy scoring of the allowed set, so k come back whenever
@@ -77,35 +92,56 @@ class AnnIndex:
     threads: int = 1  # faiss OpenMP threads, set on the calling thread before every search
     refills: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _plain_params: dict[int, Any] = field(default_factory=dict, repr=False)
 
     @property
     def n_items(self) -> int:
         return int(self.item_vectors.shape[0])
 
     def _params(self, selector: Any, k: int) -> Any:
+        """faiss search parameters; without a selector one cached object per breadth (read-only while
+        searching, so worker threads may share it), which saves building it on every batch."""
+        breadth = max(self.breadth, k) if self.kind == "hnsw" else self.breadth
+        if selector is None and (cached := self._plain_params.get(breadth)) is not None:
+            return cached
         faiss = _lib()
         if self.kind == "hnsw":
-            return faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.breadth, k))
-        return faiss.SearchParametersIVF(sel=selector, nprobe=self.breadth)
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=breadth)
+        else:
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=breadth)
+        if selector is None:
+            self._plain_params[breadth] = params
+        return params
 
     def _search(self, vectors: np.ndarray, k: int, selector: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """(exact dot products, labels) [b, k], best first; label -1 (score -inf) pads."""
+        """(exact dot products, labels) [b, k], best first, ties by lower index; label -1 (score -inf) pads.
+
+        One faiss call for the whole batch (its per-call costs, e.g. HNSW's visited table of n_items
+        bytes, are paid once per batch), then one gather + batched matmul for the exact scores.
+        """
         k = min(k, self.n_items)
         # OpenMP's thread count is per calling thread: the batcher's worker would otherwise use every
         # core and spin-wait against onnxruntime and the event loop (measured: HTTP req/s halved).
         _lib().omp_set_num_threads(self.threads)
-        queries = np.asarray(vectors, np.float32)
-        if self.augment:
-            queries = np.hstack([queries, np.zeros((len(queries), 1), np.float32)])
-        _, labels = self.index.search(np.ascontiguousarray(queries), k, params=self._params(selector, k))
+        b, dim = vectors.shape
+        queries = np.zeros((b, dim + 1) if self.augment else (b, dim), np.float32)
+        queries[:, :dim] = vectors  # mips_to_l2: a 0 appended
+        _, labels = self.index.search(queries, k, params=self._params(selector, k))
         valid = labels >= 0
-        scores = np.einsum("bkd,bd->bk", self.item_vectors[np.where(valid, labels, 0)], vectors)
-        scores = np.where(valid, scores, -np.inf).astype(np.float32)
-        order = np.argsort(-scores, axis=1, kind="stable")  # L2 order after the transform is the IP order
-        return np.take_along_axis(scores, order, axis=1), np.take_along_axis(labels, order, axis=1)
+        scores = np.matmul(self.item_vectors[np.where(valid, labels, 0)], vectors[:, :, None])[:, :, 0]
+        scores = np.where(valid, scores, np.float32(-np.inf))
+        order = np.lexsort((labels, -scores), axis=1)  # as exact_top: score desc, ties by lower index
+        rows = np.arange(b)[:, None]  # fancy indexing: ~10x cheaper than take_along_axis at batch 1
+        return scores[rows, order], labels[rows, order]
 
     def _exact(self, vector: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return exact_top(allowed, self.item_vectors[allowed] @ vector, k)
+
+    def _refill(self, vector: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact answer over `allowed` when the index came back short (counted in `refills`)."""
+        with self._lock:
+            self.refills += 1
+        return self._exact(vector, allowed, k)
 
     def _selected(self, vector: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Search restricted to `allowed` (sorted int64) through a bitmap selector."""
@@ -118,15 +154,30 @@ class AnnIndex:
         keep = labels[0] >= 0
         return labels[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
 
-    def _complete(
-        self, vector: np.ndarray, idx: np.ndarray, sc: np.ndarray, allowed_count: int, k: int, allowed: Any
-    ) -> tuple[np.ndarray, np.ndarray]:
-        want = min(k, allowed_count)
-        if len(idx) >= want:
-            return idx[:k], sc[:k]
-        with self._lock:
-            self.refills += 1
-        return self._exact(vector, allowed() if callable(allowed) else allowed, k)
+    def _plain(
+        self, vectors: np.ndarray, ks: Sequence[int], excludes: Sequence[np.ndarray]
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Unfiltered queries: one search over-fetching k + |excluded| for the whole group, exclusions
+        dropped with one vectorised membership test over (row, item) keys, short rows refilled."""
+        n = self.n_items
+        k_fetch = min(n, max(k + len(ex) for k, ex in zip(ks, excludes, strict=True)))
+        scores, labels = self._search(vectors, k_fetch)
+        keep = labels >= 0
+        sizes = [len(ex) for ex in excludes]
+        if any(sizes):
+            # key = row * (n + 1) + label + 1: a pad (-1) maps to 0 within its row, never an item's key
+            rows = np.arange(len(labels), dtype=np.int64)[:, None] * (n + 1)
+            banned = np.repeat(rows[:, 0], sizes) + np.concatenate(excludes) + 1
+            keep &= ~np.isin(rows + labels + 1, banned)
+        out = []
+        for row, (k, ex) in enumerate(zip(ks, excludes, strict=True)):
+            idx, sc = labels[row][keep[row]][:k], scores[row][keep[row]][:k]
+            if len(idx) < min(k, n - len(ex)):
+                mask = np.ones(n, bool)
+                mask[ex] = False
+                idx, sc = self._refill(vectors[row], np.flatnonzero(mask), k)
+            out.append((idx.astype(np.int64, copy=False), sc))
+        return out
 
     def search(
         self,
@@ -136,28 +187,15 @@ class AnnIndex:
         eligibles: Sequence[np.ndarray | None],
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query (indices int64, scores float32), best first, at most k, never an excluded or
-        ineligible item, and exactly min(k, |allowed|) items. `eligibles[i]` sorted unique or None."""
-        n = self.n_items
+        ineligible item, and exactly min(k, |allowed|) items. `eligibles[i]` sorted unique or None;
+        `excludes[i]` unique item indices."""
+        vectors = np.ascontiguousarray(user_vectors, np.float32)
         out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(ks)
         plain = [i for i, e in enumerate(eligibles) if e is None]
         if plain:
-            k_fetch = min(n, max(ks[i] + len(excludes[i]) for i in plain))
-            scores, labels = self._search(user_vectors[plain], k_fetch)
-            for row, i in enumerate(plain):
-                lab, sc = labels[row], scores[row]
-                keep = lab >= 0
-                if len(excludes[i]):
-                    keep &= ~np.isin(lab, excludes[i])
-                ex = excludes[i]
-
-                def everything_but(ex: np.ndarray = ex) -> np.ndarray:
-                    mask = np.ones(n, bool)
-                    mask[ex] = False
-                    return np.flatnonzero(mask)
-
-                out[i] = self._complete(
-                    user_vectors[i], lab[keep].astype(np.int64), sc[keep], n - len(ex), ks[i], everything_but
-                )
+            found = self._plain(vectors[plain], [ks[i] for i in plain], [excludes[i] for i in plain])
+            for i, answer in zip(plain, found, strict=True):
+                out[i] = answer
         for i, eligible in enumerate(eligibles):
             if eligible is None:
                 continue
@@ -165,10 +203,12 @@ class AnnIndex:
             if len(excludes[i]):
                 allowed = allowed[~np.isin(allowed, excludes[i], assume_unique=True)]
             if len(allowed) <= self.exact_threshold:
-                out[i] = self._exact(user_vectors[i], allowed, ks[i])
-            else:
-                idx, sc = self._selected(user_vectors[i], allowed, ks[i])
-                out[i] = self._complete(user_vectors[i], idx, sc, len(allowed), ks[i], allowed)
+                out[i] = self._exact(vectors[i], allowed, ks[i])
+                continue
+            idx, sc = self._selected(vectors[i], allowed, ks[i])
+            if len(idx) < min(ks[i], len(allowed)):
+                idx, sc = self._refill(vectors[i], allowed, ks[i])
+            out[i] = (idx[: ks[i]], sc[: ks[i]])
         return out  # type: ignore[return-value]
 
 

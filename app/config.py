@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1 << 20, ge=1024)  # larger bodies get 413
 
     intra_op_threads: int = Field(default=1, ge=1, le=64)  # onnxruntime intra-op threads per session
+    # "manifest": the student answers from the ANN index its manifest names (exact when it names none);
+    # "exact": always the exact top-k graph, the index is not even loaded (an operator's switch when an
+    # index misbehaves, and the baseline for bench/scale.py --version-dir).
+    retrieval: Literal["manifest", "exact"] = "manifest"
     batch_max_size: int = Field(default=64, ge=1, le=4096)
     # 0: batches form while the previous one runs; a wait only adds latency (app/batching.py)
     batch_max_wait_ms: float = Field(default=0.0, ge=0.0, le=50.0)

@@ -227,6 +227,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.models_dir,
         settings.intra_op_threads,
         before_swap=_seed_history(history) if settings.seed_history else None,
+        retrieval=settings.retrieval,
     )
     store.listeners.append(lambda m: metrics.set_model(m.version))
     store.listeners.append(lambda m: metrics.reloads.labels("loaded").inc())

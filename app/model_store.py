@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
@@ -107,6 +107,7 @@ class LoadedModel:
             "student": _card_summary(m.student),
             "teacher": _card_summary(m.teacher),
             "retrieval": m.retrieval.model_dump(mode="json"),
+            "retrieval_served": "exact" if self.ann is None else self.ann.kind,  # RECDISTILL_RETRIEVAL
             "metrics": m.metrics,
             "parity": m.parity,
         }
@@ -197,11 +198,18 @@ def probe(model: LoadedModel) -> None:
             raise ManifestError(f"{where}: user_vector shape {uvec.shape} or non-finite values")
 
 
-def load_version(version_dir: Path, intra_op_threads: int = 1, verify_hashes: bool = True) -> LoadedModel:
+def load_version(
+    version_dir: Path,
+    intra_op_threads: int = 1,
+    verify_hashes: bool = True,
+    retrieval: Literal["manifest", "exact"] = "manifest",
+) -> LoadedModel:
     """Verify and load one version folder. Raises ManifestError naming the file when anything is off.
 
     `verify_hashes=False` skips only the sha256 pass over the files (every other check still runs):
     for the shadow's teacher process, which loads a folder the server has just verified.
+    `retrieval="exact"` leaves the student's ANN index unloaded (its file is still hash-checked), so
+    the student answers from the exact top-k graph (Settings.retrieval).
     """
     version_dir = Path(version_dir)
     manifest = load_manifest(version_dir)
@@ -257,7 +265,9 @@ def load_version(version_dir: Path, intra_op_threads: int = 1, verify_hashes: bo
         price=price,
         popularity=popularity,
         popular_order=np.argsort(-popularity, kind="stable").astype(np.int64),
-        ann=load_ann(version_dir, manifest, student.item_vectors, intra_op_threads),  # None: exact
+        ann=None  # exact: the top-k graph answers
+        if retrieval == "exact"
+        else load_ann(version_dir, manifest, student.item_vectors, intra_op_threads),
     )
     probe(model)
     return model
@@ -292,9 +302,16 @@ BeforeSwap = Callable[[LoadedModel], None]
 class ModelStore:
     """Holds the current `LoadedModel` and swaps in verified new ones, one reload at a time."""
 
-    def __init__(self, models_dir: Path, intra_op_threads: int = 1, before_swap: BeforeSwap | None = None):
+    def __init__(
+        self,
+        models_dir: Path,
+        intra_op_threads: int = 1,
+        before_swap: BeforeSwap | None = None,
+        retrieval: Literal["manifest", "exact"] = "manifest",
+    ):
         self.models_dir = Path(models_dir)
         self.intra_op_threads = intra_op_threads
+        self.retrieval = retrieval
         self._before_swap = before_swap
         self._current: LoadedModel | None = None
         self._lock = threading.Lock()  # one load at a time; readers never take it
@@ -320,7 +337,7 @@ class ModelStore:
         with self._lock:
             path = self.models_dir / version
             try:
-                model = load_version(path, self.intra_op_threads)
+                model = load_version(path, self.intra_op_threads, retrieval=self.retrieval)
             except ManifestError as exc:
                 self.last_error = str(exc)
                 log.error("refused model version %s: %s", version, exc)

@@ -286,9 +286,9 @@ def _child_main(conn: Connection, cpu_budget: float | None = None, burst_cpu_s: 
     def model_for(path: str) -> LoadedModel:
         model = models.get(path)
         if model is None:
-            model = load_version(
-                Path(path), intra_op_threads=1, verify_hashes=False
-            )  # the server verified it
+            model = load_version(  # the server verified it; the teacher never needs the student's index
+                Path(path), intra_op_threads=1, verify_hashes=False, retrieval="exact"
+            )
             models[path] = model
             while len(models) > 2:
                 del models[next(iter(models))]

@@ -1,16 +1,27 @@
-"""Catalogue-scale benchmark (issue 5): `python -m bench.scale`, 1M items by default.
+"""Catalogue-scale benchmark (issue 5): exact vs ANN retrieval of one model version, side by side.
 
-One run, on this machine:
-  1. publishes a 1M-item version (bench/catalog.py: the real architectures and exporter, untrained:
-     latency depends on shapes, not weights) with exact retrieval, and a copy of it with an ANN
-     index built, tuned and measured by training/ann.py (the exporter's own step);
-     with `--pipeline` it first runs the real pipeline (configs/synthetic.toml, short training) on a
-     1M-item synthetic shop with `export.retrieval` set, to show that it completes here;
-  2. in-process, through app/recommender.py as the service runs it (batch 1, exclude_seen): top-10
-     latency of the exact and the ANN version, and recall@10 of the ANN answers against the exact
-     answers on >= 1,000 requests;
-  3. over HTTP, each version behind the real server with wrk and 32 connections
-     (bench/loadgen.py and bench/service.py's server and bodies: no second load generator).
+Two ways to get the version it measures:
+  - `--version-dir models/<version>`: a version the real pipeline published with an ANN index
+    (manifest `retrieval.kind` hnsw or ivf), measured as it is. This is the issue's figure:
+        python -m bench.scale --version-dir /path/to/models/<version> --duration 15
+    (run it on a quiet machine: in-process latency and wrk share the cores with anything else);
+  - without it, an UNTRAINED synthetic catalogue (bench/catalog.py: the real architectures and
+    exporter; latency depends on shapes, not weights) of `--items` items is published and a copy
+    gets an index built, tuned and measured by training/ann.py (the exporter's own step); with
+    `--pipeline` the real pipeline (configs/synthetic.toml, short training) first runs at that size
+    with `export.retrieval` set, to show that it completes. Random untrained item vectors are the
+    worst case for an index (nothing is clustered): recall and breadth say little about trained ones.
+
+Both paths serve the *same* version: the exact path is the student's top-k ONNX graph, forced by
+the service setting RECDISTILL_RETRIEVAL=exact (the index is then not loaded); the ANN path is what
+the manifest names. Measured, in one run:
+  1. in-process, through app/recommender.py as the service runs it (exclude_seen on): batch-1
+     latency of each path, CPU milliseconds per request at batch 1 and at batch 32 (CPU time is
+     what a shared machine distorts least), recall@10 of the ANN answers against the exact answers
+     on >= 1,000 requests, and of both against a float32 numpy reference;
+  2. over HTTP, each path behind the real server with wrk and 32 connections (bench/loadgen.py and
+     bench/service.py's server, bodies and wrk helpers: no second load generator), with the
+     server's CPU per request.
 Results: bench/results/scale.json and scale.md (bench/report.py). Pass/fail is computed from the
 measured numbers against the issue's targets; nothing here is asserted in tests.
 """
@@ -31,13 +42,15 @@ from typing import Any
 
 import numpy as np
 
-from bench.loadgen import percentiles_ms, process_memory_mb, run_wrk, wrk_available, wrk_script
+from bench.loadgen import percentiles_ms, process_memory_mb, wrk_available, wrk_script
 from bench.report import RESULTS_DIR, markdown_table, write_report
-from bench.service import _wrk_dict, machine_info, request_bodies, running_server, torch_loaded
+from bench.service import machine_info, request_bodies, running_server, torch_loaded, wrk_with_cpu
 
 log = logging.getLogger(__name__)
 
 K = 10
+BATCH = 32  # the second batch size measured in-process (the micro-batcher forms such batches under load)
+PATHS = ("exact", "ann")
 TARGETS: list[tuple[str, str, float]] = [
     ("inprocess.ann.p50", "<=", 2.0),
     ("inprocess.recall@10", ">=", 0.95),
@@ -45,6 +58,13 @@ TARGETS: list[tuple[str, str, float]] = [
     ("http.ann.rps", ">=", 1000.0),
     ("http.ann.errors", "<=", 0.0),
 ]
+
+
+class ScaleError(RuntimeError):
+    """A version that cannot be measured here (no index in its manifest, not a version folder)."""
+
+
+# --- the synthetic version (no --version-dir) -------------------------------------------------------
 
 
 def _user_vectors(version_dir: Path, histories: list[list[int]], history_len: int, pad: int) -> np.ndarray:
@@ -109,50 +129,6 @@ def publish_ann_copy(exact_dir: Path, models_dir: Path, args: argparse.Namespace
     return version_dir, time.perf_counter() - start
 
 
-def in_process(exact_dir: Path, ann_dir: Path, bodies: list[dict[str, Any]]) -> dict[str, Any]:
-    """Batch-1 latency of both versions through the service's recommender; recall of ANN vs exact."""
-    from app.model_store import load_version
-    from app.recommender import prepare, recommend_batch
-
-    out: dict[str, Any] = {}
-    answers: dict[str, list[list[int]]] = {}
-    for name, path in (("exact", exact_dir), ("ann", ann_dir)):
-        t0 = time.perf_counter()
-        model = load_version(path, intra_op_threads=1)
-        load_s = time.perf_counter() - t0
-        queries = [prepare(model, history=b["history"], k=K, exclude_seen=True).query for b in bodies]
-        for q in queries[:50]:  # warm-up
-            recommend_batch([q])
-        samples, got = [], []
-        for q in queries:
-            t0 = time.perf_counter()
-            (result,) = recommend_batch([q])
-            samples.append(time.perf_counter() - t0)
-            got.append(result.indices.tolist())
-        answers[name] = got
-        out[name] = {**percentiles_ms(samples), "load_seconds": load_s, "uses_index": model.ann is not None}
-        del model
-    hits = [
-        len(set(a) & set(e)) / max(1, len(e)) for a, e in zip(answers["ann"], answers["exact"], strict=True)
-    ]
-    out["recall@10"] = float(np.mean(hits))
-    out["recall_requests"] = len(hits)
-    out["short_answers"] = int(sum(len(a) < K for a in answers["ann"]))
-    return out
-
-
-def http(
-    models_dir: Path, state: Path, bodies: list[dict[str, Any]], args: argparse.Namespace
-) -> dict[str, Any]:
-    script = state.parent / f"{state.name}.lua"
-    script.write_text(wrk_script("/v1/recommend", [json.dumps(b) for b in bodies]))
-    with running_server(models_dir, state, {}, args.ready_timeout) as server:
-        result = _wrk_dict(run_wrk(f"{server.base}/v1/recommend", script, args.duration, args.connections, 2))
-        result["memory"] = process_memory_mb(server.pid)
-        result["torch_loaded"] = torch_loaded(server.pid)
-    return result
-
-
 def run_pipeline_at_scale(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     """The real offline job on a synthetic shop of args.items items, trained briefly, with an index."""
     from training.config import load_config
@@ -178,6 +154,8 @@ def run_pipeline_at_scale(work: Path, args: argparse.Namespace) -> dict[str, Any
     cfg = load_config(Path("configs/synthetic.toml"), overrides)
     start = time.perf_counter()
     result = run_pipeline(cfg, progress=False)
+    if result is None:  # only a non-main distributed rank returns nothing; this runs in one process
+        raise RuntimeError("the pipeline published nothing")
     return {
         "seconds": time.perf_counter() - start,
         "stages": result.seconds,
@@ -185,6 +163,178 @@ def run_pipeline_at_scale(work: Path, args: argparse.Namespace) -> dict[str, Any
         "retrieval": result.manifest.retrieval.model_dump(mode="json"),
         "overrides": overrides,
     }
+
+
+# --- one version, both paths ------------------------------------------------------------------------
+
+
+def check_version(version_dir: Path) -> Any:
+    """The version's manifest; ScaleError unless it is a version folder whose manifest names an index."""
+    from core.manifest import ManifestError, load_manifest
+
+    try:
+        manifest = load_manifest(version_dir)
+    except (ManifestError, OSError) as exc:
+        raise ScaleError(f"--version-dir {version_dir}: not a published version ({exc})") from exc
+    if manifest.retrieval.kind not in ("hnsw", "ivf"):
+        raise ScaleError(
+            f"--version-dir {version_dir}: manifest retrieval is {manifest.retrieval.kind!r}; publish it "
+            "with export.retrieval = 'hnsw' or 'ivf' to compare exact and ANN"
+        )
+    return manifest
+
+
+def reference_topk(
+    items: np.ndarray, vectors: np.ndarray, excludes: list[np.ndarray], k: int, block: int = 32
+) -> list[list[int]]:
+    """Float32 numpy top-k per query with its exclusions (score desc, ties by lower index)."""
+    out: list[list[int]] = []
+    for start in range(0, len(vectors), block):
+        scores = vectors[start : start + block] @ items.T  # (b, n_items)
+        for row, ex in enumerate(excludes[start : start + block]):
+            scores[row, ex] = -np.inf
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        part_s = np.take_along_axis(scores, part, axis=1)
+        order = np.lexsort((part, -part_s), axis=1)
+        out.extend(np.take_along_axis(part, order, axis=1).tolist())
+    return out
+
+
+def _recall(got: list[list[int]], want: list[list[int]]) -> float:
+    return float(np.mean([len(set(a) & set(e)) / max(1, len(e)) for a, e in zip(got, want, strict=True)]))
+
+
+def _cpu_ms_per_request(run: Any, queries: list[Any], batch: int) -> float:
+    """Process CPU time per request answering `queries` in batches of `batch` (after one warm batch)."""
+    run(queries[:batch])
+    start = time.process_time()
+    for s in range(0, len(queries), batch):
+        run(queries[s : s + batch])
+    return 1000.0 * (time.process_time() - start) / len(queries)
+
+
+def _measure_path(version_dir: Path, retrieval: str, bodies: list[dict[str, Any]]) -> dict[str, Any]:
+    """One path in-process: latency at batch 1, CPU per request at 1 and BATCH, answers, user vectors."""
+    from app.model_store import load_version
+    from app.recommender import prepare, recommend_batch
+
+    t0 = time.perf_counter()
+    model = load_version(version_dir, intra_op_threads=1, retrieval=retrieval)  # type: ignore[arg-type]
+    load_s = time.perf_counter() - t0
+    queries = [prepare(model, history=b["history"], k=K, exclude_seen=True).query for b in bodies]
+    for q in queries[:50]:  # warm-up
+        recommend_batch([q])
+    samples, answers = [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        (result,) = recommend_batch([q])
+        samples.append(time.perf_counter() - t0)
+        answers.append(result.indices.tolist())
+    return {
+        "stats": {
+            **percentiles_ms(samples),
+            "cpu_ms_per_request_batch1": _cpu_ms_per_request(recommend_batch, queries, 1),
+            f"cpu_ms_per_request_batch{BATCH}": _cpu_ms_per_request(recommend_batch, queries, BATCH),
+            "load_seconds": load_s,
+            "uses_index": model.ann is not None,
+            "index_kind": None if model.ann is None else model.ann.kind,
+        },
+        "answers": answers,
+        # what the float32 reference needs, without keeping the model (and its sessions) alive
+        "histories": [q.history.tolist() for q in queries],
+        "excludes": [q.exclude for q in queries],
+        "items": model.student.item_vectors,
+        "history_len": model.student.history_len,
+        "padding_value": model.student.padding_value,
+    }
+
+
+def in_process(version_dir: Path, bodies: list[dict[str, Any]]) -> dict[str, Any]:
+    """Both paths of one version through the service's recommender; recall of ANN vs exact and of
+    both vs a float32 reference (the exact path differs from it only if the graph's items are reduced
+    precision)."""
+    from app.recommender import limit_blas_threads
+
+    restore = limit_blas_threads()  # numpy BLAS on one thread, as in the service
+    try:
+        out: dict[str, Any] = {}
+        answers: dict[str, list[list[int]]] = {}
+        for name, retrieval in (("exact", "exact"), ("ann", "manifest")):
+            measured = _measure_path(version_dir, retrieval, bodies)
+            out[name], answers[name] = measured["stats"], measured["answers"]
+        vectors = _user_vectors(
+            version_dir, measured["histories"], measured["history_len"], measured["padding_value"]
+        )
+        reference = reference_topk(measured["items"], vectors, measured["excludes"], K)
+    finally:
+        restore()
+    out["recall@10"] = _recall(answers["ann"], answers["exact"])
+    out["recall_requests"] = len(answers["ann"])
+    out["short_answers"] = int(sum(len(a) < K for a in answers["ann"]))
+    out["recall@10_vs_float32"] = {name: _recall(answers[name], reference) for name in PATHS}
+    return out
+
+
+def serving_models_dir(version_dir: Path, work: Path) -> Path:
+    """A models folder holding only `version_dir` (a symlink) as LATEST, so the server loads exactly it."""
+    from core.manifest import write_latest
+
+    models = work / "models-served"
+    models.mkdir(parents=True, exist_ok=True)
+    link = models / version_dir.name
+    if not link.exists():
+        link.symlink_to(version_dir.resolve(), target_is_directory=True)
+    write_latest(models, version_dir.name)
+    return models
+
+
+def http(
+    models_dir: Path, work: Path, bodies: list[dict[str, Any]], args: argparse.Namespace
+) -> dict[str, Any]:
+    """wrk against the server on each path in turn (RECDISTILL_RETRIEVAL=exact, then the manifest's)."""
+    script = work / "scale.lua"
+    script.write_text(wrk_script("/v1/recommend", [json.dumps(b) for b in bodies]))
+    out: dict[str, Any] = {}
+    for name, retrieval in (("exact", "exact"), ("ann", "manifest")):
+        # Anonymous bodies: the history store's seed is never read, so do not spend start-up on it.
+        env = {"RECDISTILL_RETRIEVAL": retrieval, "RECDISTILL_SEED_HISTORY": "false"}
+        with running_server(models_dir, work / f"state-{name}", env, args.ready_timeout) as server:
+            _, result = wrk_with_cpu(server, script, args)
+            result["memory"] = process_memory_mb(server.pid)
+            result["torch_loaded"] = torch_loaded(server.pid)
+            result["ready_seconds"] = server.ready_seconds
+        out[name] = result
+    return out
+
+
+def measure_version(version_dir: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """In-process and (unless --no-http or wrk is missing) HTTP figures of both paths of one version."""
+    manifest = check_version(version_dir)
+    retrieval = manifest.retrieval.model_dump(mode="json")
+    retrieval["recall@10"] = retrieval["metrics"].get(f"recall@{K}")
+    payload: dict[str, Any] = {
+        "version": {
+            "path": str(version_dir),
+            "name": manifest.version,
+            "n_items": manifest.dataset.n_items,
+            "dim": manifest.student.dim,
+            "dataset": manifest.dataset.name,
+            "item_precision": getattr(manifest.student, "item_precision", "float32"),
+        },
+        "publish": {"retrieval": retrieval},
+    }
+    bodies = request_bodies(version_dir, max(args.recall_users, 256), seed=args.seed)
+    payload["inprocess"] = in_process(version_dir, bodies)
+    if args.no_http:
+        return payload
+    if not wrk_available():
+        log.warning("wrk not found: HTTP runs skipped (apt-get install -y wrk)")
+        return payload
+    payload["http"] = http(serving_models_dir(version_dir, work), work, bodies[:256], args)
+    return payload
+
+
+# --- report -----------------------------------------------------------------------------------------
 
 
 def lookup(data: dict[str, Any], dotted: str) -> Any:
@@ -204,36 +354,66 @@ def checks(payload: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _f(value: Any, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def markdown(payload: dict[str, Any]) -> str:
-    ip, pub = payload["inprocess"], payload["publish"]
-    r = pub["retrieval"]
+    ip, r, v = payload["inprocess"], payload["publish"]["retrieval"], payload["version"]
+    metrics = r["metrics"]
+    source = (
+        f"published version `{v['name']}` (dataset {v['dataset']}), measured as published"
+        if payload["source"] == "version"
+        else f"untrained synthetic catalogue `{v['name']}` (random item vectors: the index's worst case)"
+    )
+    rows = []
+    for name in PATHS:
+        h = lookup(payload, f"http.{name}") or {}
+        rows.append(
+            [
+                name if name == "exact" else f"ann ({r['kind']})",
+                _f(ip[name]["p50"], 3),
+                _f(ip[name]["p99"], 3),
+                _f(ip[name]["cpu_ms_per_request_batch1"], 3),
+                _f(ip[name][f"cpu_ms_per_request_batch{BATCH}"], 3),
+                _f(h.get("rps"), 0),
+                _f(h.get("p50_ms"), 2),
+                _f(h.get("p99_ms"), 2),
+                _f(h.get("server_cpu_ms_per_request"), 3),
+                h.get("errors", "-"),
+            ]
+        )
     lines = [
-        f"# Catalogue scale: {payload['args']['items']:,} items ({r['kind']})",
+        f"# Catalogue scale: {v['n_items']:,} items, student dim {v['dim']} ({r['kind']} vs exact)",
         "",
-        f"Machine: {payload['machine'].get('cpu_model', '?')}, {payload['machine'].get('nproc', '?')} cores (shared, noisy).",
+        f"Source: {source}. Command: `{payload['command']}`.",
         "",
-        f"Index: params {json.dumps(r['params'])}; built in {r['metrics']['build_seconds']:.0f} s; "
-        f"published recall@10 {r['metrics']['recall@10']:.4f} on {r['metrics']['recall_users']:.0f} users.",
+        f"Machine: {payload['machine'].get('cpu_model', '?')}, {payload['machine'].get('nproc', '?')} cores.",
+        "",
+        f"Index: params {json.dumps(r['params'])}; built in {_f(metrics.get('build_seconds'), 0)} s; "
+        f"published recall@10 {_f(metrics.get(f'recall@{K}'), 4)} on {_f(metrics.get('recall_users'), 0)} users.",
         "",
         markdown_table(
-            ["path", "in-process p50 ms", "p99 ms", "wrk req/s", "wrk p50 ms", "wrk p99 ms", "errors"],
             [
-                [
-                    name,
-                    f"{ip[name]['p50']:.3f}",
-                    f"{ip[name]['p99']:.3f}",
-                    *(
-                        [f"{h['rps']:.0f}", f"{h['p50_ms']:.2f}", f"{h['p99_ms']:.2f}", h["errors"]]
-                        if (h := lookup(payload, f"http.{name}"))
-                        else ["-"] * 4
-                    ),
-                ]
-                for name in ("exact", "ann")
+                "path",
+                "in-process p50 ms",
+                "p99 ms",
+                "CPU ms/req b1",
+                f"CPU ms/req b{BATCH}",
+                "wrk req/s",
+                "wrk p50 ms",
+                "wrk p99 ms",
+                "server CPU ms/req",
+                "errors",
             ],
+            rows,
         ),
         "",
-        f"Recall@10 of the served ANN answers vs exact: {ip['recall@10']:.4f} on {ip['recall_requests']} requests "
-        f"(exclude_seen on; answers shorter than k: {ip['short_answers']}).",
+        f"Recall@10 of the served ANN answers vs the exact path: {ip['recall@10']:.4f} on "
+        f"{ip['recall_requests']} requests (exclude_seen on; answers shorter than k: {ip['short_answers']}). "
+        "Against a float32 numpy reference: "
+        + ", ".join(f"{name} {value:.4f}" for name, value in ip["recall@10_vs_float32"].items())
+        + ".",
         "",
         markdown_table(
             ["metric", "target", "value", "pass"],
@@ -242,23 +422,27 @@ def markdown(payload: dict[str, Any]) -> str:
     ]
     if "pipeline" in payload:
         p = payload["pipeline"]
-        lines += [
-            "",
-            f"Pipeline at {payload['args']['items']:,} items: {p['seconds']:.0f} s; stages {p['stages']}.",
-        ]
+        lines += ["", f"Pipeline at {v['n_items']:,} items: {p['seconds']:.0f} s; stages {p['stages']}."]
     return "\n".join(lines) + "\n"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--kind", choices=["hnsw", "ivf"], default="hnsw")
+    parser.add_argument(
+        "--version-dir",
+        type=Path,
+        default=None,
+        help="measure this published version (manifest retrieval hnsw/ivf) instead of a synthetic one",
+    )
+    parser.add_argument("--items", type=int, default=1_000_000, help="synthetic catalogue size")
+    parser.add_argument("--kind", choices=["hnsw", "ivf"], default="hnsw", help="synthetic: index kind")
     parser.add_argument("--hnsw-m", type=int, default=32)
     parser.add_argument("--ef-construction", type=int, default=128)
     parser.add_argument("--build-threads", type=int, default=2)
-    parser.add_argument("--recall-users", type=int, default=1000)
+    parser.add_argument("--recall-users", type=int, default=1000, help="requests measured in-process")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--ready-timeout", type=float, default=600.0)
     parser.add_argument("--no-http", action="store_true")
     parser.add_argument("--pipeline", action="store_true", help="also run the real pipeline at this size")
@@ -269,40 +453,46 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: a temp dir, removed)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.version_dir is not None and args.pipeline:
+        parser.error("--pipeline builds its own version; it cannot be combined with --version-dir")
+    if args.recall_users < 1 or args.duration <= 0 or args.connections < 1:
+        parser.error("--recall-users and --connections must be >= 1 and --duration > 0")
+    return args
+
+
+def _synthetic_version(work: Path, args: argparse.Namespace, payload: dict[str, Any]) -> Path:
+    """Publish the untrained catalogue and its ANN copy; the copy (same artifacts plus the index) is
+    then measured on both paths like any other version."""
+    from bench.catalog import publish_synthetic
+
+    if args.pipeline:
+        log.info("pipeline at %d items", args.items)
+        payload["pipeline"] = run_pipeline_at_scale(work, args)
+    published = publish_synthetic(work / "models-exact", args.items, seed=args.seed)
+    ann_dir, ann_seconds = publish_ann_copy(published.version_dir, work / "models-ann", args)
+    payload["publish_seconds"] = {"exact": published.seconds, "ann": ann_seconds}
+    return ann_dir
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.catalog import publish_synthetic
-
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     work = args.work or Path(tempfile.mkdtemp(prefix="recdistill-scale-"))
+    command = "python -m bench.scale " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
         payload: dict[str, Any] = {
-            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+            "command": command.strip(),
+            "source": "synthetic" if args.version_dir is None else "version",
+            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "machine": machine_info(),
         }
-        payload["machine"] = machine_info()
-        if args.pipeline:
-            log.info("pipeline at %d items", args.items)
-            payload["pipeline"] = run_pipeline_at_scale(work, args)
-        published = publish_synthetic(work / "models-exact", args.items, seed=args.seed)
-        ann_dir, ann_seconds = publish_ann_copy(published.version_dir, work / "models-ann", args)
-        from core.manifest import load_manifest
-
-        payload["publish"] = {
-            "exact_seconds": published.seconds,
-            "ann_seconds": ann_seconds,
-            "retrieval": load_manifest(ann_dir).retrieval.model_dump(mode="json"),
-        }
-        payload["publish"]["retrieval"]["recall@10"] = payload["publish"]["retrieval"]["metrics"]["recall@10"]
-        bodies = request_bodies(published.version_dir, max(args.recall_users, 256), seed=args.seed)
-        payload["inprocess"] = in_process(published.version_dir, ann_dir, bodies)
-        if not args.no_http and wrk_available():
-            payload["http"] = {
-                "exact": http(work / "models-exact", work / "state-exact", bodies[:256], args),
-                "ann": http(work / "models-ann", work / "state-ann", bodies[:256], args),
-            }
+        version_dir = args.version_dir or _synthetic_version(work, args, payload)
+        try:
+            payload.update(measure_version(Path(version_dir), work, args))
+        except ScaleError as exc:
+            log.error("%s", exc)
+            return 2
         payload["checks"] = checks(payload)
         json_path, md_path = write_report("scale", payload, markdown(payload), args.out)
         print(md_path.read_text())

@@ -238,7 +238,8 @@ def in_process(version_dir: Path, bodies: list[dict[str, Any]], n: int, max_seco
 # --- HTTP --------------------------------------------------------------------------------------------
 
 
-def _wrk_dict(result: WrkResult) -> dict[str, Any]:
+def wrk_dict(result: WrkResult) -> dict[str, Any]:
+    """A wrk result as the benchmarks' JSON stores it (every field plus the `errors` total)."""
     return {**asdict(result), "errors": result.errors}
 
 
@@ -249,7 +250,7 @@ def wrk_with_cpu(server: Server, script: Path, args: argparse.Namespace) -> tupl
     used, loop_used = cpu_seconds(server.pid) - before, cpu_seconds(server.pid, server.pid) - loop_before
     n = max(result.requests, 1)
     out = {
-        **_wrk_dict(result),
+        **wrk_dict(result),
         "server_cpu_ms_per_request": 1000.0 * used / n,
         "event_loop_cpu_ms_per_request": 1000.0 * loop_used / n,
         "server_cpu_utilisation": used / result.seconds if result.seconds else None,  # cores busy

@@ -60,6 +60,8 @@ class ModelCard(BaseModel):
     padding_value: int  # == n_items: the pad row of the history embedding
     parameters: int
     oov_user: int | None = None  # teacher only: the index unknown users map to
+    # The item matrix inside the topk graph (training.export); item_vectors .npy is float32 always.
+    item_precision: Literal["float32", "float16", "int8"] = "float32"
 
 
 class DatasetInfo(BaseModel):

@@ -1,16 +1,31 @@
 """ANN index over the student's item vectors, built at export and measured before it is published.
 
-Scores are dot products. IVF-Flat uses faiss's inner-product metric directly. HNSW does not: a
-graph built on inner products of unnormalised vectors is poorly connected (measured on clustered
-vectors, 3,000 x 16: recall@40 plateaus at 0.91 even at efSearch 512), so HNSW gets the standard
-MIPS -> L2 reduction (Bachrach et al., RecSys 2014): each item gets one extra coordinate
+Scores are dot products. An index searches either on raw inner products or in L2 after the
+standard MIPS -> L2 reduction (Bachrach et al., RecSys 2014): each item gets one extra coordinate
 sqrt(max_norm² - |x|²), each query a 0, and the L2-nearest items are then exactly the largest dot
-products (recall@40 0.999 at efSearch 128 on the same data). The manifest records this as
-`params.transform = "mips_to_l2"`; the service appends the 0 and recomputes exact dot products from
-the item matrix, so only the candidate set is approximate. The search breadth (HNSW `efSearch`, IVF `nprobe`) is tuned on
-one set of users until recall@k against the exact top-k reaches `min_recall`, then recall and the
-latency of both paths are measured on a *different* set of >= 1,000 users and written into the
-manifest's `Retrieval`. A version whose index misses `min_recall` is not published.
+products. The manifest records the reduction as `params.transform = "mips_to_l2"`; the service
+appends the 0 and recomputes exact dot products from the item matrix, so only the candidate set is
+approximate. Defaults (`DEFAULT_SPACE`, overridable by `export.ann_space`) come from
+bench/ann_index.py at 1M items, one search thread: first breadth on the ladder with recall@10 >= 0.95,
+and its batch-1 latency (2 shared cores, so latencies are rough):
+  vectors (dim)                   hnsw-ip          hnsw-mips            ivf-mips          ivf-ip
+  trained student, 1M shop (16)   ef 24, 0.06 ms   ef 24, 0.03 ms       nprobe 8, 0.05    nprobe 16, 0.07
+  clustered, long norm tail (16)  ef 32, 0.07 ms   0.94 at ef 2048      nprobe 64, 0.13   nprobe 192, 0.5
+  clustered, long norm tail (32)  ef 48, 0.13 ms   -                    nprobe 48, 0.14   -
+  random, untrained-like (16)     ef 32, 0.14 ms   ef 1024, 2.0 ms      nprobe 256, 0.69  -
+  random (32)                     ef 128, 0.70 ms  -                    nprobe 768, 2.9   -
+So HNSW searches inner products (after the reduction every query lies far from every item, and with
+a long tail of item norms a graph walk toward it stalls) and IVF searches the reduction (its k-means
+then partitions by direction *and* norm). HNSW is the robust choice for untrained or 32-d vectors;
+on the trained 16-d student IVF is as fast at 73 MB instead of ~320 MB (M = 32) and builds in ~35 s
+instead of 3-6 minutes. HNSW on inner products can stall the other way at a small M (3,000
+clustered x 16, M = 16: recall@40 0.95 at efSearch 512): keep M at 32. (The earlier default, HNSW
+over the reduction, needs ~30x the breadth on random, i.e. untrained, vectors: the likely cause of
+the slow HTTP figure measured earlier on an untrained catalogue.)
+The search breadth (HNSW `efSearch`, IVF `nprobe`) is tuned on one set of users until recall@k
+against the exact top-k reaches `tune_recall` (0.98: headroom above the 0.95 gate), then recall
+and the latency of both paths are measured on a *different* set of >= 1,000 users and written into
+the manifest's `Retrieval`. A version whose index misses `min_recall` is not published.
 
 Numpy + faiss only (no torch): the caller passes the user vectors the student produced.
 """
@@ -30,9 +45,14 @@ from core.manifest import Retrieval
 log = logging.getLogger(__name__)
 
 AnnKind = Literal["hnsw", "ivf"]
+AnnSpace = Literal["inner_product", "mips_to_l2"]
+# Where each kind searches by default (measured at 1M items, see the module docstring).
+DEFAULT_SPACE: dict[str, AnnSpace] = {"hnsw": "inner_product", "ivf": "mips_to_l2"}
 INDEX_FILE = "student_ann.faiss"
-# Search breadths tried in order; the first reaching min_recall on the tuning users is kept.
-SEARCH_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
+# Search breadths tried in order; the first reaching the tuning target on the tuning users is kept. The
+# small rungs are for IVF over trained vectors (1M x 16: recall@10 0.99 already at nprobe 16); HNSW
+# skips those below k.
+SEARCH_LADDER = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 
 
 class AnnError(RuntimeError):
@@ -95,13 +115,15 @@ def build_index(
     items: np.ndarray,
     kind: AnnKind,
     *,
+    space: AnnSpace | None = None,
     hnsw_m: int = 32,
     ef_construction: int = 200,
     ivf_nlist: int | None = None,
     threads: int = 1,
     seed: int = 0,
 ) -> Any:
-    """A faiss index holding every item, row i = item index i (HNSW: over `mips_items(items)`).
+    """A faiss index holding every item, row i = item index i, searched in `space` (None: the kind's
+    DEFAULT_SPACE): on inner products of the items, or L2 over `mips_items(items)` (one more column).
 
     IVF's nlist defaults to ~4·sqrt(n_items) (faiss's rule of thumb), trained on at most 256·nlist
     items sampled with `seed`.
@@ -109,25 +131,36 @@ def build_index(
     faiss = _faiss()
     faiss.omp_set_num_threads(threads)
     items = np.ascontiguousarray(items, np.float32)
-    n, dim = items.shape
+    n = len(items)
     if n == 0:
         raise AnnError("cannot build an index over an empty catalogue")
-    if kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim + 1, hnsw_m)  # L2 over the augmented vectors
-        index.hnsw.efConstruction = ef_construction
+    if kind not in DEFAULT_SPACE:
+        raise AnnError(f"unknown ANN kind {kind!r}, expected 'hnsw' or 'ivf'")
+    space = space or DEFAULT_SPACE[kind]
+    if space == "mips_to_l2":
         items = mips_items(items)
-    elif kind == "ivf":
+    elif space != "inner_product":
+        raise AnnError(f"unknown ANN space {space!r}, expected 'inner_product' or 'mips_to_l2'")
+    dim = items.shape[1]
+    metric = faiss.METRIC_L2 if space == "mips_to_l2" else faiss.METRIC_INNER_PRODUCT
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, hnsw_m, metric)
+        index.hnsw.efConstruction = ef_construction
+    else:
         nlist = ivf_nlist or max(1, min(n // 39, int(4 * np.sqrt(n))))
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        quantizer = faiss.IndexFlatL2(dim) if space == "mips_to_l2" else faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, metric)
         rng = np.random.default_rng(seed)
         sample = items if n <= 256 * nlist else items[rng.choice(n, 256 * nlist, replace=False)]
         index.cp.seed = seed
         index.train(sample)
-    else:
-        raise AnnError(f"unknown ANN kind {kind!r}, expected 'hnsw' or 'ivf'")
     index.add(items)
     return index
+
+
+def index_space(index: Any, dim: int) -> AnnSpace:
+    """The space `index` was built in, for user vectors of `dim` (the reduction adds one column)."""
+    return "mips_to_l2" if index.d == dim + 1 else "inner_product"
 
 
 def set_breadth(index: Any, kind: AnnKind, value: int) -> None:
@@ -139,8 +172,11 @@ def set_breadth(index: Any, kind: AnnKind, value: int) -> None:
 
 
 def search_labels(index: Any, kind: AnnKind, queries: np.ndarray, k: int) -> np.ndarray:
-    """Item indices [b, k] the index returns for raw (un-augmented) user vectors; -1 pads."""
-    queries = mips_queries(queries) if kind == "hnsw" else np.ascontiguousarray(queries, np.float32)
+    """Item indices [b, k] the index returns for raw user vectors (a 0 appended for an index over
+    the reduction); -1 pads."""
+    queries = np.ascontiguousarray(queries, np.float32)
+    if index_space(index, queries.shape[1]) == "mips_to_l2":
+        queries = mips_queries(queries)
     _, labels = index.search(queries, k)
     return labels
 
@@ -152,10 +188,13 @@ def tune_breadth(
     exact: np.ndarray,
     min_recall: float,
     ladder: Sequence[int] = SEARCH_LADDER,
+    target: float | None = None,
 ) -> tuple[int, float]:
-    """The smallest breadth on the ladder whose recall@k on `queries` reaches min_recall."""
+    """The smallest breadth on the ladder whose recall@k on `queries` reaches `target` (default
+    min_recall); if none does, the widest tried, provided it reaches min_recall. Raises AnnError."""
+    target = max(min_recall, target or min_recall)
     k = exact.shape[1]
-    recall = 0.0
+    recall, best = 0.0, None
     for value in ladder:
         if kind == "hnsw" and value < k:
             continue
@@ -163,9 +202,15 @@ def tune_breadth(
         recall = recall_at_k(search_labels(index, kind, queries, k), exact)
         log.info("%s breadth %d: recall@%d %.4f", kind, value, k, recall)
         if recall >= min_recall:
+            best = (value, recall)
+        if recall >= target:
             return value, recall
         if kind == "ivf" and value >= index.nlist:
             break
+    if best is not None:
+        log.warning("%s: recall@%d target %.3f not reached; breadth %d gives %.4f", kind, k, target, *best)
+        set_breadth(index, kind, best[0])
+        return best
     raise AnnError(
         f"{kind} index reaches recall@{k} {recall:.4f} at the widest search tried, below {min_recall}; "
         "raise hnsw_m / ef_construction (or nlist) and export again"
@@ -207,12 +252,14 @@ def build_retrieval(
     tune_queries: np.ndarray,
     *,
     kind: AnnKind,
+    space: AnnSpace | None = None,
     k: int = 10,
     hnsw_m: int = 32,
     ef_construction: int = 200,
     ef_search: int | None = None,
     ivf_nlist: int | None = None,
     min_recall: float = 0.95,
+    tune_recall: float | None = 0.98,
     latency_queries: int = 200,
     threads: int = 1,
     seed: int = 0,
@@ -220,7 +267,9 @@ def build_retrieval(
     """Build, tune, measure and write the index into `out_dir`; return the manifest's `Retrieval`.
 
     `eval_queries` (>= 1,000 user vectors for the published figure) give recall@k and latency;
-    `tune_queries` (other users) choose the breadth unless `ef_search` fixes it. Raises AnnError
+    `tune_queries` (other users) choose the breadth unless `ef_search` fixes it: the smallest reaching
+    `tune_recall` (headroom above min_recall: a breadth tuned to just 0.95 served 0.93 to a request
+    mix unlike the tuning users, on the 1M shop; one rung wider costs ~0.02 ms). Raises AnnError
     when the evaluation recall is below `min_recall`.
     """
     faiss = _faiss()
@@ -230,6 +279,7 @@ def build_retrieval(
     index = build_index(
         items,
         kind,
+        space=space,
         hnsw_m=hnsw_m,
         ef_construction=ef_construction,
         ivf_nlist=ivf_nlist,
@@ -239,9 +289,9 @@ def build_retrieval(
     build_s = time.perf_counter() - t0
     if ef_search is None:
         _, exact_tune = exact_topk(tune_queries, items, k)
-        breadth, tune_recall = tune_breadth(index, kind, tune_queries, exact_tune, min_recall)
+        breadth, reached = tune_breadth(index, kind, tune_queries, exact_tune, min_recall, target=tune_recall)
     else:
-        breadth, tune_recall = ef_search, None
+        breadth, reached = ef_search, None
         set_breadth(index, kind, breadth)
     _, exact_eval = exact_topk(eval_queries, items, k)
     recall = recall_at_k(search_labels(index, kind, eval_queries, k), exact_eval)
@@ -257,20 +307,19 @@ def build_retrieval(
     ann_lat = latency_ms(lambda q: search_labels(index, kind, q, k), sample)
     faiss.write_index(index, str(Path(out_dir) / INDEX_FILE))
     params: dict[str, Any] = {
-        "metric": "inner_product",  # what the scores are; the hnsw index itself is L2 after the transform
+        "metric": "inner_product",  # what the scores are (an index over the reduction is L2 itself)
         "k": k,
         "n_items": int(len(items)),
         "dim": int(items.shape[1]),
         "faiss_version": faiss.__version__,
         "min_recall": min_recall,
     }
+    if reached is not None:
+        params["tune_target"] = max(min_recall, tune_recall or min_recall)
+    if index_space(index, items.shape[1]) == "mips_to_l2":
+        params["transform"] = "mips_to_l2"  # the service appends a 0 to each query
     if kind == "hnsw":
-        params |= {
-            "M": hnsw_m,
-            "ef_construction": ef_construction,
-            "ef_search": int(breadth),
-            "transform": "mips_to_l2",
-        }
+        params |= {"M": hnsw_m, "ef_construction": ef_construction, "ef_search": int(breadth)}
     else:
         params |= {"nlist": int(index.nlist), "nprobe": int(index.nprobe)}
     metrics = {
@@ -282,8 +331,8 @@ def build_retrieval(
         "ann_p50_ms": ann_lat["p50"],
         "ann_p99_ms": ann_lat["p99"],
     }
-    if tune_recall is not None:
-        metrics["tune_recall"] = tune_recall
+    if reached is not None:
+        metrics["tune_recall"] = reached
     log.info("retrieval %s: params %s metrics %s", kind, params, metrics)
     return Retrieval(kind=kind, index_file=INDEX_FILE, params=params, metrics=metrics)
 
@@ -323,12 +372,14 @@ def retrieval_for_student(cfg: Any, split: Any, student: Any, items: np.ndarray,
         queries[: x.recall_users],
         queries[x.recall_users :],
         kind=x.retrieval,
+        space=None if x.ann_space == "auto" else x.ann_space,
         k=cfg.eval.k,
         hnsw_m=x.hnsw_m,
         ef_construction=x.ef_construction,
         ef_search=x.ef_search,
         ivf_nlist=x.ivf_nlist,
         min_recall=x.min_recall,
+        tune_recall=x.ann_tune_recall,
         threads=x.ann_threads,
         seed=cfg.seed,
     )

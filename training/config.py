@@ -96,6 +96,10 @@ class TeacherConfig(_Section):
     n_negatives: int = Field(2048, gt=0)  # sampled softmax: negatives per batch (popularity + logQ)
     user_dropout: float = Field(0.1, ge=0, lt=1)  # share of examples trained with the OOV user row
     valid_max_users: int | None = Field(5000, gt=0)  # early stopping on a seeded sample of users
+    # Sparse embedding gradients (lazy Adam on the id tables): a step touches only the rows in the
+    # batch instead of the whole table. None = on with the sampled softmax in a single process (a
+    # 1M x 128 table made each dense AdamW step move ~2 GB); DDP keeps dense gradients.
+    sparse_embeddings: bool | None = None
 
 
 class StudentConfig(_Section):
@@ -110,6 +114,12 @@ class StudentConfig(_Section):
     patience: int = Field(4, ge=1)
     max_train_seconds: float | None = None
     valid_max_users: int | None = Field(5000, gt=0)  # early stopping on a seeded sample of users
+    # The hard-label loss: a full softmax over the catalog while it is cheap, else a sampled softmax
+    # with logQ correction (as the teacher), and the soft-label losses score only the candidates.
+    loss: Literal["auto", "full", "sampled"] = "auto"
+    full_softmax_max_items: int = Field(100_000, gt=0)
+    n_negatives: int = Field(2048, gt=0)
+    sparse_embeddings: bool | None = None  # as TeacherConfig.sparse_embeddings
 
 
 class DistillConfig(_Section):
@@ -131,6 +141,14 @@ class DistillConfig(_Section):
     final_history_repeats: int = Field(0, ge=0)
     train_scratch: bool = True  # also train the scratch baseline for the report
     sweep_temperatures: list[float] = Field(default_factory=list)  # optional sweep for the report
+    # How the teacher's top-M candidates are found: "exact" scores every pair against the whole
+    # catalog; "ivf" searches a faiss IVF index over the teacher's item vectors (its recall of the
+    # exact top-M is measured and logged). auto = ivf from `shortlist_min_items` items on, when faiss
+    # is installed: at 1M items exact scoring took ~90 s per 8,192 pairs on 2 cores.
+    shortlist: Literal["auto", "exact", "ivf"] = "auto"
+    shortlist_min_items: int = Field(200_000, gt=0)
+    shortlist_nlist: int | None = Field(None, ge=1)  # None: ~4 sqrt(n_items)
+    shortlist_nprobe: int = Field(64, ge=1)
 
 
 class ExportConfig(_Section):
@@ -147,7 +165,21 @@ class ExportConfig(_Section):
     ivf_nlist: int | None = Field(None, ge=1)  # None: ~4 sqrt(n_items)
     recall_users: int = Field(1000, ge=100)  # users whose recall@10 vs exact is measured and published
     min_recall: float = Field(0.95, gt=0, le=1)  # below this the version is not published
+    # The breadth is tuned to reach this on the tuning users (if the ladder allows; min_recall binds):
+    # served requests differ from the tuning users, and recall tuned to exactly 0.95 served 0.93.
+    ann_tune_recall: float = Field(0.98, gt=0, le=1)
     ann_threads: int = Field(1, ge=1)  # faiss OpenMP threads while building
+    # Where the index searches: raw inner products, or L2 after the MIPS -> L2 reduction. auto = hnsw on
+    # inner products (over the reduction it needed efSearch >= 1,024 on random and clustered 1M sets),
+    # ivf over the reduction (fewer probes wherever both were measured); training/ann.py has the table.
+    ann_space: Literal["auto", "inner_product", "mips_to_l2"] = "auto"
+    # Precision of the item matrix inside the student's topk graph (issue 5; training/export.py):
+    # float32 = the exact graph; int8 = ORT MatMulNBits, one scale per item (smaller file and RAM);
+    # float16 = half the file only (onnxruntime's CPU session folds it back to float32 at load).
+    # The teacher, the user graph and the item_vectors .npy stay float32.
+    item_precision: Literal["float32", "float16", "int8"] = "float32"
+    # A reduced graph whose top-k shares less than this with the float32 model's is not published.
+    min_precision_overlap: float = Field(0.9, gt=0, le=1)
 
 
 class EvalConfig(_Section):
@@ -155,6 +187,9 @@ class EvalConfig(_Section):
     recall_k: int = Field(50, ge=1)
     batch_size: int = Field(512, gt=0)
     scatter_users: int = Field(200, ge=1)
+    # Test users ranked over the full catalog; None = all. A seeded sample keeps a 1M-item
+    # evaluation (every user x every item, per model) within minutes.
+    max_users: int | None = Field(None, gt=0)
 
 
 class PipelineConfig(_Section):

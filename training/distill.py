@@ -4,7 +4,8 @@ Soft labels: for every (history -> next item) pair of the train split, the teach
 candidate set = the teacher's top-M items (in rank order) plus `n_sampled` items drawn by
 popularity. They are computed in chunks, each written atomically under
 `cache_dir/<teacher_key[:16]>-<settings hash>/`, so a second call loads instead of recomputing and
-an interrupted run resumes at the first missing chunk.
+an interrupted run resumes at the first missing chunk. At catalog scale the top-M come from a faiss
+IVF shortlist over the teacher's item vectors (training/shortlist.py), its recall measured and kept.
 
 The student is trained on the same pairs with
     weight_hard * CE(full catalog, true item)
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from core.manifest import open_atomic
 from training import distributed
 from training.config import PipelineConfig
 from training.data import Split
@@ -41,8 +43,10 @@ from training.losses import (
     hard_label_loss,
     ranking_distillation_loss,
     ranking_distillation_softmax_loss,
+    sampled_softmax_loss,
     tempered_kl_loss,
 )
+from training.shortlist import RECALL_QUERIES, IvfShortlist, use_ivf
 from training.student import MLPStudent, student_checkpoint
 from training.teacher import TwoTowerTeacher
 from training.train import (
@@ -53,6 +57,7 @@ from training.train import (
     histories_before,
     negative_proposal,
     set_threads,
+    sparse_tables,
     student_score_fn,
     window_tensors,
 )
@@ -61,6 +66,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_PAIRS = 8192  # pairs per cache chunk: the unit of resumption
 SCORE_BLOCK_FLOATS = 1 << 25  # at most 128 MB of (rows, n_items) teacher scores at once
+SHORTLIST_FILE = "shortlist.json"
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,7 @@ class SoftLabels:
     logits: np.ndarray  # float32 [R, M + S]: the teacher's scores of those candidates
     top_m: int
     n_pairs: int
+    shortlist: dict | None = None  # IVF shortlist recall vs exact top-M (None: exact scoring)
 
     def __len__(self) -> int:
         return len(self.user)
@@ -95,6 +102,8 @@ def soft_label_dir(cfg: PipelineConfig, split: Split, cache_dir: Path, teacher_k
         "chunk": CHUNK_PAIRS,
         "train": hashlib.sha256(split.train_items.tobytes() + split.train_indptr.tobytes()).hexdigest(),
     }
+    if use_ivf(d, split.n_items):  # approximate top-M: its settings are part of what was computed
+        settings["shortlist"] = {"nlist": d.shortlist_nlist, "nprobe": d.shortlist_nprobe}
     tag = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     return Path(cache_dir) / f"{teacher_key[:16]}-{tag}"
 
@@ -107,6 +116,7 @@ def _chunk_path(folder: Path, lo: int) -> Path:
 def _teacher_chunk(
     teacher: TwoTowerTeacher, tensors: tuple[torch.Tensor, ...], pairs: Pairs, lo: int, hi: int,
     items: torch.Tensor, top_m: int, n_sampled: int, proposal: torch.Tensor, seed: int,
+    shortlist: IvfShortlist | None,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Candidates and logits for pairs [lo, hi): one causal pass over the windows they live in."""
     users, inputs, _ = tensors
@@ -116,37 +126,54 @@ def _teacher_chunk(
     vec = teacher.sequence_vectors(users[w], inputs[w])[
         torch.from_numpy(inv), torch.from_numpy(pairs.col[lo:hi])
     ]
-    return _candidates(vec, items, top_m, n_sampled, proposal, seed * 1_000_003 + lo)
+    return _candidates(vec, items, top_m, n_sampled, proposal, seed * 1_000_003 + lo, shortlist)
 
 
 def _candidates(
-    vec: torch.Tensor, items: torch.Tensor, top_m: int, n_sampled: int, proposal: torch.Tensor, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+    vec: torch.Tensor, items: torch.Tensor, top_m: int, n_sampled: int, proposal: torch.Tensor, seed: int,
+    shortlist: IvfShortlist | None = None,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """The teacher's top-M (best first) plus `n_sampled` popularity-sampled items, with their scores.
 
-    Scores (vec @ itemsᵀ) are formed SCORE_BLOCK_FLOATS at a time: a chunk of 8,192 pairs against a
-    1M-item catalog would otherwise ask for a 32 GB (B, N) matrix.
+    Exact: scores (vec @ itemsᵀ) are formed SCORE_BLOCK_FLOATS at a time (a chunk of 8,192 pairs
+    against a 1M-item catalog would otherwise ask for a 32 GB (B, N) matrix). With a shortlist the
+    top-M come from its IVF index and the sampled items are scored one by one.
     """
     rows, n_items = len(vec), items.shape[0]
+    m = min(top_m, n_items)
     gen = torch.Generator().manual_seed(seed)  # fixed per chunk: a resumed run reproduces it exactly
     sampled = torch.multinomial(proposal, rows * n_sampled, replacement=True, generator=gen)
     sampled = sampled.view(rows, n_sampled)
-    block = max(1, SCORE_BLOCK_FLOATS // max(n_items, 1))
+    width = n_items if shortlist is None else n_sampled * items.shape[1]
+    block = max(1, SCORE_BLOCK_FLOATS // max(width, 1))
     cands, logits = [], []
     for lo in range(0, rows, block):
-        scores = (vec[lo : lo + block] @ items.T).cpu()  # (b, N)
-        top_logits, top = scores.topk(min(top_m, n_items), dim=1)
         picked = sampled[lo : lo + block]
+        if shortlist is None:
+            scores = (vec[lo : lo + block] @ items.T).cpu()  # (b, N)
+            top_logits, top = scores.topk(m, dim=1)
+            picked_logits = scores.gather(1, picked)
+        else:
+            found_s, found_i = shortlist.top(vec[lo : lo + block].cpu().numpy(), m)
+            top_logits, top = torch.from_numpy(found_s), torch.from_numpy(found_i)
+            picked_logits = torch.einsum("bd,bsd->bs", vec[lo : lo + block], items[picked]).cpu()
         cands.append(torch.cat([top, picked], dim=1))
-        logits.append(torch.cat([top_logits, scores.gather(1, picked)], dim=1))
+        logits.append(torch.cat([top_logits, picked_logits], dim=1))
     cand = torch.cat(cands) if cands else torch.zeros((0, min(top_m, n_items) + n_sampled), dtype=torch.int64)
     logit = torch.cat(logits) if logits else torch.zeros(cand.shape)
     return cand.to(torch.int32).numpy(), logit.to(torch.float32).numpy()
 
 
+def _final_vectors(teacher: TwoTowerTeacher, split: Split, user: np.ndarray, pos: np.ndarray) -> torch.Tensor:
+    """The teacher's user vectors of these users' histories ending before `pos` (as served)."""
+    device = teacher.item_cat.device
+    hist = torch.from_numpy(histories_before(split, user, pos, teacher.history_len)).to(device)
+    return teacher.user_vectors(torch.from_numpy(user).to(device), hist)
+
+
 def _final_rows(
     teacher: TwoTowerTeacher, split: Split, items: torch.Tensor, top_m: int, n_sampled: int,
-    proposal: torch.Tensor, seed: int,
+    proposal: torch.Tensor, seed: int, shortlist: IvfShortlist | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """(user, pos, candidates, logits) for every user's whole train history, scored exactly as served."""
     lengths = np.diff(split.train_indptr)
@@ -155,9 +182,8 @@ def _final_rows(
     cands, logits = [], []
     for lo in range(0, len(user), 1024):
         u, p = user[lo : lo + 1024], pos[lo : lo + 1024]
-        hist = torch.from_numpy(histories_before(split, u, p, teacher.history_len)).to(items.device)
-        vec = teacher.user_vectors(torch.from_numpy(u).to(items.device), hist)
-        c, lg = _candidates(vec, items, top_m, n_sampled, proposal, seed * 1_000_003 - 1 - lo)
+        vec = _final_vectors(teacher, split, u, p)
+        c, lg = _candidates(vec, items, top_m, n_sampled, proposal, seed * 1_000_003 - 1 - lo, shortlist)
         cands.append(c)
         logits.append(lg)
     width = min(top_m, split.n_items) + n_sampled
@@ -187,12 +213,19 @@ def build_soft_labels(
     starts = range(0, len(pairs.user), CHUNK_PAIRS)
     with torch.no_grad():
         items = teacher.item_vectors()
+        lazy: dict[str, IvfShortlist | None] = {}
+
+        def shortlist() -> IvfShortlist | None:
+            """The IVF shortlist (large catalogs), built on first use: a fully cached run never builds it."""
+            if "index" not in lazy:
+                lazy["index"] = _build_shortlist(teacher, split, items, cfg, folder)
+            return lazy["index"]
 
         def compute_chunk(lo: int) -> tuple[np.ndarray, np.ndarray]:
             """Score pairs [lo, lo + CHUNK_PAIRS) and write the chunk atomically: a crash leaves no half file."""
             hi = min(lo + CHUNK_PAIRS, len(pairs.user))
             c, lg = _teacher_chunk(
-                teacher, tensors, pairs, lo, hi, items, d.top_m, d.n_sampled, proposal, cfg.seed
+                teacher, tensors, pairs, lo, hi, items, d.top_m, d.n_sampled, proposal, cfg.seed, shortlist()
             )
             path = _chunk_path(folder, lo)
             tmp = path.with_name(f".{path.stem}.tmp.npz")
@@ -221,7 +254,7 @@ def build_soft_labels(
                 f_user, f_pos, f_cand, f_logits = z["user"], z["pos"], z["candidates"], z["logits"]
         else:
             f_user, f_pos, f_cand, f_logits = _final_rows(
-                teacher, split, items, d.top_m, d.n_sampled, proposal, cfg.seed
+                teacher, split, items, d.top_m, d.n_sampled, proposal, cfg.seed, shortlist()
             )
             tmp = final.with_name(f".final.{os.getpid()}.tmp.npz")
             np.savez(tmp, user=f_user, pos=f_pos, candidates=f_cand, logits=f_logits)
@@ -242,7 +275,31 @@ def build_soft_labels(
         logits=np.concatenate([*logits, f_logits]),
         top_m=min(d.top_m, split.n_items),
         n_pairs=len(pairs.user),
+        shortlist=_read_json(folder / SHORTLIST_FILE),
     )
+
+
+def _build_shortlist(
+    teacher: TwoTowerTeacher, split: Split, items: torch.Tensor, cfg: PipelineConfig, folder: Path
+) -> IvfShortlist | None:
+    """None (exact scoring) for small catalogs; else an IVF index whose recall of the exact top-M is
+    measured on a seeded sample of served histories and written beside the chunks it produces."""
+    if not use_ivf(cfg.distill, split.n_items):
+        return None
+    index = IvfShortlist.build(items.cpu().numpy(), cfg.distill, cfg.seed, cfg.threads)
+    users = np.flatnonzero(np.diff(split.train_indptr) > 0)
+    rng = np.random.default_rng(cfg.seed)
+    users = np.sort(rng.choice(users, min(RECALL_QUERIES, len(users)), replace=False)).astype(np.int64)
+    if len(users):
+        vec = _final_vectors(teacher, split, users, split.train_indptr[users + 1]).cpu().numpy()
+        recall = index.measure_recall(vec, min(cfg.distill.top_m, split.n_items))
+        with open_atomic(folder / SHORTLIST_FILE, "w") as fh:
+            json.dump(recall, fh, indent=2)
+    return index
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def distillation_active(cfg: PipelineConfig, soft_labels: SoftLabels | None) -> bool:
@@ -279,20 +336,42 @@ def fit_student(
     targets[: len(pairs.pos)] = split.train_items[pairs.pos]
     targets_t = torch.from_numpy(targets)
     rank_loss = ranking_distillation_loss if d.rank_loss == "logistic" else ranking_distillation_softmax_loss
+    full = sc.loss == "full" or (sc.loss == "auto" and split.n_items <= sc.full_softmax_max_items)
+    sparse_tables(sc, not full, [model.item_emb])
+    q = negative_proposal(split).to(device)
+    log_q = q.log()
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+
+    def hard_loss(vec: torch.Tensor, tgt: torch.Tensor, logits: torch.Tensor | None) -> torch.Tensor:
+        """CE over the full catalog, or a sampled softmax with logQ correction (large catalogs)."""
+        if logits is not None:
+            return hard_label_loss(logits, tgt)
+        neg = torch.multinomial(q, min(sc.n_negatives, split.n_items), replacement=True, generator=gen)
+        items = model.item_vectors_of(torch.cat([tgt, neg]))
+        pos_logit = (vec * items[: len(tgt)]).sum(-1)
+        neg_logits = vec @ items[len(tgt) :].T
+        return sampled_softmax_loss(pos_logit, neg_logits, log_q[tgt], log_q[neg], neg[None] == tgt[:, None])
 
     def batch_loss(idx: np.ndarray) -> torch.Tensor:
         r = rows[idx]
         hist = torch.from_numpy(histories_before(split, users[r], positions[r], sc.history_len)).to(device)
         vec = model.user_vectors(hist)  # (B, d)
-        logits = vec @ model.item_vectors().T  # (B, N): small d keeps the full softmax cheap
+        # (B, N) only while the catalog is small; otherwise candidates are scored one by one
+        logits = vec @ model.item_vectors().T if full else None
         i = torch.from_numpy(r)
         tgt = targets_t[i].to(device)
         has = tgt >= 0
-        loss = logits.sum() * 0.0
+        loss = vec.sum() * 0.0
         if d.weight_hard > 0 and bool(has.any()):
-            loss = loss + d.weight_hard * hard_label_loss(logits[has], tgt[has])
+            loss = loss + d.weight_hard * hard_loss(
+                vec[has], tgt[has], None if logits is None else logits[has]
+            )
         if distil:
-            s_cand = logits.gather(1, cand_all[i].to(device))  # (B, C)
+            cand = cand_all[i].to(device)  # (B, C)
+            if logits is not None:
+                s_cand = logits.gather(1, cand)
+            else:
+                s_cand = (vec[:, None, :] * model.item_vectors_of(cand)).sum(-1)
             if d.weight_kl > 0:
                 loss = loss + d.weight_kl * tempered_kl_loss(s_cand, teach_all[i].to(device), d.temperature)
             if d.weight_rank > 0:

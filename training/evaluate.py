@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.agreement import agreement
+from core.manifest import HISTORY_INPUT, INDICES_OUTPUT, K_INPUT, SCORES_OUTPUT
 from training.data import Split
 from training.ranking import ScoreFn, evaluate, padded_histories
+
+if TYPE_CHECKING:
+    from core.manifest import ModelCard
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +107,134 @@ def score_pairs(
     return np.take_along_axis(t, cols, 1).ravel(), np.take_along_axis(s, cols, 1).ravel()
 
 
+# --- reduced-precision item matrix (export.item_precision) -------------------------------------------
+
+
+def expose_all_scores(path: Path, out: Path) -> None:
+    """Copy a topk graph to `out` with its [batch, n_items] scores (the TopK's input) as an output.
+
+    Ranking metrics need every item's score; asking the TopK for k = n_items would sort the whole
+    catalog per user. The nodes are the graph's own, so the scores are the ones it ranks by.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    from training.export import ALL_SCORES
+
+    model = onnx.load(str(path))
+    model.graph.output.append(
+        helper.make_tensor_value_info(ALL_SCORES, TensorProto.FLOAT, ["batch", "n_items"])
+    )
+    onnx.save(model, str(out))
+
+
+def all_scores_fn(session: Any, n_items: int, max_cells: int = 1 << 24) -> ScoreFn:
+    """Scores [B, n_items] from a graph made by `expose_all_scores`, at most `max_cells` per run."""
+    from training.export import ALL_SCORES
+
+    def score(users: np.ndarray, histories: np.ndarray) -> np.ndarray:
+        out = np.empty((len(histories), n_items), np.float32)
+        step = max(1, max_cells // max(n_items, 1))
+        for start in range(0, len(histories), step):
+            rows = slice(start, start + step)
+            (out[rows],) = session.run([ALL_SCORES], {HISTORY_INPUT: histories[rows], K_INPUT: np.array([1])})
+        return out
+
+    return score
+
+
+def topk_latency(
+    sessions: Mapping[str, Any], histories: np.ndarray, k: int, warmup: int = 20
+) -> dict[str, dict[str, float]]:
+    """Median wall and CPU milliseconds per call of each topk graph, batch 1, one row at a time.
+
+    The graphs take turns on every row, so a busy machine slows them alike. CPU time
+    (time.process_time) is the steadier figure when other work shares the cores.
+    """
+    k_feed = np.array([k], np.int64)
+    wall: dict[str, list[float]] = {name: [] for name in sessions}
+    cpu: dict[str, list[float]] = {name: [] for name in sessions}
+    for sess in sessions.values():  # first calls allocate and page in the matrix
+        for row in histories[:1].repeat(warmup, axis=0):
+            sess.run([SCORES_OUTPUT, INDICES_OUTPUT], {HISTORY_INPUT: row[None, :], K_INPUT: k_feed})
+    for row in histories:
+        feed = {HISTORY_INPUT: row[None, :], K_INPUT: k_feed}
+        for name, sess in sessions.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            sess.run([SCORES_OUTPUT, INDICES_OUTPUT], feed)
+            wall[name].append(time.perf_counter() - w0)
+            cpu[name].append(time.process_time() - c0)
+    return {
+        name: {
+            "median_ms": 1e3 * float(np.median(wall[name])) if wall[name] else float("nan"),
+            "cpu_median_ms": 1e3 * float(np.median(cpu[name])) if cpu[name] else float("nan"),
+            "calls": len(wall[name]),
+        }
+        for name in sessions
+    }
+
+
+def precision_report(
+    split: Split,
+    stage: Path,
+    card: ModelCard,
+    k: int,
+    recall_k: int,
+    batch_size: int,
+    latency_calls: int = 300,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The published reduced-precision student topk graph against the same graph in float32.
+
+    Both graphs are ranked over the full catalog for the same test users (the float32 one is
+    rebuilt from the published user graph and item_vectors .npy, as export builds it), so the
+    delta is what the precision costs. Also: top-k overlap between the two, item-matrix bytes in
+    the file and after onnxruntime's load-time graph optimisation (float16 is folded back to
+    float32 there), file sizes, and median batch-1, one-thread latency of both, measured in this run.
+    """
+    import onnx
+    import onnxruntime
+
+    from training.export import build_topk_graph, item_matrix_bytes, ort_session, topk_overlap
+
+    stage = Path(stage)
+    precision = card.item_precision
+    items = np.load(stage / card.item_vectors, allow_pickle=False)
+    with tempfile.TemporaryDirectory(prefix="recdistill-precision-") as tmp:
+        graphs = {"float32": Path(tmp) / "float32_topk.onnx", "reduced": stage / card.topk.file}
+        build_topk_graph(stage / card.user.file, items, graphs["float32"])
+        sessions, loaded_bytes = {}, {}
+        for name, path in graphs.items():
+            optimized = Path(tmp) / f"{name}_optimized.onnx"
+            sessions[name] = ort_session(path, optimized_path=optimized)
+            loaded_bytes[name] = item_matrix_bytes(onnx.load(str(optimized)))
+        file_bytes = {name: path.stat().st_size for name, path in graphs.items()}
+        matrix_bytes = {name: item_matrix_bytes(onnx.load(str(path))) for name, path in graphs.items()}
+        models = {}
+        for name, path in graphs.items():
+            expose_all_scores(path, Path(tmp) / f"{name}_all_scores.onnx")
+            scorer = all_scores_fn(ort_session(Path(tmp) / f"{name}_all_scores.onnx"), split.n_items)
+            models[name] = (scorer, card.history_len)
+        metrics, tops = evaluate_models(split, models, k, recall_k, batch_size)
+        del models  # free their two sessions (each holds the matrix) before timing
+        users = np.random.default_rng(seed).permutation(split.test_users)[:latency_calls]
+        latency = topk_latency(sessions, padded_histories(split, users, card.history_len), k)
+    delta = {m: metrics["reduced"][m] - v for m, v in metrics["float32"].items() if m != "users"}
+    overlap = topk_overlap(tops["reduced"], tops["float32"])
+    return {
+        "precision": precision,
+        "test": {"float32": metrics["float32"], "reduced": metrics["reduced"], "delta": delta},
+        f"overlap@{k}": float(overlap.mean()) if len(overlap) else None,
+        "users": len(overlap),
+        "item_matrix_bytes": matrix_bytes,
+        "item_matrix_bytes_after_ort_load": loaded_bytes,
+        "topk_file_bytes": file_bytes,
+        "latency": latency,
+        "latency_setup": f"onnxruntime {onnxruntime.__version__} CPU, batch 1, 1 thread, k={k}, "
+        f"median over {int(latency['float32']['calls'])} test histories, graphs alternating",
+    }
+
+
 # --- the report -------------------------------------------------------------------------------------
 
 
@@ -139,6 +273,17 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
         metrics_table(report.get("metrics", {}).get("test", {})),
     ]
+    if report.get("test_users") is not None:
+        out += [f"Ranked for {report['test_users']} test users (`eval.max_users` caps a seeded sample).", ""]
+    if report.get("soft_label_shortlist"):
+        sl = report["soft_label_shortlist"]
+        out += [
+            "Soft labels took the teacher's top-M from a faiss IVF shortlist "
+            f"({sl.get('nlist', 0):.0f} cells, nprobe {sl.get('nprobe', 0):.0f}); against exact top-M on "
+            f"{sl.get('queries', 0):.0f} served histories: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in sl.items() if k.startswith("recall")),
+            "",
+        ]
     if report.get("agreement"):
         out += ["## Agreement with the teacher (test users, top-k)", "", metrics_table(report["agreement"])]
     params = report.get("parameters", {})
@@ -161,9 +306,12 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             f"- ONNX parity ({side}): {'passed' if result.get('passed') else 'FAILED'} on {result.get('rows')} rows, "
             f"top-{result.get('k')} identical on {result.get('exact_topk_rows')}, "
             f"max |score diff| {result.get('max_abs_score_diff', float('nan')):.2e} (atol {result.get('atol')})"
+            + _reduced_parity_note(result)
         )
     if report.get("parity"):
         out.append("")
+    if report.get("precision"):
+        out += precision_markdown(report["precision"])
     if report.get("valid"):
         out += ["## Validation metrics at the best epoch", "", metrics_table(report["valid"])]
     if report.get("sweep"):
@@ -177,6 +325,68 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         out += ["## Time", ""] + [f"- {stage}: {sec:.1f} s" for stage, sec in timings.items()] + [""]
     out += [f"![{name}]({name})" for name in report.get("plots", [])]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _reduced_parity_note(result: Mapping[str, Any]) -> str:
+    precision = result.get("item_precision")
+    if not precision:
+        return ""
+    k = result.get("k")
+    return (
+        f"; {precision} item matrix: top-{k} overlap with float32 {_fmt(result.get(f'overlap@{k}'))} "
+        f"(minimum {result.get('min_overlap')}), rows outside the {precision} error bound: "
+        f"{result.get('mismatched_rows')}"
+    )
+
+
+def _ratio(new: float, old: float) -> str:
+    return f"{new / old:.2f}x" if old else "n/a"
+
+
+def precision_markdown(section: Mapping[str, Any]) -> list[str]:
+    """The report.md lines for `precision_report`: float32 vs the reduced graph, side by side."""
+    p = section.get("precision", "reduced")
+    test = section.get("test", {})
+    f32, red, delta = test.get("float32", {}), test.get("reduced", {}), test.get("delta", {})
+    lines = [
+        f"## Reduced-precision item matrix: {p} vs float32 (student topk graph)",
+        "",
+        f"Both graphs ranked over the full catalog for the same {section.get('users')} test users.",
+        "",
+        f"| | float32 | {p} | change |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [f"| {m} | {_fmt(f32[m])} | {_fmt(red.get(m))} | {delta.get(m, 0.0):+.5f} |" for m in delta]
+    overlap_key = next((key for key in section if key.startswith("overlap@")), None)
+    if overlap_key:
+        lines.append(f"| {overlap_key} with float32 | 1.0000 | {_fmt(section[overlap_key])} | |")
+    for label, key in (
+        ("item matrix in the file (bytes)", "item_matrix_bytes"),
+        ("item matrix after onnxruntime load (bytes)", "item_matrix_bytes_after_ort_load"),
+        ("topk graph file (bytes)", "topk_file_bytes"),
+    ):
+        sizes = section.get(key, {})
+        if sizes:
+            lines.append(
+                f"| {label} | {sizes['float32']:,} | {sizes['reduced']:,} | "
+                f"{_ratio(sizes['reduced'], sizes['float32'])} |"
+            )
+    latency = section.get("latency", {})
+    for label, key in (
+        ("latency, median ms (wall)", "median_ms"),
+        ("latency, median ms (CPU)", "cpu_median_ms"),
+    ):
+        if latency:
+            old, new = latency["float32"][key], latency["reduced"][key]
+            lines.append(f"| {label} | {old:.3f} | {new:.3f} | {_ratio(new, old)} |")
+    lines += ["", f"Latency: {section.get('latency_setup', '')}."]
+    loaded = section.get("item_matrix_bytes_after_ort_load", {})
+    if loaded and loaded.get("reduced", 0) >= loaded.get("float32", 1):
+        lines.append(
+            f"onnxruntime keeps this {p} matrix as float32 once loaded (it folds the conversion at "
+            "session start): the file is smaller, the serving process's memory is not."
+        )
+    return [*lines, ""]
 
 
 def plot_metric_bars(metrics: Mapping[str, Mapping[str, float]], k: int, recall_k: int, path: Path) -> None:

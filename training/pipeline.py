@@ -133,6 +133,19 @@ def soft_labels(cfg: PipelineConfig, teacher: TwoTowerTeacher, split: Split, pro
     return build_soft_labels(teacher, split, cfg, Path(cfg.work_dir) / "soft_labels", key, progress=progress)
 
 
+def cached_shortlist(cfg: PipelineConfig, split: Split) -> dict | None:
+    """The soft-label shortlist's measured recall for the teacher in work_dir (None: exact scoring)."""
+    from training.distill import SHORTLIST_FILE, soft_label_dir
+
+    teacher = Path(cfg.work_dir) / "teacher.pt"
+    if not teacher.is_file():
+        return None
+    path = (
+        soft_label_dir(cfg, split, Path(cfg.work_dir) / "soft_labels", sha256_path(teacher)) / SHORTLIST_FILE
+    )
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def _scratch_config(cfg: PipelineConfig) -> PipelineConfig:
     scratch = cfg.model_copy(deep=True)
     scratch.distill.weight_kl = 0.0
@@ -217,9 +230,10 @@ def _fit_record(fit: Any) -> dict[str, Any]:
 def evaluate_all(cfg: PipelineConfig, data: Interactions, split: Split, trained: Trained) -> dict[str, Any]:
     """Test metrics for every model, agreement with the teacher, the sweep, and scatter pairs."""
     from training.evaluate import evaluate_models, mean_agreement, popularity_score_fn, score_pairs
-    from training.train import student_score_fn, teacher_score_fn
+    from training.train import student_score_fn, teacher_score_fn, validation_split
 
     e = cfg.eval
+    split = validation_split(split, e.max_users, cfg.seed)  # eval.max_users: a seeded sample of test users
     models = {"teacher": (teacher_score_fn(trained.teacher), trained.teacher.history_len)}
     models["student"] = (student_score_fn(trained.student), trained.student.history_len)
     if trained.scratch is not None:
@@ -240,7 +254,10 @@ def evaluate_all(cfg: PipelineConfig, data: Interactions, split: Split, trained:
         models["teacher"][0], models["student"][0], split,
         trained.teacher.history_len, trained.student.history_len, e.scatter_users, seed=cfg.seed,
     )  # fmt: skip
-    return {"test": metrics, "agreement": agreement, "sweep": sweep, "scatter": scatter}
+    return {
+        "test": metrics, "agreement": agreement, "sweep": sweep, "scatter": scatter,
+        "test_users": len(split.test_users),
+    }  # fmt: skip
 
 
 def _parity(cfg: PipelineConfig, split: Split, model: Any, side: str, card: Any, stage: Path) -> dict:
@@ -257,11 +274,22 @@ def _parity(cfg: PipelineConfig, split: Split, model: Any, side: str, card: Any,
     ):
         hist = padded_histories(split, users[:rows], length)
         inputs = parity_inputs(hist, users[:rows], split.n_users, split.n_items, rows, cfg.seed)
-        result[label] = check_parity(model, side, card, stage, inputs, x.parity_k, x.parity_atol)  # type: ignore[arg-type]
+        atol, least = x.parity_atol, x.min_precision_overlap  # least: reduced item precision only
+        result[label] = check_parity(model, side, card, stage, inputs, x.parity_k, atol, min_overlap=least)  # type: ignore[arg-type]
     out = dict(result["full"])
     out["short_history"] = result["short"]
     out["passed"] = result["full"]["passed"] and result["short"]["passed"]
     return out
+
+
+def _precision(cfg: PipelineConfig, split: Split, stage: Path, card: Any) -> dict[str, Any]:
+    """training.evaluate.precision_report on the test users evaluate_all ranked (eval.max_users)."""
+    from training.evaluate import precision_report
+    from training.train import validation_split
+
+    e = cfg.eval
+    users = validation_split(split, e.max_users, cfg.seed)
+    return precision_report(users, stage, card, e.k, e.recall_k, e.batch_size, seed=cfg.seed)
 
 
 def write_data_files(stage: Path, data: Interactions, split: Split) -> None:
@@ -323,7 +351,9 @@ def publish_trained(
         t1 = time.perf_counter()
         cards, parity = {}, {}
         for side, model in (("student", trained.student), ("teacher", trained.teacher)):
-            cards[side] = export_side(model, side, stage, cfg.export.opset, params[side])  # type: ignore[arg-type]
+            # export.item_precision is the student's; the teacher is the float32 reference
+            precision = cfg.export.item_precision if side == "student" else "float32"
+            cards[side] = export_side(model, side, stage, cfg.export.opset, params[side], precision)  # type: ignore[arg-type]
             parity[side] = _parity(cfg, split, model, side, cards[side], stage)
         seconds["export"] = time.perf_counter() - t1
         t1 = time.perf_counter()  # the ANN index over the student's items (issue 5; exact: nothing built)
@@ -342,7 +372,12 @@ def publish_trained(
             "parameters": params,
             "curves": {name: rec.get("curve", []) for name, rec in trained.records.items()},
             "seconds": seconds,
+            "test_users": evaluation["test_users"],
         }
+        if shortlist := cached_shortlist(cfg, split):
+            report["soft_label_shortlist"] = shortlist
+        if cfg.export.item_precision != "float32":  # the reduced student graph vs float32, same test users
+            report["precision"] = metrics["precision"] = _precision(cfg, split, stage, cards["student"])
         report_files = write_report(stage, report, cfg.eval.k, cfg.eval.recall_k, evaluation["scatter"])
         if "score_correlation" in report:
             metrics["score_correlation"] = report["score_correlation"]

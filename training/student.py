@@ -47,6 +47,10 @@ class MLPStudent(nn.Module):
         """(N, d): the item table doubles as the output embedding (weight tying halves the size)."""
         return self.item_emb.weight[: self.n_items]
 
+    def item_vectors_of(self, ids: torch.Tensor) -> torch.Tensor:
+        """(..., d): `item_vectors()[ids]` through the embedding lookup, so sparse gradients apply."""
+        return self.item_emb(ids)
+
     def user_vectors(self, history: torch.Tensor) -> torch.Tensor:
         """(B, d) from a (B, L) history, left-padded with n_items, most recent last."""
         B, L = history.shape

@@ -104,19 +104,25 @@ class TwoTowerTeacher(nn.Module):
             self.item_emb.weight[self.n_items].zero_()
 
     # ---- item tower -------------------------------------------------------------------------
-    def item_content(self) -> torch.Tensor:
-        """(N+1, D): id + category + price embedding per item; the pad row is zero."""
-        x = (
-            self.item_emb.weight[: self.n_items]
-            + self.cat_emb(self.item_cat)
-            + self.price_proj(self.item_price)
-        )
-        return torch.cat([x, torch.zeros_like(x[:1])], dim=0)
+    def item_content_of(self, ids: torch.Tensor) -> torch.Tensor:
+        """(..., D): id + category + price embedding of the given item ids; the pad id gives zeros.
+
+        Only the rows asked for are computed: a batch over a 1M-item catalog must not push the
+        whole catalog through the item tower (it did, once per step, and cost minutes per epoch).
+        """
+        real = ids != self.padding_value
+        safe = torch.where(real, ids, torch.zeros_like(ids))
+        x = self.item_emb(ids) + self.cat_emb(self.item_cat[safe]) + self.price_proj(self.item_price[safe])
+        return x * real.unsqueeze(-1).to(x.dtype)
+
+    def item_vectors_of(self, ids: torch.Tensor) -> torch.Tensor:
+        """(..., D) unit vectors of the given item ids (`item_vectors()[ids]`, computed for those only)."""
+        x = self.item_content_of(ids)
+        return F.normalize(x + self.item_proj(x), dim=-1)
 
     def item_vectors(self) -> torch.Tensor:
         """(N, D) unit vectors; scores are user_vectors @ item_vectors().T."""
-        x = self.item_content()[: self.n_items]
-        return F.normalize(x + self.item_proj(x), dim=-1)
+        return self.item_vectors_of(torch.arange(self.n_items, device=self.item_cat.device))
 
     # ---- user tower -------------------------------------------------------------------------
     def sequence_vectors(self, user: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
@@ -128,7 +134,7 @@ class TwoTowerTeacher(nn.Module):
         B, L = history.shape
         pad = history == self.padding_value  # (B, L)
         pos = torch.arange(L, device=history.device).flip(0)  # most recent = 0
-        x = self.item_content()[history] + self.pos_emb(pos)[None]
+        x = self.item_content_of(history) + self.pos_emb(pos)[None]
         x = self.drop(x)
         # Masks from index comparisons (not eye/tril on bool): onnxruntime has no bool EyeLike kernel.
         idx = torch.arange(L, device=history.device)

@@ -158,6 +158,33 @@ def set_threads(cfg: PipelineConfig) -> None:
         torch.set_num_threads(cfg.threads)
 
 
+def sparse_tables(
+    stage: TeacherConfig | StudentConfig, sampled: bool, tables: list[torch.nn.Embedding]
+) -> bool:
+    """Switch the id tables to sparse gradients when the stage asks (None: with a sampled loss, 1 process).
+
+    A dense AdamW step reads and writes every row of every table; with a sampled softmax a batch
+    touches a few thousand rows, so lazy Adam (`make_optimizers`) does the same work in a fraction.
+    """
+    on = stage.sparse_embeddings
+    if on is None:
+        on = sampled and distributed.world_size() == 1
+    for table in tables:
+        table.sparse = bool(on)
+    return bool(on)
+
+
+def make_optimizers(model: torch.nn.Module, lr: float, weight_decay: float) -> list[torch.optim.Optimizer]:
+    """AdamW for dense parameters, SparseAdam (no weight decay) for tables with sparse gradients."""
+    sparse = [m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.sparse]
+    ids = {id(p) for p in sparse}
+    dense = [p for p in model.parameters() if id(p) not in ids]
+    opts: list[torch.optim.Optimizer] = [torch.optim.AdamW(dense, lr=lr, weight_decay=weight_decay)]
+    if sparse:
+        opts.append(torch.optim.SparseAdam(sparse, lr=lr))
+    return opts
+
+
 # ---- the loop ---------------------------------------------------------------------------------
 def train_loop(
     model: torch.nn.Module,
@@ -195,7 +222,7 @@ def train_loop(
     if ctx.distributed:  # same init everywhere (seeded by the caller, broadcast by DDP); dropout per rank
         torch.manual_seed(seed * 1_000_003 + ctx.rank)
     rng = np.random.default_rng(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opts = make_optimizers(model, lr, weight_decay)
     t0 = time.perf_counter()
     curve: list[dict] = []
     best: dict[str, float] = {}
@@ -213,9 +240,11 @@ def train_loop(
         )
         for start in bar:
             loss = step(ctx.shard(order[start : start + batch_size], pad=True))  # this rank's share
-            opt.zero_grad(set_to_none=True)
+            for opt in opts:
+                opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            for opt in opts:
+                opt.step()
             total += loss.detach().item()
             batches += 1
             if max_seconds is not None and distributed.any_rank(time.perf_counter() - t0 > max_seconds):
@@ -309,14 +338,16 @@ def fit_teacher(
         raise ValueError("the train split has no (history -> next item) pair: every user has one interaction")
     users, inputs, targets = window_tensors(split, pairs, tc.history_len)
     full = use_full_softmax(cfg, split.n_items)
+    sparse = sparse_tables(tc, not full, [model.item_emb, model.user_emb])
     q = negative_proposal(split).to(device)
     log_q = q.log()
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     log.info(
-        "teacher: %d pairs in %d windows, %s softmax",
+        "teacher: %d pairs in %d windows, %s softmax, %s embedding gradients",
         len(pairs.user),
         pairs.n_windows,
         "full" if full else "sampled",
+        "sparse" if sparse else "dense",
     )
 
     def batch_loss(idx: np.ndarray) -> torch.Tensor:
@@ -328,14 +359,14 @@ def fit_teacher(
         seq = model.sequence_vectors(u, x)  # (B, L, D)
         has = y >= 0
         vec, tgt = seq[has], y[has]  # (P, D), (P,)
-        items = model.item_vectors()  # (N, D)
         if full:
-            return hard_label_loss(vec @ items.T, tgt)
+            return hard_label_loss(vec @ model.item_vectors().T, tgt)
         neg = torch.multinomial(
             q, min(tc.n_negatives, split.n_items), replacement=True, generator=gen
         )  # (S,)
-        pos_logit = (vec * items[tgt]).sum(-1)
-        neg_logits = vec @ items[neg].T  # (P, S)
+        items = model.item_vectors_of(torch.cat([tgt, neg]))  # only the rows this batch needs
+        pos_logit = (vec * items[: len(tgt)]).sum(-1)
+        neg_logits = vec @ items[len(tgt) :].T  # (P, S)
         if not tc.logq_correction:
             return sampled_softmax_loss(
                 pos_logit, neg_logits, torch.zeros_like(pos_logit), torch.zeros(len(neg), device=device)

@@ -33,7 +33,8 @@ def vectors() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def hnsw_dir(tmp_path_factory: pytest.TempPathFactory, vectors: tuple[np.ndarray, np.ndarray]) -> Path:
     folder = tmp_path_factory.mktemp("hnsw")
-    index = build_index(vectors[0], "hnsw", hnsw_m=16, ef_construction=80)  # the exporter's own builder
+    # the exporter's own builder, over the MIPS -> L2 reduction (queries get a 0 appended)
+    index = build_index(vectors[0], "hnsw", space="mips_to_l2", hnsw_m=16, ef_construction=80)
     faiss.write_index(index, str(folder / "student_ann.faiss"))
     return folder
 
@@ -111,6 +112,31 @@ def test_exclusions_never_come_back_and_k_still_does(
     ((idx, _),) = ann.search(users[:1], [K], [excluded], [None])
     assert len(idx) == K and not set(idx.tolist()) & set(excluded.tolist())
     assert idx.tolist() == top[30:40]
+
+
+def test_an_exclusion_applies_to_its_own_query_only() -> None:
+    # One batched search for both rows, exclusions tested over (row, item) keys at once: item 2,
+    # excluded for row 0 only, must still come back for row 1 (and item 3 the other way round).
+    items = np.array([[1.0, 0.0], [0.5, 0.0], [3.0, 0.0], [2.0, 0.0], [0.0, 1.0]], np.float32)
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(2), 2, 1, faiss.METRIC_INNER_PRODUCT)
+    index.train(items)
+    index.add(items)
+    ann = AnnIndex(index, "ivf", 1, items)
+    users = np.array([[1.0, 0.0], [1.0, 0.0]], np.float32)
+    results = ann.search(users, [3, 3], [np.array([2], np.int64), np.array([3], np.int64)], [None, None])
+    assert [r[0].tolist() for r in results] == [[3, 0, 1], [2, 0, 1]]
+    assert results[0][1].tolist() == [2.0, 1.0, 0.5]
+
+
+def test_plain_ties_are_broken_by_lower_index_as_on_the_exact_path() -> None:
+    items = np.array([[0.0, 1.0], [2.0, 0.0], [1.0, 0.0], [2.0, 0.0], [2.0, 0.0]], np.float32)
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(2), 2, 1, faiss.METRIC_INNER_PRODUCT)
+    index.train(items)
+    index.add(items)
+    ((idx, sc),) = AnnIndex(index, "ivf", 1, items).search(
+        np.array([[1.0, 0.0]], np.float32), [4], [np.zeros(0, np.int64)], [None]
+    )
+    assert idx.tolist() == [1, 3, 4, 2] and sc.tolist() == [2.0, 2.0, 2.0, 1.0]
 
 
 def test_small_eligible_set_is_scored_exactly(hnsw_dir: Path, vectors: tuple[np.ndarray, np.ndarray]) -> None:
@@ -201,13 +227,20 @@ def _publish_pair(root: Path) -> tuple[Path, Path]:
     return exact_dir, ann_dir
 
 
-def test_the_service_answers_from_the_index_with_filters_held(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def published_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return _publish_pair(tmp_path_factory.mktemp("pair"))
+
+
+def test_the_service_answers_from_the_index_with_filters_held(
+    tmp_path: Path, published_pair: tuple[Path, Path]
+) -> None:
     from fastapi.testclient import TestClient
 
     from app.main import create_app
     from tests.app.conftest import make_settings
 
-    exact_dir, ann_dir = _publish_pair(tmp_path)
+    exact_dir, ann_dir = published_pair
     rng = np.random.default_rng(5)
     with (
         TestClient(create_app(make_settings(tmp_path / "e", exact_dir))) as exact_client,
@@ -215,8 +248,10 @@ def test_the_service_answers_from_the_index_with_filters_held(tmp_path: Path) ->
     ):
         assert ann_client.app.state.store.current.ann is not None  # type: ignore[attr-defined]
         assert exact_client.app.state.store.current.ann is None  # type: ignore[attr-defined]
-        summary = ann_client.get("/v1/models").json()["retrieval"]
+        models = ann_client.get("/v1/models").json()
+        summary = models["retrieval"]
         assert summary["kind"] == "hnsw" and summary["metrics"]["recall@10"] >= 0.95
+        assert models["retrieval_served"] == "hnsw"
         overlaps = []
         for i in range(30):
             history = [f"item{j}" for j in rng.integers(0, 3000, 5)]
@@ -235,3 +270,27 @@ def test_the_service_answers_from_the_index_with_filters_held(tmp_path: Path) ->
                 assert all(int(x[4:]) % 2 == 1 for x in ids)
             overlaps.append(len(set(ids) & {item["item_id"] for item in want["items"]}) / 10)
         assert np.mean(overlaps) >= 0.95
+
+
+def test_retrieval_exact_setting_serves_the_top_k_graph_and_leaves_the_index_unloaded(
+    tmp_path: Path, published_pair: tuple[Path, Path]
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from tests.app.conftest import make_settings
+
+    exact_dir, ann_dir = published_pair
+    rng = np.random.default_rng(6)
+    with (
+        TestClient(create_app(make_settings(tmp_path / "e", exact_dir))) as exact_client,
+        TestClient(create_app(make_settings(tmp_path / "f", ann_dir, retrieval="exact"))) as forced,
+    ):
+        assert forced.app.state.store.current.ann is None  # type: ignore[attr-defined]
+        summary = forced.get("/v1/models").json()
+        assert summary["retrieval"]["kind"] == "hnsw" and summary["retrieval_served"] == "exact"
+        assert exact_client.get("/v1/models").json()["retrieval_served"] == "exact"
+        for _ in range(10):
+            body = {"history": [f"item{j}" for j in rng.integers(0, 3000, 5)], "k": 10}
+            got = forced.post("/v1/recommend", json=body).json()["items"]
+            assert got == exact_client.post("/v1/recommend", json=body).json()["items"]

@@ -44,3 +44,12 @@ def test_bad_settings_fail_fast(field: str, value: object, needle: str) -> None:
 def test_history_db_inside_models_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="history_db must not live"):
         Settings(models_dir=tmp_path, history_db=tmp_path / "h.sqlite3")
+
+
+def test_retrieval_override_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().retrieval == "manifest"
+    monkeypatch.setenv("RECDISTILL_RETRIEVAL", "exact")
+    assert Settings().retrieval == "exact"
+    monkeypatch.setenv("RECDISTILL_RETRIEVAL", "hnsw")  # the index kind is the manifest's, not a setting
+    with pytest.raises(ValidationError, match="retrieval"):
+        Settings()

@@ -19,6 +19,7 @@ from training.config import PipelineConfig, load_config
 from training.pipeline import (
     PipelineResult,
     StageError,
+    evaluate_all,
     load_data,
     load_trained,
     publish_trained,
@@ -151,3 +152,19 @@ def test_export_stage_refuses_checkpoints_from_other_data(tiny) -> None:
     data, _ = load_data(other)
     with pytest.raises(StageError, match="other data"):
         load_trained(other, data)
+
+
+def test_eval_max_users_ranks_a_seeded_sample_of_test_users(tiny) -> None:
+    """eval.max_users: every model is ranked on the same seeded sample; the report says how many."""
+    cfg, result = tiny
+    data, split = load_data(cfg)
+    capped = cfg.model_copy(deep=True)
+    capped.eval.max_users = 25
+    evaluation = evaluate_all(capped, data, split, load_trained(cfg, data))
+    assert evaluation["test_users"] == 25
+    assert {row["users"] for row in evaluation["test"].values()} == {25.0}
+    again = evaluate_all(capped, data, split, load_trained(cfg, data))
+    assert again["test"] == evaluation["test"]  # same seed, same users, same numbers
+    full = json.loads((result.version_dir / "report.json").read_text())
+    assert full["test_users"] == len(split.test_users) > 25
+    assert f"Ranked for {len(split.test_users)} test users" in (result.version_dir / "report.md").read_text()
