@@ -121,12 +121,13 @@ def build_index(
     ivf_nlist: int | None = None,
     threads: int = 1,
     seed: int = 0,
+    train_per_cell: int = 256,
 ) -> Any:
     """A faiss index holding every item, row i = item index i, searched in `space` (None: the kind's
     DEFAULT_SPACE): on inner products of the items, or L2 over `mips_items(items)` (one more column).
 
-    IVF's nlist defaults to ~4·sqrt(n_items) (faiss's rule of thumb), trained on at most 256·nlist
-    items sampled with `seed`.
+    IVF's nlist defaults to ~4·sqrt(n_items) (faiss's rule of thumb), trained on at most
+    `train_per_cell`·nlist items sampled with `seed` (faiss warns below 39 per cell).
     """
     faiss = _faiss()
     faiss.omp_set_num_threads(threads)
@@ -151,7 +152,8 @@ def build_index(
         quantizer = faiss.IndexFlatL2(dim) if space == "mips_to_l2" else faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, metric)
         rng = np.random.default_rng(seed)
-        sample = items if n <= 256 * nlist else items[rng.choice(n, 256 * nlist, replace=False)]
+        cap = train_per_cell * nlist
+        sample = items if n <= cap else items[rng.choice(n, cap, replace=False)]
         index.cp.seed = seed
         index.train(sample)
     index.add(items)

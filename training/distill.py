@@ -43,7 +43,6 @@ from training.losses import (
     hard_label_loss,
     ranking_distillation_loss,
     ranking_distillation_softmax_loss,
-    sampled_softmax_loss,
     tempered_kl_loss,
 )
 from training.shortlist import RECALL_QUERIES, IvfShortlist, use_ivf
@@ -56,6 +55,7 @@ from training.train import (
     fit_stage,
     histories_before,
     negative_proposal,
+    sampled_hard_loss,
     set_threads,
     sparse_tables,
     student_score_fn,
@@ -346,11 +346,7 @@ def fit_student(
         """CE over the full catalog, or a sampled softmax with logQ correction (large catalogs)."""
         if logits is not None:
             return hard_label_loss(logits, tgt)
-        neg = torch.multinomial(q, min(sc.n_negatives, split.n_items), replacement=True, generator=gen)
-        items = model.item_vectors_of(torch.cat([tgt, neg]))
-        pos_logit = (vec * items[: len(tgt)]).sum(-1)
-        neg_logits = vec @ items[len(tgt) :].T
-        return sampled_softmax_loss(pos_logit, neg_logits, log_q[tgt], log_q[neg], neg[None] == tgt[:, None])
+        return sampled_hard_loss(vec, tgt, model.item_vectors_of, q, log_q, sc.n_negatives, gen)
 
     def batch_loss(idx: np.ndarray) -> torch.Tensor:
         r = rows[idx]

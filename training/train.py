@@ -319,6 +319,32 @@ def negative_proposal(split: Split, smoothing: float = 0.1) -> torch.Tensor:
     return torch.as_tensor(q, dtype=torch.float32)
 
 
+def sampled_hard_loss(
+    vec: torch.Tensor,
+    tgt: torch.Tensor,
+    item_vectors_of: Callable[[torch.Tensor], torch.Tensor],
+    q: torch.Tensor,
+    log_q: torch.Tensor,
+    n_negatives: int,
+    gen: torch.Generator,
+    logq_correction: bool = True,
+) -> torch.Tensor:
+    """Sampled softmax of the targets against `n_negatives` items drawn from the proposal q.
+
+    The hard-label loss of teacher and student on large catalogs: only the target and negative rows
+    go through `item_vectors_of`, never the whole catalog. vec (P, D), tgt (P,), log_q = q.log().
+    """
+    neg = torch.multinomial(q, min(n_negatives, len(q)), replacement=True, generator=gen)  # (S,)
+    items = item_vectors_of(torch.cat([tgt, neg]))
+    pos_logit = (vec * items[: len(tgt)]).sum(-1)
+    neg_logits = vec @ items[len(tgt) :].T  # (P, S)
+    if not logq_correction:
+        return sampled_softmax_loss(
+            pos_logit, neg_logits, torch.zeros_like(pos_logit), torch.zeros(len(neg), device=vec.device)
+        )
+    return sampled_softmax_loss(pos_logit, neg_logits, log_q[tgt], log_q[neg], neg[None] == tgt[:, None])
+
+
 def use_full_softmax(cfg: PipelineConfig, n_items: int) -> bool:
     t = cfg.teacher
     return t.loss == "full" or (t.loss == "auto" and n_items <= t.full_softmax_max_items)
@@ -361,17 +387,9 @@ def fit_teacher(
         vec, tgt = seq[has], y[has]  # (P, D), (P,)
         if full:
             return hard_label_loss(vec @ model.item_vectors().T, tgt)
-        neg = torch.multinomial(
-            q, min(tc.n_negatives, split.n_items), replacement=True, generator=gen
-        )  # (S,)
-        items = model.item_vectors_of(torch.cat([tgt, neg]))  # only the rows this batch needs
-        pos_logit = (vec * items[: len(tgt)]).sum(-1)
-        neg_logits = vec @ items[len(tgt) :].T  # (P, S)
-        if not tc.logq_correction:
-            return sampled_softmax_loss(
-                pos_logit, neg_logits, torch.zeros_like(pos_logit), torch.zeros(len(neg), device=device)
-            )
-        return sampled_softmax_loss(pos_logit, neg_logits, log_q[tgt], log_q[neg], neg[None] == tgt[:, None])
+        return sampled_hard_loss(
+            vec, tgt, model.item_vectors_of, q, log_q, tc.n_negatives, gen, logq_correction=tc.logq_correction
+        )
 
     return fit_stage(
         model, pairs.n_windows, batch_loss, teacher_score_fn(model), split, tc, cfg,
