@@ -183,6 +183,9 @@ class ExportConfig(_Section):
 
 
 class EvalConfig(_Section):
+    # The test query: "train+valid" is the field's standard leave-one-out protocol (the user's train
+    # items plus the validation item, what a live service sees); "train" is the older train-only query.
+    test_history: Literal["train+valid", "train"] = "train+valid"
     k: int = Field(10, ge=1)
     recall_k: int = Field(50, ge=1)
     batch_size: int = Field(512, gt=0)

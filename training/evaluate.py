@@ -21,7 +21,7 @@ import numpy as np
 from core.agreement import agreement
 from core.manifest import HISTORY_INPUT, INDICES_OUTPUT, K_INPUT, SCORES_OUTPUT
 from training.data import Split
-from training.ranking import ScoreFn, evaluate, padded_histories
+from training.ranking import ScoreFn, TestHistory, evaluate, padded_histories
 
 if TYPE_CHECKING:
     from core.manifest import ModelCard
@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODEL_ORDER = ("teacher", "student", "scratch", "popularity")
+PROTOCOLS = {
+    "train+valid": "standard leave-one-out (test query = train items + the validation item; "
+    "full ranking, seen items excluded)",
+    "train": "train-only test query (the validation item is excluded but not in the query)",
+}
 PLOT_METRICS = ("hr@{k}", "ndcg@{k}", "recall@{rk}", "mrr", "coverage@{k}")
 
 
@@ -63,16 +68,20 @@ def evaluate_models(
     recall_k: int,
     batch_size: int,
     stage: str = "test",
+    test_history: TestHistory = "train+valid",
 ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
     """Full-ranking metrics per model and each model's top-k lists (for agreement).
 
     `models` maps a name to (score_fn, history_len): each model sees the history length it was
-    trained with.
+    trained with; `test_history` is the test query (training.ranking.evaluate).
     """
     metrics: dict[str, dict[str, float]] = {}
     tops: dict[str, np.ndarray] = {}
     for name, (score_fn, history_len) in models.items():
-        result = evaluate(score_fn, split, stage, history_len, k, recall_k, batch_size, return_topk=True)  # type: ignore[arg-type]
+        result = evaluate(
+            score_fn, split, stage, history_len, k, recall_k, batch_size,  # type: ignore[arg-type]
+            return_topk=True, test_history=test_history,
+        )  # fmt: skip
         assert isinstance(result, tuple)  # return_topk=True
         metrics[name], tops[name] = result
         log.info("%s %s: %s", stage, name, {m: round(v, 4) for m, v in metrics[name].items()})
@@ -88,19 +97,21 @@ def score_pairs(
     n_users: int,
     items_per_user: int = 50,
     seed: int = 0,
+    test_history: TestHistory = "train+valid",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Teacher and student scores of the same (user, item) pairs, for the scatter plot.
 
-    Per sampled test user: the teacher's top-10 items plus random items, so both the head (where
-    agreement matters) and the bulk of the catalog show.
+    Per sampled test user (its test query, as `test_history` says): the teacher's top-10 items plus
+    random items, so both the head (where agreement matters) and the bulk of the catalog show.
     """
     rng = np.random.default_rng(seed)
-    users = split.test_users
-    if len(users) == 0:
+    if len(split.test_users) == 0:
         return np.zeros(0, np.float32), np.zeros(0, np.float32)
-    users = rng.choice(users, size=min(n_users, len(users)), replace=False)
-    t = teacher_fn(users, padded_histories(split, users, teacher_len))
-    s = student_fn(users, padded_histories(split, users, student_len))
+    rows = rng.choice(len(split.test_users), size=min(n_users, len(split.test_users)), replace=False)
+    users = split.test_users[rows]
+    then = split.valid_items[rows] if test_history == "train+valid" else None
+    t = teacher_fn(users, padded_histories(split, users, teacher_len, then))
+    s = student_fn(users, padded_histories(split, users, student_len, then))
     top = np.argsort(-t, axis=1)[:, :10]
     rand = rng.integers(0, split.n_items, size=(len(users), items_per_user))
     cols = np.concatenate([top, rand], axis=1)
@@ -183,6 +194,7 @@ def precision_report(
     batch_size: int,
     latency_calls: int = 300,
     seed: int = 0,
+    test_history: TestHistory = "train+valid",
 ) -> dict[str, Any]:
     """The published reduced-precision student topk graph against the same graph in float32.
 
@@ -215,7 +227,7 @@ def precision_report(
             expose_all_scores(path, Path(tmp) / f"{name}_all_scores.onnx")
             scorer = all_scores_fn(ort_session(Path(tmp) / f"{name}_all_scores.onnx"), split.n_items)
             models[name] = (scorer, card.history_len)
-        metrics, tops = evaluate_models(split, models, k, recall_k, batch_size)
+        metrics, tops = evaluate_models(split, models, k, recall_k, batch_size, test_history=test_history)
         del models  # free their two sessions (each holds the matrix) before timing
         users = np.random.default_rng(seed).permutation(split.test_users)[:latency_calls]
         latency = topk_latency(sessions, padded_histories(split, users, card.history_len), k)
@@ -275,6 +287,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     ]
     if report.get("test_users") is not None:
         out += [f"Ranked for {report['test_users']} test users (`eval.max_users` caps a seeded sample).", ""]
+    if report.get("test_history") is not None:
+        out += [f"Test protocol: {PROTOCOLS.get(report['test_history'], report['test_history'])}.", ""]
     if report.get("soft_label_shortlist"):
         sl = report["soft_label_shortlist"]
         out += [

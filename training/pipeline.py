@@ -239,7 +239,7 @@ def evaluate_all(cfg: PipelineConfig, data: Interactions, split: Split, trained:
     if trained.scratch is not None:
         models["scratch"] = (student_score_fn(trained.scratch), trained.scratch.history_len)
     models["popularity"] = (popularity_score_fn(split.item_popularity()), 1)
-    metrics, tops = evaluate_models(split, models, e.k, e.recall_k, e.batch_size)
+    metrics, tops = evaluate_models(split, models, e.k, e.recall_k, e.batch_size, test_history=e.test_history)
     agreement = {"student": mean_agreement(tops["student"], tops["teacher"], e.k)}
     if "scratch" in tops:
         agreement["scratch"] = mean_agreement(tops["scratch"], tops["teacher"], e.k)
@@ -247,16 +247,18 @@ def evaluate_all(cfg: PipelineConfig, data: Interactions, split: Split, trained:
     sweep = []
     for temperature, model in trained.sweep:
         swept, _ = evaluate_models(
-            split, {"s": (student_score_fn(model), model.history_len)}, e.k, e.recall_k, e.batch_size
-        )
+            split, {"s": (student_score_fn(model), model.history_len)}, e.k, e.recall_k, e.batch_size,
+            test_history=e.test_history,
+        )  # fmt: skip
         sweep.append({"temperature": temperature, "metrics": swept["s"]})
     scatter = score_pairs(
         models["teacher"][0], models["student"][0], split,
         trained.teacher.history_len, trained.student.history_len, e.scatter_users, seed=cfg.seed,
+        test_history=e.test_history,
     )  # fmt: skip
     return {
         "test": metrics, "agreement": agreement, "sweep": sweep, "scatter": scatter,
-        "test_users": len(split.test_users),
+        "test_users": len(split.test_users), "test_history": e.test_history,
     }  # fmt: skip
 
 
@@ -289,7 +291,9 @@ def _precision(cfg: PipelineConfig, split: Split, stage: Path, card: Any) -> dic
 
     e = cfg.eval
     users = validation_split(split, e.max_users, cfg.seed)
-    return precision_report(users, stage, card, e.k, e.recall_k, e.batch_size, seed=cfg.seed)
+    return precision_report(
+        users, stage, card, e.k, e.recall_k, e.batch_size, seed=cfg.seed, test_history=e.test_history
+    )
 
 
 def write_data_files(stage: Path, data: Interactions, split: Split) -> None:
@@ -373,6 +377,7 @@ def publish_trained(
             "curves": {name: rec.get("curve", []) for name, rec in trained.records.items()},
             "seconds": seconds,
             "test_users": evaluation["test_users"],
+            "test_history": evaluation["test_history"],
         }
         if shortlist := cached_shortlist(cfg, split):
             report["soft_label_shortlist"] = shortlist

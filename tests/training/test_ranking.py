@@ -114,5 +114,15 @@ def test_evaluate_test_stage_also_excludes_the_validation_item() -> None:
     assert metrics["hr@3"] == 1.0 and metrics["mrr"] == 1.0 and metrics["ndcg@3"] == 1.0
     np.testing.assert_array_equal(top, [[3, 4, 5], [0, 1, 2]])
     assert metrics["coverage@3"] == 1.0
-    # The history is the train items only: the validation item is not appended for the test stage.
+    # Standard protocol: the test query is the train items followed by the validation item.
+    np.testing.assert_array_equal(seen[0], [[0, 1, 2], [6, 4, 5]])
+
+
+def test_evaluate_train_only_test_history_keeps_the_validation_item_out_of_the_query() -> None:
+    seen: list[np.ndarray] = []
+    metrics, _ = evaluate(
+        _constant_scores(seen), tiny_split(), "test", 3, k=3, recall_k=5, batch_size=512,
+        return_topk=True, test_history="train",
+    )  # fmt: skip
+    assert metrics["ndcg@3"] == 1.0  # same exclusions, so the same ranks as the standard query
     np.testing.assert_array_equal(seen[0], [[6, 0, 1], [6, 6, 4]])
