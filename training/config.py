@@ -182,6 +182,28 @@ class ExportConfig(_Section):
     min_precision_overlap: float = Field(0.9, gt=0, le=1)
 
 
+class ALSPeerConfig(_Section):
+    """The implicit ALS peer's tuning grid: every point is fitted on train items and ranked on the
+    validation item; the best is refitted on train + validation items for the standard test query.
+    The Amazon Beauty / Sports optima were 128 factors, alpha 40, regularization 1 / 10."""
+
+    factors: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [64, 128], min_length=1)
+    regularization: list[Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: [0.1, 1.0, 10.0], min_length=1
+    )
+    alpha: list[Annotated[float, Field(ge=0)]] = Field(default_factory=lambda: [10.0, 40.0], min_length=1)
+    iterations: int = Field(15, gt=0)
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Grid points in a fixed order (factors, then regularization, then alpha)."""
+        return [
+            {"factors": f, "regularization": r, "alpha": a, "iterations": self.iterations}
+            for f in self.factors
+            for r in self.regularization
+            for a in self.alpha
+        ]
+
+
 class EvalConfig(_Section):
     # The test query: "train+valid" is the field's standard leave-one-out protocol (the user's train
     # items plus the validation item, what a live service sees); "train" is the older train-only query.
@@ -193,6 +215,10 @@ class EvalConfig(_Section):
     # Test users ranked over the full catalog; None = all. A seeded sample keeps a 1M-item
     # evaluation (every user x every item, per model) within minutes.
     max_users: int | None = Field(None, gt=0)
+    # Classic peers ranked beside the deep models, with the same test query and exclusions. "als"
+    # needs the implicit package; without it the report says it was skipped and why.
+    peers: list[Literal["popularity", "als"]] = Field(default_factory=lambda: ["popularity", "als"])
+    als: ALSPeerConfig = Field(default_factory=ALSPeerConfig)
 
 
 class PipelineConfig(_Section):

@@ -227,23 +227,54 @@ def _fit_record(fit: Any) -> dict[str, Any]:
 # --- evaluate, export, publish -----------------------------------------------------------------------
 
 
+def fit_peers(
+    cfg: PipelineConfig, full: Split, split: Split
+) -> tuple[dict[str, tuple[Any, int]], dict[str, dict[str, Any]], dict[str, str]]:
+    """The classic peers of `eval.peers`: {name: (score_fn, history_len)}, their tuning records, skips.
+
+    Fitted on every train interaction of `full`; ALS is tuned on the validation items of `split`
+    (the evaluated sample) and refitted for the test query (training.peers.als_peer). A peer that
+    cannot run here is skipped with the reason, never silently.
+    """
+    from training.evaluate import popularity_score_fn
+    from training.peers import als_peer, implicit_missing
+
+    e = cfg.eval
+    models: dict[str, tuple[Any, int]] = {}
+    records: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
+    for name in dict.fromkeys(e.peers):
+        if name == "popularity":
+            models[name] = (popularity_score_fn(full.item_popularity()), 1)
+            continue
+        if (why := implicit_missing()) is not None:
+            log.warning("peer %s skipped: %s", name, why)
+            skipped[name] = why
+            continue
+        peer = als_peer(
+            full, e.als.grid(), cfg.seed, cfg.threads or 0, e.test_history,
+            e.k, e.recall_k, e.batch_size, eval_split=split,
+        )  # fmt: skip
+        models[name] = (peer.model.score_fn(), 1)
+        records[name] = peer.record()
+    return models, records, skipped
+
+
 def evaluate_all(cfg: PipelineConfig, data: Interactions, split: Split, trained: Trained) -> dict[str, Any]:
     """Test metrics for every model, agreement with the teacher, the sweep, and scatter pairs."""
-    from training.evaluate import evaluate_models, mean_agreement, popularity_score_fn, score_pairs
+    from training.evaluate import evaluate_models, mean_agreement, score_pairs
     from training.train import student_score_fn, teacher_score_fn, validation_split
 
     e = cfg.eval
-    split = validation_split(split, e.max_users, cfg.seed)  # eval.max_users: a seeded sample of test users
+    full, split = split, validation_split(split, e.max_users, cfg.seed)  # eval.max_users: a seeded sample
     models = {"teacher": (teacher_score_fn(trained.teacher), trained.teacher.history_len)}
     models["student"] = (student_score_fn(trained.student), trained.student.history_len)
     if trained.scratch is not None:
         models["scratch"] = (student_score_fn(trained.scratch), trained.scratch.history_len)
-    models["popularity"] = (popularity_score_fn(split.item_popularity()), 1)
+    peers, peer_records, peers_skipped = fit_peers(cfg, full, split)
+    models |= peers
     metrics, tops = evaluate_models(split, models, e.k, e.recall_k, e.batch_size, test_history=e.test_history)
-    agreement = {"student": mean_agreement(tops["student"], tops["teacher"], e.k)}
-    if "scratch" in tops:
-        agreement["scratch"] = mean_agreement(tops["scratch"], tops["teacher"], e.k)
-    agreement["popularity"] = mean_agreement(tops["popularity"], tops["teacher"], e.k)
+    agreement = {name: mean_agreement(tops[name], tops["teacher"], e.k) for name in tops if name != "teacher"}
     sweep = []
     for temperature, model in trained.sweep:
         swept, _ = evaluate_models(
@@ -259,6 +290,7 @@ def evaluate_all(cfg: PipelineConfig, data: Interactions, split: Split, trained:
     return {
         "test": metrics, "agreement": agreement, "sweep": sweep, "scatter": scatter,
         "test_users": len(split.test_users), "test_history": e.test_history,
+        "peers": peer_records, "peers_skipped": peers_skipped,
     }  # fmt: skip
 
 
@@ -334,7 +366,9 @@ def publish_trained(
         seconds.setdefault(name, float(record.get("seconds", 0.0)))
     t0 = time.perf_counter()
     evaluation = evaluate_all(cfg, data, split, trained)
-    seconds["evaluate"] = time.perf_counter() - t0
+    peer_seconds = {f"{name}_peer": float(rec["seconds"]) for name, rec in evaluation["peers"].items()}
+    seconds["evaluate"] = time.perf_counter() - t0 - sum(peer_seconds.values())  # peers' tuning: apart
+    seconds |= peer_seconds
     config_json = cfg.model_dump(mode="json")
     version = new_version(data.fingerprint, json.dumps(config_json, sort_keys=True))
     params = {"teacher": count_parameters(trained.teacher), "student": count_parameters(trained.student)}
@@ -345,6 +379,9 @@ def publish_trained(
         "agreement": evaluation["agreement"],
         "valid": {name: rec.get("valid_metrics", {}) for name, rec in trained.records.items()},
         "sweep": evaluation["sweep"],
+        "test_history": evaluation["test_history"],
+        "peers": evaluation["peers"],
+        "peers_skipped": evaluation["peers_skipped"],
     }
     dataset = DatasetInfo(
         name=data.name, fingerprint=data.fingerprint,
@@ -378,6 +415,8 @@ def publish_trained(
             "seconds": seconds,
             "test_users": evaluation["test_users"],
             "test_history": evaluation["test_history"],
+            "peers": evaluation["peers"],
+            "peers_skipped": evaluation["peers_skipped"],
         }
         if shortlist := cached_shortlist(cfg, split):
             report["soft_label_shortlist"] = shortlist
