@@ -3,7 +3,8 @@
 Nothing heavy is imported at module level (no torch, no pandas): the serving image installs the
 package without torch and runs `recdistill serve`, so every stage imports its modules inside its
 own function. Bad input (data, config, a missing file) prints one message on stderr and exits 2;
-never a traceback.
+never a traceback. A publish gate that fails (training/gates.py) prints one line per failed gate
+and exits 3: nothing was published.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 EXIT_USAGE = 2
+EXIT_GATES = 3  # a publish gate failed: nothing was published (publish.require_gates=false overrides)
 log = logging.getLogger("recdistill")
 
 
@@ -184,13 +186,16 @@ def _metrics_line(metrics: dict[str, Any]) -> str:
 
 
 def _quality_lines(metrics: dict[str, Any]) -> list[str]:
-    """The test protocol and the peers skipped."""
+    """Warnings first, then the test protocol, the peers skipped and the publish gates."""
     from training.evaluate import PROTOCOLS
+    from training.gates import gate_lines
 
-    lines = []
+    lines = list(metrics.get("warnings", []))
     if history := metrics.get("test_history"):
         lines.append(f"protocol: {PROTOCOLS.get(history, history)}")
     lines += [f"peer {name} skipped: {why}" for name, why in metrics.get("peers_skipped", {}).items()]
+    if gates := metrics.get("gates"):
+        lines += [f"publish gates {gates['status']}:", *(f"  {line}" for line in gate_lines(gates))]
     return [*lines, ""] if lines else []
 
 
@@ -352,6 +357,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        if type(exc).__name__ == "GateError":  # one line per failed gate; no version, LATEST untouched
+            print("\n".join(exc.lines), file=sys.stderr)  # type: ignore[attr-defined]
+            print(f"recdistill {args.command}: not published (--set publish.require_gates=false "
+                  "publishes anyway)", file=sys.stderr)  # fmt: skip
+            return EXIT_GATES
         if isinstance(exc, _user_errors()):
             print(f"recdistill {args.command}: error: {exc}", file=sys.stderr)
             return EXIT_USAGE

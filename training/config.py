@@ -221,6 +221,21 @@ class EvalConfig(_Section):
     als: ALSPeerConfig = Field(default_factory=ALSPeerConfig)
 
 
+class PublishConfig(_Section):
+    """Quality gates checked on the test metrics before anything is staged.
+
+    student_vs_scratch: the distilled student's test NDCG@k must be at least
+    `scratch NDCG@k * (1 - scratch_tolerance)`; the tolerance is relative (0.03 = the student may be
+    up to 3% below the scratch student, the seed-to-seed noise of the comparison) and the edge passes.
+    student_vs_popularity: the student must not be below the popularity peer (no tolerance).
+    A failed gate stops the publish (the CLI exits 3); `require_gates = false` publishes anyway and
+    the manifest and report record the gate results as overridden.
+    """
+
+    require_gates: bool = True
+    scratch_tolerance: float = Field(0.03, ge=0, lt=1)
+
+
 class PipelineConfig(_Section):
     name: str = "synthetic"
     seed: int = 0
@@ -235,6 +250,7 @@ class PipelineConfig(_Section):
     distill: DistillConfig = Field(default_factory=DistillConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
 
 
 def _parse_value(raw: str) -> Any:

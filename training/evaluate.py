@@ -283,6 +283,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"{ds.get('n_interactions')} interactions (fingerprint `{str(ds.get('fingerprint', ''))[:12]}`).",
         "",
     ]
+    out += [f"**{line}**" for line in report.get("warnings", [])] + ([""] if report.get("warnings") else [])
     out += [
         "## Test metrics (full ranking, train items and the validation item excluded)",
         "",
@@ -293,6 +294,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if report.get("test_history") is not None:
         out += [f"Test protocol: {PROTOCOLS.get(report['test_history'], report['test_history'])}.", ""]
     out += peers_markdown(report)
+    out += gates_markdown(report.get("gates"))
     if report.get("soft_label_shortlist"):
         sl = report["soft_label_shortlist"]
         out += [
@@ -358,6 +360,15 @@ def peers_markdown(report: Mapping[str, Any]) -> list[str]:
         )
     lines += [f"- {name}: skipped ({why})" for name, why in report.get("peers_skipped", {}).items()]
     return ["## Peers", "", *lines, ""] if lines else []
+
+
+def gates_markdown(gates: Mapping[str, Any] | None) -> list[str]:
+    """The publish gates: each gate's line and the overall status (passed, or overridden)."""
+    if not gates:
+        return []
+    from training.gates import gate_lines
+
+    return [f"## Publish gates: {gates.get('status')}", "", *(f"- {line}" for line in gate_lines(gates)), ""]
 
 
 def _reduced_parity_note(result: Mapping[str, Any]) -> str:

@@ -344,6 +344,36 @@ def write_data_files(stage: Path, data: Interactions, split: Split) -> None:
     np.savez(stage / "holdout.npz", user=split.test_users, item=split.test_items)
 
 
+def check_publish_gates(cfg: PipelineConfig, evaluation: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The publish gates (training.gates) and quality warnings on the test metrics, logged.
+
+    A failed gate with `publish.require_gates` raises GateError; the refused version's metrics and
+    gate results are kept in `work_dir/refused.json` (no version folder, LATEST untouched).
+    """
+    from training.gates import check_gates, enforce, gate_lines, quality_warnings
+
+    test, k = evaluation["test"], cfg.eval.k
+    gates = check_gates(test, k, cfg.publish.scratch_tolerance, cfg.publish.require_gates)
+    warnings = quality_warnings(test, k)
+    for line in warnings:
+        log.warning("%s", line)
+    for line in gate_lines(gates):
+        (log.info if gates["status"] == "passed" else log.warning)("%s", line)
+    if gates["status"] == "failed" and distributed.is_main():
+        refused = Path(cfg.work_dir) / "refused.json"
+        refused.parent.mkdir(parents=True, exist_ok=True)
+        record = {
+            "test": test,
+            "test_history": evaluation["test_history"],
+            "gates": gates,
+            "warnings": warnings,
+        }
+        refused.write_text(json.dumps(record, indent=2, default=float) + "\n")
+        log.warning("not published; the refused version's metrics and gates: %s", refused)
+    enforce(gates)
+    return gates, warnings
+
+
 def publish_trained(
     cfg: PipelineConfig,
     data: Interactions,
@@ -351,9 +381,11 @@ def publish_trained(
     trained: Trained,
     seconds: dict[str, float] | None = None,
 ) -> PipelineResult:
-    """Evaluate, then export + parity + report into a staging folder, then publish atomically.
+    """Evaluate, check the publish gates, then export + parity + report into a staging folder, then
+    publish atomically.
 
-    A parity failure raises before anything is renamed: no version, LATEST untouched.
+    A failed gate (GateError) raises before anything is staged, a parity failure before anything is
+    renamed: either way no version, LATEST untouched.
     """
     from training.ann import retrieval_for_student
     from training.evaluate import write_report
@@ -369,6 +401,7 @@ def publish_trained(
     peer_seconds = {f"{name}_peer": float(rec["seconds"]) for name, rec in evaluation["peers"].items()}
     seconds["evaluate"] = time.perf_counter() - t0 - sum(peer_seconds.values())  # peers' tuning: apart
     seconds |= peer_seconds
+    gates, warnings = check_publish_gates(cfg, evaluation)  # GateError here: nothing staged yet
     config_json = cfg.model_dump(mode="json")
     version = new_version(data.fingerprint, json.dumps(config_json, sort_keys=True))
     params = {"teacher": count_parameters(trained.teacher), "student": count_parameters(trained.student)}
@@ -382,6 +415,8 @@ def publish_trained(
         "test_history": evaluation["test_history"],
         "peers": evaluation["peers"],
         "peers_skipped": evaluation["peers_skipped"],
+        "gates": gates,
+        "warnings": warnings,
     }
     dataset = DatasetInfo(
         name=data.name, fingerprint=data.fingerprint,
@@ -417,6 +452,8 @@ def publish_trained(
             "test_history": evaluation["test_history"],
             "peers": evaluation["peers"],
             "peers_skipped": evaluation["peers_skipped"],
+            "gates": gates,
+            "warnings": warnings,
         }
         if shortlist := cached_shortlist(cfg, split):
             report["soft_label_shortlist"] = shortlist
