@@ -482,6 +482,36 @@ def publish_trained(
     )
 
 
+def _stage_seconds(limit: float | None, budget: float | None) -> float | None:
+    """The tighter of a stage's own cap and its share of the budget (None = no limit)."""
+    if budget is None:
+        return limit
+    budget = max(budget, 0.0)
+    return budget if limit is None else min(limit, budget)
+
+
+def budgeted(cfg: PipelineConfig, stage: str, elapsed: float) -> PipelineConfig:
+    """cfg with the stage's max_train_seconds cut to its share of `cfg.budget_minutes`.
+
+    stage "teacher": `teacher_budget_share` of the budget. stage "students": what is left after
+    `elapsed` seconds, less the reserve for evaluation and export, split evenly over the students
+    to train (distilled, scratch, each swept temperature).
+    """
+    if cfg.budget_minutes is None:
+        return cfg
+    total = cfg.budget_minutes * 60.0
+    out = cfg.model_copy(deep=True)
+    if stage == "teacher":
+        out.teacher.max_train_seconds = _stage_seconds(
+            cfg.teacher.max_train_seconds, cfg.teacher_budget_share * total
+        )
+    else:
+        n = 1 + int(cfg.distill.train_scratch) + len(cfg.distill.sweep_temperatures)
+        left = total * (1.0 - cfg.budget_reserve_share) - elapsed
+        out.student.max_train_seconds = _stage_seconds(cfg.student.max_train_seconds, left / n)
+    return out
+
+
 def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult | None:
     """data -> teacher -> soft labels -> student (+ scratch, sweep) -> evaluate -> export -> publish.
 
@@ -491,15 +521,16 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult |
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seconds: dict[str, float] = {}
-    t0 = time.perf_counter()
+    start = t0 = time.perf_counter()
     data, split = load_data(cfg)
     seconds["data"] = time.perf_counter() - t0
-    teacher_fit = train_teacher(cfg, data, split, progress)
+    teacher_fit = train_teacher(budgeted(cfg, "teacher", 0.0), data, split, progress)
     seconds["teacher"] = teacher_fit.seconds
     t0 = time.perf_counter()
     labels = soft_labels(cfg, teacher_fit.model, split, progress)
     seconds["soft_labels"] = time.perf_counter() - t0
-    fits = train_students(cfg, data, split, labels, progress)
+    student_cfg = budgeted(cfg, "students", time.perf_counter() - start)
+    fits = train_students(student_cfg, data, split, labels, progress)
     for name, fit in fits.items():
         seconds[name] = fit.seconds
     if not distributed.is_main():  # torchrun: one model, published by rank 0
