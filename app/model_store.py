@@ -244,9 +244,8 @@ def load_version(
         )
     opts = session_options(intra_op_threads)
     student = _load_side(version_dir, "student", manifest.student, n, opts)
+    # A teacher without oov_user reads the history alone (a history-only teacher), like the student.
     teacher = _load_side(version_dir, "teacher", manifest.teacher, n, opts)
-    if teacher.oov_user is None:
-        raise ManifestError(f"{version_dir / MANIFEST_FILE}: teacher.oov_user is missing")
     for arr in (category, price, popularity, item_ids):
         arr.setflags(write=False)
     model = LoadedModel(
