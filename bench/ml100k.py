@@ -1,7 +1,11 @@
 """The MovieLens-100k benchmark: recdistill's teacher, student and scratch student against tuned peers.
 
-Protocol (the teacher's own): configs/ml-100k.toml's data -> leave_last_out -> full-ranking
-`training.ranking.evaluate` (train items excluded; at test the validation item is excluded too).
+Protocol: configs/ml-100k.toml's data -> leave_last_out -> full-ranking `training.ranking.evaluate`
+with the pipeline's `eval.test_history` (default: the standard leave-one-out query = train items +
+the validation item; everything the query has seen is excluded). The peers below are fitted on the
+train items only, so under the standard query they do not see the validation item in their user
+factors (the pipeline's own ALS peer, training/peers.py, is refit on train + validation); the
+shop-log benchmark with the pipeline's peers is bench/quality.py.
 Peers are tuned on the validation item with the first seed, then the chosen config is refitted for
 every seed. All PASS/FAIL checks are computed from the measured numbers.
 
