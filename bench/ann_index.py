@@ -169,7 +169,7 @@ def measure(
     """Build one index and walk its ladder until the tuning recall passes --stop-recall."""
     import faiss
 
-    from training.ann import exact_topk, recall_at_k
+    from core.topk import exact_topk, recall_at_k
 
     tune, held = users[:N_QUERIES], users[N_QUERIES : 2 * N_QUERIES]
     _, exact_tune = exact_topk(tune, items, K)

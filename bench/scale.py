@@ -45,6 +45,7 @@ import numpy as np
 from bench.loadgen import percentiles_ms, process_memory_mb, wrk_available, wrk_script
 from bench.report import RESULTS_DIR, markdown_table, write_report
 from bench.service import machine_info, request_bodies, running_server, torch_loaded, wrk_with_cpu
+from core.topk import exact_topk, recall_at_k
 
 log = logging.getLogger(__name__)
 
@@ -184,26 +185,6 @@ def check_version(version_dir: Path) -> Any:
     return manifest
 
 
-def reference_topk(
-    items: np.ndarray, vectors: np.ndarray, excludes: list[np.ndarray], k: int, block: int = 32
-) -> list[list[int]]:
-    """Float32 numpy top-k per query with its exclusions (score desc, ties by lower index)."""
-    out: list[list[int]] = []
-    for start in range(0, len(vectors), block):
-        scores = vectors[start : start + block] @ items.T  # (b, n_items)
-        for row, ex in enumerate(excludes[start : start + block]):
-            scores[row, ex] = -np.inf
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        part_s = np.take_along_axis(scores, part, axis=1)
-        order = np.lexsort((part, -part_s), axis=1)
-        out.extend(np.take_along_axis(part, order, axis=1).tolist())
-    return out
-
-
-def _recall(got: list[list[int]], want: list[list[int]]) -> float:
-    return float(np.mean([len(set(a) & set(e)) / max(1, len(e)) for a, e in zip(got, want, strict=True)]))
-
-
 def _cpu_ms_per_request(run: Any, queries: list[Any], batch: int) -> float:
     """Process CPU time per request answering `queries` in batches of `batch` (after one warm batch)."""
     run(queries[:batch])
@@ -265,13 +246,14 @@ def in_process(version_dir: Path, bodies: list[dict[str, Any]]) -> dict[str, Any
         vectors = _user_vectors(
             version_dir, measured["histories"], measured["history_len"], measured["padding_value"]
         )
-        reference = reference_topk(measured["items"], vectors, measured["excludes"], K)
+        _, ref_idx = exact_topk(vectors, measured["items"], K, block=32, excludes=measured["excludes"])
+        reference = ref_idx.tolist()
     finally:
         restore()
-    out["recall@10"] = _recall(answers["ann"], answers["exact"])
+    out["recall@10"] = recall_at_k(answers["ann"], answers["exact"])
     out["recall_requests"] = len(answers["ann"])
     out["short_answers"] = int(sum(len(a) < K for a in answers["ann"]))
-    out["recall@10_vs_float32"] = {name: _recall(answers[name], reference) for name in PATHS}
+    out["recall@10_vs_float32"] = {name: recall_at_k(answers[name], reference) for name in PATHS}
     return out
 
 

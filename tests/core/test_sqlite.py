@@ -1,0 +1,29 @@
+"""core.sqlite.connect: one busy timeout, WAL, read-only opens that never create a file."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from core.sqlite import BUSY_TIMEOUT_MS, connect
+
+
+def test_a_writer_gets_wal_the_synchronous_level_and_the_one_busy_timeout(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "sub" / "db.sqlite3", "NORMAL")  # the folder is created
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == BUSY_TIMEOUT_MS
+    assert connect(tmp_path / "full.sqlite3").execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_read_only_never_creates_the_file_and_refuses_writes(tmp_path: Path) -> None:
+    with pytest.raises(sqlite3.OperationalError):
+        connect(tmp_path / "missing.sqlite3", read_only=True)
+    assert not (tmp_path / "missing.sqlite3").exists()
+    writer = connect(tmp_path / "db.sqlite3")
+    writer.execute("CREATE TABLE t (x)")
+    reader = connect(tmp_path / "db.sqlite3", read_only=True)
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reader.execute("INSERT INTO t VALUES (1)")
