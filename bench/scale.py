@@ -1,4 +1,4 @@
-"""Catalogue-scale benchmark (issue 5): exact vs ANN retrieval of one model version, side by side.
+"""Catalogue-scale benchmark: exact vs ANN retrieval of one model version, side by side.
 
 Two ways to get the version it measures:
   - `--version-dir models/<version>`: a version the real pipeline published with an ANN index
@@ -15,7 +15,7 @@ Two ways to get the version it measures:
 Both paths serve the *same* version: the exact path is the student's top-k ONNX graph, forced by
 the service setting RECDISTILL_RETRIEVAL=exact (the index is then not loaded); the ANN path is what
 the manifest names. Measured, in one run:
-  1. in-process, through app/recommender.py as the service runs it (exclude_seen on): batch-1
+  1. in-process, through app/engine/recommender.py as the service runs it (exclude_seen on): batch-1
      latency of each path, CPU milliseconds per request at batch 1 and at batch 32 (CPU time is
      what a shared machine distorts least), recall@10 of the ANN answers against the exact answers
      on >= 1,000 requests, and of both against a float32 numpy reference;
@@ -196,8 +196,8 @@ def _cpu_ms_per_request(run: Any, queries: list[Any], batch: int) -> float:
 
 def _measure_path(version_dir: Path, retrieval: str, bodies: list[dict[str, Any]]) -> dict[str, Any]:
     """One path in-process: latency at batch 1, CPU per request at 1 and BATCH, answers, user vectors."""
-    from app.model_store import load_version
-    from app.recommender import prepare, recommend_batch
+    from app.engine.loading import load_version
+    from app.engine.recommender import prepare, recommend_batch
 
     t0 = time.perf_counter()
     model = load_version(version_dir, intra_op_threads=1, retrieval=retrieval)  # type: ignore[arg-type]
@@ -234,7 +234,7 @@ def in_process(version_dir: Path, bodies: list[dict[str, Any]]) -> dict[str, Any
     """Both paths of one version through the service's recommender; recall of ANN vs exact and of
     both vs a float32 reference (the exact path differs from it only if the graph's items are reduced
     precision)."""
-    from app.recommender import limit_blas_threads
+    from app.engine.recommender import limit_blas_threads
 
     restore = limit_blas_threads()  # numpy BLAS on one thread, as in the service
     try:

@@ -80,9 +80,10 @@ class FileEntry(BaseModel):
 
 
 class Retrieval(BaseModel):
-    """How the student's top-k is computed when served (issue 5 adds ANN indexes)."""
+    """How the student's top-k is computed when served: the exact graph, or an ANN index at catalogue scale."""
 
-    kind: Literal["exact", "hnsw", "ivf"] = "exact"  # hnsw/ivf: a faiss index (app/ann.py, training/ann.py)
+    # hnsw/ivf: a faiss index (app/engine/ann.py, training/ann.py)
+    kind: Literal["exact", "hnsw", "ivf"] = "exact"
     index_file: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)

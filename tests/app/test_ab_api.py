@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.experiment import Experiment
+from app.experiment.assignment import Experiment
 from app.main import create_app
 
 AB = {"experiment_name": "exp-t", "experiment_salt": "salt-t", "experiment_teacher_share": 0.5}

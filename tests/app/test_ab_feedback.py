@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from app.ab_stats import build_ab_report
-from app.feedback import FeedbackError, FeedbackStore, Served
+from app.experiment.ab_stats import build_ab_report
+from app.stores.feedback_sqlite import SqliteFeedbackStore
+from app.stores.records import FeedbackError, Served
 
 
 def _served(request_id: str, arm: str, unit: str, items: tuple[str, ...], forced: bool = False) -> Served:
@@ -19,19 +20,19 @@ def _served(request_id: str, arm: str, unit: str, items: tuple[str, ...], forced
 
 @pytest.fixture
 def store(tmp_path: Path):
-    s = FeedbackStore(tmp_path / "state.sqlite3", flush_interval=3600)  # flushes only when asked
+    s = SqliteFeedbackStore(tmp_path / "state.sqlite3", flush_interval=3600)  # flushes only when asked
     yield s
     s.close()
 
 
-def test_feedback_on_an_unflushed_answer_is_accepted(store: FeedbackStore) -> None:
+def test_feedback_on_an_unflushed_answer_is_accepted(store: SqliteFeedbackStore) -> None:
     store.log_served(_served("r1", "student", "user:u1", ("a", "b", "c")))
     result = store.add_feedback("r1", "b", "click")
     assert (result.arm, result.duplicate) == ("student", False)
     assert store.add_feedback("r1", "b", "click").duplicate is True
 
 
-def test_unknown_request_and_foreign_item_are_rejected_with_the_field(store: FeedbackStore) -> None:
+def test_unknown_request_and_foreign_item_are_rejected_with_the_field(store: SqliteFeedbackStore) -> None:
     store.log_served(_served("r1", "student", "user:u1", ("a", "b")))
     with pytest.raises(FeedbackError, match="unknown request id 'nope'") as unknown:
         store.add_feedback("nope", "a", "click")
@@ -46,13 +47,13 @@ def test_unknown_request_and_foreign_item_are_rejected_with_the_field(store: Fee
 
 def test_served_log_and_feedback_survive_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite3"
-    first = FeedbackStore(path, flush_interval=3600)
+    first = SqliteFeedbackStore(path, flush_interval=3600)
     first.log_served(_served("r1", "teacher", "user:u1", ("a", "b")))
     first.log_served(_served("r2", "student", "session:s9", ("c",)))
     first.add_feedback("r1", "a", "purchase")
     first.close()  # r2 was never flushed explicitly: close must commit it
 
-    second = FeedbackStore(path, flush_interval=3600)
+    second = SqliteFeedbackStore(path, flush_interval=3600)
     try:
         r2 = second.lookup("r2")
         assert r2 is not None and (r2.arm, r2.unit, r2.items) == ("student", "session:s9", ("c",))
@@ -64,7 +65,7 @@ def test_served_log_and_feedback_survive_a_restart(tmp_path: Path) -> None:
 
 def test_background_writer_commits_without_being_asked(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite3"
-    store = FeedbackStore(path, flush_interval=0.01)
+    store = SqliteFeedbackStore(path, flush_interval=0.01)
     store.log_served(_served("r1", "student", "user:u1", ("a",)))
     for _ in range(500):  # polls the outcome, not the clock: the writer must empty the buffer
         if not store._pending:
@@ -74,7 +75,7 @@ def test_background_writer_commits_without_being_asked(tmp_path: Path) -> None:
     store.close()
 
 
-def test_arm_counts_by_hand(store: FeedbackStore) -> None:
+def test_arm_counts_by_hand(store: SqliteFeedbackStore) -> None:
     store.log_served(_served("r1", "student", "user:u1", ("a", "b", "c")))
     store.log_served(_served("r2", "student", "user:u1", ("a", "d")))
     store.log_served(_served("r3", "student", "anonymous", ("a",)))
@@ -152,8 +153,8 @@ class _CommitGate:
         return getattr(self._conn, name)
 
 
-def test_log_served_does_not_block_while_a_flush_commits(store: FeedbackStore) -> None:
-    """Regression (benchmark, issue 3): flush held the buffer lock through INSERT + COMMIT (fsync), so
+def test_log_served_does_not_block_while_a_flush_commits(store: SqliteFeedbackStore) -> None:
+    """Regression (found under the service benchmark): flush held the buffer lock through INSERT + COMMIT (fsync), so
     log_served on the event loop stalled on the disk. Now only the in-flight batch waits for it."""
     gate = _CommitGate(store._conn)
     store._conn = gate  # type: ignore[assignment]
@@ -178,7 +179,7 @@ def test_log_served_does_not_block_while_a_flush_commits(store: FeedbackStore) -
     ]
 
 
-def test_failed_flush_keeps_the_answers_buffered(store: FeedbackStore) -> None:
+def test_failed_flush_keeps_the_answers_buffered(store: SqliteFeedbackStore) -> None:
     """A commit that fails puts the batch back: the answers are retried, never silently lost."""
 
     class FailingCommit:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from app.ab_stats import chi2_sf, normal_sf, srm_check, two_proportion_ztest, wilson_interval
+from app.experiment.ab_stats import chi2_sf, normal_sf, srm_check, two_proportion_ztest, wilson_interval
 
 
 def test_normal_tail_matches_scipy() -> None:

@@ -1,4 +1,4 @@
-"""app/ann.py: loading a published index and answering with filters that hold exactly."""
+"""app/engine/ann.py: loading a published index and answering with filters that hold exactly."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.ann import AnnIndex, exact_top, load_ann
+from app.engine.ann import AnnIndex, load_ann
 from core.manifest import Manifest, ManifestError, Retrieval
+from core.topk import top_k_of
 from training.ann import build_index
 
 faiss = pytest.importorskip("faiss", reason="faiss-cpu (the ann extra) is not installed")
@@ -49,7 +50,7 @@ def hnsw(hnsw_dir: Path, items: np.ndarray, **kw: int) -> AnnIndex:
 
 
 def exact(items: np.ndarray, user: np.ndarray, allowed: np.ndarray, k: int) -> list[int]:
-    return exact_top(allowed, items[allowed] @ user, k)[0].tolist()
+    return top_k_of(allowed, items[allowed] @ user, k)[0].tolist()
 
 
 def test_exact_retrieval_needs_no_faiss(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

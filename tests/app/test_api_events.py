@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.events_export import export_events
+from app.stores.events_export import export_events
 
 
 def ids(body: dict) -> list[str]:

@@ -207,7 +207,7 @@ def test_a_new_version_reseeds_history_without_duplicating_logged_events(
 def test_garbage_latest_is_refused_at_start_up_and_the_newest_good_version_serves(
     tmp_path: Path, models_dir: Path, settings_for: Callable[..., Settings]
 ) -> None:
-    """Regression (benchmark, issue 3): an unreadable or garbage models/LATEST crashed start-up with a
+    """Regression (found under the service benchmark): an unreadable or garbage models/LATEST crashed start-up with a
     traceback. It is now refused with a message naming the file; the newest good version serves."""
     (models_dir / "LATEST").write_bytes(b"\xff\xfe\x00garbage")
     with TestClient(create_app(settings_for(models_dir))) as client:

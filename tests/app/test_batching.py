@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from app.batching import MicroBatcher
+from app.engine.batching import MicroBatcher
 
 
 def test_concurrent_requests_share_batches_up_to_max_size() -> None:

@@ -1,5 +1,5 @@
 """An event acknowledged with 2xx is on disk: SIGKILL the real server right after the answer and
-read the events back from the database (WAL + synchronous=FULL, see app/history.py)."""
+read the events back from the database (WAL + synchronous=FULL, see app/stores/history_sqlite.py)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.experiment import AssignmentError, Experiment
+from app.experiment.assignment import AssignmentError, Experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ def test_known_assignments_are_pinned() -> None:
 
 def test_assignment_is_the_same_in_a_fresh_process_with_another_hash_seed() -> None:
     code = (
-        "from app.experiment import Experiment\n"
+        "from app.experiment.assignment import Experiment\n"
         "e = Experiment('exp1', 'salt-a', 0.5)\n"
         "print(''.join(e.assign(f'user{i}').arm[0] for i in range(200)))\n"
     )

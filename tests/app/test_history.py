@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.history import Interaction, SqliteHistoryStore
+from app.stores.history_sqlite import SqliteHistoryStore
+from app.stores.records import Interaction
 
 
 def test_history_is_ordered_by_time_then_arrival(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The lean /v1/recommend path (issue 3): it bypasses FastAPI's router and body handling, so these
+"""The lean /v1/recommend path (the event loop is the bottleneck under load): it bypasses FastAPI's router and body handling, so these
 tests pin that it still answers exactly like a FastAPI route with a `RecommendRequest` body would:
 the same 422 bodies, 413 and 503, the same OpenAPI description, the same metrics."""
 
@@ -12,9 +12,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from app.api.schemas import RecommendRequest
 from app.config import Settings
 from app.main import create_app
-from app.schemas import RecommendRequest
 
 JSON = {"content-type": "application/json"}
 
@@ -106,7 +106,7 @@ def test_no_model_is_503_with_retry_after(tmp_path: Path, settings_for: Callable
 
 
 def test_the_heap_is_frozen_while_serving_and_released_at_shutdown(settings: Settings) -> None:
-    """Regression (benchmark, issue 3): a full GC pass over the loaded app took ~40 ms on the loop."""
+    """Regression (found under the service benchmark): a full GC pass over the loaded app took ~40 ms on the loop."""
     before = gc.get_freeze_count()
     with TestClient(create_app(settings)) as client:
         assert gc.get_freeze_count() > before

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.deps import json_safe
+from app.api.errors import json_safe
 
 JSON = {"content-type": "application/json"}
 

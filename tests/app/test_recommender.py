@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.model_store import LoadedModel, load_version
-from app.recommender import Query, UnknownCategory, eligible_items, prepare, recommend_batch
+from app.engine.loading import load_version
+from app.engine.model import LoadedModel
+from app.engine.recommender import Query, UnknownCategory, eligible_items, prepare, recommend_batch
 from core.manifest import ManifestError
 from tests.fixtures.tiny_model import build_tiny_version
 

@@ -10,10 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from app.comparisons import Comparison
 from app.config import Settings
-from app.feedback import FeedbackError, Served
-from app.history import Interaction
+from app.stores.records import Comparison, FeedbackError, Interaction, Served
 from tests.redis_server import redis_server
 
 
@@ -36,7 +34,7 @@ def run(coro):  # type: ignore[no-untyped-def]
 
 
 def test_history_orders_by_time_then_arrival_and_honours_limit(url: str) -> None:
-    from app.history_redis import RedisHistoryStore
+    from app.stores.history_redis import RedisHistoryStore
 
     async def scenario() -> list[list[tuple[str, int, str | None]]]:
         store = RedisHistoryStore(url)
@@ -61,7 +59,7 @@ def test_history_orders_by_time_then_arrival_and_honours_limit(url: str) -> None
 
 
 def test_seed_once_per_version_replaces_the_old_seed_and_skips_logged_events(url: str) -> None:
-    from app.history_redis import RedisHistoryStore
+    from app.stores.history_redis import RedisHistoryStore
 
     async def scenario() -> tuple[int, int, int, list[tuple[str, int]], list[tuple[str, int]]]:
         store = RedisHistoryStore(url)
@@ -89,7 +87,7 @@ def _served(
 
 
 def test_feedback_validation_and_arm_counts_across_two_replicas(url: str) -> None:
-    from app.redis_state import RedisFeedbackStore
+    from app.stores.feedback_redis import RedisFeedbackStore
 
     a, b = RedisFeedbackStore(url, flush_interval=0.01), RedisFeedbackStore(url, flush_interval=0.01)
     try:
@@ -139,7 +137,7 @@ def test_feedback_validation_and_arm_counts_across_two_replicas(url: str) -> Non
 
 
 def test_feedback_on_an_answer_another_replica_has_not_flushed_yet_is_retried(url: str) -> None:
-    from app.redis_state import RedisFeedbackStore
+    from app.stores.feedback_redis import RedisFeedbackStore
 
     a = RedisFeedbackStore(url, flush_interval=0.02)
     b = RedisFeedbackStore(url, flush_interval=0.02)
@@ -183,7 +181,7 @@ def test_log_served_does_not_block_while_a_redis_flush_is_in_flight(url: str) ->
     Now the buffer is swapped out under the lock and written outside it; lookup sees the batch."""
     import redis
 
-    from app.redis_state import RedisFeedbackStore
+    from app.stores.feedback_redis import RedisFeedbackStore
 
     store = RedisFeedbackStore(url, flush_interval=3600)  # flushes only when asked
     real = store._r
@@ -221,7 +219,7 @@ def test_a_failed_redis_flush_keeps_the_answers_buffered(url: str) -> None:
     """A round trip that fails puts the batch back: the answers are retried, never silently lost."""
     import redis
 
-    from app.redis_state import RedisFeedbackStore
+    from app.stores.feedback_redis import RedisFeedbackStore
 
     store = RedisFeedbackStore(url, flush_interval=3600)
     real = store._r
@@ -241,7 +239,7 @@ def test_a_failed_redis_flush_keeps_the_answers_buffered(url: str) -> None:
 
 
 def test_comparisons_round_trip_and_aggregate_failures(url: str) -> None:
-    from app.redis_state import RedisComparisonStore
+    from app.stores.comparisons_redis import RedisComparisonStore
 
     one, two = RedisComparisonStore(url), RedisComparisonStore(url)
     try:
@@ -266,7 +264,8 @@ def test_comparisons_round_trip_and_aggregate_failures(url: str) -> None:
 
 def test_unreachable_redis_is_a_clear_error_without_the_password(tmp_path: Path) -> None:
     pytest.importorskip("redis")
-    from app.history_redis import RedisHistoryStore, RedisUnavailable
+    from app.stores.history_redis import RedisHistoryStore
+    from app.stores.redis_client import RedisUnavailable
 
     with pytest.raises(
         RedisUnavailable, match=r"redis://:\*\*\*@127\.0\.0\.1:1/0: cannot reach redis"
@@ -281,9 +280,9 @@ def test_settings_refuse_redis_without_a_url(tmp_path: Path) -> None:
 
 
 def test_weak_redis_durability_is_logged(url: str, caplog: pytest.LogCaptureFixture) -> None:
-    from app.history_redis import RedisHistoryStore
+    from app.stores.history_redis import RedisHistoryStore
 
-    with caplog.at_level(logging.WARNING, logger="app.history_redis"):
+    with caplog.at_level(logging.WARNING, logger="app.stores.history_redis"):
         store = RedisHistoryStore(url)
     run(store.close())
     assert "appendonly=no appendfsync=" in caplog.text

@@ -10,11 +10,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from app.comparisons import ComparisonStore
-from app.model_store import LoadedModel, load_version
-from app.recommender import Query, Result, recommend_batch
-from app.shadow import ShadowJob, ShadowRunner, _CancellableSession
-from app.shadow_process import TeacherShed
+from app.engine.loading import load_version
+from app.engine.model import LoadedModel
+from app.engine.recommender import Query, Result, recommend_batch
+from app.experiment.shadow import CancellableSession, ShadowJob, ShadowRunner
+from app.experiment.shadow_process import TeacherShed
+from app.stores.comparisons_sqlite import SqliteComparisonStore
 from core.manifest import HISTORY_INPUT, INDICES_OUTPUT, K_INPUT, SCORES_OUTPUT, USER_INPUT
 from tests.fixtures.tiny_model import build_tiny_version, build_version, tiny_arrays
 
@@ -26,7 +27,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
 
 @pytest.fixture
 def store(tmp_path: Path):
-    s = ComparisonStore(tmp_path / "state.sqlite3")
+    s = SqliteComparisonStore(tmp_path / "state.sqlite3")
     yield s
     s.close()
 
@@ -38,7 +39,9 @@ def _job(model: LoadedModel, request_id: str = "r1", user: int | None = 0, k: in
     return ShadowJob(request_id, query, items, student_latency_ms=0.5)
 
 
-def test_teacher_that_agrees_scores_perfect_agreement(model: LoadedModel, store: ComparisonStore) -> None:
+def test_teacher_that_agrees_scores_perfect_agreement(
+    model: LoadedModel, store: SqliteComparisonStore
+) -> None:
     runner = ShadowRunner(store, rate=1.0, timeout_ms=10_000)
     runner.start()
     job = _job(model)
@@ -57,7 +60,7 @@ def test_teacher_that_agrees_scores_perfect_agreement(model: LoadedModel, store:
     assert runner.counts["compared"] == 1
 
 
-def test_teacher_that_disagrees_is_measured(tmp_path: Path, store: ComparisonStore) -> None:
+def test_teacher_that_disagrees_is_measured(tmp_path: Path, store: SqliteComparisonStore) -> None:
     # The teacher adds a strong "books" bias for user u0, so it answers i10, i07, i04, i01 where the
     # student answers i09, i06, i03, i00: nothing shared -> overlap 0, RBO 0, NDCG 0, tau undefined.
     arrays = tiny_arrays()
@@ -75,7 +78,7 @@ def test_teacher_that_disagrees_is_measured(tmp_path: Path, store: ComparisonSto
     assert np.isnan(rows.metrics["kendall_tau"][0])
 
 
-def test_teacher_that_raises_is_counted_not_raised(model: LoadedModel, store: ComparisonStore) -> None:
+def test_teacher_that_raises_is_counted_not_raised(model: LoadedModel, store: SqliteComparisonStore) -> None:
     def broken(query: Query, run_options: ort.RunOptions) -> Result:
         raise RuntimeError("teacher exploded")
 
@@ -90,7 +93,7 @@ def test_teacher_that_raises_is_counted_not_raised(model: LoadedModel, store: Co
 
 
 def test_teacher_past_its_timeout_is_counted_and_discarded(
-    model: LoadedModel, store: ComparisonStore
+    model: LoadedModel, store: SqliteComparisonStore
 ) -> None:
     never = threading.Event()
 
@@ -107,7 +110,7 @@ def test_teacher_past_its_timeout_is_counted_and_discarded(
     assert store.load().failures == {("v1", "timeout"): 1}
 
 
-def test_full_queue_drops_and_counts(model: LoadedModel, store: ComparisonStore) -> None:
+def test_full_queue_drops_and_counts(model: LoadedModel, store: SqliteComparisonStore) -> None:
     started, release = threading.Event(), threading.Event()
 
     def blocked(query: Query, run_options: ort.RunOptions) -> Result:
@@ -128,7 +131,9 @@ def test_full_queue_drops_and_counts(model: LoadedModel, store: ComparisonStore)
     assert store.load().failures == {("v1", "dropped"): 1}
 
 
-def test_sampling_is_deterministic_and_close_to_the_rate(model: LoadedModel, store: ComparisonStore) -> None:
+def test_sampling_is_deterministic_and_close_to_the_rate(
+    model: LoadedModel, store: SqliteComparisonStore
+) -> None:
     half = ShadowRunner(store, rate=0.5)
     picks = [half.sampled(f"req-{i}") for i in range(4000)]
     assert picks == [ShadowRunner(store, rate=0.5).sampled(f"req-{i}") for i in range(4000)]
@@ -139,14 +144,14 @@ def test_sampling_is_deterministic_and_close_to_the_rate(model: LoadedModel, sto
     assert off.submit(_job(model)) is False and off.counts == {}
 
 
-def test_rate_outside_unit_interval_is_rejected(store: ComparisonStore) -> None:
+def test_rate_outside_unit_interval_is_rejected(store: SqliteComparisonStore) -> None:
     with pytest.raises(ValueError, match="shadow rate"):
         ShadowRunner(store, rate=1.5)
 
 
 def test_cancellable_session_passes_the_run_options(model: LoadedModel) -> None:
     local = threading.local()
-    session = _CancellableSession(model.teacher.topk, local)
+    session = CancellableSession(model.teacher.topk, local)
     feeds = {
         HISTORY_INPUT: np.full((1, model.teacher.history_len), model.teacher.padding_value, np.int64),
         USER_INPUT: np.array([0], np.int64),
@@ -159,7 +164,7 @@ def test_cancellable_session_passes_the_run_options(model: LoadedModel) -> None:
         session.run([SCORES_OUTPUT, INDICES_OUTPUT], feeds)
 
 
-def test_default_teacher_uses_its_own_sessions(model: LoadedModel, store: ComparisonStore) -> None:
+def test_default_teacher_uses_its_own_sessions(model: LoadedModel, store: SqliteComparisonStore) -> None:
     runner = ShadowRunner(store, rate=1.0)
     shadow = runner._shadow_model(model)
     assert shadow.teacher.topk is not model.teacher.topk
@@ -168,7 +173,7 @@ def test_default_teacher_uses_its_own_sessions(model: LoadedModel, store: Compar
 
 
 def test_sessions_of_the_previous_version_are_kept_for_queued_jobs(
-    model: LoadedModel, tmp_path: Path, store: ComparisonStore
+    model: LoadedModel, tmp_path: Path, store: SqliteComparisonStore
 ) -> None:
     newer = load_version(build_tiny_version(tmp_path / "models", "v2"))
     newest = load_version(build_tiny_version(tmp_path / "models", "v3"))
@@ -180,7 +185,7 @@ def test_sessions_of_the_previous_version_are_kept_for_queued_jobs(
     assert [served.version for served, _ in runner._shadows] == ["v2", "v3"]  # at most two kept
 
 
-def test_watchdog_terminates_a_real_onnxruntime_run(model: LoadedModel, store: ComparisonStore) -> None:
+def test_watchdog_terminates_a_real_onnxruntime_run(model: LoadedModel, store: SqliteComparisonStore) -> None:
     feeds = {
         HISTORY_INPUT: np.zeros((1, model.teacher.history_len), np.int64),
         USER_INPUT: np.array([0], np.int64),
@@ -206,7 +211,7 @@ def test_watchdog_terminates_a_real_onnxruntime_run(model: LoadedModel, store: C
 
 
 def test_a_teacher_over_its_cpu_budget_counts_as_dropped_and_pauses_the_shadow(
-    model: LoadedModel, store: ComparisonStore
+    model: LoadedModel, store: SqliteComparisonStore
 ) -> None:
     calls: list[str] = []
 

@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
+from app.engine.recommender import Query, Result, recommend_batch
+from app.experiment.shadow import ShadowRunner
 from app.main import create_app
-from app.recommender import Query, Result, recommend_batch
-from app.shadow import ShadowRunner
 
 REQUEST = {"history": ["i00"], "k": 4, "exclude_seen": False}
 EXPECTED = ["i09", "i06", "i03", "i00"]  # the tiny model's answer (see tests/fixtures/tiny_model.py)

@@ -1,4 +1,4 @@
-"""The shadow teacher's child process (issue 4): same answers as the in-process teacher, idle CPU
+"""The shadow teacher's child process: same answers as the in-process teacher, idle CPU
 priority, timeouts that discard the late answer, and errors that name their cause."""
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from app.model_store import LoadedModel, load_version
-from app.recommender import Query, recommend_batch
-from app.shadow_process import TeacherProcess, TeacherProcessError, TeacherShed
+from app.engine.loading import load_version
+from app.engine.model import LoadedModel
+from app.engine.recommender import Query, recommend_batch
+from app.experiment.shadow_process import TeacherProcess, TeacherProcessError, TeacherShed
 from core.manifest import ManifestError
 from tests.fixtures.tiny_model import build_tiny_version
 

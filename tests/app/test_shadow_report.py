@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.comparisons import ComparisonRows
-from app.shadow_report import build_report, render_html, svg_histogram
+from app.experiment.shadow_report import build_report, render_html, svg_histogram
+from app.stores.records import ComparisonRows
 
 
 @pytest.fixture

@@ -132,7 +132,7 @@ def test_hnsw_with_a_wide_search_finds_the_exact_top_k() -> None:
 
 
 def test_ivf_probing_every_list_finds_the_exact_top_k_and_the_service_loads_it(tmp_path: Path) -> None:
-    from app.ann import load_ann
+    from app.engine.ann import load_ann
     from core.manifest import Manifest, Retrieval
 
     items, queries = clustered(500, 8, 20, seed=2)
@@ -176,7 +176,7 @@ def test_unknown_kind_and_empty_catalogue_are_refused() -> None:
 
 
 def test_pipeline_publishes_a_verified_index_the_service_loads(tmp_path: Path) -> None:
-    from app.model_store import load_version
+    from app.engine.loading import load_version
     from core.manifest import load_manifest, verify_files
     from training.config import load_config
     from training.pipeline import run_pipeline

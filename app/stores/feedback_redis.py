@@ -1,18 +1,13 @@
-"""Redis-backed feedback / served-answer and shadow-comparison stores, so `/v1/ab/report` and
-`/v1/shadow/report` aggregate every replica.
-
-They duck-type `app.feedback.FeedbackStore` and `app.comparisons.ComparisonStore` (same methods,
-same return types) and are selected with `RECDISTILL_HISTORY_BACKEND=redis`, like the history.
+"""Redis-backed served-answer log and feedback, so `/v1/ab/report` counts every replica's answers.
 
 Layout (under `prefix`):
 - `served:<request_id>` hash (experiment, arm, forced, unit, model_version, items JSON, ts) and
   `served_ts:<experiment>` sorted set request_id -> ts, for `since` windows;
-- `fb:<request_id>` set of "event\\x1fitem" (SADD gives the duplicate flag atomically);
-- `cmp` sorted set of comparisons (JSON member, score ts), `cmp_fail` of failure counts.
+- `fb:<request_id>` set of "event\\x1fitem" (SADD gives the duplicate flag atomically).
 Served answers are buffered and written by a thread every `flush_interval` (no I/O on the request
-path), by the same `app.feedback.ServedLog` code as the SQLite store. Feedback that reaches another replica before the answer was
-flushed is retried once after two flush intervals before it is refused.
-Reports read the window's rows and aggregate in Python: O(requests in the window), fine for the
+path), by the same `ServedLog` code as the SQLite store. Feedback that reaches another replica before
+the answer was flushed is retried once after two flush intervals before it is refused.
+The report reads the window's rows and aggregates in Python: O(requests in the window), fine for the
 report's on-demand use; per-minute counters would be the next step for very long windows.
 """
 
@@ -20,17 +15,11 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import astuple
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
-from app.comparisons import Comparison, ComparisonRows, ComparisonStore, FailureKind
-from app.feedback import Event, FeedbackStore, Served, ServedLog
-from app.history_redis import import_redis, redact, sync_client
-
-if TYPE_CHECKING:
-    from app.config import Settings
+from app.stores.records import Event, Served
+from app.stores.redis_client import import_redis, redact, sync_client
+from app.stores.served_log import ServedLog
 
 _SEP = "\x1f"
 _PAGE = 2000
@@ -151,49 +140,3 @@ class RedisFeedbackStore(ServedLog):
         self._stop_writer()
         self.flush()
         self._r.close()
-
-
-class RedisComparisonStore:
-    """Shadow comparisons and failure counts shared by all replicas."""
-
-    def __init__(self, url: str, prefix: str = "recdistill:", timeout: float = 5.0):
-        self._r = sync_client(url, timeout)
-        self.prefix = prefix
-
-    def add(self, comparisons: Iterable[Comparison]) -> None:
-        mapping = {json.dumps(astuple(c)): c.ts for c in comparisons}
-        if mapping:
-            self._r.zadd(f"{self.prefix}cmp", mapping)
-
-    def add_failures(self, counts: dict[tuple[str, FailureKind], int], ts: float | None = None) -> None:
-        ts = time.time() if ts is None else ts
-        mapping = {
-            json.dumps([version, kind, n, uuid.uuid4().hex]): ts
-            for (version, kind), n in counts.items()
-            if n > 0
-        }
-        if mapping:
-            self._r.zadd(f"{self.prefix}cmp_fail", mapping)
-
-    def load(self, since: float | None = None) -> ComparisonRows:
-        low: Any = "-inf" if since is None else since
-        rows = [json.loads(m) for m in self._r.zrangebyscore(f"{self.prefix}cmp", low, "+inf")]
-        failures: dict[tuple[str, str], int] = {}
-        for member in self._r.zrangebyscore(f"{self.prefix}cmp_fail", low, "+inf"):
-            version, kind, n, _ = json.loads(member)
-            failures[(version, kind)] = failures.get((version, kind), 0) + int(n)
-        # astuple order: request_id, ts, student_version, teacher_version, k, overlap, rbo, tau, ndcg, lat_s, lat_t
-        return ComparisonRows.from_rows([(r[2], r[3], *r[5:]) for r in rows], failures)
-
-    def close(self) -> None:
-        self._r.close()
-
-
-def open_state_stores(settings: Settings) -> tuple[Any, Any]:
-    """(feedback, comparisons) for the selected backend: SQLite state db or shared Redis."""
-    if settings.history_backend == "redis":
-        assert settings.redis_url is not None  # Settings refuses redis without a URL
-        url, prefix = settings.redis_url.get_secret_value(), settings.redis_prefix
-        return RedisFeedbackStore(url, prefix), RedisComparisonStore(url, prefix)
-    path = settings.state_db_path
-    return FeedbackStore(path, synchronous=settings.history_synchronous), ComparisonStore(path)

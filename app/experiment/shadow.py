@@ -5,7 +5,7 @@ Design for the p99 budget (shadow on must cost the primary at most ~1.2x p99):
 - `submit` is O(1) on the request path: a crc32 sample test and a `put_nowait` on a bounded queue.
   A full queue drops the job (counted); the primary never waits for the shadow.
 - By default (isolation "process") the teacher runs in child processes at SCHED_IDLE
-  (app/shadow_process.py): it only gets CPU the primary leaves idle, and it has its own GIL. At rate
+  (app/experiment/shadow_process.py): it only gets CPU the primary leaves idle, and it has its own GIL. At rate
   1.0 on a saturated machine most jobs are therefore dropped or time out, by design, and counted.
   A CPU budget (RECDISTILL_SHADOW_CPU_BUDGET cores, a token bucket in the child) caps it as well:
   "idle" CPU is not free on SMT siblings and shared caches. While the child is over budget, jobs
@@ -30,68 +30,23 @@ import zlib
 from collections import Counter as TallyCounter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
-import numpy as np
 import onnxruntime as ort
-from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from app.comparisons import Comparison, ComparisonStore, FailureKind
-from app.model_store import LoadedModel, session_options
-from app.recommender import Query, Result, recommend_batch
-from app.shadow_process import TeacherPool, TeacherShed
+from app.engine.loading import session_options
+from app.engine.model import LoadedModel
+from app.engine.recommender import Query, Result, recommend_batch
+from app.experiment.shadow_metrics import METRIC_LABELS, ShadowMetrics
+from app.experiment.shadow_process import TeacherPool, TeacherShed
+from app.experiment.shadow_watchdog import CancellableSession, Watchdog
+from app.stores.protocols import ComparisonStore
+from app.stores.records import Comparison, FailureKind
 from core.agreement import agreement
 
 log = logging.getLogger(__name__)
 
-AGREEMENT_BUCKETS = tuple(round(0.1 * i, 1) for i in range(-10, 11))  # -1.0 .. 1.0 (tau can be negative)
 FLUSH_EVERY = 64  # comparisons per SQLite commit under load; an idle queue flushes at once
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-_METRIC_LABELS = {
-    "overlap@k": "overlap",
-    "rbo": "rbo",
-    "kendall_tau": "kendall_tau",
-    "ndcg_vs_teacher": "ndcg",
-}
-
-
-class ShadowMetrics:
-    """Prometheus series of the shadow, created on the app's registry."""
-
-    def __init__(self, registry: CollectorRegistry):
-        self.jobs = Counter(
-            "recdistill_shadow_jobs_total",
-            "Shadow jobs by outcome (compared, dropped, error, timeout)",
-            ["outcome"],
-            registry=registry,
-        )
-        self.agreement = Histogram(
-            "recdistill_shadow_agreement",
-            "Teacher-vs-student agreement per shadowed request",
-            ["metric"],
-            buckets=AGREEMENT_BUCKETS,
-            registry=registry,
-        )
-        self.latency = Histogram(
-            "recdistill_shadow_latency_seconds",
-            "Inference latency of each side on shadowed requests",
-            ["model"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self._children: dict[tuple[int, str], Any] = {}
-
-    def series(self, metric: Counter | Histogram, label: str) -> Any:
-        """`metric.labels(label)`, looked up once: `labels()` validates and hashes on every call."""
-        key = (id(metric), label)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(label)
-        return child
-
-    def job(self, outcome: str) -> None:
-        """Count one job outcome (drops happen on the request path, so this must be cheap)."""
-        self.series(self.jobs, outcome).inc()
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,18 +63,6 @@ class ShadowJob:
 
 # Runs the teacher on one query; the default uses recommend_batch on the shadow's own sessions.
 TeacherFn = Callable[[Query, ort.RunOptions], Result]
-
-
-class _CancellableSession:
-    """Duck-types InferenceSession.run for recommender.py, adding the worker's RunOptions so a
-    watchdog can terminate a run that overstays its timeout."""
-
-    def __init__(self, session: ort.InferenceSession, local: threading.local):
-        self._session = session
-        self._local = local
-
-    def run(self, output_names: list[str], feeds: dict[str, np.ndarray]) -> list[Any]:
-        return self._session.run(output_names, feeds, getattr(self._local, "run_options", None))
 
 
 class ShadowRunner:
@@ -166,7 +109,7 @@ class ShadowRunner:
         self._shadows: list[tuple[LoadedModel, LoadedModel]] = []
         self._sessions_lock = threading.Lock()
         self._lock = threading.Lock()
-        self._watchdog: _Watchdog | None = None
+        self._watchdog: Watchdog | None = None
         self.counts: TallyCounter[str] = TallyCounter()  # submitted, compared, dropped, error, timeout
         self._unsaved_failures: TallyCounter[tuple[str, FailureKind]] = TallyCounter()
         self._unsaved: list[Comparison] = []  # written in batches: one SQLite commit per job cost ~0.15 ms
@@ -205,7 +148,7 @@ class ShadowRunner:
     def start(self) -> None:
         if self.rate <= 0.0 or self._threads:
             return
-        self._watchdog = _Watchdog()
+        self._watchdog = Watchdog()
         if self._teacher_fn == self._run_in_process:
             self._pool = TeacherPool(self._n_threads, self._cpu_budget)
         for i in range(self._n_threads):
@@ -318,7 +261,7 @@ class ShadowRunner:
             self.metrics.job("compared")
             for name, value in scores.items():
                 if value is not None:
-                    self.metrics.series(self.metrics.agreement, _METRIC_LABELS[name]).observe(value)
+                    self.metrics.series(self.metrics.agreement, METRIC_LABELS[name]).observe(value)
             self.metrics.series(self.metrics.latency, "student").observe(job.student_latency_ms / 1000.0)
             self.metrics.series(self.metrics.latency, "teacher").observe(teacher_s)
 
@@ -371,8 +314,8 @@ class ShadowRunner:
             )
             teacher = replace(
                 model.teacher,
-                topk=cast(ort.InferenceSession, _CancellableSession(topk, self._local)),
-                user=cast(ort.InferenceSession, _CancellableSession(user, self._local)),
+                topk=cast(ort.InferenceSession, CancellableSession(topk, self._local)),
+                user=cast(ort.InferenceSession, CancellableSession(user, self._local)),
             )
             shadow = replace(model, teacher=teacher)
             self._shadows = [*self._shadows[-1:], (model, shadow)]
@@ -386,43 +329,3 @@ class ShadowRunner:
         finally:
             self._local.run_options = None
         return result
-
-
-class _Watchdog:
-    """One thread that sets `terminate` on runs past their deadline (instead of a Timer per job)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._armed: dict[int, tuple[float, ort.RunOptions]] = {}
-        self._next = 0
-        self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="recdistill-shadow-watchdog", daemon=True)
-        self._thread.start()
-
-    def arm(self, deadline: float, run_options: ort.RunOptions) -> int:
-        with self._cond:
-            self._next += 1
-            self._armed[self._next] = (deadline, run_options)
-            self._cond.notify()
-            return self._next
-
-    def disarm(self, token: int) -> None:
-        with self._cond:
-            self._armed.pop(token, None)
-
-    def _run(self) -> None:
-        with self._cond:
-            while not self._stopped:
-                now = time.monotonic()
-                for token, (deadline, run_options) in list(self._armed.items()):
-                    if deadline <= now:
-                        run_options.terminate = True
-                        del self._armed[token]
-                nearest = min((d for d, _ in self._armed.values()), default=now + 1.0)
-                self._cond.wait(max(nearest - now, 0.0005))
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify()
-        self._thread.join(timeout=2.0)

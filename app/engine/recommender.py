@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.ann import AnnIndex
-from app.model_store import LoadedModel, Side
+from app.engine.ann import AnnIndex
+from app.engine.model import LoadedModel, Side
 from core.manifest import (
     HISTORY_INPUT,
     INDICES_OUTPUT,
@@ -28,6 +28,7 @@ from core.manifest import (
     USER_INPUT,
     USER_VECTOR_OUTPUT,
 )
+from core.topk import top_k_of
 
 EMPTY = np.zeros(0, np.int64)
 log = logging.getLogger(__name__)
@@ -150,26 +151,17 @@ def _filtered(side: Side, queries: list[Query]) -> list[Result]:
             allowed[q.exclude] = False
             cand = np.flatnonzero(allowed)
             scores = side.item_vectors @ user_vectors[row]
-            results.append(_top(cand, scores[cand], q.k))
+            results.append(Result(*top_k_of(cand, scores[cand], q.k), None))
             continue
         cand = q.eligible
         if len(q.exclude):
             cand = cand[~np.isin(cand, q.exclude, assume_unique=True)]
-        results.append(_top(cand, side.item_vectors[cand] @ user_vectors[row], q.k))
+        results.append(Result(*top_k_of(cand, side.item_vectors[cand] @ user_vectors[row], q.k), None))
     return results
 
 
-def _top(cand: np.ndarray, scores: np.ndarray, k: int) -> Result:
-    if k < len(cand):
-        part = np.argpartition(-scores, k - 1)[:k]
-        order = part[np.lexsort((cand[part], -scores[part]))]  # score desc, ties by index
-    else:
-        order = np.lexsort((cand, -scores))
-    return Result(cand[order].astype(np.int64), scores[order].astype(np.float32), None)
-
-
 def _ann(side: Side, ann: AnnIndex, queries: list[Query]) -> list[Result]:
-    """User vectors from one ORT run, then the ANN index (filters held exactly, see app/ann.py)."""
+    """User vectors from one ORT run, then the ANN index (filters held exactly, see app/engine/ann.py)."""
     (user_vectors,) = side.user.run([USER_VECTOR_OUTPUT], _feeds(side, queries))
     found = ann.search(
         user_vectors, [q.k for q in queries], [q.exclude for q in queries], [q.eligible for q in queries]

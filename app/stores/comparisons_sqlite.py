@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import astuple, dataclass
+from collections.abc import Iterable
+from dataclasses import astuple
 from pathlib import Path
-from typing import Any, Literal
 
-import numpy as np
-
-from app.feedback import connect
-
-FailureKind = Literal["dropped", "error", "timeout"]
+from app.stores.records import Comparison, ComparisonRows, FailureKind
+from core.sqlite import connect
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS shadow_comparisons (
@@ -44,56 +40,8 @@ CREATE TABLE IF NOT EXISTS shadow_failures (
 CREATE INDEX IF NOT EXISTS shadow_failures_ts ON shadow_failures (ts);
 """
 
-# Column order of the arrays `load` returns (and of the table after request_id).
-METRIC_COLUMNS = ("overlap", "rbo", "kendall_tau", "ndcg")
 
-
-@dataclass(frozen=True)
-class Comparison:
-    request_id: str
-    ts: float
-    student_version: str
-    teacher_version: str
-    k: int
-    overlap: float
-    rbo: float
-    kendall_tau: float | None
-    ndcg: float
-    student_latency_ms: float
-    teacher_latency_ms: float
-
-
-@dataclass(frozen=True)
-class ComparisonRows:
-    """Columns of the comparisons in a time window, ready for numpy aggregation."""
-
-    student_version: np.ndarray  # str [n]
-    teacher_version: np.ndarray  # str [n]
-    metrics: dict[str, np.ndarray]  # float64 [n] per METRIC_COLUMNS; kendall_tau NaN when undefined
-    student_latency_ms: np.ndarray  # float64 [n]
-    teacher_latency_ms: np.ndarray  # float64 [n]
-    failures: dict[tuple[str, str], int]  # (student_version, kind) -> count
-
-    def __len__(self) -> int:
-        return len(self.student_version)
-
-    @classmethod
-    def from_rows(cls, rows: Sequence[Sequence[Any]], failures: dict[tuple[str, str], int]) -> ComparisonRows:
-        """From rows of (student_version, teacher_version, *METRIC_COLUMNS, student_latency_ms,
-        teacher_latency_ms), as both stores read them; a None metric (undefined tau) becomes NaN."""
-        cols = list(zip(*rows, strict=True)) if rows else [()] * 8
-        num = [np.array([np.nan if v is None else v for v in col], np.float64) for col in cols[2:]]
-        return cls(
-            student_version=np.array(cols[0], dtype=str),
-            teacher_version=np.array(cols[1], dtype=str),
-            metrics=dict(zip(METRIC_COLUMNS, num[:4], strict=True)),
-            student_latency_ms=num[4],
-            teacher_latency_ms=num[5],
-            failures=failures,
-        )
-
-
-class ComparisonStore:
+class SqliteComparisonStore:
     def __init__(self, path: Path, synchronous: str = "NORMAL"):
         """NORMAL by default: a comparison lost to a power cut is a sample, not a user's data."""
         self._conn = connect(path, synchronous)

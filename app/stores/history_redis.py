@@ -24,56 +24,16 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from app.history import Interaction, SqliteHistoryStore
-
-if TYPE_CHECKING:
-    from app.config import Settings
+from app.stores.records import Interaction
+from app.stores.redis_client import import_redis, redact, sync_client
 
 log = logging.getLogger(__name__)
 
 SEED_LOCK_SECONDS = 600
 _CHUNK = 1000  # users per pipeline while seeding
-
-
-class RedisUnavailable(RuntimeError):
-    """Redis cannot be reached or the client is missing; the message names the URL (no password)."""
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def import_redis(url: str) -> Any:
-    try:
-        import redis
-    except ImportError as exc:
-        raise RedisUnavailable(
-            f"{redact(url)}: the redis client is not installed (pip install 'recdistill[redis]')"
-        ) from exc
-    return redis
-
-
-def sync_client(url: str, timeout: float) -> Any:
-    """A pinged sync client; RedisUnavailable when the server does not answer."""
-    redis = import_redis(url)
-    client = redis.Redis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
-    )
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        raise RedisUnavailable(f"{redact(url)}: cannot reach redis: {exc}") from exc
-    return client
 
 
 def _member(seq: int, item_id: str, event: str | None) -> str:
@@ -208,11 +168,3 @@ class RedisHistoryStore:
         except self._errors:
             log.exception("seeding redis history from %s failed; serving without the seed", version)
             return 0
-
-
-def open_history(settings: Settings) -> SqliteHistoryStore | RedisHistoryStore:
-    """The history store the settings select: SQLite (default, one replica) or Redis (shared)."""
-    if settings.history_backend == "redis":
-        assert settings.redis_url is not None  # Settings refuses redis without a URL
-        return RedisHistoryStore(settings.redis_url.get_secret_value(), settings.redis_prefix)
-    return SqliteHistoryStore(settings.history_db, settings.history_synchronous)

@@ -5,7 +5,7 @@ as one list; the worker runs them in batches of at most `max_size` and hands eac
 back with a single `call_soon_threadsafe`. Inference never runs on the loop, and ORT sessions see
 one caller at a time (no oversubscription of the two cores with the shadow teacher).
 
-Why this shape (benchmark, issue 3: the event loop is the bottleneck): per request the loop only
+Why this shape (bench/service.py showed the event loop is the bottleneck): per request the loop only
 creates a future and appends to a list; per batch it pays one thread hand-off each way. The earlier
 design (a collector task plus `run_in_executor` per batch, and an asyncio timer for the wait) cost
 the loop a task wake-up, a concurrent future and a timer per batch, and the loop's timers have

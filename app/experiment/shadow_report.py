@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from app.comparisons import METRIC_COLUMNS, ComparisonRows
+from app.stores.records import METRIC_COLUMNS, ComparisonRows
 
 # Report keys as the API names them (same names as /v1/compare's "agreement").
 METRIC_NAMES = {"overlap": "overlap@k", "rbo": "rbo", "kendall_tau": "kendall_tau", "ndcg": "ndcg_vs_teacher"}

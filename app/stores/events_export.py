@@ -8,10 +8,10 @@ Columns: user_id,item_id,timestamp,event (timestamp in epoch seconds; event empt
 from __future__ import annotations
 
 import csv
-import sqlite3
 from pathlib import Path
 
-from core.manifest import open_atomic
+from core.files import open_atomic
+from core.sqlite import connect
 
 COLUMNS = ("user_id", "item_id", "timestamp", "event")
 
@@ -25,7 +25,7 @@ def export_events(db_path: Path, out_csv: Path, since: int | None = None) -> int
     db_path, out_csv = Path(db_path), Path(out_csv)
     if not db_path.is_file():
         raise FileNotFoundError(f"{db_path}: no history database")
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    conn = connect(db_path, read_only=True)
     try:
         query = "SELECT user_id, item_id, ts, COALESCE(event, '') FROM interactions WHERE source = 'event'"
         params: tuple[int, ...] = ()

@@ -1,5 +1,5 @@
 """Request and response bodies. Static constraints live here as Field constraints; limits that come
-from Settings (max k, max history length) are checked in `app.deps` and reported in the same 422
+from Settings (max k, max history length) are checked in `app.api.deps` and reported in the same 422
 shape FastAPI uses (`detail: [{loc, msg, type}]`)."""
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ so requests/s over HTTP is capped near 1 / (that thread's CPU per request), what
 latency. The exact top-k graph scores every item for every query (n_items x dim multiply-adds and a
 top-k over n_items scores); an index scores a few thousand candidates. Measured on the 1M-item
 shop's published 16-d student (bench/scale.py --version-dir; CPU ms per request through
-app/recommender.py): exact 3.9 at batch 1 and 1.4 at batch 32 (a ~700 req/s ceiling); HNSW at
+app/engine/recommender.py): exact 3.9 at batch 1 and 1.4 at batch 32 (a ~700 req/s ceiling); HNSW at
 efSearch 24, 0.28 and 0.05 (at batch 1 the fixed per-call costs dominate). An index whose breadth
 had to be raised far to reach the recall target (HNSW over the reduction on vectors with a long norm
 tail: efSearch > 2,048, ~3 ms a query) caps throughput the same way. faiss releases the GIL while
@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from core.manifest import Manifest, ManifestError
+from core.topk import top_k_of
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +68,6 @@ def _lib() -> Any:
     import faiss
 
     return faiss
-
-
-def exact_top(cand: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Best k of `cand` by score desc, ties by lower index (as the recommender's exact path)."""
-    if k < len(cand):
-        part = np.argpartition(-scores, k - 1)[:k]
-        order = part[np.lexsort((cand[part], -scores[part]))]
-    else:
-        order = np.lexsort((cand, -scores))
-    return cand[order].astype(np.int64), scores[order].astype(np.float32)
 
 
 @dataclass(eq=False)
@@ -130,12 +121,12 @@ class AnnIndex:
         valid = labels >= 0
         scores = np.matmul(self.item_vectors[np.where(valid, labels, 0)], vectors[:, :, None])[:, :, 0]
         scores = np.where(valid, scores, np.float32(-np.inf))
-        order = np.lexsort((labels, -scores), axis=1)  # as exact_top: score desc, ties by lower index
+        order = np.lexsort((labels, -scores), axis=1)  # as core.topk: score desc, ties by lower index
         rows = np.arange(b)[:, None]  # fancy indexing: ~10x cheaper than take_along_axis at batch 1
         return scores[rows, order], labels[rows, order]
 
     def _exact(self, vector: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return exact_top(allowed, self.item_vectors[allowed] @ vector, k)
+        return top_k_of(allowed, self.item_vectors[allowed] @ vector, k)
 
     def _refill(self, vector: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact answer over `allowed` when the index came back short (counted in `refills`)."""

@@ -1,7 +1,7 @@
-"""The users' interaction histories: a small async interface and its SQLite (WAL) implementation.
+"""The users' interaction histories in SQLite (WAL): the default `HistoryStore`.
 
 Histories are stored by raw ids, not indices, so they survive a model version whose id maps differ.
-A Redis-backed store can follow by implementing `HistoryStore`.
+The Redis twin is app/stores/history_redis.py; both implement `app.stores.protocols.HistoryStore`.
 
 Durability: the database runs in WAL mode with `synchronous=FULL` by default, so each commit fsyncs
 the WAL before `append` returns, and the service answers 2xx only after that: an acknowledged event
@@ -13,16 +13,20 @@ the newest commits may be lost if the machine loses power.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
+
+from app.stores.records import Interaction
+from core.sqlite import connect
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS interactions (
@@ -38,14 +42,6 @@ CREATE TABLE IF NOT EXISTS seeded_versions (version TEXT PRIMARY KEY, rows INTEG
 """
 
 
-@dataclass(frozen=True)
-class Interaction:
-    user_id: str
-    item_id: str
-    timestamp: int  # seconds since the epoch
-    event: str | None = None
-
-
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
     if future.done():  # the caller went away (cancelled); its events are committed all the same
         return
@@ -53,39 +49,6 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
         future.set_result(None)
     else:
         future.set_exception(error)
-
-
-class HistoryStore(Protocol):
-    """What the service needs from a history store. All methods are safe to await on the event loop."""
-
-    async def history(self, user_id: str, limit: int) -> list[Interaction]:
-        """The user's `limit` most recent interactions, most recent last."""
-        ...
-
-    async def append(self, events: Sequence[Interaction]) -> None:
-        """Store events durably; return only once they would survive a crash."""
-        ...
-
-    async def seed(
-        self, version: str, user_ids: Sequence[str], item_ids: Sequence[str], timestamps: Sequence[int]
-    ) -> int:
-        """Replace the seed interactions with this version's (once per version); return rows added."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-def connect(path: Path, synchronous: str = "FULL", read_only: bool = False) -> sqlite3.Connection:
-    """A connection with WAL, the chosen synchronous level and a busy timeout (writers queue, not fail)."""
-    if read_only:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-    else:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={synchronous}")
-    conn.execute("PRAGMA busy_timeout=5000")
-    return conn
 
 
 class SqliteHistoryStore:
@@ -204,11 +167,16 @@ class SqliteHistoryStore:
     def seed_from_arrays(
         self, version: str, user_ids: np.ndarray, item_ids: np.ndarray, timestamps: np.ndarray
     ) -> int:
-        """Seed from the model's npz arrays (raw ids already looked up), on the writer thread; blocks."""
+        """Seed from the model's npz arrays (raw ids already looked up), on the writer thread; blocks.
+        A database error is logged and 0 returned (the version is served without the seed)."""
         future = self._executor.submit(
             self.seed_sync, version, user_ids.tolist(), item_ids.tolist(), timestamps.tolist()
         )
-        return future.result()
+        try:
+            return future.result()
+        except sqlite3.Error:
+            log.exception("seeding the history store from %s failed; serving without the seed", version)
+            return 0
 
     async def close(self) -> None:
         self._executor.shutdown(wait=True)
