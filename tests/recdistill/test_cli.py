@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from training.cli import build_parser, main, summary
+from recdistill.cli import build_parser, main
+from recdistill.offline import summary
+from tests.blocked_imports import run_cli_blocked
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "tiny.toml"
@@ -93,10 +95,63 @@ def test_parser_wires_every_subcommand() -> None:
     assert args.set == ["a=1", "b=2"] and args.config == "configs/synthetic.toml"
 
 
-def test_importing_the_cli_pulls_in_neither_torch_nor_pandas() -> None:
-    """The serving image has no torch; `recdistill serve` must still start."""
-    code = "import sys, training.cli; bad = {'torch', 'pandas'} & set(sys.modules); assert not bad, bad"
+def test_importing_the_cli_pulls_in_neither_torch_pandas_nor_training() -> None:
+    """The serving image has no torch and no training/; `recdistill serve` must still start."""
+    code = "import sys, recdistill.cli; bad = {'torch', 'pandas', 'training'} & set(sys.modules); assert not bad, bad"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_pipeline_without_torch_says_in_one_line_how_to_install_it() -> None:
+    proc = run_cli_blocked(["pipeline", "--config", str(TINY)], blocked=("torch",))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [
+        "recdistill pipeline: needs torch (the `train` extra); install it with: pip install 'recdistill[train]'"
+    ]
+
+
+def test_offline_commands_without_training_say_how_to_install_it() -> None:
+    for argv in (["teacher", "--config", str(TINY)], ["data", "check", "--config", str(TINY)]):
+        proc = run_cli_blocked(argv, blocked=("torch", "training"))
+        assert proc.returncode == 2, proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert "training/" in line and "pip install 'recdistill[train]'" in line
+
+
+def test_events_export_runs_without_training_or_torch(tmp_path: Path) -> None:
+    """A service command: it imports app and core only (it would fail on the blocked import otherwise)."""
+    db = tmp_path / "history.sqlite3"
+    code = (
+        "import sqlite3, sys; from app.stores.history_sqlite import SCHEMA; c = sqlite3.connect(sys.argv[1]); "
+        'c.executescript(SCHEMA); c.execute("INSERT INTO interactions (user_id, item_id, ts, event, source) '
+        "VALUES ('u', 'i', 5, NULL, 'event')\"); c.commit()"
+    )
+    subprocess.run([sys.executable, "-c", code, str(db)], cwd=ROOT, check=True)
+    proc = run_cli_blocked(["events", "export", "--db", str(db), "--out", str(tmp_path / "e.csv")])
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "e.csv").read_text().splitlines() == ["user_id,item_id,timestamp,event", "u,i,5,"]
+
+
+@pytest.mark.parametrize(
+    "env, variable",
+    [
+        ({"RECDISTILL_ADMIN_TOKEN": "short"}, "RECDISTILL_ADMIN_TOKEN"),
+        ({"RECDISTILL_MAX_K": "lots"}, "RECDISTILL_MAX_K"),
+        ({"RECDISTILL_SHADOW_RATE": "1.5"}, "RECDISTILL_SHADOW_RATE"),
+        ({"RECDISTILL_HISTORY_BACKEND": "redis"}, "RECDISTILL_REDIS_URL"),
+        ({"RECDISTILL_LOG_LEVEL": "loud"}, "RECDISTILL_LOG_LEVEL"),
+    ],
+)
+def test_a_bad_setting_stops_serve_with_one_line_naming_the_variable(
+    tmp_path: Path, env: dict[str, str], variable: str
+) -> None:
+    """Regression: a too-short RECDISTILL_ADMIN_TOKEN gave a pydantic traceback from `recdistill serve`."""
+    env = {**env, "RECDISTILL_HISTORY_DB": str(tmp_path / "h.sqlite3")}
+    proc = run_cli_blocked(["serve", "--models", str(tmp_path / "models"), "--port", "1"], env=env)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("recdistill serve: error: ") and variable in line
+    assert "Traceback" not in proc.stderr and "short" not in line  # a secret is never echoed
 
 
 def test_summary_fits_one_screen() -> None:
