@@ -1,4 +1,4 @@
-"""Which ANN index at catalogue scale (issue 5): `python -m bench.ann_index`, 1M items by default.
+"""Which ANN index at catalogue scale: `python -m bench.ann_index`, 1M items by default.
 
 For item/user vectors of the student's shape it builds each index with training/ann.py's own
 builder, walks the breadth ladder (HNSW efSearch, IVF nprobe) and reports, per index: build time,
