@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from app.api import experiment_routes, routes
 from app.api.errors import validation_error_handler
 from app.api.middleware import EdgeMiddleware
+from app.api.openapi import install_openapi
 from app.config import Settings
 from app.engine.batching import MicroBatcher
 from app.engine.loading import read_seed
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = ModelStore(settings.models_dir)  # replaced in the lifespan; empty until then
     app.include_router(routes.router)
     app.include_router(experiment_routes.router)
+    install_openapi(app, settings)  # the settings' limits in /openapi.json
     app.add_middleware(
         EdgeMiddleware,
         metrics=app.state.metrics,

@@ -11,7 +11,7 @@ import json
 from typing import Any, TypeVar
 
 import orjson
-from fastapi import Request
+from fastapi import HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
@@ -67,6 +67,8 @@ async def read_json_body(request: Request, model: type[BodyT]) -> BodyT:
 def _validate_slow(raw: bytes, model: type[BodyT]) -> BodyT:
     try:
         data = json.loads(raw)
+    except UnicodeDecodeError as exc:  # not UTF-8 (nor UTF-16/32): FastAPI's own answer for a body route
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "There was an error parsing the body") from exc
     except json.JSONDecodeError as exc:
         raise RequestValidationError(
             [

@@ -11,15 +11,17 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ModelDep
 from app.api.errors import invalid
+from app.api.openapi import errors
 from app.api.request import resolve, run
 from app.api.schemas import Id, RecommendRequest
+from app.api.types import DateTime, EpochSecondsQuery, epoch_seconds
 from app.engine.recommender import item_list
 from app.experiment.ab_stats import build_ab_report
 from app.experiment.services import ExperimentServices
@@ -29,7 +31,8 @@ from core.agreement import agreement
 
 router = APIRouter(tags=["experiment"])
 SinceQuery = Annotated[
-    datetime | None, Query(description="Only data from this time on (ISO 8601 or epoch seconds)")
+    DateTime | EpochSecondsQuery | None,
+    Query(description="Only data from this time on: an RFC 3339 date-time or epoch seconds"),
 ]
 
 
@@ -44,8 +47,8 @@ def _services(request: Request) -> ExperimentServices:
     return request.app.state.experiment
 
 
-def _since(since: datetime | None) -> float | None:
-    return None if since is None else since.timestamp()
+def _since(since: datetime | float | None) -> float | None:
+    return None if since is None else epoch_seconds(since)
 
 
 def rank_changes(student: list[str], teacher: list[str]) -> list[dict[str, Any]]:
@@ -60,7 +63,7 @@ def rank_changes(student: list[str], teacher: list[str]) -> list[dict[str, Any]]
     ]
 
 
-@router.post("/v1/compare")
+@router.post("/v1/compare", responses=errors(400, 404, 413, 503))
 async def compare(request: Request, body: RecommendRequest, model: ModelDep) -> dict[str, Any]:
     """Student and teacher answers to the same request, side by side, with their agreement."""
     resolved = await resolve(request, body, model, ("body",), side="student")
@@ -90,7 +93,7 @@ async def compare(request: Request, body: RecommendRequest, model: ModelDep) -> 
     }
 
 
-@router.post("/v1/feedback", status_code=201)
+@router.post("/v1/feedback", status_code=201, responses=errors(400, 404, 409, 413))
 async def feedback(request: Request, body: FeedbackIn) -> dict[str, Any]:
     """A click or purchase on an item of a served answer; 201 once it is on disk."""
     try:
@@ -98,6 +101,11 @@ async def feedback(request: Request, body: FeedbackIn) -> dict[str, Any]:
             _services(request).feedback.add_feedback, body.request_id, body.item_id, body.event
         )
     except FeedbackError as exc:
+        # A schema-valid body that names no served answer (404), or an item that answer did not hold (409).
+        if exc.field == "request_id":
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+        if exc.field == "item_id":
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
         raise invalid(("body", exc.field), str(exc), value=getattr(body, exc.field, None)) from exc
     return {"accepted": not result.duplicate, "duplicate": result.duplicate, "arm": result.arm}
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from fastapi import Request
+from fastapi import HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 
 from app.api.errors import invalid
@@ -123,8 +123,10 @@ def prepare_request(
             side=side,
         )
     except UnknownCategory as exc:
-        raise invalid(
-            (*loc, "filters", "categories", exc.position), f"{exc}; known: {model.categories}", value=exc.name
+        # 404, not 422: the request is valid against the schema; the served model lacks the category.
+        where = ".".join(str(p) for p in (*loc[1:], "filters", "categories", exc.position))
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"{where}: {exc}; the served model knows {model.categories}"
         ) from exc
 
 

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import Field
 
 from app.api.body import json_body_doc, json_response, read_json_body
 from app.api.deps import AdminDep, HistoryDep, ModelDep, SettingsDep, StoreDep, current_model
 from app.api.errors import invalid
+from app.api.openapi import errors
 from app.api.request import answer, limit_errors, resolve
 from app.api.schemas import (
     BatchRecommendRequest,
@@ -29,6 +30,7 @@ from app.api.schemas import (
     ReloadResponse,
     UserHistory,
 )
+from app.api.types import epoch_seconds
 from app.engine.model import LoadedModel
 from app.engine.model_store import ReloadRefused
 from app.stores.records import Interaction
@@ -56,11 +58,17 @@ router.post(
     "/v1/recommend",
     response_model=RecommendResponse,
     tags=["recommend"],
+    responses=errors(400, 404, 413, 503),
     openapi_extra=json_body_doc(RecommendRequest),
 )(recommend)
 
 
-@router.post("/v1/recommend/batch", response_model=BatchRecommendResponse, tags=["recommend"])
+@router.post(
+    "/v1/recommend/batch",
+    response_model=BatchRecommendResponse,
+    tags=["recommend"],
+    responses=errors(400, 404, 413, 503),
+)
 async def recommend_batch_route(
     request: Request, body: BatchRecommendRequest, model: ModelDep, settings: SettingsDep
 ) -> Response:
@@ -80,12 +88,14 @@ async def recommend_batch_route(
     return json_response({"results": results})
 
 
-@router.post("/v1/events", response_model=EventsAccepted, status_code=201, tags=["history"])
+@router.post(
+    "/v1/events", response_model=EventsAccepted, status_code=201, tags=["history"], responses=errors(400, 413)
+)
 async def post_events(
     request: Request,
     history: HistoryDep,
     settings: SettingsDep,
-    body: Annotated[EventIn | list[EventIn], Body()],
+    body: Annotated[EventIn | Annotated[list[EventIn], Field(min_length=1)], Body()],
 ) -> Response:
     """Append interactions to users' histories; 201 only once they are on disk."""
     events = body if isinstance(body, list) else [body]
@@ -96,12 +106,7 @@ async def post_events(
     now = int(time.time())
     rows = [
         Interaction(
-            e.user_id,
-            e.item_id,
-            now
-            if e.timestamp is None
-            else int((e.timestamp if e.timestamp.tzinfo else e.timestamp.replace(tzinfo=UTC)).timestamp()),
-            e.event,
+            e.user_id, e.item_id, now if e.timestamp is None else int(epoch_seconds(e.timestamp)), e.event
         )
         for e in events
     ]
@@ -126,13 +131,19 @@ async def user_history(
     return json_response({"user_id": user_id, "items": items})
 
 
-@router.get("/v1/models", tags=["models"])
+@router.get("/v1/models", tags=["models"], responses=errors(503))
 async def models(model: ModelDep) -> dict[str, Any]:
     """The loaded version's manifest summary."""
     return model.summary()
 
 
-@router.post("/admin/reload", response_model=ReloadResponse, dependencies=[AdminDep], tags=["admin"])
+@router.post(
+    "/admin/reload",
+    response_model=ReloadResponse,
+    dependencies=[AdminDep],
+    tags=["admin"],
+    responses=errors(400, 401, 403, 409, 413),
+)
 async def reload(store: StoreDep, body: ReloadRequest | None = None) -> ReloadResponse:
     """Verify and swap in a newer published version (LATEST, or the one named); 409 if refused."""
     previous = store.current.version if store.current else None
@@ -164,7 +175,7 @@ async def ready(store: StoreDep) -> Response:
     return json_response({"status": "ready", "model_version": model.version, "detail": None})
 
 
-@router.get("/metrics", tags=["health"])
+@router.get("/metrics", tags=["health"], response_class=PlainTextResponse)
 async def metrics(request: Request) -> Response:
     """Prometheus exposition."""
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

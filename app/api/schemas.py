@@ -1,13 +1,15 @@
-"""Request and response bodies. Static constraints live here as Field constraints; limits that come
-from Settings (max k, max history length) are checked in `app.api.deps` and reported in the same 422
-shape FastAPI uses (`detail: [{loc, msg, type}]`)."""
+"""Request and response bodies. Static constraints live here as Field constraints, with the strict JSON
+types of `app.api.types`; limits that come from Settings (max k, max history length, batch and event
+counts) are checked in `app.api.request` (the same 422 shape FastAPI uses) and written into the
+generated schema by `app.api.openapi`."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from app.api.types import DateTime, EpochSeconds, JsonFloat, JsonInt
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Arm = Literal["student", "teacher"]
@@ -25,18 +27,12 @@ class Filters(_Body):
         None, description="Only items of these categories (names); [] = no filter"
     )
     exclude_items: list[Id] | None = Field(None, description="Never return these item ids")
-    min_price: float | None = Field(
-        None, allow_inf_nan=False, description="Inclusive; unknown prices are excluded"
+    # A range with min_price above max_price matches no item (JSON Schema cannot relate two fields, so
+    # the contract cannot refuse it): the answer is then empty, never an item outside the range.
+    min_price: JsonFloat | None = Field(None, description="Inclusive; unknown prices are excluded")
+    max_price: JsonFloat | None = Field(
+        None, description="Inclusive; unknown prices are excluded; below min_price nothing matches"
     )
-    max_price: float | None = Field(
-        None, allow_inf_nan=False, description="Inclusive; unknown prices are excluded"
-    )
-
-    @model_validator(mode="after")
-    def _price_range(self) -> Filters:
-        if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
-            raise ValueError(f"min_price ({self.min_price}) must not exceed max_price ({self.max_price})")
-        return self
 
 
 class RecommendRequest(_Body):
@@ -45,7 +41,7 @@ class RecommendRequest(_Body):
         None,
         description="Raw item ids to condition on, most recent last; default: the stored history of user_id",
     )
-    k: int = Field(10, ge=1, strict=True, description="How many items (at most the max_k setting)")
+    k: JsonInt = Field(10, ge=1, description="How many items (at most the max_k setting)")
     exclude_seen: bool = Field(True, strict=True, description="Never return an item of the history")
     filters: Filters | None = None
 
@@ -75,7 +71,9 @@ class BatchRecommendResponse(BaseModel):
 class EventIn(_Body):
     user_id: Id
     item_id: Id
-    timestamp: datetime | None = Field(None, description="ISO 8601 or epoch seconds; default: now")
+    timestamp: DateTime | EpochSeconds | None = Field(
+        None, description="An RFC 3339 date-time or epoch seconds; default: now"
+    )
     event: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
         None, description="e.g. view, cart, purchase"
     )
@@ -109,6 +107,12 @@ class ReloadResponse(BaseModel):
     changed: bool
     version: str
     previous: str | None
+
+
+class ErrorDetail(BaseModel):
+    """Every error but a 422: what was wrong, in words."""
+
+    detail: str
 
 
 class Health(BaseModel):

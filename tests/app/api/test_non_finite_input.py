@@ -91,8 +91,9 @@ def test_a_non_finite_event_timestamp_is_a_422_and_stores_nothing(
     client: TestClient, body: bytes, loc: list[Any]
 ) -> None:
     errors = _errors(client, "/v1/events", body)
-    [at_field] = [e for e in errors if e["loc"] == loc]
-    assert at_field["type"] == "datetime_parsing" and at_field["input"] in ("nan", "inf")
+    at_field = [e for e in errors if e["loc"][: len(loc)] == loc]
+    assert at_field and all(e["input"] in ("nan", "inf") for e in at_field)  # spelled out, not a 500
+    assert {e["type"] for e in at_field} >= {"finite_number"}
     assert client.get("/v1/users/u9/history").json()["items"] == []  # the valid event is not kept either
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from tests.fixtures.tiny_model import build_tiny_version
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def free_port() -> int:

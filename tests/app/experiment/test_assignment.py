@@ -11,7 +11,7 @@ import pytest
 
 from app.experiment.assignment import AssignmentError, Experiment
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_known_assignments_are_pinned() -> None:
