@@ -8,69 +8,42 @@ only looked at for the chosen configuration.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from training.data import Split
-from training.ranking import ScoreFn, evaluate
+from training.peers import (  # the ALS peer and the tuning loop the pipeline's report uses too
+    FactorModel,
+    Metrics,
+    Params,
+    Peer,
+    fit_als,
+    fit_implicit,
+    grid,
+    train_matrix,
+    tune,
+)
+from training.ranking import evaluate
 
 log = logging.getLogger(__name__)
 
-Params = dict[str, Any]
-Metrics = dict[str, float]
-
-
-@dataclass(frozen=True)
-class FactorModel:
-    """A fitted user-id model: score(u, i) = user_factors[u] . item_factors[i]."""
-
-    user_factors: np.ndarray  # float32 [n_users, d]
-    item_factors: np.ndarray  # float32 [n_items, d]
-    n_parameters: int
-    seconds: float  # wall time of the fit (for MF including its per-epoch validation)
-    info: dict[str, Any] = field(default_factory=dict)  # e.g. MF's best epoch
-
-    def score_fn(self) -> ScoreFn:
-        """Scores for `training.ranking.evaluate`; histories are ignored (these models know users by id)."""
-
-        def score(users: np.ndarray, histories: np.ndarray) -> np.ndarray:
-            return self.user_factors[users] @ self.item_factors.T  # (B, N)
-
-        return score
-
-
-FitFn = Callable[[Split, Params, int], FactorModel]
-
-
-@dataclass(frozen=True)
-class Peer:
-    """A peer's fit function and the grid it is tuned over."""
-
-    name: str
-    fit: FitFn
-    grid: list[Params]
-
-
-@dataclass(frozen=True)
-class Trial:
-    params: Params
-    valid: Metrics
-    seconds: float
-
-
-@dataclass(frozen=True)
-class TuneResult:
-    peer: str
-    best: Params
-    trials: list[Trial]
-    metric: str
+__all__ = [
+    "FactorModel",
+    "Peer",
+    "SeedRun",
+    "default_peers",
+    "fit_als",
+    "fit_bpr",
+    "fit_mf",
+    "grid",
+    "run_seeds",
+    "train_matrix",
+    "tune",
+]
 
 
 @dataclass(frozen=True)
@@ -85,63 +58,6 @@ class SeedRun:
     info: dict[str, Any]
 
 
-def grid(**axes: list[Any]) -> list[Params]:
-    """The cartesian product of the axes, in a fixed order: grid(a=[1, 2], b=[3]) -> [{a:1,b:3}, {a:2,b:3}]."""
-    keys = list(axes)
-    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(axes[k] for k in keys))]
-
-
-def train_matrix(split: Split) -> sp.csr_matrix:
-    """float32 user x item CSR of the train interactions (1 per interaction, repeats summed)."""
-    data = np.ones(len(split.train_items), dtype=np.float32)
-    matrix = sp.csr_matrix(
-        (data, (split.train_users, split.train_items)), shape=(split.n_users, split.n_items)
-    )
-    matrix.sum_duplicates()
-    return matrix
-
-
-def _blas_single_thread() -> Any:
-    """implicit warns (and slows down) when BLAS threads compete with its own; pin BLAS to one thread."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(1, "blas")
-
-
-def _fit_implicit(split: Split, build: Callable[[], Any]) -> tuple[np.ndarray, np.ndarray, float]:
-    """(user factors, item factors, seconds) of an implicit model built and fitted on the train matrix.
-
-    Built inside the single-thread BLAS block too: implicit checks the BLAS config when the model is built.
-    """
-    start = time.perf_counter()
-    with _blas_single_thread():
-        model = build()
-        model.fit(train_matrix(split), show_progress=False)
-    seconds = time.perf_counter() - start
-    return np.asarray(model.user_factors), np.asarray(model.item_factors), seconds
-
-
-def fit_als(split: Split, params: Params, seed: int, threads: int = 2) -> FactorModel:
-    """implicit's ALS (Hu, Koren & Volinsky 2008) on the binary train matrix.
-
-    params: factors, regularization, iterations, alpha (confidence = 1 + alpha * count).
-    """
-    from implicit.cpu.als import AlternatingLeastSquares
-
-    users, items, seconds = _fit_implicit(
-        split,
-        lambda: AlternatingLeastSquares(
-            factors=int(params["factors"]),
-            regularization=float(params["regularization"]),
-            alpha=float(params.get("alpha", 1.0)),
-            iterations=int(params["iterations"]),
-            num_threads=threads,
-            random_state=seed,
-        ),
-    )
-    return FactorModel(users, items, users.size + items.size, seconds)
-
-
 def fit_bpr(split: Split, params: Params, seed: int, threads: int = 2) -> FactorModel:
     """implicit's BPR (Rendle et al. 2009). implicit appends an item-bias column (users hold a constant 1).
 
@@ -149,7 +65,7 @@ def fit_bpr(split: Split, params: Params, seed: int, threads: int = 2) -> Factor
     """
     from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-    users, items, seconds = _fit_implicit(
+    users, items, seconds = fit_implicit(
         split,
         lambda: BayesianPersonalizedRanking(
             factors=int(params["factors"]),
@@ -302,20 +218,6 @@ def default_peers(quick: bool = False) -> list[Peer]:
             ),
         ),
     ]
-
-
-def tune(peer: Peer, split: Split, seed: int, k: int = 10, recall_k: int = 50) -> TuneResult:
-    """Fit every grid point with `seed` and keep the best validation NDCG@k (first wins a tie)."""
-    metric = f"ndcg@{k}"
-    trials: list[Trial] = []
-    for params in peer.grid:
-        model = peer.fit(split, params, seed)
-        valid = evaluate(model.score_fn(), split, "valid", history_len=1, k=k, recall_k=recall_k)
-        chosen = dict(params, **{key: val for key, val in model.info.items() if key == "best_epoch"})
-        trials.append(Trial(chosen, valid, model.seconds))
-        log.info("%s %s: valid %s = %.4f (%.1fs)", peer.name, params, metric, valid[metric], model.seconds)
-    best = max(range(len(trials)), key=lambda t: (trials[t].valid[metric], -t))
-    return TuneResult(peer.name, dict(peer.grid[best]), trials, metric)
 
 
 def run_seeds(

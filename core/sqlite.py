@@ -7,6 +7,8 @@ history, the served-answer log and the event export may all touch the same files
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -34,3 +36,18 @@ def connect(
     conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, immediate: bool = False) -> Iterator[sqlite3.Connection]:
+    """BEGIN (IMMEDIATE: take the write lock now), COMMIT on a clean exit, ROLLBACK on any exception.
+
+    Without the rollback a failed statement would leave the shared connection inside a transaction
+    that the next caller's BEGIN refuses."""
+    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    try:
+        yield conn
+        conn.execute("COMMIT")  # with synchronous=FULL this fsyncs the WAL before returning
+    except BaseException:
+        conn.execute("ROLLBACK")  # also when the COMMIT itself failed (a disk error)
+        raise

@@ -4,7 +4,8 @@ It lives outside both wings and dispatches lazily: a service command (`serve`, `
 imports `app` only, never `training` or torch, so the torch-free serving image (which does not ship
 `training/`) runs it; an offline command first checks that its dependencies are installed and, if
 not, says in one line how to install them (exit 2). Bad input (data, config, settings, a missing
-file) prints one message on stderr and exits 2; never a traceback.
+file) prints one message on stderr and exits 2; never a traceback. A publish gate that fails
+(training/gates.py) prints one line per failed gate and exits 3: nothing was published.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 EXIT_USAGE = 2
+EXIT_GATES = 3  # a publish gate failed: nothing was published (publish.require_gates=false overrides)
 log = logging.getLogger("recdistill")
 # What a command needs besides the service's dependencies: "train" the offline job with torch,
 # "training" the offline job's numpy/pandas code only, None nothing more.
@@ -176,6 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        if type(exc).__name__ == "GateError":  # one line per failed gate; no version, LATEST untouched
+            print("\n".join(exc.lines), file=sys.stderr)  # type: ignore[attr-defined]
+            print(f"recdistill {args.command}: not published (--set publish.require_gates=false "
+                  "publishes anyway)", file=sys.stderr)  # fmt: skip
+            return EXIT_GATES
         if isinstance(exc, _user_errors(module)):
             print(f"recdistill {args.command}: error: {exc}", file=sys.stderr)
             return EXIT_USAGE

@@ -152,6 +152,20 @@ def _metrics_line(metrics: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "users" and isinstance(v, float))
 
 
+def _quality_lines(metrics: dict[str, Any]) -> list[str]:
+    """Warnings first, then the test protocol, the peers skipped and the publish gates."""
+    from training.evaluate import PROTOCOLS
+    from training.gates import gate_lines
+
+    lines = list(metrics.get("warnings", []))
+    if history := metrics.get("test_history"):
+        lines.append(f"protocol: {PROTOCOLS.get(history, history)}")
+    lines += [f"peer {name} skipped: {why}" for name, why in metrics.get("peers_skipped", {}).items()]
+    if gates := metrics.get("gates"):
+        lines += [f"publish gates {gates['status']}:", *(f"  {line}" for line in gate_lines(gates))]
+    return [*lines, ""] if lines else []
+
+
 def summary(manifest: dict[str, Any], version_dir: Path, seconds: float) -> str:
     """The one-screen result: where it went, how good, how small, how long."""
     metrics = manifest.get("metrics", {})
@@ -161,6 +175,7 @@ def summary(manifest: dict[str, Any], version_dir: Path, seconds: float) -> str:
         f"dataset {manifest['dataset']['name']}: {manifest['dataset']['n_users']} users, "
         f"{manifest['dataset']['n_items']} items, {manifest['dataset']['n_interactions']} interactions",
         "",
+        *_quality_lines(metrics),
     ]
     if test:
         cols = [c for c in next(iter(test.values())) if c != "users"]

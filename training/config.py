@@ -32,9 +32,14 @@ class ColumnMap(_Section):
 
 
 class ItemColumnMap(_Section):
+    """Columns of the item metadata file. A column you name must exist; a default name the file
+    lacks means the file has no such field (a catalogue without prices is fine)."""
+
     item: str = "item_id"
     category: str | None = "category"
     price: str | None = "price"
+    # Multi-valued tags (brand, category path, labels), separated by `data.attribute_separator`.
+    attributes: str | None = "attributes"
 
 
 class SyntheticConfig(_Section):
@@ -55,6 +60,7 @@ class DataConfig(_Section):
     items_path: Path | None = None  # optional item metadata CSV/Parquet
     columns: ColumnMap = Field(default_factory=ColumnMap)
     item_columns: ItemColumnMap = Field(default_factory=ItemColumnMap)
+    attribute_separator: str = Field("|", min_length=1)  # between the tags of item_columns.attributes
     # Extra interaction logs appended to the source (e.g. the service's exported events): closes the
     # retrain -> publish -> reload loop without hand work.
     extra_paths: list[Path] = Field(default_factory=list)
@@ -83,6 +89,16 @@ class TeacherConfig(_Section):
     n_layers: int = Field(1, ge=0)
     n_heads: int = Field(4, gt=0)
     dropout: float = Field(0.2, ge=0, lt=1)
+    # A user-id table beside the history. On dense logs (ml-100k: 106 interactions per user) it helps;
+    # on shop logs with ~9 interactions per user each row is fitted on a handful of examples and only
+    # overfits, and a history-only teacher also scores new users exactly as it scores known ones.
+    use_user_id: bool = True
+    # How the towers meet: "cosine" = unit vectors with the temperature folded into the user side;
+    # "dot" = a plain inner product (SASRec's head), whose norms can carry popularity.
+    score: Literal["cosine", "dot"] = "cosine"
+    # One item-id table for the history (input) and the scored items (output), or two. Tied tables make
+    # item-item scores nearly symmetric; shop logs are driven by "bought after" transitions, which are not.
+    tie_item_embeddings: bool = True
     loss: Literal["auto", "full", "sampled"] = "auto"  # auto: full softmax when the catalog is small
     full_softmax_max_items: int = 20_000
     logq_correction: bool = True
@@ -94,6 +110,13 @@ class TeacherConfig(_Section):
     patience: int = Field(4, ge=1)
     max_train_seconds: float | None = None
     n_negatives: int = Field(2048, gt=0)  # sampled softmax: negatives per batch (popularity + logQ)
+    # Share of the negatives' proposal that is uniform over the catalogue (the rest follows popularity;
+    # logQ corrects either way). 1.0 = uniform negatives: every tail item is pushed down as often as a
+    # head item, which a sparse log's tail needs.
+    negative_smoothing: float = Field(0.1, gt=0, le=1)
+    # Batches of windows of similar length (training.train.length_bucketed_order), so padding is cut
+    # off: on shop logs (median 3 pairs per window) an epoch costs a fraction; uniform batches otherwise.
+    bucket_by_length: bool = False
     user_dropout: float = Field(0.1, ge=0, lt=1)  # share of examples trained with the OOV user row
     valid_max_users: int | None = Field(5000, gt=0)  # early stopping on a seeded sample of users
     # Sparse embedding gradients (lazy Adam on the id tables): a step touches only the rows in the
@@ -182,6 +205,28 @@ class ExportConfig(_Section):
     min_precision_overlap: float = Field(0.9, gt=0, le=1)
 
 
+class ALSPeerConfig(_Section):
+    """The implicit ALS peer's tuning grid: every point is fitted on train items and ranked on the
+    validation item; the best is refitted on train + validation items for the standard test query.
+    The Amazon Beauty / Sports optima were 128 factors, alpha 40, regularization 1 / 10."""
+
+    factors: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [64, 128], min_length=1)
+    regularization: list[Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: [0.1, 1.0, 10.0], min_length=1
+    )
+    alpha: list[Annotated[float, Field(ge=0)]] = Field(default_factory=lambda: [10.0, 40.0], min_length=1)
+    iterations: int = Field(15, gt=0)
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Grid points in a fixed order (factors, then regularization, then alpha)."""
+        return [
+            {"factors": f, "regularization": r, "alpha": a, "iterations": self.iterations}
+            for f in self.factors
+            for r in self.regularization
+            for a in self.alpha
+        ]
+
+
 class EvalConfig(_Section):
     # The test query: "train+valid" is the field's standard leave-one-out protocol (the user's train
     # items plus the validation item, what a live service sees); "train" is the older train-only query.
@@ -193,6 +238,25 @@ class EvalConfig(_Section):
     # Test users ranked over the full catalog; None = all. A seeded sample keeps a 1M-item
     # evaluation (every user x every item, per model) within minutes.
     max_users: int | None = Field(None, gt=0)
+    # Classic peers ranked beside the deep models, with the same test query and exclusions. "als"
+    # needs the implicit package; without it the report says it was skipped and why.
+    peers: list[Literal["popularity", "als"]] = Field(default_factory=lambda: ["popularity", "als"])
+    als: ALSPeerConfig = Field(default_factory=ALSPeerConfig)
+
+
+class PublishConfig(_Section):
+    """Quality gates checked on the test metrics before anything is staged.
+
+    student_vs_scratch: the distilled student's test NDCG@k must be at least
+    `scratch NDCG@k * (1 - scratch_tolerance)`; the tolerance is relative (0.03 = the student may be
+    up to 3% below the scratch student, the seed-to-seed noise of the comparison) and the edge passes.
+    student_vs_popularity: the student must not be below the popularity peer (no tolerance).
+    A failed gate stops the publish (the CLI exits 3); `require_gates = false` publishes anyway and
+    the manifest and report record the gate results as overridden.
+    """
+
+    require_gates: bool = True
+    scratch_tolerance: float = Field(0.03, ge=0, lt=1)
 
 
 class PipelineConfig(_Section):
@@ -201,6 +265,14 @@ class PipelineConfig(_Section):
     models_dir: Path = Path("models")
     work_dir: Path = Path(".recdistill/work")  # checkpoints and the soft-label cache
     threads: int | None = None  # torch intra-op threads; None: torch's default
+    # Wall-clock budget of the whole job in minutes (`--set budget_minutes=90`): the teacher may use
+    # `teacher_budget_share` of it and the students split what is left after the teacher and its
+    # soft labels, less `budget_reserve_share` kept for evaluation and export. Early stopping on
+    # validation NDCG@10 normally ends training well before; a stage's own max_train_seconds, when
+    # set, still caps it. None: no budget (epochs and patience alone decide).
+    budget_minutes: float | None = Field(None, gt=0)
+    teacher_budget_share: float = Field(0.6, gt=0, le=1)
+    budget_reserve_share: float = Field(0.1, ge=0, lt=1)
     # Where training runs (training/distributed.py): auto = the GPU when one is visible, else the CPU.
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data: DataConfig = Field(default_factory=DataConfig)
@@ -209,6 +281,7 @@ class PipelineConfig(_Section):
     distill: DistillConfig = Field(default_factory=DistillConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
 
 
 def _parse_value(raw: str) -> Any:

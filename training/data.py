@@ -42,18 +42,38 @@ class DataError(ValueError):
         self.file, self.row, self.column = file, row, column
 
 
+def _no_attributes_indptr() -> np.ndarray:
+    return np.zeros(1, np.int64)
+
+
 @dataclass(frozen=True)
 class Catalog:
-    """Item metadata by item index."""
+    """Item metadata by item index.
+
+    Attributes (brand, category path, tags: any number per item) are CSR: item i's tags are
+    `attributes[attr_index[attr_indptr[i]:attr_indptr[i + 1]]]`. An empty `attr_indptr` (the default)
+    means no item has any; `attribute_rows` gives the full-length form.
+    """
 
     item_ids: np.ndarray  # str [n_items]: raw id of each index
     category: np.ndarray  # int32 [n_items]: index into `categories`, NO_CATEGORY when unknown
     categories: list[str]
     price: np.ndarray  # float32 [n_items]: NaN when unknown
+    attributes: list[str] = field(default_factory=list)  # the attribute vocabulary, sorted
+    attr_indptr: np.ndarray = field(default_factory=_no_attributes_indptr)  # int64 [n_items + 1] (or [1])
+    attr_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # int64 [nnz]
 
     @property
     def n_items(self) -> int:
         return len(self.item_ids)
+
+    def attribute_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(indptr int64 [n_items + 1], index int64 [nnz]); items past the stored rows have no tags."""
+        indptr = np.asarray(self.attr_indptr, dtype=np.int64)
+        missing = self.n_items + 1 - len(indptr)
+        if missing > 0:
+            indptr = np.concatenate([indptr, np.full(missing, indptr[-1], np.int64)])
+        return indptr, np.asarray(self.attr_index, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -90,8 +110,10 @@ class Interactions:
             self.weight,
             self.catalog.category,
             self.catalog.price,
+            *self.catalog.attribute_rows(),
         ):
             digest.update(np.ascontiguousarray(arr).tobytes())
+        digest.update("\x1f".join(self.catalog.attributes).encode())
         for ids in (self.user_ids, self.catalog.item_ids):
             digest.update("\x1f".join(ids.tolist()).encode())
         return digest.hexdigest()
@@ -202,6 +224,9 @@ class RawItems:
     item: np.ndarray  # str [m]
     category: np.ndarray  # str [m]; "" when unknown
     price: np.ndarray  # float32 [m]; NaN when unknown
+    # Multi-valued attributes, CSR over the m rows: row j's tags are attr_tags[attr_indptr[j]:attr_indptr[j+1]].
+    attr_indptr: np.ndarray | None = None  # int64 [m + 1]; None: the file has no attributes column
+    attr_tags: np.ndarray | None = None  # str [nnz]
 
 
 def build_interactions(name: str, log: RawLog, items: RawItems | None = None) -> Interactions:
@@ -230,19 +255,46 @@ def build_interactions(name: str, log: RawLog, items: RawItems | None = None) ->
 def make_catalog(item_ids: np.ndarray, items: RawItems | None, meta_rows: np.ndarray) -> Catalog:
     """The catalog over `item_ids`, filled from `items` (row j describes item index meta_rows[j]).
 
-    Categories are indexed in sorted order; items without metadata get NO_CATEGORY and a NaN price.
+    Categories and attributes are indexed in sorted order; items without metadata get NO_CATEGORY, a
+    NaN price and no attributes.
     """
     n_items = len(item_ids)
     category = np.full(n_items, NO_CATEGORY, dtype=np.int32)
     price = np.full(n_items, np.nan, dtype=np.float32)
     categories: list[str] = []
+    attributes: list[str] = []
+    attr_indptr, attr_index = _no_attributes_indptr(), np.zeros(0, np.int64)
     if items is not None and len(items.item):
         known = items.category != ""
         categories = sorted(set(items.category[known].tolist()))
         lookup = {c: i for i, c in enumerate(categories)}
         category[meta_rows[known]] = [lookup[c] for c in items.category[known].tolist()]
         price[meta_rows] = items.price
-    return Catalog(item_ids=item_ids, category=category, categories=categories, price=price)
+        if items.attr_indptr is not None and items.attr_tags is not None:
+            attributes, attr_indptr, attr_index = _attribute_csr(
+                n_items, meta_rows, items.attr_indptr, items.attr_tags
+            )
+    return Catalog(
+        item_ids=item_ids, category=category, categories=categories, price=price,
+        attributes=attributes, attr_indptr=attr_indptr, attr_index=attr_index,
+    )  # fmt: skip
+
+
+def _attribute_csr(
+    n_items: int, meta_rows: np.ndarray, indptr: np.ndarray, tags: np.ndarray
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The metadata rows' tags re-ordered by item index: (sorted vocabulary, indptr [n+1], index)."""
+    vocab, codes = np.unique(np.asarray(tags, dtype=str), return_inverse=True)
+    counts = np.zeros(n_items, np.int64)
+    row_counts = np.diff(np.asarray(indptr, dtype=np.int64))
+    counts[meta_rows] = row_counts
+    out_indptr = np.zeros(n_items + 1, np.int64)
+    np.cumsum(counts, out=out_indptr[1:])
+    out_index = np.empty(int(out_indptr[-1]), np.int64)
+    src_row = np.repeat(np.arange(len(row_counts)), row_counts)  # metadata row of each tag
+    offset = np.arange(len(src_row)) - np.asarray(indptr, dtype=np.int64)[src_row]
+    out_index[out_indptr[meta_rows[src_row]] + offset] = codes
+    return vocab.tolist(), out_indptr, out_index
 
 
 def _extend_ids(known: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -297,6 +349,9 @@ def extend_interactions(
         category=np.concatenate([old.category, np.full(n_new, NO_CATEGORY, dtype=np.int32)]),
         categories=list(old.categories),
         price=np.concatenate([old.price, np.full(n_new, np.nan, dtype=np.float32)]),
+        attributes=list(old.attributes),
+        attr_indptr=old.attr_indptr,  # attribute_rows() gives the new items no tags
+        attr_index=old.attr_index,
     )
     return Interactions(
         name=base.name,
@@ -326,7 +381,11 @@ def load_interactions(cfg: DataConfig, *, seed: int = 0) -> Interactions:
     if cfg.source == "file":
         if cfg.path is None:
             raise DataError("data.path is required when data.source = 'file'")
-        items = read_items(cfg.items_path, cfg.item_columns) if cfg.items_path is not None else None
+        items = (
+            read_items(cfg.items_path, cfg.item_columns, cfg.attribute_separator)
+            if cfg.items_path is not None
+            else None
+        )
         log = stream_interactions(
             Path(cfg.path).stem,
             cfg.path,

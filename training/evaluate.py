@@ -1,9 +1,10 @@
 """Offline evaluation and the report published beside the manifest.
 
-Every model (teacher, distilled student, scratch student, popularity) is ranked over the whole
-catalog by training.ranking.evaluate, the same way, so the table compares like with like. The
-teacher-student agreement uses core.agreement, the functions the service's shadow report uses.
-The report is report.json (everything), report.md (one page for people) and PNG plots.
+Every model (teacher, distilled student, scratch student, and the classic peers: popularity and a
+tuned implicit ALS from training/peers.py) is ranked over the whole catalog by
+training.ranking.evaluate, the same way, so the table compares like with like. The teacher-student
+agreement uses core.agreement, the functions the service's shadow report uses. The report is
+report.json (everything), report.md (one page for people) and PNG plots.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MODEL_ORDER = ("teacher", "student", "scratch", "popularity")
+MODEL_ORDER = ("teacher", "student", "scratch", "als", "popularity")
 PROTOCOLS = {
     "train+valid": "standard leave-one-out (test query = train items + the validation item; "
     "full ranking, seen items excluded)",
@@ -281,6 +282,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"Dataset **{ds.get('name')}**: {ds.get('n_users')} users, {ds.get('n_items')} items, "
         f"{ds.get('n_interactions')} interactions (fingerprint `{str(ds.get('fingerprint', ''))[:12]}`).",
         "",
+    ]
+    out += [f"**{line}**" for line in report.get("warnings", [])] + ([""] if report.get("warnings") else [])
+    out += [
         "## Test metrics (full ranking, train items and the validation item excluded)",
         "",
         metrics_table(report.get("metrics", {}).get("test", {})),
@@ -289,6 +293,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         out += [f"Ranked for {report['test_users']} test users (`eval.max_users` caps a seeded sample).", ""]
     if report.get("test_history") is not None:
         out += [f"Test protocol: {PROTOCOLS.get(report['test_history'], report['test_history'])}.", ""]
+    out += peers_markdown(report)
+    out += gates_markdown(report.get("gates"))
     if report.get("soft_label_shortlist"):
         sl = report["soft_label_shortlist"]
         out += [
@@ -339,6 +345,30 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         out += ["## Time", ""] + [f"- {stage}: {sec:.1f} s" for stage, sec in timings.items()] + [""]
     out += [f"![{name}]({name})" for name in report.get("plots", [])]
     return "\n".join(out).rstrip() + "\n"
+
+
+def peers_markdown(report: Mapping[str, Any]) -> list[str]:
+    """The classic peers: ALS's chosen grid point and what it was fitted on; skipped peers and why."""
+    lines = []
+    for name, peer in report.get("peers", {}).items():
+        chosen = ", ".join(f"{key} {value:g}" for key, value in peer.get("chosen", {}).items())
+        fitted = {"train+valid": "train + validation items", "train": "train items"}
+        lines.append(
+            f"- {name}: tuned on the validation item over {len(peer.get('trials', []))} grid points "
+            f"(best {chosen}), tested fitted on {fitted.get(peer.get('fitted_on'), peer.get('fitted_on'))}; "
+            f"{peer.get('seconds', 0.0):.1f} s"
+        )
+    lines += [f"- {name}: skipped ({why})" for name, why in report.get("peers_skipped", {}).items()]
+    return ["## Peers", "", *lines, ""] if lines else []
+
+
+def gates_markdown(gates: Mapping[str, Any] | None) -> list[str]:
+    """The publish gates: each gate's line and the overall status (passed, or overridden)."""
+    if not gates:
+        return []
+    from training.gates import gate_lines
+
+    return [f"## Publish gates: {gates.get('status')}", "", *(f"- {line}" for line in gate_lines(gates)), ""]
 
 
 def _reduced_parity_note(result: Mapping[str, Any]) -> str:

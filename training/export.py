@@ -68,23 +68,34 @@ class ParityError(RuntimeError):
 
 
 class _UserVectors(nn.Module):
-    """Wraps `model.user_vectors` as `forward` so torch.onnx.export traces the query tower only."""
+    """Wraps the query tower as `forward(*graph inputs)` so torch.onnx.export traces it alone."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model: Any = model
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.model.user_vectors(*inputs)
+        return _query_vectors(self.model, *inputs)
 
 
-def _has_user_input(side: Side) -> bool:
-    return side == "teacher"
+def _has_user_input(model: Any) -> bool:
+    """Whether the query tower reads a user index: the teacher with a user-id table does, a
+    history-only teacher (`teacher.use_user_id = false`) and the student do not."""
+    return bool(getattr(model, "takes_user_id", False))
 
 
-def _input_specs(side: Side, with_k: bool) -> dict[str, TensorSpec]:
+def _query_vectors(model: Any, *inputs: torch.Tensor) -> torch.Tensor:
+    """The query vectors from the graph's inputs: (user, history) or (history,)."""
+    if _has_user_input(model):
+        return model.user_vectors(*inputs)
+    if hasattr(model, "takes_user_id"):  # a teacher without a user table: its user argument is unused
+        return model.user_vectors(None, *inputs)
+    return model.user_vectors(*inputs)
+
+
+def _input_specs(model: Any, with_k: bool) -> dict[str, TensorSpec]:
     specs: dict[str, TensorSpec] = {}
-    if _has_user_input(side):
+    if _has_user_input(model):
         specs[USER_INPUT] = TensorSpec(dtype="int64", shape=["batch"])
     specs[HISTORY_INPUT] = TensorSpec(dtype="int64", shape=["batch", "history_len"])
     if with_k:
@@ -102,11 +113,11 @@ def item_matrix(model: Any) -> np.ndarray:
 def torch_user_vectors(model: Any, side: Side, users: np.ndarray | None, histories: np.ndarray) -> np.ndarray:
     """float32 [B, dim] from the PyTorch model (the reference the graphs are checked against)."""
     history = torch.as_tensor(histories, dtype=torch.long)
-    if _has_user_input(side):
+    if _has_user_input(model):
         assert users is not None
-        out = model.user_vectors(torch.as_tensor(users, dtype=torch.long), history)
+        out = _query_vectors(model, torch.as_tensor(users, dtype=torch.long), history)
     else:
-        out = model.user_vectors(history)
+        out = _query_vectors(model, history)
     return out.detach().cpu().numpy().astype(np.float32)
 
 
@@ -128,7 +139,7 @@ def export_user_graph(model: Any, side: Side, path: Path, opset: int) -> None:
         HISTORY_INPUT: {0: "batch", 1: "history_len"},
         USER_VECTOR_OUTPUT: {0: "batch"},
     }
-    if _has_user_input(side):
+    if _has_user_input(model):
         names = [USER_INPUT, HISTORY_INPUT]
         args = (torch.zeros(2, dtype=torch.long), history)
         dynamic[USER_INPUT] = {0: "batch"}
@@ -287,21 +298,21 @@ def export_side(
     return ModelCard(
         topk=OnnxGraph(
             file=topk_file,
-            inputs=_input_specs(side, with_k=True),
+            inputs=_input_specs(model, with_k=True),
             outputs={
                 SCORES_OUTPUT: TensorSpec(dtype="float32", shape=["batch", "k"]),
                 INDICES_OUTPUT: TensorSpec(dtype="int64", shape=["batch", "k"]),
             },
         ),
         user=OnnxGraph(
-            file=user_file, inputs=_input_specs(side, with_k=False), outputs={USER_VECTOR_OUTPUT: vector}
+            file=user_file, inputs=_input_specs(model, with_k=False), outputs={USER_VECTOR_OUTPUT: vector}
         ),
         item_vectors=items_file,
         dim=int(items.shape[1]),
         history_len=int(model.history_len),
         padding_value=int(model.padding_value),
         parameters=int(parameters),
-        oov_user=int(model.oov_user) if _has_user_input(side) else None,
+        oov_user=int(model.oov_user) if _has_user_input(model) else None,
         item_precision=item_precision,
     )
 
@@ -360,9 +371,9 @@ def item_matrix_bytes(model: onnx.ModelProto) -> int:
     return int(sum(numpy_helper.to_array(t).nbytes for t in model.graph.initializer if MATRIX_NAME in t.name))
 
 
-def _feeds(side: Side, inputs: ParityInputs, rows: slice) -> dict[str, np.ndarray]:
+def _feeds(card: ModelCard, inputs: ParityInputs, rows: slice) -> dict[str, np.ndarray]:
     feeds = {HISTORY_INPUT: inputs.histories[rows]}
-    if _has_user_input(side):
+    if card.oov_user is not None:  # the graph reads a user index
         feeds[USER_INPUT] = inputs.users[rows]
     return feeds
 
@@ -402,7 +413,7 @@ def check_parity(
         ref_scores = ref_vec @ items.T  # (B, N)
         ref_idx = np.argsort(-ref_scores, axis=1, kind="stable")[:, :k]
         ref_top = np.take_along_axis(ref_scores, ref_idx, axis=1)
-        feeds = _feeds(side, inputs, rows)
+        feeds = _feeds(card, inputs, rows)
         (vec,) = user_sess.run([USER_VECTOR_OUTPUT], feeds)
         scores, idx = topk_sess.run(
             [SCORES_OUTPUT, INDICES_OUTPUT], {**feeds, K_INPUT: np.array([k], np.int64)}
@@ -535,7 +546,7 @@ def check_reduced_parity(
         ref_vec = torch_user_vectors(model, side, inputs.users[rows], inputs.histories[rows])
         ref_scores = ref_vec @ items.T  # (B, N)
         ref_idx = np.argsort(-ref_scores, axis=1, kind="stable")[:, :k]
-        feeds = _feeds(side, inputs, rows)
+        feeds = _feeds(card, inputs, rows)
         (vec,) = user_sess.run([USER_VECTOR_OUTPUT], feeds)
         scores, idx = topk_sess.run(
             [SCORES_OUTPUT, INDICES_OUTPUT], {**feeds, K_INPUT: np.array([k], np.int64)}

@@ -227,23 +227,54 @@ def _fit_record(fit: Any) -> dict[str, Any]:
 # --- evaluate, export, publish -----------------------------------------------------------------------
 
 
+def fit_peers(
+    cfg: PipelineConfig, full: Split, split: Split
+) -> tuple[dict[str, tuple[Any, int]], dict[str, dict[str, Any]], dict[str, str]]:
+    """The classic peers of `eval.peers`: {name: (score_fn, history_len)}, their tuning records, skips.
+
+    Fitted on every train interaction of `full`; ALS is tuned on the validation items of `split`
+    (the evaluated sample) and refitted for the test query (training.peers.als_peer). A peer that
+    cannot run here is skipped with the reason, never silently.
+    """
+    from training.evaluate import popularity_score_fn
+    from training.peers import als_peer, implicit_missing
+
+    e = cfg.eval
+    models: dict[str, tuple[Any, int]] = {}
+    records: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
+    for name in dict.fromkeys(e.peers):
+        if name == "popularity":
+            models[name] = (popularity_score_fn(full.item_popularity()), 1)
+            continue
+        if (why := implicit_missing()) is not None:
+            log.warning("peer %s skipped: %s", name, why)
+            skipped[name] = why
+            continue
+        peer = als_peer(
+            full, e.als.grid(), cfg.seed, cfg.threads or 0, e.test_history,
+            e.k, e.recall_k, e.batch_size, eval_split=split,
+        )  # fmt: skip
+        models[name] = (peer.model.score_fn(), 1)
+        records[name] = peer.record()
+    return models, records, skipped
+
+
 def evaluate_all(cfg: PipelineConfig, data: Interactions, split: Split, trained: Trained) -> dict[str, Any]:
     """Test metrics for every model, agreement with the teacher, the sweep, and scatter pairs."""
-    from training.evaluate import evaluate_models, mean_agreement, popularity_score_fn, score_pairs
+    from training.evaluate import evaluate_models, mean_agreement, score_pairs
     from training.train import student_score_fn, teacher_score_fn, validation_split
 
     e = cfg.eval
-    split = validation_split(split, e.max_users, cfg.seed)  # eval.max_users: a seeded sample of test users
+    full, split = split, validation_split(split, e.max_users, cfg.seed)  # eval.max_users: a seeded sample
     models = {"teacher": (teacher_score_fn(trained.teacher), trained.teacher.history_len)}
     models["student"] = (student_score_fn(trained.student), trained.student.history_len)
     if trained.scratch is not None:
         models["scratch"] = (student_score_fn(trained.scratch), trained.scratch.history_len)
-    models["popularity"] = (popularity_score_fn(split.item_popularity()), 1)
+    peers, peer_records, peers_skipped = fit_peers(cfg, full, split)
+    models |= peers
     metrics, tops = evaluate_models(split, models, e.k, e.recall_k, e.batch_size, test_history=e.test_history)
-    agreement = {"student": mean_agreement(tops["student"], tops["teacher"], e.k)}
-    if "scratch" in tops:
-        agreement["scratch"] = mean_agreement(tops["scratch"], tops["teacher"], e.k)
-    agreement["popularity"] = mean_agreement(tops["popularity"], tops["teacher"], e.k)
+    agreement = {name: mean_agreement(tops[name], tops["teacher"], e.k) for name in tops if name != "teacher"}
     sweep = []
     for temperature, model in trained.sweep:
         swept, _ = evaluate_models(
@@ -259,6 +290,7 @@ def evaluate_all(cfg: PipelineConfig, data: Interactions, split: Split, trained:
     return {
         "test": metrics, "agreement": agreement, "sweep": sweep, "scatter": scatter,
         "test_users": len(split.test_users), "test_history": e.test_history,
+        "peers": peer_records, "peers_skipped": peers_skipped,
     }  # fmt: skip
 
 
@@ -312,6 +344,36 @@ def write_data_files(stage: Path, data: Interactions, split: Split) -> None:
     np.savez(stage / "holdout.npz", user=split.test_users, item=split.test_items)
 
 
+def check_publish_gates(cfg: PipelineConfig, evaluation: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The publish gates (training.gates) and quality warnings on the test metrics, logged.
+
+    A failed gate with `publish.require_gates` raises GateError; the refused version's metrics and
+    gate results are kept in `work_dir/refused.json` (no version folder, LATEST untouched).
+    """
+    from training.gates import check_gates, enforce, gate_lines, quality_warnings
+
+    test, k = evaluation["test"], cfg.eval.k
+    gates = check_gates(test, k, cfg.publish.scratch_tolerance, cfg.publish.require_gates)
+    warnings = quality_warnings(test, k)
+    for line in warnings:
+        log.warning("%s", line)
+    for line in gate_lines(gates):
+        (log.info if gates["status"] == "passed" else log.warning)("%s", line)
+    if gates["status"] == "failed" and distributed.is_main():
+        refused = Path(cfg.work_dir) / "refused.json"
+        refused.parent.mkdir(parents=True, exist_ok=True)
+        record = {
+            "test": test,
+            "test_history": evaluation["test_history"],
+            "gates": gates,
+            "warnings": warnings,
+        }
+        refused.write_text(json.dumps(record, indent=2, default=float) + "\n")
+        log.warning("not published; the refused version's metrics and gates: %s", refused)
+    enforce(gates)
+    return gates, warnings
+
+
 def publish_trained(
     cfg: PipelineConfig,
     data: Interactions,
@@ -319,9 +381,11 @@ def publish_trained(
     trained: Trained,
     seconds: dict[str, float] | None = None,
 ) -> PipelineResult:
-    """Evaluate, then export + parity + report into a staging folder, then publish atomically.
+    """Evaluate, check the publish gates, then export + parity + report into a staging folder, then
+    publish atomically.
 
-    A parity failure raises before anything is renamed: no version, LATEST untouched.
+    A failed gate (GateError) raises before anything is staged, a parity failure before anything is
+    renamed: either way no version, LATEST untouched.
     """
     from training.ann import retrieval_for_student
     from training.evaluate import write_report
@@ -334,7 +398,10 @@ def publish_trained(
         seconds.setdefault(name, float(record.get("seconds", 0.0)))
     t0 = time.perf_counter()
     evaluation = evaluate_all(cfg, data, split, trained)
-    seconds["evaluate"] = time.perf_counter() - t0
+    peer_seconds = {f"{name}_peer": float(rec["seconds"]) for name, rec in evaluation["peers"].items()}
+    seconds["evaluate"] = time.perf_counter() - t0 - sum(peer_seconds.values())  # peers' tuning: apart
+    seconds |= peer_seconds
+    gates, warnings = check_publish_gates(cfg, evaluation)  # GateError here: nothing staged yet
     config_json = cfg.model_dump(mode="json")
     version = new_version(data.fingerprint, json.dumps(config_json, sort_keys=True))
     params = {"teacher": count_parameters(trained.teacher), "student": count_parameters(trained.student)}
@@ -345,6 +412,11 @@ def publish_trained(
         "agreement": evaluation["agreement"],
         "valid": {name: rec.get("valid_metrics", {}) for name, rec in trained.records.items()},
         "sweep": evaluation["sweep"],
+        "test_history": evaluation["test_history"],
+        "peers": evaluation["peers"],
+        "peers_skipped": evaluation["peers_skipped"],
+        "gates": gates,
+        "warnings": warnings,
     }
     dataset = DatasetInfo(
         name=data.name, fingerprint=data.fingerprint,
@@ -378,6 +450,10 @@ def publish_trained(
             "seconds": seconds,
             "test_users": evaluation["test_users"],
             "test_history": evaluation["test_history"],
+            "peers": evaluation["peers"],
+            "peers_skipped": evaluation["peers_skipped"],
+            "gates": gates,
+            "warnings": warnings,
         }
         if shortlist := cached_shortlist(cfg, split):
             report["soft_label_shortlist"] = shortlist
@@ -406,6 +482,36 @@ def publish_trained(
     )
 
 
+def _stage_seconds(limit: float | None, budget: float | None) -> float | None:
+    """The tighter of a stage's own cap and its share of the budget (None = no limit)."""
+    if budget is None:
+        return limit
+    budget = max(budget, 0.0)
+    return budget if limit is None else min(limit, budget)
+
+
+def budgeted(cfg: PipelineConfig, stage: str, elapsed: float) -> PipelineConfig:
+    """cfg with the stage's max_train_seconds cut to its share of `cfg.budget_minutes`.
+
+    stage "teacher": `teacher_budget_share` of the budget. stage "students": what is left after
+    `elapsed` seconds, less the reserve for evaluation and export, split evenly over the students
+    to train (distilled, scratch, each swept temperature).
+    """
+    if cfg.budget_minutes is None:
+        return cfg
+    total = cfg.budget_minutes * 60.0
+    out = cfg.model_copy(deep=True)
+    if stage == "teacher":
+        out.teacher.max_train_seconds = _stage_seconds(
+            cfg.teacher.max_train_seconds, cfg.teacher_budget_share * total
+        )
+    else:
+        n = 1 + int(cfg.distill.train_scratch) + len(cfg.distill.sweep_temperatures)
+        left = total * (1.0 - cfg.budget_reserve_share) - elapsed
+        out.student.max_train_seconds = _stage_seconds(cfg.student.max_train_seconds, left / n)
+    return out
+
+
 def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult | None:
     """data -> teacher -> soft labels -> student (+ scratch, sweep) -> evaluate -> export -> publish.
 
@@ -415,15 +521,16 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult |
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seconds: dict[str, float] = {}
-    t0 = time.perf_counter()
+    start = t0 = time.perf_counter()
     data, split = load_data(cfg)
     seconds["data"] = time.perf_counter() - t0
-    teacher_fit = train_teacher(cfg, data, split, progress)
+    teacher_fit = train_teacher(budgeted(cfg, "teacher", 0.0), data, split, progress)
     seconds["teacher"] = teacher_fit.seconds
     t0 = time.perf_counter()
     labels = soft_labels(cfg, teacher_fit.model, split, progress)
     seconds["soft_labels"] = time.perf_counter() - t0
-    fits = train_students(cfg, data, split, labels, progress)
+    student_cfg = budgeted(cfg, "students", time.perf_counter() - start)
+    fits = train_students(student_cfg, data, split, labels, progress)
     for name, fit in fits.items():
         seconds[name] = fit.seconds
     if not distributed.is_main():  # torchrun: one model, published by rank 0

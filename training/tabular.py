@@ -383,9 +383,55 @@ def read_log(
     )
 
 
-def read_items(path: Path, columns: ItemColumnMap) -> RawItems:
-    """Item metadata: unique item ids, optional category (empty = unknown) and price (empty = NaN)."""
-    wanted = [columns.item] + [name for name in (columns.category, columns.price) if name]
+def header_columns(path: Path) -> list[str]:
+    """The column names of a CSV/TSV/Parquet file (its header, or its schema)."""
+    kind = _kind(path)
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return list(pq.ParquetFile(path).schema_arrow.names)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"not a readable Parquet file: {exc}", file=str(path)) from exc
+    frame = next(iter(_csv_frames(path, _SEPARATORS[kind], 1)))
+    return [str(v).strip() for v in frame.iloc[0].tolist()]
+
+
+def _item_fields(path: Path, columns: ItemColumnMap) -> dict[str, str]:
+    """Metadata field -> column to read. A column the user named must exist; a default name that the
+    file lacks (e.g. no `price` column) just means the file has no such field."""
+    named = columns.model_fields_set
+    found = set(header_columns(path))
+    fields = {}
+    for name in ("category", "price", "attributes"):
+        column = getattr(columns, name)
+        if column and (name in named or column in found):
+            fields[name] = column
+    return fields
+
+
+def parse_attributes(table: Table, column: str, separator: str) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of each row's tags: (indptr int64 [n + 1], tags str [nnz]); empty cell = no tags.
+
+    Tags are stripped, empty ones dropped and repeats within a row kept once (first occurrence).
+    """
+    values = table.columns[column]
+    cells = np.where(_is_missing(values), "", values.astype(str).to_numpy(dtype=str))
+    rows: list[list[str]] = []
+    for cell in cells.tolist():
+        tags = [t.strip() for t in cell.split(separator)] if cell else []
+        rows.append(list(dict.fromkeys(t for t in tags if t)))
+    indptr = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum([len(r) for r in rows], out=indptr[1:])
+    flat = [t for r in rows for t in r]
+    return indptr, np.asarray(flat, dtype=str) if flat else np.zeros(0, dtype=str)
+
+
+def read_items(path: Path, columns: ItemColumnMap, attribute_separator: str = "|") -> RawItems:
+    """Item metadata: unique item ids, optional category (empty = unknown), price (empty = NaN) and
+    multi-valued attributes (`attribute_separator`-separated tags, e.g. brand|category path|tags)."""
+    fields = _item_fields(Path(path), columns)
+    wanted = [columns.item] + list(fields.values())
     table = read_table(path, wanted)
     item = parse_ids(table, columns.item, "item")
     duplicated = pd.Series(item).duplicated().to_numpy()
@@ -398,15 +444,19 @@ def read_items(path: Path, columns: ItemColumnMap) -> RawItems:
             row=int(table.rows[i]),
             column=columns.item,
         )
-    if columns.category:
-        values = table.columns[columns.category]
+    if "category" in fields:
+        values = table.columns[fields["category"]]
         category = np.where(_is_missing(values), "", values.astype(str).str.strip().to_numpy(dtype=str))
     else:
         category = np.full(len(table), "", dtype=str)
-    if columns.price:
-        price = parse_numbers(table, columns.price, "price", allow_missing=True)
+    if "price" in fields:
+        price = parse_numbers(table, fields["price"], "price", allow_missing=True)
     else:
         price = np.full(len(table), np.nan)
+    attr_indptr = attr_tags = None
+    if "attributes" in fields:
+        attr_indptr, attr_tags = parse_attributes(table, fields["attributes"], attribute_separator)
     return RawItems(
-        source=table.file, item=item, category=category.astype(str), price=price.astype(np.float32)
-    )
+        source=table.file, item=item, category=category.astype(str), price=price.astype(np.float32),
+        attr_indptr=attr_indptr, attr_tags=attr_tags,
+    )  # fmt: skip

@@ -14,7 +14,7 @@ from dataclasses import astuple
 from pathlib import Path
 
 from app.stores.records import Comparison, ComparisonRows, FailureKind
-from core.sqlite import connect
+from core.sqlite import connect, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS shadow_comparisons (
@@ -52,10 +52,8 @@ class SqliteComparisonStore:
         rows = [astuple(c) for c in comparisons]
         if not rows:
             return
-        with self._lock:
-            self._conn.execute("BEGIN")
-            self._conn.executemany(f"INSERT INTO shadow_comparisons VALUES ({', '.join('?' * 11)})", rows)
-            self._conn.execute("COMMIT")
+        with self._lock, transaction(self._conn) as conn:
+            conn.executemany(f"INSERT INTO shadow_comparisons VALUES ({', '.join('?' * 11)})", rows)
 
     def add_failures(self, counts: dict[tuple[str, FailureKind], int], ts: float | None = None) -> None:
         """Record aggregated failure counts keyed by (student_version, kind)."""
@@ -63,10 +61,8 @@ class SqliteComparisonStore:
         rows = [(ts, kind, version, n) for (version, kind), n in counts.items() if n > 0]
         if not rows:
             return
-        with self._lock:
-            self._conn.execute("BEGIN")
-            self._conn.executemany("INSERT INTO shadow_failures VALUES (?, ?, ?, ?)", rows)
-            self._conn.execute("COMMIT")
+        with self._lock, transaction(self._conn) as conn:
+            conn.executemany("INSERT INTO shadow_failures VALUES (?, ?, ?, ?)", rows)
 
     def load(self, since: float | None = None) -> ComparisonRows:
         since = float("-inf") if since is None else since

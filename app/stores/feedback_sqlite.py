@@ -18,7 +18,7 @@ from typing import Any
 
 from app.stores.records import Event, Served
 from app.stores.served_log import ServedLog
-from core.sqlite import connect
+from core.sqlite import connect, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS served (
@@ -92,13 +92,8 @@ class SqliteFeedbackStore(ServedLog):
             )
             for s in batch
         ]
-        self._conn.execute("BEGIN")
-        try:
-            self._conn.executemany("INSERT OR REPLACE INTO served VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
+        with transaction(self._conn) as conn:
+            conn.executemany("INSERT OR REPLACE INTO served VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def _record_feedback(self, request_id: str, item_id: str, event: Event) -> bool:
         with self._io_lock:

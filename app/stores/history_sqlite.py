@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from app.stores.records import Interaction
-from core.sqlite import connect
+from core.sqlite import connect, transaction
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +78,11 @@ class SqliteHistoryStore:
         return [Interaction(user_id, item, ts, event) for item, ts, event in reversed(rows)]
 
     def append_sync(self, events: Sequence[Interaction]) -> None:
-        conn = self._writer
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._writer, immediate=True) as conn:  # FULL: fsynced before it returns
             conn.executemany(
                 "INSERT INTO interactions (user_id, item_id, ts, event, source) VALUES (?, ?, ?, ?, 'event')",
                 [(e.user_id, e.item_id, e.timestamp, e.event) for e in events],
             )
-            conn.execute("COMMIT")  # with synchronous=FULL this fsyncs the WAL before returning
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def seed_sync(
         self, version: str, user_ids: Sequence[str], item_ids: Sequence[str], timestamps: Sequence[int]
@@ -102,8 +96,7 @@ class SqliteHistoryStore:
         conn = self._writer
         if conn.execute("SELECT 1 FROM seeded_versions WHERE version = ?", (version,)).fetchone():
             return 0
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn, immediate=True):
             conn.execute("DELETE FROM interactions WHERE source = 'seed'")
             conn.execute("CREATE TEMP TABLE IF NOT EXISTS seed_in (user_id TEXT, item_id TEXT, ts INTEGER)")
             conn.execute("DELETE FROM seed_in")
@@ -119,10 +112,6 @@ class SqliteHistoryStore:
             ).rowcount
             conn.execute("DELETE FROM seed_in")
             conn.execute("INSERT INTO seeded_versions VALUES (?, ?, ?)", (version, added, int(time.time())))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return added
 
     # -- the async interface --

@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.peers import FactorModel, Peer, fit_als, fit_bpr, fit_mf, grid, run_seeds, train_matrix, tune
+from bench.peers import fit_bpr, fit_mf, run_seeds
 from training.data import Catalog, Interactions, Split, leave_last_out
+from training.peers import FactorModel, Peer, fit_als, grid, train_matrix, tune
 from training.ranking import evaluate
 
 N_USERS, N_ITEMS, BLOCK, PER_USER = 40, 40, 20, 12

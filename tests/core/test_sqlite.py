@@ -27,3 +27,16 @@ def test_read_only_never_creates_the_file_and_refuses_writes(tmp_path: Path) -> 
     reader = connect(tmp_path / "db.sqlite3", read_only=True)
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         reader.execute("INSERT INTO t VALUES (1)")
+
+
+def test_a_failed_transaction_rolls_back_and_leaves_the_connection_usable(tmp_path: Path) -> None:
+    from core.sqlite import transaction
+
+    conn = connect(tmp_path / "db.sqlite3")
+    conn.execute("CREATE TABLE t (x INTEGER PRIMARY KEY)")
+    with pytest.raises(sqlite3.IntegrityError), transaction(conn) as tx:
+        tx.execute("INSERT INTO t VALUES (1)")
+        tx.execute("INSERT INTO t VALUES (1)")  # the second one fails: neither is kept
+    with transaction(conn, immediate=True) as tx:  # a BEGIN still works: no transaction was left open
+        tx.execute("INSERT INTO t VALUES (2)")
+    assert conn.execute("SELECT x FROM t").fetchall() == [(2,)]

@@ -346,3 +346,53 @@ def test_load_interactions_synthetic_adds_the_pipeline_seed():
     assert load_interactions(cfg).fingerprint == generate_synthetic(small).fingerprint
     shifted = small.model_copy(update={"seed": 5})
     assert load_interactions(cfg, seed=2).fingerprint == generate_synthetic(shifted).fingerprint
+
+
+# --- multi-valued item attributes ---------------------------------------------------------------
+
+
+def test_item_attributes_are_parsed_with_the_separator_and_indexed_by_item(tmp_path):
+    # Tags are stripped, empty tags dropped, a repeat within a row kept once; no category/price
+    # columns in the file is fine because the defaults were not asked for by name.
+    write(tmp_path / "items.csv", "item_id,attributes\nA,brand1| face \nB,\nC,brand2|face|face||\n")
+    write(tmp_path / "log.csv", "user_id,item_id,timestamp\nu1,C,1\nu1,A,2\nu2,D,3\n")
+    cfg = DataConfig(source="file", path=tmp_path / "log.csv", items_path=tmp_path / "items.csv")
+    log = load_interactions(cfg)
+    cat = log.catalog
+    assert cat.item_ids.tolist() == ["C", "A", "D", "B"]  # log order, then metadata-only items
+    assert cat.attributes == ["brand1", "brand2", "face"]
+    indptr, index = cat.attribute_rows()
+    tags = [[cat.attributes[j] for j in index[indptr[i] : indptr[i + 1]]] for i in range(cat.n_items)]
+    assert tags == [["brand2", "face"], ["brand1", "face"], [], []]  # D: not in the file; B: empty cell
+    assert np.isnan(cat.price).all() and (cat.category == NO_CATEGORY).all()
+
+
+def test_item_attribute_separator_is_a_setting(tmp_path):
+    path = write(tmp_path / "items.tsv", "sku\ttags\nA\tx;y\n")
+    items = read_items(path, ItemColumnMap(item="sku", attributes="tags"), attribute_separator=";")
+    assert items.attr_indptr.tolist() == [0, 2] and items.attr_tags.tolist() == ["x", "y"]
+
+
+def test_a_named_item_column_must_exist_but_a_default_one_may_be_absent(tmp_path):
+    path = write(tmp_path / "items.csv", "item_id,category\nA,x\n")
+    items = read_items(path, ItemColumnMap())  # no price, no attributes column: both defaults
+    assert items.attr_indptr is None and np.isnan(items.price[0])
+    with pytest.raises(DataError, match=r"missing column 'tags'"):
+        read_items(path, ItemColumnMap(attributes="tags"))
+
+
+def test_appended_items_have_no_attributes_and_the_fingerprint_sees_attributes():
+    items = RawItems(
+        source="items", item=np.array(["A", "B"]), category=np.array(["", ""]),
+        price=np.array([np.nan, np.nan], np.float32),
+        attr_indptr=np.array([0, 1, 2]), attr_tags=np.array(["t1", "t2"]),
+    )  # fmt: skip
+    base = build_interactions("x", raw_log([("u1", "A", 1), ("u1", "B", 2)]), items)
+    grown = append_log(base, raw_log([("u2", "NEW", 3)]))
+    indptr, index = grown.catalog.attribute_rows()
+    assert indptr.tolist() == [0, 1, 2, 2] and index.tolist() == [0, 1]
+    other = RawItems(**{**items.__dict__, "attr_tags": np.array(["t1", "t3"])})
+    assert (
+        build_interactions("x", raw_log([("u1", "A", 1), ("u1", "B", 2)]), other).fingerprint
+        != base.fingerprint
+    )

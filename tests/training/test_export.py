@@ -60,6 +60,7 @@ class StubTeacher(StubStudent):
     def __init__(self, n_users: int = N_USERS, **kw):
         super().__init__(**kw)
         self.n_users, self.oov_user = n_users, n_users
+        self.takes_user_id = True  # the query graph reads a user index (training.export._has_user_input)
         self.user_emb = nn.Embedding(n_users + 1, self.items.shape[1])
 
     def user_vectors(self, user: torch.Tensor, history: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
@@ -219,3 +220,21 @@ def test_a_staged_file_that_changes_after_listing_is_refused(tmp_path: Path, mon
         publish.publish(tmp_path, "v1", lambda stage: _manifest(stage, student, teacher))
     assert read_latest(tmp_path) == "v0" and not (tmp_path / "v1").exists()
     assert not list(tmp_path.glob(".staging-*"))
+
+
+def test_a_history_only_teacher_exports_without_a_user_input(tmp_path: Path) -> None:
+    from training.config import TeacherConfig
+    from training.teacher import TwoTowerTeacher
+
+    torch.manual_seed(0)
+    cfg = TeacherConfig(dim=8, n_heads=2, history_len=L, dropout=0.0, use_user_id=False, score="dot")
+    attrs = np.random.default_rng(0).integers(0, 4, size=(N_ITEMS, 3))  # 3 = padding
+    teacher = TwoTowerTeacher(N_USERS, np.zeros(N_ITEMS), np.ones(N_ITEMS), cfg, attrs, 3).eval()
+    card = export.export_side(teacher, "teacher", tmp_path, opset=17, parameters=1)
+    assert card.oov_user is None  # the service then feeds the history alone, as for the student
+    topk = ort.InferenceSession(str(tmp_path / card.topk.file))
+    assert [i.name for i in topk.get_inputs()] == [HISTORY_INPUT, K_INPUT]
+    rng = np.random.default_rng(1)
+    hist = rng.integers(0, N_ITEMS + 1, size=(300, L))
+    inputs = export.parity_inputs(hist, np.zeros(300, np.int64), N_USERS, N_ITEMS, 300, 0)
+    assert export.check_parity(teacher, "teacher", card, tmp_path, inputs, k=10, atol=1e-4)["passed"]

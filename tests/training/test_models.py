@@ -110,3 +110,50 @@ def test_checkpoint_round_trips(tmp_path):
     assert torch.equal(s.user_vectors(hist), s2.user_vectors(hist))
     with pytest.raises(ValueError, match="not a teacher checkpoint"):
         load_teacher(tmp_path / "s.pt")
+
+
+def test_attribute_table_pads_each_item_to_the_widest():
+    from training.teacher import attribute_table
+
+    table = attribute_table(np.array([0, 2, 2, 3]), np.array([4, 1, 0]), n_attributes=5)
+    np.testing.assert_array_equal(table, [[4, 1], [5, 5], [0, 5]])
+    np.testing.assert_array_equal(attribute_table(np.zeros(3, np.int64), np.zeros(0), 0), [[0], [0]])
+
+
+def test_teacher_item_vectors_use_the_mean_of_the_attribute_embeddings():
+    torch.manual_seed(0)
+    cfg = TeacherConfig(dim=8, n_heads=2, history_len=4, dropout=0.0)
+    attrs = np.full((N_ITEMS, 2), 3, dtype=np.int64)  # 3 attributes; 3 = padding
+    attrs[0] = [0, 1]
+    attrs[1] = [1, 3]
+    t = TwoTowerTeacher(N_USERS, CATEGORY, PRICE, cfg, attrs, n_attributes=3).eval()
+    base = t.item_content_of(torch.tensor([0, 1]))
+    with torch.no_grad():
+        t.attr_emb.weight[0] += 1.0  # only item 0 has attribute 0, with weight 1/2 in its mean
+    moved = t.item_content_of(torch.tensor([0, 1])) - base
+    assert torch.allclose(moved[0], torch.full((8,), 0.5)) and torch.allclose(moved[1], torch.zeros(8))
+    with pytest.raises(ValueError, match=r"item_attributes must lie in \[0, 3\]"):
+        TwoTowerTeacher(N_USERS, CATEGORY, PRICE, cfg, attrs + 1, n_attributes=3)
+    again = load_teacher_roundtrip(t)
+    assert torch.allclose(again.item_vectors(), t.item_vectors())
+
+
+def load_teacher_roundtrip(t: TwoTowerTeacher) -> TwoTowerTeacher:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "t.pt"
+        save_checkpoint(teacher_checkpoint(t, CATEGORY, PRICE), path)
+        return load_teacher(path)
+
+
+def test_history_only_dot_teacher_ignores_the_user_and_has_no_user_table():
+    t = tiny_teacher(use_user_id=False, score="dot")
+    assert not t.takes_user_id and not hasattr(t, "user_emb")
+    hist = torch.tensor([[12, 12, 3, 4, 5, 6]])
+    assert torch.equal(t.user_vectors(None, hist), t.user_vectors(torch.tensor([5]), hist))
+    # dot head: no unit norms, no temperature folded in
+    assert not torch.allclose(t.item_vectors().norm(dim=1), torch.ones(N_ITEMS), atol=1e-2)
+    again = load_teacher_roundtrip(t)
+    assert torch.allclose(again.user_vectors(None, hist), t.user_vectors(None, hist), atol=1e-6)
