@@ -17,11 +17,12 @@ RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['
     && /opt/venv/bin/python3 -m pip install -r requirements.txt
 COPY core ./core
 COPY app ./app
-COPY training ./training
-# --no-deps: everything needed is already installed above; this only adds our package and the
-# `recdistill` entry point (training/ is copied as code for the CLI; torch itself is not installed).
+COPY recdistill ./recdistill
+# --no-deps: everything needed is already installed above; this only adds our packages and the
+# `recdistill` entry point. training/ (the offline job) is not copied: the service never imports it,
+# and `recdistill pipeline` here says how to install the `train` extra instead.
 RUN /opt/venv/bin/python3 -m pip install --no-deps . \
-    && /opt/venv/bin/python3 -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
+    && /opt/venv/bin/python3 -c "import importlib.util, sys; sys.exit(any(importlib.util.find_spec(m) is not None for m in ('torch', 'training')))"
 
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH \

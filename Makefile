@@ -34,8 +34,8 @@ test: venv
 	$(BIN)/python -m pytest
 
 lint: venv
-	$(BIN)/ruff check app training core bench tests
-	$(BIN)/ruff format --check app training core bench tests
+	$(BIN)/ruff check recdistill app training core bench tests
+	$(BIN)/ruff format --check recdistill app training core bench tests
 	$(BIN)/mypy app core
 
 bench: venv

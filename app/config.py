@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,8 +24,8 @@ class Settings(BaseSettings):
     # not only kill -9). NORMAL+WAL survives a process crash but may lose the last commits on power loss.
     history_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     seed_history: bool = True  # seed the store from a version's training interactions on first load
-    # Many replicas (issue 5): "redis" keeps histories, served answers, feedback and shadow comparisons
-    # in one shared Redis (app/history_redis.py, app/redis_state.py); needs the `redis` extra.
+    # Many replicas behind a load balancer: "redis" keeps histories, served answers, feedback and shadow comparisons
+    # in one shared Redis (app/stores/history_redis.py, app/stores/state_redis.py); needs the `redis` extra.
     history_backend: Literal["sqlite", "redis"] = "sqlite"
     redis_url: SecretStr | None = None  # e.g. redis://:password@redis:6379/0 (a secret: it may hold one)
     redis_prefix: str = Field(default="recdistill:", min_length=1, max_length=64)
@@ -44,14 +44,14 @@ class Settings(BaseSettings):
     # index misbehaves, and the baseline for bench/scale.py --version-dir).
     retrieval: Literal["manifest", "exact"] = "manifest"
     batch_max_size: int = Field(default=64, ge=1, le=4096)
-    # 0: batches form while the previous one runs; a wait only adds latency (app/batching.py)
+    # 0: batches form while the previous one runs; a wait only adds latency (app/engine/batching.py)
     batch_max_wait_ms: float = Field(default=0.0, ge=0.0, le=50.0)
 
     reload_poll_seconds: float = Field(default=0.0, ge=0.0)  # 0: do not watch models/LATEST
     admin_token: SecretStr | None = None  # no default: the admin API is off until this is set
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    # Teacher in shadow and the A/B experiment (issue 4; app/shadow.py, app/experiment.py).
+    # Teacher in shadow and the A/B experiment (app/experiment/shadow.py, app/experiment/assignment.py).
     shadow_rate: float = Field(default=0.0, ge=0.0, le=1.0)  # share of student answers re-run by the teacher
     shadow_queue_size: int = Field(default=32, ge=1, le=100_000)  # full queue: the shadow job is dropped
     shadow_timeout_ms: float = Field(default=250.0, gt=0.0)  # from enqueue to teacher answer
@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     # never pays for it; "thread": in the server process (competes with the primary for CPU).
     shadow_isolation: Literal["process", "thread"] = "process"
     # Cores the teacher processes may use together (token bucket); past it jobs are dropped (counted).
-    # 0.1: ~20-30 comparisons/s at 100k items under full load, -1% req/s (0.25 cost -5%; bench, issue 4)
+    # 0.1: ~20-30 comparisons/s at 100k items under full load, -1% req/s (0.25 cost -5%; measured with bench/service.py)
     shadow_cpu_budget: float = Field(default=0.1, gt=0.0, le=64.0)
     experiment_name: str = Field(default="student-vs-teacher", min_length=1, max_length=128)
     # Not a secret (it only decorrelates experiments), but explicit: changing it reshuffles every user.
@@ -77,9 +77,7 @@ class Settings(BaseSettings):
     @classmethod
     def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 16:
-            raise ValueError(
-                "RECDISTILL_ADMIN_TOKEN must be at least 16 characters (or unset to disable admin)"
-            )
+            raise ValueError("must be at least 16 characters (or unset to disable admin)")
         return value
 
     @model_validator(mode="after")
@@ -91,5 +89,39 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _paths_are_distinct(self) -> Settings:
         if self.history_db.resolve().parent == self.models_dir.resolve():
-            raise ValueError("history_db must not live directly inside models_dir (published artifacts only)")
+            raise ValueError(
+                "RECDISTILL_HISTORY_DB must not live directly inside RECDISTILL_MODELS_DIR (published artifacts only)"
+            )
         return self
+
+
+ENV_PREFIX = "RECDISTILL_"
+
+
+class SettingsError(ValueError):
+    """Settings that cannot start the service; the message is one line naming each variable at fault."""
+
+
+def settings_error_line(exc: ValidationError) -> str:
+    """pydantic's multi-line report as one line: `RECDISTILL_X: what is wrong (got ...)`; errors of
+    the whole object (a validator that checks two settings together) name their variables already."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["loc"]:
+            name = ENV_PREFIX + ".".join(str(p) for p in error["loc"]).upper()
+            got = error.get("input")
+            secret = "token" in name.lower() or "url" in name.lower()
+            shown = "" if secret or isinstance(got, dict) else f" (got {str(got)[:80]!r})"
+            parts.append(f"{name}: {message}{shown}")
+        else:
+            parts.append(message)
+    return "; ".join(parts)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """`Settings` from the environment (plus explicit overrides); SettingsError, one line, on bad input."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(settings_error_line(exc)) from None

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import uvicorn
 
-from app.config import Settings
+from app.config import load_settings
 from app.main import create_app
 
 
 def serve(models_dir: Path | None, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve until interrupted. Settings come from RECDISTILL_* env; `models_dir` overrides theirs."""
-    settings = Settings() if models_dir is None else Settings(models_dir=Path(models_dir))
+    """Serve until interrupted. Settings come from RECDISTILL_* env; `models_dir` overrides theirs.
+    A bad setting raises SettingsError (one line naming the variable) before anything starts."""
+    settings = load_settings() if models_dir is None else load_settings(models_dir=Path(models_dir))
     uvicorn.run(
         create_app(settings),
         host=host,

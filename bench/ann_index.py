@@ -1,4 +1,4 @@
-"""Which ANN index at catalogue scale (issue 5): `python -m bench.ann_index`, 1M items by default.
+"""Which ANN index at catalogue scale: `python -m bench.ann_index`, 1M items by default.
 
 For item/user vectors of the student's shape it builds each index with training/ann.py's own
 builder, walks the breadth ladder (HNSW efSearch, IVF nprobe) and reports, per index: build time,
@@ -169,7 +169,7 @@ def measure(
     """Build one index and walk its ladder until the tuning recall passes --stop-recall."""
     import faiss
 
-    from training.ann import exact_topk, recall_at_k
+    from core.topk import exact_topk, recall_at_k
 
     tune, held = users[:N_QUERIES], users[N_QUERIES : 2 * N_QUERIES]
     _, exact_tune = exact_topk(tune, items, K)

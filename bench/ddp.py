@@ -37,7 +37,7 @@ def run_once(
         f"models_dir={models}",
         f"work_dir={work}",
     ]
-    cmd = [sys.executable, "-m", "training.cli", "pipeline", "--config", str(config), "--no-progress"]
+    cmd = [sys.executable, "-m", "recdistill.cli", "pipeline", "--config", str(config), "--no-progress"]
     cmd += [arg for s in sets for arg in ("--set", s)] + ["--nproc", str(nproc)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)

@@ -1,4 +1,4 @@
-"""The pipeline at catalog scale (issue 5): `python -m bench.pipeline_scale`.
+"""The pipeline at catalog scale (1M items on 2 CPU cores): `python -m bench.pipeline_scale`.
 
 Runs `recdistill pipeline --config configs/synthetic-1m.toml` (1,000,000 products) in a child
 process, on this machine, and records what a team sizing its own catalog would ask: wall time per
@@ -30,7 +30,7 @@ MODELS = ("teacher", "student", "scratch", "popularity")
 
 def run_pipeline(config: Path, models_dir: Path, extra: list[str]) -> tuple[Path, float, float]:
     """(published version dir, wall seconds, peak RSS of the child in MB)."""
-    cmd = [sys.executable, "-m", "training.cli", "pipeline", "--config", str(config),
+    cmd = [sys.executable, "-m", "recdistill.cli", "pipeline", "--config", str(config),
            "--set", f"models_dir={models_dir}", *extra]  # fmt: skip
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)

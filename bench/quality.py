@@ -77,8 +77,8 @@ PUBLISHED, REFUSED, FAILED, MISSING = "published", "refused", "failed", "missing
 
 
 def recdistill_command() -> list[str]:
-    """The `recdistill` console script (training.cli:main), run with this interpreter: the one place to change."""
-    return [sys.executable, "-m", "training.cli"]
+    """The `recdistill` console script (recdistill.cli:main), run with this interpreter: the one place to change."""
+    return [sys.executable, "-m", "recdistill.cli"]
 
 
 @dataclass(frozen=True)

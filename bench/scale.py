@@ -1,4 +1,4 @@
-"""Catalogue-scale benchmark (issue 5): exact vs ANN retrieval of one model version, side by side.
+"""Catalogue-scale benchmark: exact vs ANN retrieval of one model version, side by side.
 
 Two ways to get the version it measures:
   - `--version-dir models/<version>`: a version the real pipeline published with an ANN index
@@ -15,7 +15,7 @@ Two ways to get the version it measures:
 Both paths serve the *same* version: the exact path is the student's top-k ONNX graph, forced by
 the service setting RECDISTILL_RETRIEVAL=exact (the index is then not loaded); the ANN path is what
 the manifest names. Measured, in one run:
-  1. in-process, through app/recommender.py as the service runs it (exclude_seen on): batch-1
+  1. in-process, through app/engine/recommender.py as the service runs it (exclude_seen on): batch-1
      latency of each path, CPU milliseconds per request at batch 1 and at batch 32 (CPU time is
      what a shared machine distorts least), recall@10 of the ANN answers against the exact answers
      on >= 1,000 requests, and of both against a float32 numpy reference;
@@ -45,6 +45,7 @@ import numpy as np
 from bench.loadgen import percentiles_ms, process_memory_mb, wrk_available, wrk_script
 from bench.report import RESULTS_DIR, markdown_table, write_report
 from bench.service import machine_info, request_bodies, running_server, torch_loaded, wrk_with_cpu
+from core.topk import exact_topk, recall_at_k
 
 log = logging.getLogger(__name__)
 
@@ -184,26 +185,6 @@ def check_version(version_dir: Path) -> Any:
     return manifest
 
 
-def reference_topk(
-    items: np.ndarray, vectors: np.ndarray, excludes: list[np.ndarray], k: int, block: int = 32
-) -> list[list[int]]:
-    """Float32 numpy top-k per query with its exclusions (score desc, ties by lower index)."""
-    out: list[list[int]] = []
-    for start in range(0, len(vectors), block):
-        scores = vectors[start : start + block] @ items.T  # (b, n_items)
-        for row, ex in enumerate(excludes[start : start + block]):
-            scores[row, ex] = -np.inf
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        part_s = np.take_along_axis(scores, part, axis=1)
-        order = np.lexsort((part, -part_s), axis=1)
-        out.extend(np.take_along_axis(part, order, axis=1).tolist())
-    return out
-
-
-def _recall(got: list[list[int]], want: list[list[int]]) -> float:
-    return float(np.mean([len(set(a) & set(e)) / max(1, len(e)) for a, e in zip(got, want, strict=True)]))
-
-
 def _cpu_ms_per_request(run: Any, queries: list[Any], batch: int) -> float:
     """Process CPU time per request answering `queries` in batches of `batch` (after one warm batch)."""
     run(queries[:batch])
@@ -215,8 +196,8 @@ def _cpu_ms_per_request(run: Any, queries: list[Any], batch: int) -> float:
 
 def _measure_path(version_dir: Path, retrieval: str, bodies: list[dict[str, Any]]) -> dict[str, Any]:
     """One path in-process: latency at batch 1, CPU per request at 1 and BATCH, answers, user vectors."""
-    from app.model_store import load_version
-    from app.recommender import prepare, recommend_batch
+    from app.engine.loading import load_version
+    from app.engine.recommender import prepare, recommend_batch
 
     t0 = time.perf_counter()
     model = load_version(version_dir, intra_op_threads=1, retrieval=retrieval)  # type: ignore[arg-type]
@@ -253,7 +234,7 @@ def in_process(version_dir: Path, bodies: list[dict[str, Any]]) -> dict[str, Any
     """Both paths of one version through the service's recommender; recall of ANN vs exact and of
     both vs a float32 reference (the exact path differs from it only if the graph's items are reduced
     precision)."""
-    from app.recommender import limit_blas_threads
+    from app.engine.recommender import limit_blas_threads
 
     restore = limit_blas_threads()  # numpy BLAS on one thread, as in the service
     try:
@@ -265,13 +246,14 @@ def in_process(version_dir: Path, bodies: list[dict[str, Any]]) -> dict[str, Any
         vectors = _user_vectors(
             version_dir, measured["histories"], measured["history_len"], measured["padding_value"]
         )
-        reference = reference_topk(measured["items"], vectors, measured["excludes"], K)
+        _, ref_idx = exact_topk(vectors, measured["items"], K, block=32, excludes=measured["excludes"])
+        reference = ref_idx.tolist()
     finally:
         restore()
-    out["recall@10"] = _recall(answers["ann"], answers["exact"])
+    out["recall@10"] = recall_at_k(answers["ann"], answers["exact"])
     out["recall_requests"] = len(answers["ann"])
     out["short_answers"] = int(sum(len(a) < K for a in answers["ann"]))
-    out["recall@10_vs_float32"] = {name: _recall(answers[name], reference) for name in PATHS}
+    out["recall@10_vs_float32"] = {name: recall_at_k(answers[name], reference) for name in PATHS}
     return out
 
 

@@ -1,8 +1,8 @@
-"""Service benchmark (issues 3 and 4): `python -m bench.service`, also run by `make bench`.
+"""Service benchmark (throughput and p99 under load, and the cost of the teacher in shadow): `python -m bench.service`, also run by `make bench`.
 
 For each catalogue size (default 100k and 1M items) it publishes an untrained model of the real
 architectures (bench/catalog.py), then measures on this machine, in one run:
-  - in-process top-10, student and teacher, through app/recommender.py and through raw onnxruntime;
+  - in-process top-10, student and teacher, through app/engine/recommender.py and through raw onnxruntime;
   - over HTTP, one keep-alive client, closed loop after warm-up;
   - over HTTP, 32 connections with wrk for ~15 s (throughput, percentiles, non-2xx and socket errors);
   - the server's resident memory (/proc/<pid>/status VmRSS and VmHWM);
@@ -55,7 +55,7 @@ K = 10
 HISTORY_ITEMS = 10  # ids per request history (the student reads its last history_len)
 N_BODIES = 256
 
-# Targets from issues 3 and 4: (metric key, comparison, threshold).
+# The service's performance targets: (metric key, comparison, threshold).
 TARGETS: list[tuple[str, str, float]] = [
     ("inprocess.student.recommender.p50", "<=", 1.5),
     ("inprocess.teacher_over_student_p50", ">=", 5.0),
@@ -187,8 +187,8 @@ def _time_calls(fn: Any, args: list[Any], n: int, warmup: int, max_seconds: floa
 
 def in_process(version_dir: Path, bodies: list[dict[str, Any]], n: int, max_seconds: float) -> dict[str, Any]:
     """Top-10 latency at batch 1 through the service's recommender and through raw ORT sessions."""
-    from app.model_store import load_version
-    from app.recommender import prepare, recommend_batch
+    from app.engine.loading import load_version
+    from app.engine.recommender import prepare, recommend_batch
     from core.manifest import HISTORY_INPUT, INDICES_OUTPUT, K_INPUT, SCORES_OUTPUT, USER_INPUT
 
     t0 = time.perf_counter()
@@ -259,7 +259,7 @@ def wrk_with_cpu(server: Server, script: Path, args: argparse.Namespace) -> tupl
 
 
 def shadow_counts(base: str) -> dict[str, Any] | None:
-    """The service's own shadow report (issue 4), or None when the endpoint is absent."""
+    """The service's own shadow report (teacher in shadow), or None when the endpoint is absent."""
     try:
         status, body = _get(f"{base}/v1/shadow/report", timeout=10)
     except OSError:
@@ -354,7 +354,7 @@ def shadow_comparison(
     unloaded_p50_ms: float,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    """Issue 4: shadow rate 1.0 vs off, same connections at full load, then paced to one rate."""
+    """The shadow's cost: shadow rate 1.0 vs off, same connections at full load, then paced to one rate."""
     out: dict[str, Any] = {"full_load": {"off": off_row}}
     with running_server(
         models_dir, work / f"state-{n_items}-shadow", {"RECDISTILL_SHADOW_RATE": "1.0"}, args.ready_timeout

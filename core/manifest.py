@@ -6,17 +6,19 @@ Every file carries its sha256 so a half-written or tampered version is refused a
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# The file mechanisms live in core.files; they are re-exported here for the callers that name them
+# beside the manifest's own functions (publishing writes both).
+from core.files import fsync_dir as fsync_dir
+from core.files import open_atomic as open_atomic
+from core.files import sha256_file as sha256_file
+from core.files import write_bytes_atomic as write_bytes_atomic
+from core.files import write_json_atomic as write_json_atomic
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -78,9 +80,10 @@ class FileEntry(BaseModel):
 
 
 class Retrieval(BaseModel):
-    """How the student's top-k is computed when served (issue 5 adds ANN indexes)."""
+    """How the student's top-k is computed when served: the exact graph, or an ANN index at catalogue scale."""
 
-    kind: Literal["exact", "hnsw", "ivf"] = "exact"  # hnsw/ivf: a faiss index (app/ann.py, training/ann.py)
+    # hnsw/ivf: a faiss index (app/engine/ann.py, training/ann.py)
+    kind: Literal["exact", "hnsw", "ivf"] = "exact"
     index_file: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
@@ -108,14 +111,6 @@ class Manifest(BaseModel):
     parity: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     report: list[str] = Field(default_factory=list)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def file_entry(path: Path) -> FileEntry:
@@ -168,47 +163,6 @@ def verify_files(version_dir: Path, manifest: Manifest) -> None:
             raise ManifestError(f"{path}: {path.stat().st_size} bytes, manifest says {entry.bytes}")
         if sha256_file(path) != entry.sha256:
             raise ManifestError(f"{path}: sha256 does not match the manifest")
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON durably: temp file in the same folder, fsync, rename, fsync the folder."""
-    write_bytes_atomic(path, (json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n").encode())
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    with open_atomic(path, "wb") as fh:
-        fh.write(data)
-
-
-@contextmanager
-def open_atomic(path: Path, mode: str = "wb", **kwargs: Any) -> Iterator[IO[Any]]:
-    """Open a temp file beside `path`; on a clean exit fsync it, rename it over `path`, fsync the folder.
-
-    Readers see the old file or the whole new one, never half of it; on an exception the temp file
-    is removed and `path` is left alone. Used for published models, LATEST and exported event logs.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp creates 0600; published files must be readable by the serving image's own user.
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, mode, **kwargs) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_latest(models_dir: Path) -> str | None:

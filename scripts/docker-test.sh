@@ -72,7 +72,7 @@ models="$workdir/models"
 mkdir -p "$models"
 if [ -f configs/tiny.toml ] && [ -f training/pipeline.py ] && "$py" -c "import torch" 2>/dev/null; then
   log "publishing a tiny model with the pipeline (configs/tiny.toml)"
-  "$py" -c "import sys; from training.cli import main; sys.exit(main(sys.argv[1:]))" \
+  "$py" -c "import sys; from recdistill.cli import main; sys.exit(main(sys.argv[1:]))" \
     pipeline --config configs/tiny.toml --set "models_dir=$models" --set "work_dir=$workdir/work" >&2 ||
     fail "pipeline run on configs/tiny.toml failed"
 else
@@ -121,6 +121,20 @@ if [ "$engine" = podman ]; then
   podman healthcheck run "$container" >/dev/null || fail "the image's HEALTHCHECK reports unhealthy"
   log "HEALTHCHECK passes"
 fi
+
+# The image ships the service only: neither torch nor training/, and `recdistill pipeline` there
+# says in one line how to install the train extra (exit 2) instead of failing on an import.
+step="no-training"
+"$engine" exec "$container" python3 -c "import importlib.util, sys; sys.exit(any(importlib.util.find_spec(m) is not None for m in ('torch', 'training')))" ||
+  fail "the image contains torch or training/"
+set +e
+pipeline_err=$("$engine" exec "$container" recdistill pipeline 2>&1 >/dev/null)
+pipeline_rc=$?
+set -e
+[ "$pipeline_rc" -eq 2 ] && [ "$(printf '%s\n' "$pipeline_err" | wc -l)" -eq 1 ] &&
+  printf '%s' "$pipeline_err" | grep -q "pip install 'recdistill\[train\]'" ||
+  fail "recdistill pipeline in the image: exit $pipeline_rc, expected 2 and one line naming the train extra: $pipeline_err"
+log "the image has no torch and no training/; recdistill pipeline says how to install the train extra"
 
 # 5. A recommendation from outside the container.
 step="recommend"

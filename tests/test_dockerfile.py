@@ -105,6 +105,10 @@ def dockerfile_problems(text: str) -> list[str]:
             problems.append(f"CMD {cmd} is not {SERVE_CMD}")
     for i, stage in enumerate(all_stages):
         for keyword, args in stage:
+            if keyword == "COPY" and re.search(r"(?<![\w/.-])\.?/?training/?(?=\s)", args + " "):
+                problems.append(
+                    f"stage {i}: copies training/ (the offline job) into the serving image: COPY {args}"
+                )
             if keyword != "RUN":
                 continue
             lowered = args.lower()
@@ -143,6 +147,7 @@ BAD_DOCKERFILE = """\
 FROM python:latest
 RUN apt-get update && apt-get install -y build-essential
 RUN pip install ".[train]" torch
+COPY training ./training
 HEALTHCHECK CMD curl -f http://localhost:8000/health/live
 CMD recdistill serve --models /app/models
 """
@@ -169,6 +174,7 @@ def test_every_fact_check_can_fail():
         """stage 0: installs the [train] extra: pip install ".[train]" torch""",
         """stage 0: installs torch: pip install ".[train]" torch""",
         "final stage installs build tool build-essential",
+        "stage 0: copies training/ (the offline job) into the serving image: COPY training ./training",
     ]
     assert sorted(problems) == sorted(expected)
 

@@ -12,8 +12,8 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.events_export import export_events
 from app.main import create_app
+from app.stores.events_export import export_events
 from core.manifest import load_manifest, read_latest
 from training.config import load_config
 from training.pipeline import run_pipeline

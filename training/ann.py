@@ -41,6 +41,7 @@ from typing import Any, Literal
 import numpy as np
 
 from core.manifest import Retrieval
+from core.topk import exact_topk, recall_at_k
 
 log = logging.getLogger(__name__)
 
@@ -65,37 +66,6 @@ def _faiss() -> Any:
     except ImportError as exc:  # pragma: no cover - the train extra installs faiss-cpu
         raise AnnError("retrieval 'hnsw'/'ivf' needs faiss-cpu (pip install 'recdistill[ann]')") from exc
     return faiss
-
-
-def exact_topk(
-    queries: np.ndarray, items: np.ndarray, k: int, block: int = 256
-) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, indices) [B, k], best first, ties by lower index: the reference the index is judged by.
-
-    Blocked over queries so a 1M-item catalogue never needs a [B, n_items] matrix for all B at once.
-    """
-    queries = np.ascontiguousarray(queries, np.float32)
-    k = min(k, len(items))
-    out_s = np.empty((len(queries), k), np.float32)
-    out_i = np.empty((len(queries), k), np.int64)
-    for start in range(0, len(queries), block):
-        scores = queries[start : start + block] @ items.T  # (b, N)
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        part_s = np.take_along_axis(scores, part, axis=1)
-        order = np.lexsort((part, -part_s), axis=1)
-        out_i[start : start + block] = np.take_along_axis(part, order, axis=1)
-        out_s[start : start + block] = np.take_along_axis(part_s, order, axis=1)
-    return out_s, out_i
-
-
-def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
-    """Mean over rows of |approx_row ∩ exact_row| / |exact_row| (faiss's -1 padding never matches)."""
-    if approx.shape[0] != exact.shape[0]:
-        raise ValueError(f"{approx.shape[0]} approximate rows vs {exact.shape[0]} exact rows")
-    if exact.size == 0:
-        raise ValueError("no rows to compare")
-    hits = [len(set(a.tolist()) & set(e.tolist())) / len(e) for a, e in zip(approx, exact, strict=True)]
-    return float(np.mean(hits))
 
 
 def mips_items(items: np.ndarray) -> np.ndarray:

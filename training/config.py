@@ -179,7 +179,7 @@ class ExportConfig(_Section):
     parity_users: int = Field(1000, ge=1)
     parity_k: int = Field(10, ge=1)
     parity_atol: float = Field(1e-4, gt=0)
-    # Retrieval at catalogue scale (issue 5, training/ann.py): "exact" serves the ONNX TopK graph;
+    # Retrieval at catalogue scale (training/ann.py): "exact" serves the ONNX TopK graph;
     # "hnsw"/"ivf" also build a faiss index over the student's item vectors, published with it.
     retrieval: Literal["exact", "hnsw", "ivf"] = "exact"
     hnsw_m: int = Field(32, ge=4, le=128)
@@ -196,7 +196,7 @@ class ExportConfig(_Section):
     # inner products (over the reduction it needed efSearch >= 1,024 on random and clustered 1M sets),
     # ivf over the reduction (fewer probes wherever both were measured); training/ann.py has the table.
     ann_space: Literal["auto", "inner_product", "mips_to_l2"] = "auto"
-    # Precision of the item matrix inside the student's topk graph (issue 5; training/export.py):
+    # Precision of the item matrix inside the student's topk graph (training/export.py):
     # float32 = the exact graph; int8 = ORT MatMulNBits, one scale per item (smaller file and RAM);
     # float16 = half the file only (onnxruntime's CPU session folds it back to float32 at load).
     # The teacher, the user graph and the item_vectors .npy stay float32.

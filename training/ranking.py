@@ -19,6 +19,7 @@ from typing import Literal
 
 import numpy as np
 
+from core.topk import top_k
 from training.data import Split
 
 Stage = Literal["valid", "test"]
@@ -61,14 +62,6 @@ def target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """int64 [B]: how many items score strictly higher than each row's target (0 = ranked first)."""
     target_scores = scores[np.arange(len(targets)), targets][:, None]
     return (scores > target_scores).sum(axis=1).astype(np.int64)
-
-
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """int64 [B, k]: the k best items per row, best first (ties broken by lower index)."""
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.lexsort((part, -np.take_along_axis(scores, part, axis=1)), axis=1)
-    return np.take_along_axis(part, order, axis=1).astype(np.int64)
 
 
 def hit_rate(ranks: np.ndarray, k: int) -> float:

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from training.ann import build_index, exact_topk, recall_at_k
+from core.topk import exact_topk, recall_at_k
+from training.ann import build_index
 from training.config import DistillConfig
 
 log = logging.getLogger(__name__)

@@ -3,20 +3,15 @@ with its lifespan running (TestClient as a context manager)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `pytest` without `python -m` does not put the repo root on sys.path
-    sys.path.insert(0, str(ROOT))
-
-from app.config import Settings  # noqa: E402
-from app.main import create_app  # noqa: E402
-from tests.fixtures.tiny_model import build_tiny_version  # noqa: E402
+from app.config import Settings
+from app.main import create_app
+from tests.fixtures.tiny_model import build_tiny_version
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 

@@ -42,7 +42,9 @@ def test_bad_settings_fail_fast(field: str, value: object, needle: str) -> None:
 
 
 def test_history_db_inside_models_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValidationError, match="history_db must not live"):
+    with pytest.raises(
+        ValidationError, match="RECDISTILL_HISTORY_DB must not live directly inside RECDISTILL_MODELS_DIR"
+    ):
         Settings(models_dir=tmp_path, history_db=tmp_path / "h.sqlite3")
 
 

@@ -77,7 +77,7 @@ def test_folder_command_points_the_shop_config_at_the_csvs_then_the_seed_then_th
     ds = q.dataset_spec(str(folder))
     assert ds.name == "amazon-beauty" and ds.config == Path("configs/shop.toml") and not ds.fetch
     argv = q.pipeline_argv(ds, 2, Path("root"), ["teacher.epochs=1", "seed=9"])
-    assert argv[:3] == [sys.executable, "-m", "training.cli"]
+    assert argv[:3] == [sys.executable, "-m", "recdistill.cli"]
     assert argv[3:6] == ["pipeline", "--config", "configs/shop.toml"]
     sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
     assert sets == [
@@ -305,7 +305,7 @@ def test_protocol_and_completion() -> None:
 
 
 def _meta() -> dict[str, Any]:
-    return {"command": "python -m bench.quality --data x", "commands": ["python -m training.cli pipeline ..."],
+    return {"command": "python -m bench.quality --data x", "commands": ["python -m recdistill.cli pipeline ..."],
             "jobs": 2, "machine": q.machine_info()}  # fmt: skip
 
 
@@ -318,7 +318,7 @@ def test_markdown_states_the_protocol_and_the_table(tmp_path: Path) -> None:
     assert "| teacher | 0.0600 ± 0.0000 |" in md
     assert "| student | 0.0340 ± 0.0339 |" in md  # (0.058 + 0.01) / 2; sample std 0.03394
     assert "![NDCG@10 per model](quality_amazon-beauty.png)" in md and png.stat().st_size > 0
-    assert "python -m training.cli pipeline ..." in md
+    assert "python -m recdistill.cli pipeline ..." in md
     saved = json.loads(json_path.read_text())
     assert saved["refused_seeds"] == [1] and saved["protocol"] == q.PROTOCOL_LINE
     assert saved["reference"]["published_sasrec_ndcg@10"] == 0.0531

@@ -9,15 +9,7 @@ import numpy as np
 import pytest
 
 from bench.ann_index import clustered_vectors, load_vectors, version_vectors
-from bench.scale import ScaleError, check_version, checks, markdown, parse_args, reference_topk
-
-
-def test_reference_topk_drops_each_querys_exclusions_and_breaks_ties_by_index() -> None:
-    items = np.array([[1.0, 0.0], [3.0, 0.0], [2.0, 0.0], [3.0, 0.0], [0.0, 1.0]], np.float32)
-    users = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], np.float32)
-    excludes = [np.zeros(0, np.int64), np.array([1], np.int64), np.array([4, 0], np.int64)]
-    got = reference_topk(items, users, excludes, 3, block=2)  # blocks of 2: the third row alone
-    assert got == [[1, 3, 2], [3, 2, 0], [1, 2, 3]]  # row 2: items 1, 2, 3 all score 0 (index order)
+from bench.scale import ScaleError, check_version, checks, markdown, parse_args
 
 
 def test_a_version_without_an_index_is_refused_with_the_fix(tmp_path: Path) -> None:

@@ -9,15 +9,14 @@ import pytest
 
 faiss = pytest.importorskip("faiss", reason="faiss-cpu (the ann extra) is not installed")
 
+from core.topk import exact_topk, recall_at_k  # noqa: E402
 from training.ann import (  # noqa: E402
     INDEX_FILE,
     AnnError,
     build_index,
     build_retrieval,
-    exact_topk,
     mips_items,
     mips_queries,
-    recall_at_k,
     search_labels,
     tune_breadth,
 )
@@ -32,27 +31,6 @@ def clustered(n_items: int, dim: int, n_queries: int, seed: int) -> tuple[np.nda
         np.float32
     )
     return items.astype(np.float32), queries.astype(np.float32)
-
-
-def test_exact_topk_known_answer_with_ties_by_index() -> None:
-    items = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [1.0, 0.0], [-1.0, 0.0]], np.float32)
-    scores, idx = exact_topk(np.array([[1.0, 0.0], [0.0, -1.0]], np.float32), items, 3, block=1)
-    assert idx.tolist() == [[2, 0, 3], [0, 2, 3]]  # row 1: four items tie at 0 (index order), item 1 is -1
-    assert scores.tolist() == [[2.0, 1.0, 1.0], [0.0, 0.0, 0.0]]
-
-
-def test_exact_topk_caps_k_at_catalogue_size() -> None:
-    items = np.eye(3, dtype=np.float32)
-    _, idx = exact_topk(np.array([[0.0, 1.0, 0.5]], np.float32), items, 10)
-    assert idx.tolist() == [[1, 2, 0]]
-
-
-def test_recall_at_k_hand_computed() -> None:
-    exact = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
-    approx = np.array([[4, 3, 9, -1], [5, 6, 7, 8]])  # 2/4 and 4/4
-    assert recall_at_k(approx, exact) == pytest.approx(0.75)
-    with pytest.raises(ValueError, match="rows"):
-        recall_at_k(approx[:1], exact)
 
 
 @pytest.mark.parametrize("kind, breadth_key", [("hnsw", "ef_search"), ("ivf", "nprobe")])
@@ -154,7 +132,7 @@ def test_hnsw_with_a_wide_search_finds_the_exact_top_k() -> None:
 
 
 def test_ivf_probing_every_list_finds_the_exact_top_k_and_the_service_loads_it(tmp_path: Path) -> None:
-    from app.ann import load_ann
+    from app.engine.ann import load_ann
     from core.manifest import Manifest, Retrieval
 
     items, queries = clustered(500, 8, 20, seed=2)
@@ -198,7 +176,7 @@ def test_unknown_kind_and_empty_catalogue_are_refused() -> None:
 
 
 def test_pipeline_publishes_a_verified_index_the_service_loads(tmp_path: Path) -> None:
-    from app.model_store import load_version
+    from app.engine.loading import load_version
     from core.manifest import load_manifest, verify_files
     from training.config import load_config
     from training.pipeline import run_pipeline

@@ -19,8 +19,9 @@ import pytest
 import torch
 
 from core.manifest import load_manifest, read_latest, verify_files
+from recdistill.cli import build_parser, main
+from recdistill.offline import _pipeline_argv
 from training import distributed
-from training.cli import _pipeline_argv, build_parser, main
 from training.config import ConfigError, load_config
 from training.distributed import DistContext
 from training.pipeline import run_pipeline
@@ -107,7 +108,7 @@ def test_torchrun_command_runs_the_cli_on_loopback_with_the_cores_divided() -> N
     cmd = distributed.torchrun_command(2, ["pipeline", "--config", "c.toml"])
     assert cmd == [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr", "127.0.0.1",
-        "--nproc_per_node", "2", "-m", "training.cli", "pipeline", "--config", "c.toml",
+        "--nproc_per_node", "2", "-m", "recdistill.cli", "pipeline", "--config", "c.toml",
     ]  # fmt: skip
     cores = os.cpu_count() or 1
     assert distributed.torchrun_env(2, {})["OMP_NUM_THREADS"] == str(max(1, cores // 2))
@@ -157,7 +158,7 @@ def test_cli_rejects_a_bad_config_before_launching_workers(capsys) -> None:
 def test_a_worker_s_bad_input_exits_2_with_its_message_and_no_traceback(tmp_path: Path) -> None:
     missing = tmp_path / "missing.csv"  # found only by the workers, when they load the data
     cmd = [
-        sys.executable, "-m", "training.cli", "pipeline", "--config", str(TINY), "--no-progress", "--nproc", "2",
+        sys.executable, "-m", "recdistill.cli", "pipeline", "--config", str(TINY), "--no-progress", "--nproc", "2",
         "--set", "data.source=file", "--set", f"data.path={missing}", "--set", f"models_dir={tmp_path / 'm'}",
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
@@ -284,7 +285,7 @@ def test_pipeline_with_two_processes_publishes_one_version_as_good_as_one_proces
 
     models = tmp_path / "m2"
     cmd = [
-        sys.executable, "-m", "training.cli", "pipeline", "--config", str(TINY), "--no-progress",
+        sys.executable, "-m", "recdistill.cli", "pipeline", "--config", str(TINY), "--no-progress",
         "--set", f"models_dir={models}", "--set", f"work_dir={tmp_path / 'w2'}", "--nproc", "2",
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)

@@ -132,7 +132,7 @@ def _hurt_args(root: Path, require_gates: bool) -> list[str]:
 def overridden(tmp_path_factory: pytest.TempPathFactory):
     """publish.require_gates=false with a distillation that hurts: published, override recorded."""
     import training.pipeline
-    from training.cli import main
+    from recdistill.cli import main
 
     root = tmp_path_factory.mktemp("gates")
     with pytest.MonkeyPatch.context() as mp:
@@ -161,7 +161,7 @@ def test_require_gates_false_publishes_and_the_manifest_records_the_override(ove
 
 def test_a_distillation_that_hurts_is_not_published_exit_3(overridden, monkeypatch, capsys) -> None:
     import training.pipeline
-    from training.cli import main
+    from recdistill.cli import main
 
     root, _ = overridden
     models = root / "models"

@@ -1,4 +1,4 @@
-"""Reduced-precision item matrices in the student's topk graph (export.item_precision, issue 5).
+"""Reduced-precision item matrices in the student's topk graph (export.item_precision: a smaller, faster matrix at catalogue scale).
 
 Hand-made cases: a student whose scores are known exactly (large margins, so float16 and int8 must
 return the float32 top-k), stand-in students for sizes and parity, and graphs broken on purpose.
@@ -302,7 +302,7 @@ def test_markdown_reports_reduced_parity_beside_float32_parity() -> None:
 
 
 def test_tiny_pipeline_publishes_an_int8_student_the_service_loads(tmp_path: Path) -> None:
-    from app.model_store import load_version
+    from app.engine.loading import load_version
     from training.pipeline import run_pipeline
 
     tiny = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"

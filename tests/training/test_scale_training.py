@@ -1,4 +1,4 @@
-"""Catalog-scale training paths (issue 5): subset item tower, sparse id tables, sampled student loss,
+"""Catalog-scale training paths: subset item tower, sparse id tables, sampled student loss,
 the IVF soft-label shortlist, and a test-user cap. Each is checked against its exact counterpart."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Streaming reads (issue 5): chunked results equal one-shot results, errors keep global rows, event weights."""
+"""Streaming reads (catalogue-scale logs): chunked results equal one-shot results, errors keep global rows, event weights."""
 
 from __future__ import annotations
 
@@ -244,7 +244,7 @@ def test_event_weights_config_from_overrides_and_its_errors(tmp_path):
 
 
 def test_cli_data_check_exits_2_on_an_unknown_event(tmp_path, capsys):
-    from training.cli import main
+    from recdistill.cli import main
 
     log = write(tmp_path / "events.csv", "user_id,item_id,timestamp,kind\nu1,A,1,view\nu1,B,2,return\n")
     cfg = write(

@@ -1,0 +1,44 @@
+"""422s in FastAPI's own shape: built by hand for checks that need settings or the loaded model, and
+made JSON-safe for every route (a NaN echoed back must not turn a 422 into a 500)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fastapi import Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+
+def invalid(
+    loc: tuple[Any, ...], msg: str, kind: str = "value_error", value: Any = None
+) -> RequestValidationError:
+    """A 422 in FastAPI's own shape, for checks that need settings or the loaded model."""
+    return RequestValidationError([{"type": kind, "loc": loc, "msg": msg, "input": value}])
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with every NaN/±Infinity float, at any depth, as the string "nan", "inf" or "-inf".
+
+    Python's json accepts the bare tokens NaN and Infinity in a request, but a response may not carry
+    them (Starlette's JSONResponse refuses them), so a 422 that echoes one back must spell it out."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's own 422 (`detail: [{type, loc, msg, input}]`), made JSON-safe for every route.
+
+    Regression: with FastAPI's default handler a NaN or Infinity anywhere in a body (e.g.
+    `{"filters": {"min_price": NaN}}`) was echoed in the error's `input`, the response could not be
+    encoded, and the client got a 500 with a traceback in the log instead of a 422 naming the field."""
+    if not isinstance(exc, RequestValidationError):  # registered for RequestValidationError only
+        raise exc
+    return JSONResponse(status_code=422, content={"detail": json_safe(jsonable_encoder(exc.errors()))})

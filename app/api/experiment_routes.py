@@ -1,0 +1,145 @@
+"""The experiment's routes: compare, feedback, and the A/B and shadow reports.
+
+The services behind them (assignment, the served-answer log, the shadow teacher) are
+`app.experiment.services.ExperimentServices`, opened by the lifespan onto `app.state.experiment`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import ModelDep
+from app.api.errors import invalid
+from app.api.openapi import errors
+from app.api.request import resolve, run
+from app.api.schemas import Id, RecommendRequest
+from app.api.types import DateTime, EpochSecondsQuery, epoch_seconds
+from app.engine.recommender import item_list
+from app.experiment.ab_stats import build_ab_report
+from app.experiment.services import ExperimentServices
+from app.experiment.shadow_report import build_report, render_html
+from app.stores.records import ComparisonRows, FeedbackError
+from core.agreement import agreement
+
+router = APIRouter(tags=["experiment"])
+SinceQuery = Annotated[
+    DateTime | EpochSecondsQuery | None,
+    Query(description="Only data from this time on: an RFC 3339 date-time or epoch seconds"),
+]
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    request_id: Id
+    item_id: Id
+    event: Literal["click", "purchase"]
+
+
+def _services(request: Request) -> ExperimentServices:
+    return request.app.state.experiment
+
+
+def _since(since: datetime | float | None) -> float | None:
+    return None if since is None else epoch_seconds(since)
+
+
+def rank_changes(student: list[str], teacher: list[str]) -> list[dict[str, Any]]:
+    """Every item of either list whose 1-based rank differs (None: not in that list), student order first."""
+    s_rank = {item: r for r, item in enumerate(student, 1)}
+    t_rank = {item: r for r, item in enumerate(teacher, 1)}
+    union = list(dict.fromkeys([*student, *teacher]))
+    return [
+        {"item_id": item, "student_rank": s_rank.get(item), "teacher_rank": t_rank.get(item)}
+        for item in union
+        if s_rank.get(item) != t_rank.get(item)
+    ]
+
+
+@router.post("/v1/compare", responses=errors(400, 404, 413, 503))
+async def compare(request: Request, body: RecommendRequest, model: ModelDep) -> dict[str, Any]:
+    """Student and teacher answers to the same request, side by side, with their agreement."""
+    resolved = await resolve(request, body, model, ("body",), side="student")
+    # one after the other: fair timings
+    student, student_ms = await run(request, resolved.query_for("student"))
+    teacher, teacher_ms = await run(request, resolved.query_for("teacher"))
+    s_items, t_items = item_list(model, student), item_list(model, teacher)
+    s_ids = [str(i["item_id"]) for i in s_items]
+    t_ids = [str(i["item_id"]) for i in t_items]
+    return {
+        "request_id": uuid.uuid4().hex,
+        "k": body.k,
+        "student": {
+            "items": s_items,
+            "latency_ms": student_ms,
+            "model_version": model.version,
+            "fallback": student.fallback,
+        },
+        "teacher": {
+            "items": t_items,
+            "latency_ms": teacher_ms,
+            "model_version": model.version,
+            "fallback": teacher.fallback,
+        },
+        "agreement": agreement(s_ids, t_ids, body.k),
+        "rank_changes": rank_changes(s_ids, t_ids),
+    }
+
+
+@router.post("/v1/feedback", status_code=201, responses=errors(400, 404, 409, 413))
+async def feedback(request: Request, body: FeedbackIn) -> dict[str, Any]:
+    """A click or purchase on an item of a served answer; 201 once it is on disk."""
+    try:
+        result = await run_in_threadpool(
+            _services(request).feedback.add_feedback, body.request_id, body.item_id, body.event
+        )
+    except FeedbackError as exc:
+        # A schema-valid body that names no served answer (404), or an item that answer did not hold (409).
+        if exc.field == "request_id":
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+        if exc.field == "item_id":
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+        raise invalid(("body", exc.field), str(exc), value=getattr(body, exc.field, None)) from exc
+    return {"accepted": not result.duplicate, "duplicate": result.duplicate, "arm": result.arm}
+
+
+@router.get("/v1/ab/report")
+async def ab_report(request: Request, since: SinceQuery = None) -> dict[str, Any]:
+    """Per arm: users, requests, impressions, clicks, purchases, CTR and conversion; the test and SRM."""
+    services = _services(request)
+    exp = services.experiment
+    counts = await run_in_threadpool(services.feedback.arm_counts, exp.name, _since(since))
+    report = build_ab_report(counts, exp.shares)
+    return {
+        "experiment": {"name": exp.name, "teacher_share": exp.teacher_share, "since": since},
+        **report,
+    }
+
+
+def _shadow_rows(services: ExperimentServices, since: float | None) -> ComparisonRows:
+    services.shadow.flush()  # persist what the worker still buffers so the report counts it
+    return services.comparisons.load(since)
+
+
+@router.get("/v1/shadow/report")
+async def shadow_report(request: Request, since: SinceQuery = None) -> dict[str, Any]:
+    """Agreement and latency of the shadow teacher vs the student, overall and per model version."""
+    services = _services(request)
+    rows = await run_in_threadpool(_shadow_rows, services, _since(since))
+    return {"shadow_rate": services.shadow.rate, **build_report(rows, _since(since))}
+
+
+@router.get("/v1/shadow/report.html", response_class=HTMLResponse)
+async def shadow_report_html(request: Request, since: SinceQuery = None) -> HTMLResponse:
+    """The shadow report as a page with inline SVG plots."""
+    services = _services(request)
+    rows = await run_in_threadpool(_shadow_rows, services, _since(since))
+    page = await asyncio.to_thread(render_html, build_report(rows, _since(since)), rows)
+    return HTMLResponse(page)

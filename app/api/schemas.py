@@ -1,0 +1,121 @@
+"""Request and response bodies. Static constraints live here as Field constraints, with the strict JSON
+types of `app.api.types`; limits that come from Settings (max k, max history length, batch and event
+counts) are checked in `app.api.request` (the same 422 shape FastAPI uses) and written into the
+generated schema by `app.api.openapi`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from app.api.types import DateTime, EpochSeconds, JsonFloat, JsonInt
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Arm = Literal["student", "teacher"]
+
+
+class _Body(BaseModel):
+    # allow_inf_nan=False: a NaN/Infinity (which Python's json accepts) is a 422 in any float field.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class Filters(_Body):
+    """Hard filters: no returned item breaks them. Unknown exclude_items are ignored (never served)."""
+
+    categories: list[Id] | None = Field(
+        None, description="Only items of these categories (names); [] = no filter"
+    )
+    exclude_items: list[Id] | None = Field(None, description="Never return these item ids")
+    # A range with min_price above max_price matches no item (JSON Schema cannot relate two fields, so
+    # the contract cannot refuse it): the answer is then empty, never an item outside the range.
+    min_price: JsonFloat | None = Field(None, description="Inclusive; unknown prices are excluded")
+    max_price: JsonFloat | None = Field(
+        None, description="Inclusive; unknown prices are excluded; below min_price nothing matches"
+    )
+
+
+class RecommendRequest(_Body):
+    user_id: Id | None = Field(None, description="Serves the teacher, the A/B assignment and the logs")
+    history: list[Id] | None = Field(
+        None,
+        description="Raw item ids to condition on, most recent last; default: the stored history of user_id",
+    )
+    k: JsonInt = Field(10, ge=1, description="How many items (at most the max_k setting)")
+    exclude_seen: bool = Field(True, strict=True, description="Never return an item of the history")
+    filters: Filters | None = None
+
+
+class ScoredItem(BaseModel):
+    item_id: str
+    score: float
+
+
+class RecommendResponse(BaseModel):
+    request_id: str
+    model_version: str
+    arm: Arm
+    items: list[ScoredItem]
+    fallback: Literal["popular"] | None
+    unknown_items: list[str]
+
+
+class BatchRecommendRequest(_Body):
+    requests: list[RecommendRequest] = Field(..., min_length=1)
+
+
+class BatchRecommendResponse(BaseModel):
+    results: list[RecommendResponse]
+
+
+class EventIn(_Body):
+    user_id: Id
+    item_id: Id
+    timestamp: DateTime | EpochSeconds | None = Field(
+        None, description="An RFC 3339 date-time or epoch seconds; default: now"
+    )
+    event: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        None, description="e.g. view, cart, purchase"
+    )
+
+
+class EventsAccepted(BaseModel):
+    accepted: int
+    unknown_items: list[str]  # not in the served model's catalogue: stored, learned at the next retrain
+
+
+class HistoryItem(BaseModel):
+    item_id: str
+    timestamp: int
+    event: str | None
+
+
+class UserHistory(BaseModel):
+    user_id: str
+    items: list[HistoryItem]
+
+
+class ReloadRequest(_Body):
+    version: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$",
+        description="A version folder under models_dir; default: what LATEST names",
+    )
+
+
+class ReloadResponse(BaseModel):
+    changed: bool
+    version: str
+    previous: str | None
+
+
+class ErrorDetail(BaseModel):
+    """Every error but a 422: what was wrong, in words."""
+
+    detail: str
+
+
+class Health(BaseModel):
+    status: str
+    model_version: str | None = None
+    detail: str | None = None

@@ -1,0 +1,92 @@
+"""A loaded model version: the immutable object every request holds while it is answered.
+
+`LoadedModel` is built only by `app.engine.loading.load_version`, after every check passed; a new
+version replaces it by one reference swap in `app.engine.model_store.ModelStore`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from app.engine.ann import AnnIndex
+from core.manifest import Manifest, ModelCard
+
+
+@dataclass(frozen=True, eq=False)
+class Side:
+    """One model side (student or teacher) ready to run: sessions plus what scoring needs."""
+
+    name: str
+    topk: ort.InferenceSession
+    user: ort.InferenceSession
+    item_vectors: np.ndarray  # float32 [n_items, dim], read-only
+    history_len: int
+    padding_value: int
+    oov_user: int | None  # teacher only
+
+    @property
+    def needs_user(self) -> bool:
+        return self.oov_user is not None
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """An immutable, verified model version. Never mutated after construction: swap, do not edit."""
+
+    version: str
+    path: Path
+    manifest: Manifest
+    student: Side
+    teacher: Side
+    item_ids: np.ndarray  # str [n_items]
+    item_index: dict[str, int]
+    user_index: dict[str, int]
+    category: np.ndarray  # int32 [n_items]
+    categories: list[str]
+    category_index: dict[str, int]
+    items_by_category: dict[int, np.ndarray]  # category -> sorted int64 item indices
+    price: np.ndarray  # float32 [n_items]
+    popularity: np.ndarray  # float64 [n_items]
+    popular_order: np.ndarray  # int64 [n_items]: most popular first, ties by index
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    ann: AnnIndex | None = None  # the student's ANN index when the manifest's retrieval is hnsw/ivf
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def side(self, name: str) -> Side:
+        if name == "student":
+            return self.student
+        if name == "teacher":
+            return self.teacher
+        raise ValueError(f"unknown model side {name!r}")
+
+    def summary(self) -> dict[str, Any]:
+        """What GET /v1/models shows: the manifest minus the file list, plus load facts."""
+        m = self.manifest
+        return {
+            "version": self.version,
+            "created_at": m.created_at.isoformat(),
+            "loaded_at": self.loaded_at.isoformat(),
+            "dataset": m.dataset.model_dump(mode="json"),
+            "n_items": self.n_items,
+            "n_users": len(self.user_index),
+            "categories": self.categories,
+            "student": _card_summary(m.student),
+            "teacher": _card_summary(m.teacher),
+            "retrieval": m.retrieval.model_dump(mode="json"),
+            "retrieval_served": "exact" if self.ann is None else self.ann.kind,  # RECDISTILL_RETRIEVAL
+            "metrics": m.metrics,
+            "parity": m.parity,
+        }
+
+
+def _card_summary(card: ModelCard) -> dict[str, Any]:
+    return {"dim": card.dim, "history_len": card.history_len, "parameters": card.parameters}

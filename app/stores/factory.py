@@ -1,0 +1,44 @@
+"""Open the stores the settings select: SQLite files (one replica, the default) or one shared Redis
+(`RECDISTILL_HISTORY_BACKEND=redis`; the `redis` extra). Each returns the store's Protocol."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from app.config import Settings
+from app.stores.protocols import ComparisonStore, FeedbackStore, HistoryStore
+
+
+class StateStores(NamedTuple):
+    feedback: FeedbackStore
+    comparisons: ComparisonStore
+
+
+def open_history(settings: Settings) -> HistoryStore:
+    """The history store: SQLite at history_db, or Redis shared by replicas."""
+    if settings.history_backend == "redis":
+        from app.stores.history_redis import RedisHistoryStore
+
+        assert settings.redis_url is not None  # Settings refuses redis without a URL
+        return RedisHistoryStore(settings.redis_url.get_secret_value(), settings.redis_prefix)
+    from app.stores.history_sqlite import SqliteHistoryStore
+
+    return SqliteHistoryStore(settings.history_db, settings.history_synchronous)
+
+
+def open_state_stores(settings: Settings) -> StateStores:
+    """The served-answer/feedback log and the shadow comparisons: the SQLite state db, or Redis."""
+    if settings.history_backend == "redis":
+        from app.stores.comparisons_redis import RedisComparisonStore
+        from app.stores.feedback_redis import RedisFeedbackStore
+
+        assert settings.redis_url is not None
+        url, prefix = settings.redis_url.get_secret_value(), settings.redis_prefix
+        return StateStores(RedisFeedbackStore(url, prefix), RedisComparisonStore(url, prefix))
+    from app.stores.comparisons_sqlite import SqliteComparisonStore
+    from app.stores.feedback_sqlite import SqliteFeedbackStore
+
+    path = settings.state_db_path
+    return StateStores(
+        SqliteFeedbackStore(path, synchronous=settings.history_synchronous), SqliteComparisonStore(path)
+    )

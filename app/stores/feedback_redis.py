@@ -1,0 +1,142 @@
+"""Redis-backed served-answer log and feedback, so `/v1/ab/report` counts every replica's answers.
+
+Layout (under `prefix`):
+- `served:<request_id>` hash (experiment, arm, forced, unit, model_version, items JSON, ts) and
+  `served_ts:<experiment>` sorted set request_id -> ts, for `since` windows;
+- `fb:<request_id>` set of "event\\x1fitem" (SADD gives the duplicate flag atomically).
+Served answers are buffered and written by a thread every `flush_interval` (no I/O on the request
+path), by the same `ServedLog` code as the SQLite store. Feedback that reaches another replica before
+the answer was flushed is retried once after two flush intervals before it is refused.
+The report reads the window's rows and aggregates in Python: O(requests in the window), fine for the
+report's on-demand use; per-minute counters would be the next step for very long windows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from app.stores.records import Event, Served
+from app.stores.redis_client import import_redis, redact, sync_client
+from app.stores.served_log import ServedLog
+
+_SEP = "\x1f"
+_PAGE = 2000
+
+
+class RedisFeedbackStore(ServedLog):
+    """Served-answer log + feedback shared by all replicas (see the module docstring); the buffer,
+    the writer thread, `flush` and the feedback checks are `ServedLog`'s, as for SQLite."""
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "recdistill:",
+        *,
+        flush_interval: float = 0.05,
+        clock: Callable[[], float] = time.time,
+        timeout: float = 5.0,
+    ):
+        self._flush_errors = (import_redis(url).RedisError,)
+        self._r = sync_client(url, timeout)
+        self.url, self.prefix = url, prefix
+        super().__init__(flush_interval, clock, "feedback-writer-redis")
+
+    def _describe(self) -> str:
+        return f"redis {redact(self.url)}"
+
+    def _stored(self, request_id: str) -> Served | None:
+        row = self._r.hgetall(f"{self.prefix}served:{request_id}")
+        if not row:
+            return None
+        return Served(
+            request_id,
+            row["experiment"],
+            row["arm"],
+            row["unit"],
+            row["model_version"],
+            tuple(json.loads(row["items"])),
+            row["forced"] == "1",
+            float(row["ts"]),
+        )
+
+    def _write(self, batch: list[Served]) -> None:
+        pipe = self._r.pipeline(transaction=True)
+        for s in batch:
+            pipe.hset(
+                f"{self.prefix}served:{s.request_id}",
+                mapping={
+                    "experiment": s.experiment,
+                    "arm": s.arm,
+                    "unit": s.unit,
+                    "model_version": s.model_version,
+                    "items": json.dumps(s.items),
+                    "forced": "1" if s.forced else "0",
+                    "ts": repr(s.ts),
+                },
+            )
+            pipe.zadd(f"{self.prefix}served_ts:{s.experiment}", {s.request_id: s.ts})
+        pipe.execute()
+
+    # -- feedback ---------------------------------------------------------------------------------
+    def _served_for_feedback(self, request_id: str) -> Served | None:
+        served = self.lookup(request_id)
+        if served is None:  # maybe served by another replica that has not flushed yet
+            time.sleep(2 * self._flush_interval)
+            served = self._stored(request_id)
+        return served
+
+    def _record_feedback(self, request_id: str, item_id: str, event: Event) -> bool:
+        self.flush()  # the answer must be stored before feedback that points at it
+        added = self._r.sadd(f"{self.prefix}fb:{request_id}", f"{event}{_SEP}{item_id}")
+        return bool(added == 0)
+
+    # -- reporting --------------------------------------------------------------------------------
+    def arm_counts(self, experiment: str, since: float | None = None) -> dict[str, dict[str, int]]:
+        """Same counts as FeedbackStore.arm_counts, over every replica's answers."""
+        self.flush()
+        ids = self._r.zrangebyscore(
+            f"{self.prefix}served_ts:{experiment}", "-inf" if since is None else since, "+inf"
+        )
+        units: dict[str, set[str]] = {}
+        out: dict[str, dict[str, int]] = {}
+        for start in range(0, len(ids), _PAGE):
+            page = ids[start : start + _PAGE]
+            pipe = self._r.pipeline(transaction=False)
+            for rid in page:
+                pipe.hmget(f"{self.prefix}served:{rid}", "arm", "forced", "unit", "items")
+                pipe.smembers(f"{self.prefix}fb:{rid}")
+            replies = pipe.execute()
+            for i in range(len(page)):
+                (arm, forced, unit, items), feedback = replies[2 * i], replies[2 * i + 1]
+                if arm is None or forced == "1":
+                    continue
+                c = out.setdefault(
+                    arm,
+                    {
+                        "users": 0,
+                        "requests": 0,
+                        "impressions": 0,
+                        "clicks": 0,
+                        "purchases": 0,
+                        "purchase_requests": 0,
+                    },
+                )
+                c["requests"] += 1
+                c["impressions"] += len(json.loads(items))
+                if unit != "anonymous":
+                    units.setdefault(arm, set()).add(unit)
+                events = [f.split(_SEP, 1)[0] for f in feedback]
+                c["clicks"] += events.count("click")
+                c["purchases"] += events.count("purchase")
+                c["purchase_requests"] += "purchase" in events
+        for arm, c in out.items():
+            c["users"] = len(units.get(arm, ()))
+        return out
+
+    def close(self) -> None:
+        """Stop the writer and send what is buffered: a clean restart loses nothing."""
+        self._stop_writer()
+        self.flush()
+        self._r.close()

@@ -1,0 +1,150 @@
+"""Durable log of served answers and the feedback (clicks, purchases) users give on them.
+
+Every answer of `/v1/recommend` is logged (request id, experiment, arm, unit, items) so feedback can
+be validated after a restart and the A/B report can count impressions per arm. Logging must not add
+I/O to the request path, so answers go into an in-memory buffer that a writer thread commits in
+batches every `flush_interval` seconds; lookups read the buffer first, so feedback that arrives
+before the flush still validates. Feedback itself is rare and committed before the 2xx.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from app.stores.records import Event, Served
+from app.stores.served_log import ServedLog
+from core.sqlite import connect, transaction
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS served (
+    request_id TEXT PRIMARY KEY,
+    ts REAL NOT NULL,
+    experiment TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    forced INTEGER NOT NULL,
+    unit TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    n_items INTEGER NOT NULL,
+    items TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS served_experiment_ts ON served (experiment, ts);
+CREATE TABLE IF NOT EXISTS feedback (
+    request_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    ts REAL NOT NULL,
+    PRIMARY KEY (request_id, item_id, event)
+);
+"""
+
+
+class SqliteFeedbackStore(ServedLog):
+    """Served-answer log + feedback in one SQLite file (the state db beside the history store).
+
+    `_io_lock` also serialises every use of the one connection."""
+
+    _flush_errors = (sqlite3.Error,)
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "FULL",
+        flush_interval: float = 0.05,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._path = Path(path)
+        self._conn = connect(path, synchronous)
+        self._conn.executescript(_SCHEMA)
+        super().__init__(flush_interval, clock, "feedback-writer")
+
+    def _describe(self) -> str:
+        return str(self._path)
+
+    def _stored(self, request_id: str) -> Served | None:
+        with self._io_lock:
+            row = self._conn.execute(
+                "SELECT request_id, experiment, arm, unit, model_version, items, forced, ts FROM served "
+                "WHERE request_id = ?",
+                (request_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return Served(row[0], row[1], row[2], row[3], row[4], tuple(json.loads(row[5])), bool(row[6]), row[7])
+
+    def _write(self, batch: list[Served]) -> None:
+        rows = [
+            (
+                s.request_id,
+                s.ts,
+                s.experiment,
+                s.arm,
+                int(s.forced),
+                s.unit,
+                s.model_version,
+                len(s.items),
+                json.dumps(s.items),
+            )
+            for s in batch
+        ]
+        with transaction(self._conn) as conn:
+            conn.executemany("INSERT OR REPLACE INTO served VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def _record_feedback(self, request_id: str, item_id: str, event: Event) -> bool:
+        with self._io_lock:
+            self._flush_io_locked()  # the answer must be durable before feedback that points at it
+            cur = self._conn.execute(
+                "INSERT OR IGNORE INTO feedback VALUES (?, ?, ?, ?)",
+                (request_id, item_id, event, self._clock()),
+            )
+        return cur.rowcount == 0
+
+    # -- reporting --------------------------------------------------------------------------------
+    def arm_counts(self, experiment: str, since: float | None = None) -> dict[str, dict[str, int]]:
+        """Per arm: units, requests, impressions, clicks, purchases, requests with a purchase.
+
+        Forced requests (the testing header) are left out: they are not part of the randomised split.
+        Clicks and purchases count distinct (request, item) pairs, so a double click counts once.
+        """
+        self.flush()
+        where = "s.experiment = ? AND s.forced = 0" + (" AND s.ts >= ?" if since is not None else "")
+        params: Sequence[Any] = (experiment, since) if since is not None else (experiment,)
+        with self._io_lock:
+            base = self._conn.execute(
+                f"SELECT arm, COUNT(DISTINCT CASE WHEN unit != 'anonymous' THEN unit END), COUNT(*), "
+                f"SUM(n_items) FROM served s WHERE {where} GROUP BY arm",
+                params,
+            ).fetchall()
+            events = self._conn.execute(
+                f"SELECT s.arm, f.event, COUNT(*), COUNT(DISTINCT f.request_id) FROM feedback f "
+                f"JOIN served s ON s.request_id = f.request_id WHERE {where} GROUP BY s.arm, f.event",
+                params,
+            ).fetchall()
+        out: dict[str, dict[str, int]] = {}
+        for arm, units, requests, impressions in base:
+            out[arm] = {
+                "users": units,
+                "requests": requests,
+                "impressions": impressions or 0,
+                "clicks": 0,
+                "purchases": 0,
+                "purchase_requests": 0,
+            }
+        for arm, event, n, n_requests in events:
+            counts = out.setdefault(arm, {})
+            counts["clicks" if event == "click" else "purchases"] = n
+            if event == "purchase":
+                counts["purchase_requests"] = n_requests
+        return out
+
+    def close(self) -> None:
+        """Stop the writer and commit what is buffered: a clean restart loses nothing."""
+        self._stop_writer()
+        with self._io_lock:
+            self._flush_io_locked()
+            self._conn.close()

@@ -1,0 +1,94 @@
+"""One Protocol per store: what the service needs from it, whichever backend keeps the data.
+
+SQLite (one replica, the default) and Redis (`RECDISTILL_HISTORY_BACKEND=redis`, shared by replicas)
+implement each; `app.stores.factory` picks them from the settings. tests/app/stores/test_contracts.py
+runs the same test class against both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from app.stores.records import (
+    Comparison,
+    ComparisonRows,
+    Event,
+    FailureKind,
+    FeedbackResult,
+    Interaction,
+    Served,
+)
+
+
+class HistoryStore(Protocol):
+    """The users' interaction histories, by raw ids. The async methods are safe to await on the loop."""
+
+    async def history(self, user_id: str, limit: int) -> list[Interaction]:
+        """The user's `limit` most recent interactions, most recent last."""
+        ...
+
+    async def append(self, events: Sequence[Interaction]) -> None:
+        """Store events durably; return only once they would survive a crash."""
+        ...
+
+    async def seed(
+        self, version: str, user_ids: Sequence[str], item_ids: Sequence[str], timestamps: Sequence[int]
+    ) -> int:
+        """Replace the seed interactions with this version's (once per version); return rows added."""
+        ...
+
+    def seed_from_arrays(
+        self, version: str, user_ids: np.ndarray, item_ids: np.ndarray, timestamps: np.ndarray
+    ) -> int:
+        """`seed` from the model's arrays, blocking (the model loader's thread calls it). A storage
+        error is logged and 0 returned: the version is then served without the seed."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class FeedbackStore(Protocol):
+    """The served-answer log and the feedback given on served answers, for the A/B report."""
+
+    def log_served(self, served: Served) -> None:
+        """O(1) and no I/O (the request path calls it); the answer is stored by a writer thread."""
+        ...
+
+    def lookup(self, request_id: str) -> Served | None:
+        """The answer served under `request_id`, buffered or stored; None when there is none."""
+        ...
+
+    def flush(self) -> int:
+        """Store every buffered answer now; return how many were stored."""
+        ...
+
+    def add_feedback(self, request_id: str, item_id: str, event: Event) -> FeedbackResult:
+        """Validate against the served answer (FeedbackError naming the field), store durably, return."""
+        ...
+
+    def arm_counts(self, experiment: str, since: float | None = None) -> dict[str, dict[str, int]]:
+        """Per arm: users, requests, impressions, clicks, purchases, purchase_requests (forced left out)."""
+        ...
+
+    def close(self) -> None:
+        """Stop the writer and store what is buffered: a clean restart loses nothing."""
+        ...
+
+
+class ComparisonStore(Protocol):
+    """Shadow comparisons (student vs teacher answer) and shadow failure counts, for the shadow report."""
+
+    def add(self, comparisons: Iterable[Comparison]) -> None: ...
+
+    def add_failures(self, counts: dict[tuple[str, FailureKind], int], ts: float | None = None) -> None:
+        """Record failure counts keyed by (student_version, kind) at `ts` (default: now)."""
+        ...
+
+    def load(self, since: float | None = None) -> ComparisonRows:
+        """Every comparison and failure count from `since` on (epoch seconds; None: all), oldest first."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,136 @@
+"""What the SQLite and Redis feedback stores share: the buffered served-answer log and the checks on
+feedback. Subclasses add the storage (`_write`, `_stored`, `_record_feedback`, `arm_counts`)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from app.stores.records import Event, FeedbackError, FeedbackResult, Served
+
+logger = logging.getLogger(__name__)
+
+
+class ServedLog:
+    """What the SQLite and Redis stores share: the buffered served-answer log and feedback validation.
+
+    `log_served` (on the event loop) only touches an in-memory buffer under `_lock`; a writer thread
+    hands the buffer to `_write` every `flush_interval`. `_io_lock` lets one flush write at a time
+    (it may be held through the I/O); `_lock` never is. Subclasses set up their connection, then call
+    `__init__` (which starts the writer), and implement `_write`, `_stored`, `_record_feedback`.
+    """
+
+    _flush_errors: tuple[type[BaseException], ...] = ()  # what the writer thread logs and retries
+
+    def __init__(self, flush_interval: float, clock: Callable[[], float], thread_name: str) -> None:
+        self._lock = threading.Lock()  # guards the buffers only; never held across I/O
+        self._io_lock = threading.Lock()  # one flush at a time; held through the I/O
+        self._pending: dict[str, Served] = {}
+        self._writing: dict[str, Served] = {}  # the batch being written, still visible to lookup
+        self._clock = clock
+        self._flush_interval = flush_interval
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
+        self._thread.start()
+
+    # -- hooks ------------------------------------------------------------------------------------
+    def _write(self, batch: list[Served]) -> None:
+        """Store `batch` durably, all or nothing (raise to have it retried)."""
+        raise NotImplementedError
+
+    def _stored(self, request_id: str) -> Served | None:
+        """The answer as stored (not the buffers), or None."""
+        raise NotImplementedError
+
+    def _record_feedback(self, request_id: str, item_id: str, event: Event) -> bool:
+        """Store the feedback once its answer is stored; True if it was already recorded."""
+        raise NotImplementedError
+
+    def _describe(self) -> str:
+        """Where the log lives, for the writer's error messages."""
+        raise NotImplementedError
+
+    # -- served answers -------------------------------------------------------------------------
+    def log_served(self, served: Served) -> None:
+        """O(1) and no I/O: safe to call on the request path; the writer thread stores it."""
+        if not served.ts:
+            served = Served(**{**served.__dict__, "ts": self._clock()})
+        with self._lock:
+            self._pending[served.request_id] = served
+
+    def _buffered(self, request_id: str) -> Served | None:
+        """The buffer, then the batch being written."""
+        with self._lock:
+            return self._pending.get(request_id) or self._writing.get(request_id)
+
+    def lookup(self, request_id: str) -> Served | None:
+        """The buffer, then the batch being written, then the store."""
+        served = self._buffered(request_id)
+        if served is not None:
+            return served
+        # The answer may have moved from the buffer to the store between the two reads.
+        return self._stored(request_id) or self._buffered(request_id)
+
+    def flush(self) -> int:
+        """Write every buffered answer now; returns how many were written.
+
+        Regression (found by bench/service.py under load): this used to hold `_lock` through the write (an fsync with
+        SQLite's synchronous=FULL, a network round trip with Redis) while `log_served`, called on the
+        event loop, waited for the same lock, so the loop stalled on I/O every flush interval. Now the
+        buffer is swapped out under `_lock` and written under `_io_lock` only; `lookup` still sees the
+        batch in flight, and a failed write puts it back.
+        """
+        with self._io_lock:
+            return self._flush_io_locked()
+
+    def _flush_io_locked(self) -> int:
+        with self._lock:
+            if not self._pending:
+                return 0
+            batch, self._pending = self._pending, {}
+            self._writing = batch
+        try:
+            self._write(list(batch.values()))
+        except BaseException:
+            with self._lock:  # put the batch back (newer answers for the same id win): nothing lost
+                self._pending = {**batch, **self._pending}
+                self._writing = {}
+            raise
+        with self._lock:
+            self._writing = {}
+        return len(batch)
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            self._wake.wait(self._flush_interval)
+            try:
+                self.flush()
+            except self._flush_errors:
+                logger.exception("served-answer log (%s): flush failed; will retry", self._describe())
+
+    def _stop_writer(self) -> None:
+        self._closed.set()
+        self._wake.set()
+        self._thread.join(timeout=5.0)
+
+    # -- feedback ---------------------------------------------------------------------------------
+    def _served_for_feedback(self, request_id: str) -> Served | None:
+        return self.lookup(request_id)
+
+    def add_feedback(self, request_id: str, item_id: str, event: Event) -> FeedbackResult:
+        """Validate against the served answer, then store (durably) before returning."""
+        if event not in ("click", "purchase"):
+            raise FeedbackError("event", f"unknown event {event!r}, expected 'click' or 'purchase'")
+        served = self._served_for_feedback(request_id)
+        if served is None:
+            raise FeedbackError(
+                "request_id", f"unknown request id {request_id!r}: no answer was served under it"
+            )
+        if item_id not in served.items:
+            raise FeedbackError(
+                "item_id", f"item {item_id!r} was not in the answer to request {request_id!r}"
+            )
+        duplicate = self._record_feedback(request_id, item_id, event)
+        return FeedbackResult(request_id, item_id, event, served.arm, duplicate=duplicate)

@@ -1,0 +1,1 @@
+"""The `recdistill` command line, outside both wings (see recdistill/cli.py)."""

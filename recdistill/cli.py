@@ -1,0 +1,196 @@
+"""The `recdistill` command: the whole offline job, each stage on its own, and the service.
+
+It lives outside both wings and dispatches lazily: a service command (`serve`, `events export`)
+imports `app` only, never `training` or torch, so the torch-free serving image (which does not ship
+`training/`) runs it; an offline command first checks that its dependencies are installed and, if
+not, says in one line how to install them (exit 2). Bad input (data, config, settings, a missing
+file) prints one message on stderr and exits 2; never a traceback. A publish gate that fails
+(training/gates.py) prints one line per failed gate and exits 3: nothing was published.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+EXIT_USAGE = 2
+EXIT_GATES = 3  # a publish gate failed: nothing was published (publish.require_gates=false overrides)
+log = logging.getLogger("recdistill")
+# What a command needs besides the service's dependencies: "train" the offline job with torch,
+# "training" the offline job's numpy/pandas code only, None nothing more.
+Needs = Literal["train", "training"] | None
+INSTALL_TRAIN = "pip install 'recdistill[train]'"
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="configs/synthetic.toml", help="pipeline config (TOML)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. teacher.epochs=5",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recdistill", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: str, help_: str, config: bool = True, needs: Needs = "train") -> Any:
+        p = sub.add_parser(name, help=help_, description=help_)
+        if config:
+            _config_args(p)
+        p.set_defaults(func=func, needs=needs)
+        return p
+
+    pipeline = add(
+        "pipeline",
+        "offline.cmd_pipeline",
+        "data -> teacher -> soft labels -> student -> export -> evaluate -> publish",
+    )
+    pipeline.add_argument(
+        "--nproc",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="train with N processes (DistributedDataParallel, re-launched under torchrun)",
+    )
+    data = sub.add_parser("data", help="fetch or check a dataset").add_subparsers(
+        dest="data_command", required=True
+    )
+    fetch = data.add_parser("fetch", help="download and cache a public dataset (checksummed)")
+    fetch.add_argument("dataset", choices=["ml-100k"])
+    fetch.add_argument("--cache-dir", default="data/cache")
+    fetch.set_defaults(func="offline.cmd_data_fetch", needs="training")
+    check = data.add_parser("check", help="load and validate the configured data; print a summary")
+    _config_args(check)
+    check.set_defaults(func="offline.cmd_data_check", needs="training")
+    add("teacher", "offline.cmd_teacher", "train the teacher into work_dir")
+    add(
+        "soft-labels",
+        "offline.cmd_soft_labels",
+        "compute (or load cached) soft labels from the teacher in work_dir",
+    )
+    add(
+        "student",
+        "offline.cmd_student",
+        "train the distilled student (and scratch baseline, sweep) into work_dir",
+    )
+    add(
+        "export",
+        "offline.cmd_export",
+        "evaluate, export to ONNX, check parity and publish from work_dir's checkpoints",
+    )
+    serve = add("serve", "service.cmd_serve", "serve the latest published version", config=False, needs=None)
+    serve.add_argument("--models", default="models")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    ab = add(
+        "simulate-ab",
+        "offline.cmd_simulate_ab",
+        "replay held-out users against a running service's A/B endpoint",
+        config=False,
+        needs="training",
+    )
+    ab.add_argument("--requests", type=int, default=1000)
+    ab.add_argument("--url", default="http://127.0.0.1:8000")
+    ab.add_argument("--models", default="models")
+    ab.add_argument("--seed", type=int, default=0)
+    events = sub.add_parser("events", help="the service's event log").add_subparsers(
+        dest="events_command", required=True
+    )
+    export = events.add_parser("export", help="export logged events as an interactions CSV")
+    export.add_argument("--db", required=True)
+    export.add_argument("--out", required=True)
+    export.set_defaults(func="service.cmd_events_export", needs=None)
+    return parser
+
+
+def missing_dependency(command: str, needs: Needs) -> str | None:
+    """One line saying what to install when `command` cannot run here, else None.
+
+    It imports what the command needs (the command would import it next anyway), so a package that is
+    present but broken, or blocked, counts as missing rather than failing later with a traceback."""
+    if needs is None:
+        return None
+    try:
+        importlib.import_module("training")
+    except ImportError:
+        return f"recdistill {command}: the offline job (training/) is not installed here; install it with: {INSTALL_TRAIN}"
+    if needs == "train":
+        try:
+            importlib.import_module("torch")
+        except ImportError:
+            return f"recdistill {command}: needs torch (the `train` extra); install it with: {INSTALL_TRAIN}"
+    return None
+
+
+def _handler(dotted: str) -> tuple[Callable[[argparse.Namespace], int], Any]:
+    """("offline.cmd_pipeline") -> the function and its module, imported only now."""
+    module_name, func = dotted.split(".")
+    module = importlib.import_module(f"recdistill.{module_name}")
+    return getattr(module, func), module
+
+
+def _user_errors(module: Any) -> tuple[type[BaseException], ...]:
+    from core.manifest import ManifestError
+
+    return (ManifestError, FileNotFoundError, *module.user_errors())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # usage errors exit 2 inside argparse
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    command = " ".join(
+        a
+        for a in (args.command, getattr(args, "data_command", None), getattr(args, "events_command", None))
+        if a
+    )
+    if message := missing_dependency(command, args.needs):
+        print(message, file=sys.stderr)
+        return EXIT_USAGE
+    func, module = _handler(args.func)
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if type(exc).__name__ == "GateError":  # one line per failed gate; no version, LATEST untouched
+            print("\n".join(exc.lines), file=sys.stderr)  # type: ignore[attr-defined]
+            print(f"recdistill {args.command}: not published (--set publish.require_gates=false "
+                  "publishes anyway)", file=sys.stderr)  # fmt: skip
+            return EXIT_GATES
+        if isinstance(exc, _user_errors(module)):
+            print(f"recdistill {args.command}: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if type(exc).__name__ in ("ParityError", "PublishError"):  # checked failures: nothing was published
+            print(f"recdistill {args.command}: failed: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""The offline job's commands (`pipeline`, `data`, `teacher`, `soft-labels`, `student`, `export`,
+`simulate-ab`): thin wrappers over `training/`, which each imports inside its own function.
+
+Only `recdistill.cli` imports this module, and only for these commands, after checking that the
+offline job's dependencies are installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from training.config import load_config
+
+    if not Path(args.config).is_file():
+        raise FileNotFoundError(f"{args.config}: no such config file")
+    return load_config(Path(args.config), args.set)
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.no_progress and sys.stderr.isatty()
+
+
+def _load_data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """(config, interactions, split): what every stage that reads the configured data starts from."""
+    from training.pipeline import load_data
+
+    cfg = _load(args)
+    data, split = load_data(cfg)
+    return cfg, data, split
+
+
+def _load_soft_labels(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
+    """(config, interactions, split, soft labels) from the teacher in work_dir (cached when possible)."""
+    from training.pipeline import load_trained_teacher, soft_labels
+
+    cfg, data, split = _load_data(args)
+    teacher, _ = load_trained_teacher(cfg, data)
+    return cfg, data, split, soft_labels(cfg, teacher, split, progress=_progress(args))
+
+
+# --- subcommands --------------------------------------------------------------------------------------
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # --nproc N: re-launch under torchrun
+        from training.distributed import relaunch
+
+        _load(args)  # a bad config fails here, once, with exit 2
+        return relaunch(args.nproc, _pipeline_argv(args))
+    from training.distributed import session
+    from training.pipeline import run_pipeline
+
+    cfg = _load(args)
+    t0 = time.perf_counter()
+    with session(cfg.device, cfg.threads) as ctx:  # joins torchrun's group; nothing in a single process
+        result = run_pipeline(cfg, progress=_progress(args) and ctx.is_main)
+    if result is None:  # torchrun, rank != 0: rank 0 publishes and prints
+        return 0
+    print(summary(result.manifest.model_dump(mode="json"), result.version_dir, time.perf_counter() - t0))
+    return 0
+
+
+def _pipeline_argv(args: argparse.Namespace) -> list[str]:
+    """The `pipeline` command line without --nproc: what each torchrun worker runs."""
+    argv = ["-v"] if args.verbose else []
+    argv += ["pipeline", "--config", str(args.config)]
+    for item in args.set:
+        argv += ["--set", item]
+    return argv + (["--no-progress"] if args.no_progress else [])
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from training.movielens import fetch_ml100k
+
+    folder = fetch_ml100k(Path(args.cache_dir))
+    print(f"ml-100k ready in {folder}")
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    cfg, data, split = _load_data(args)
+    per_user = np.bincount(data.user, minlength=data.n_users)
+    print(
+        f"{data.name}: {data.n_users} users, {data.n_items} items, {len(data)} interactions\n"
+        f"  interactions per user: median {np.median(per_user):.0f}, max {per_user.max(initial=0)}\n"
+        f"  evaluated users (>= {cfg.data.min_interactions} interactions): {len(split.test_users)}\n"
+        f"  train interactions: {len(split.train_items)}\n"
+        f"  categories: {len(data.catalog.categories)}, items with a price: "
+        f"{int(np.isfinite(data.catalog.price).sum())}\n"
+        f"  fingerprint: {data.fingerprint}"
+    )
+    return 0
+
+
+def cmd_teacher(args: argparse.Namespace) -> int:
+    from training.pipeline import train_teacher
+
+    cfg, data, split = _load_data(args)
+    fit = train_teacher(cfg, data, split, progress=_progress(args))
+    print(f"teacher: {fit.checkpoint} in {fit.seconds:.1f} s; valid {_metrics_line(fit.valid_metrics)}")
+    return 0
+
+
+def cmd_soft_labels(args: argparse.Namespace) -> int:
+    _, _, _, labels = _load_soft_labels(args)
+    print(f"soft labels: {len(labels)} pairs x {labels.candidates.shape[1]} candidates")
+    return 0
+
+
+def cmd_student(args: argparse.Namespace) -> int:
+    from training.pipeline import train_students
+
+    cfg, data, split, labels = _load_soft_labels(args)
+    for name, fit in train_students(cfg, data, split, labels, progress=_progress(args)).items():
+        print(f"{name}: {fit.checkpoint} in {fit.seconds:.1f} s; valid {_metrics_line(fit.valid_metrics)}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from training.pipeline import load_data, load_trained, publish_trained
+
+    cfg = _load(args)
+    t0 = time.perf_counter()
+    data, split = load_data(cfg)
+    result = publish_trained(cfg, data, split, load_trained(cfg, data))
+    print(summary(result.manifest.model_dump(mode="json"), result.version_dir, time.perf_counter() - t0))
+    return 0
+
+
+def cmd_simulate_ab(args: argparse.Namespace) -> int:
+    from training.simulate_ab import simulate_ab
+
+    result = simulate_ab(args.url, Path(args.models), args.requests, args.seed)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+# --- output -------------------------------------------------------------------------------------------
+
+
+def _metrics_line(metrics: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "users" and isinstance(v, float))
+
+
+def _quality_lines(metrics: dict[str, Any]) -> list[str]:
+    """Warnings first, then the test protocol, the peers skipped and the publish gates."""
+    from training.evaluate import PROTOCOLS
+    from training.gates import gate_lines
+
+    lines = list(metrics.get("warnings", []))
+    if history := metrics.get("test_history"):
+        lines.append(f"protocol: {PROTOCOLS.get(history, history)}")
+    lines += [f"peer {name} skipped: {why}" for name, why in metrics.get("peers_skipped", {}).items()]
+    if gates := metrics.get("gates"):
+        lines += [f"publish gates {gates['status']}:", *(f"  {line}" for line in gate_lines(gates))]
+    return [*lines, ""] if lines else []
+
+
+def summary(manifest: dict[str, Any], version_dir: Path, seconds: float) -> str:
+    """The one-screen result: where it went, how good, how small, how long."""
+    metrics = manifest.get("metrics", {})
+    test = metrics.get("test", {})
+    lines = [
+        f"published {manifest['version']} -> {version_dir}  ({seconds:.0f} s)",
+        f"dataset {manifest['dataset']['name']}: {manifest['dataset']['n_users']} users, "
+        f"{manifest['dataset']['n_items']} items, {manifest['dataset']['n_interactions']} interactions",
+        "",
+        *_quality_lines(metrics),
+    ]
+    if test:
+        cols = [c for c in next(iter(test.values())) if c != "users"]
+        lines.append(f"{'test':<12}" + "".join(f"{c:>13}" for c in cols))
+        for name, row in test.items():
+            lines.append(f"{name:<12}" + "".join(f"{row.get(c, float('nan')):>13.4f}" for c in cols))
+        lines.append("")
+    agreement = metrics.get("agreement", {}).get("student")
+    if agreement:
+        lines.append(
+            "student vs teacher: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in agreement.items() if k != "users" and v is not None)
+        )
+    params = metrics.get("parameters", {})
+    if params.get("teacher") and params.get("student"):
+        lines.append(
+            f"parameters: teacher {params['teacher']:,}, student {params['student']:,} "
+            f"({params['student'] / params['teacher']:.1%})"
+        )
+    parity = manifest.get("parity", {})
+    if parity:
+        lines.append(
+            "ONNX parity: "
+            + ", ".join(
+                f"{side} {'ok' if p.get('passed') else 'FAILED'} ({p.get('rows')} rows)"
+                for side, p in parity.items()
+            )
+        )
+    timings = metrics.get("seconds", {})
+    if timings:
+        lines.append("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
+    lines.append(f"report: {version_dir / 'report.md'}")
+    return "\n".join(lines)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The offline job's exceptions that mean bad input, not a bug (imported only for its commands)."""
+    from training.config import ConfigError
+    from training.data import DataError
+
+    errors: list[type[BaseException]] = [ConfigError, DataError]
+    try:  # bad --requests, or the service is not reachable
+        from training.simulate_ab import SimulationError
+
+        errors.append(SimulationError)
+    except ImportError:  # httpx is a dev dependency
+        pass
+    try:
+        from training.pipeline import StageError
+
+        errors.append(StageError)
+    except ImportError:  # no torch: no training stages to fail either
+        pass
+    return tuple(errors)

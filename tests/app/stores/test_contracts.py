@@ -1,0 +1,269 @@
+"""One contract test class per store Protocol (app/stores/protocols.py), run against every backend.
+
+Each class states what the service relies on from that store; the `backend` fixture runs every test
+once against SQLite (a file in tmp_path) and once against a real redis-server on loopback. A backend
+that passes here can replace the other without the service noticing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from app.stores.protocols import ComparisonStore, FeedbackStore, HistoryStore
+from app.stores.records import Comparison, FeedbackError, Interaction, Served
+from tests.redis_server import redis_server
+
+BACKENDS = ("sqlite", "redis")
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Any]:
+    """("sqlite", folder) or ("redis", url of an emptied server)."""
+    if request.param == "sqlite":
+        return "sqlite", tmp_path
+    url = request.getfixturevalue("redis_url")
+    import redis
+
+    redis.Redis.from_url(url).flushall()
+    return "redis", url
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+# -- HistoryStore -------------------------------------------------------------------------------------
+
+
+def open_history(backend: tuple[str, Any]) -> HistoryStore:
+    kind, where = backend
+    if kind == "sqlite":
+        from app.stores.history_sqlite import SqliteHistoryStore
+
+        return SqliteHistoryStore(where / "history.sqlite3")
+    from app.stores.history_redis import RedisHistoryStore
+
+    return RedisHistoryStore(where)
+
+
+def rows(interactions: list[Interaction]) -> list[tuple[str, int, str | None]]:
+    return [(i.item_id, i.timestamp, i.event) for i in interactions]
+
+
+class TestHistoryStoreContract:
+    def test_history_is_most_recent_last_ties_in_arrival_order_and_limited(
+        self, backend: tuple[str, Any]
+    ) -> None:
+        async def scenario() -> tuple[list[Interaction], list[Interaction], list[Interaction]]:
+            store = open_history(backend)
+            try:
+                await store.append([Interaction("u", "b", 20, "view"), Interaction("u", "a", 10, None)])
+                await store.append([Interaction("u", "c", 20, "cart"), Interaction("v", "z", 5, None)])
+                return await store.history("u", 10), await store.history("u", 2), await store.history("x", 10)
+            finally:
+                await store.close()
+
+        full, last2, nobody = run(scenario())
+        assert rows(full) == [("a", 10, None), ("b", 20, "view"), ("c", 20, "cart")]
+        assert rows(last2) == [("b", 20, "view"), ("c", 20, "cart")]
+        assert nobody == []
+
+    def test_appended_events_survive_reopening(self, backend: tuple[str, Any]) -> None:
+        async def write() -> None:
+            store = open_history(backend)
+            await store.append([Interaction("u", "a", 1, "view")])
+            await store.close()
+
+        async def read() -> list[Interaction]:
+            store = open_history(backend)
+            try:
+                return await store.history("u", 10)
+            finally:
+                await store.close()
+
+        run(write())
+        assert rows(run(read())) == [("a", 1, "view")]
+
+    def test_seed_once_per_version_replaces_the_old_seed_and_skips_logged_events(
+        self, backend: tuple[str, Any]
+    ) -> None:
+        async def scenario() -> tuple[int, int, int, list[Interaction], list[Interaction]]:
+            store = open_history(backend)
+            try:
+                await store.append([Interaction("u", "a", 5, "view")])  # came back through a retrain
+                first = await store.seed("v1", ["u", "u", "w"], ["a", "b", "c"], [5, 6, 7])
+                again = await store.seed("v1", ["u"], ["zz"], [9])
+                second = store.seed_from_arrays(
+                    "v2", np.array(["u"]), np.array(["d"]), np.array([8], np.int64)
+                )
+                return first, again, second, await store.history("u", 10), await store.history("w", 10)
+            finally:
+                await store.close()
+
+        first, again, second, u, w = run(scenario())
+        assert (first, again, second) == (2, 0, 1)  # (u, a, 5) equals a logged event: not seeded
+        assert rows(u) == [("a", 5, "view"), ("d", 8, None)]  # v1's seed rows replaced by v2's
+        assert w == []
+
+
+# -- FeedbackStore ------------------------------------------------------------------------------------
+
+
+def open_feedback(
+    backend: tuple[str, Any], clock: Callable[[], float] | None = None, flush_interval: float = 3600
+) -> FeedbackStore:
+    """3600 s by default: the writer flushes only when asked (or on close). Redis waits two flush
+    intervals for an answer another replica may not have flushed yet, so tests of unknown request ids
+    pass a short one."""
+    kind, where = backend
+    kwargs: dict[str, Any] = {"flush_interval": flush_interval}
+    if clock is not None:
+        kwargs["clock"] = clock
+    if kind == "sqlite":
+        from app.stores.feedback_sqlite import SqliteFeedbackStore
+
+        return SqliteFeedbackStore(where / "state.sqlite3", **kwargs)
+    from app.stores.feedback_redis import RedisFeedbackStore
+
+    return RedisFeedbackStore(where, **kwargs)
+
+
+def served(request_id: str, arm: str = "student", unit: str = "user:u1", **kw: Any) -> Served:
+    return Served(request_id, "exp", arm, unit, "v1", kw.pop("items", ("i1", "i2", "i3")), **kw)
+
+
+class TestFeedbackStoreContract:
+    def test_an_answer_is_found_before_and_after_it_is_flushed(self, backend: tuple[str, Any]) -> None:
+        store = open_feedback(backend, clock=lambda: 100.0)
+        try:
+            store.log_served(served("r1"))
+            assert store.lookup("r1") == served("r1", ts=100.0)  # still in the buffer
+            assert store.flush() == 1 and store.flush() == 0
+            assert store.lookup("r1") == served("r1", ts=100.0)
+            assert store.lookup("nope") is None
+        finally:
+            store.close()
+
+    def test_feedback_is_validated_against_the_served_answer_naming_the_field(
+        self, backend: tuple[str, Any]
+    ) -> None:
+        store = open_feedback(backend, flush_interval=0.01)
+        try:
+            store.log_served(served("r1", arm="teacher"))
+            first = store.add_feedback("r1", "i2", "click")
+            assert (first.arm, first.duplicate) == ("teacher", False)
+            assert store.add_feedback("r1", "i2", "click").duplicate
+            for args, field in (
+                (("unknown", "i1", "click"), "request_id"),
+                (("r1", "not-served", "click"), "item_id"),
+                (("r1", "i1", "like"), "event"),
+            ):
+                with pytest.raises(FeedbackError) as exc:
+                    store.add_feedback(*args)  # type: ignore[arg-type]
+                assert exc.value.field == field
+        finally:
+            store.close()
+
+    def test_arm_counts_by_hand_leave_forced_requests_out(self, backend: tuple[str, Any]) -> None:
+        store = open_feedback(backend, clock=lambda: 50.0)
+        try:
+            store.log_served(served("s1", items=("a", "b")))
+            store.log_served(served("s2", unit="user:u2", items=("a",)))
+            store.log_served(served("t1", arm="teacher", unit="anonymous", items=("a", "b", "c")))
+            store.log_served(served("f1", arm="teacher", forced=True))  # the testing header
+            store.add_feedback("s1", "a", "click")
+            store.add_feedback("s1", "b", "click")
+            store.add_feedback("s1", "a", "purchase")
+            store.add_feedback("t1", "c", "click")
+            store.add_feedback("f1", "i1", "purchase")
+            counts = store.arm_counts("exp")
+            assert store.arm_counts("exp", since=51.0) == {}
+            assert store.arm_counts("other") == {}
+        finally:
+            store.close()
+        assert counts == {
+            "student": {
+                "users": 2,
+                "requests": 2,
+                "impressions": 3,
+                "clicks": 2,
+                "purchases": 1,
+                "purchase_requests": 1,
+            },
+            "teacher": {
+                "users": 0,
+                "requests": 1,
+                "impressions": 3,
+                "clicks": 1,
+                "purchases": 0,
+                "purchase_requests": 0,
+            },
+        }
+
+    def test_close_stores_what_is_buffered(self, backend: tuple[str, Any]) -> None:
+        store = open_feedback(backend)
+        store.log_served(served("r1"))
+        store.close()
+        reopened = open_feedback(backend)
+        try:
+            assert reopened.lookup("r1") is not None
+            assert reopened.add_feedback("r1", "i1", "purchase").duplicate is False
+        finally:
+            reopened.close()
+
+
+# -- ComparisonStore ----------------------------------------------------------------------------------
+
+
+def open_comparisons(backend: tuple[str, Any]) -> ComparisonStore:
+    kind, where = backend
+    if kind == "sqlite":
+        from app.stores.comparisons_sqlite import SqliteComparisonStore
+
+        return SqliteComparisonStore(where / "state.sqlite3")
+    from app.stores.comparisons_redis import RedisComparisonStore
+
+    return RedisComparisonStore(where)
+
+
+def comparison(request_id: str, ts: float, tau: float | None = 0.5) -> Comparison:
+    return Comparison(request_id, ts, "v1", "v1", 10, 0.8, 0.7, tau, 0.9, 1.0, 5.0)
+
+
+class TestComparisonStoreContract:
+    def test_comparisons_and_failures_load_oldest_first_from_since(self, backend: tuple[str, Any]) -> None:
+        store = open_comparisons(backend)
+        try:
+            assert len(store.load()) == 0
+            store.add([comparison("b", 20.0, tau=None), comparison("a", 10.0)])
+            store.add([])
+            store.add_failures({("v1", "timeout"): 2, ("v1", "dropped"): 0}, ts=15.0)
+            store.add_failures({("v1", "timeout"): 1, ("v1", "error"): 3}, ts=25.0)
+            everything, recent = store.load(), store.load(since=15.0)
+        finally:
+            store.close()
+        assert len(everything) == 2
+        np.testing.assert_array_equal(
+            everything.metrics["kendall_tau"], [0.5, np.nan]
+        )  # ts order; None is NaN
+        assert everything.student_latency_ms.tolist() == [1.0, 1.0]
+        assert everything.failures == {("v1", "timeout"): 3, ("v1", "error"): 3}
+        assert len(recent) == 1 and recent.failures == {("v1", "timeout"): 3, ("v1", "error"): 3}
+        assert store_kinds_agree(recent)
+
+
+def store_kinds_agree(rows: Any) -> bool:
+    """Both backends return the same column types (numpy arrays the report aggregates)."""
+    return rows.student_version.dtype.kind == "U" and rows.teacher_latency_ms.dtype == np.float64
