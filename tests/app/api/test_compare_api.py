@@ -92,3 +92,18 @@ def test_compare_rejects_bad_input_with_the_field(client: TestClient) -> None:
     assert r.status_code == 404 and r.json()["detail"].startswith("filters.categories.0: unknown category")
     r = client.post("/v1/compare", json={"history": ["i00"], "k": 5000})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "k"]
+
+
+def test_a_history_only_teacher_is_served_and_compared(
+    tmp_path: Path, settings_for: Callable[..., Settings]
+) -> None:
+    # A teacher trained with teacher.use_user_id = false has no user input and no oov_user: the
+    # service loads it and feeds it the history alone (it used to refuse the version).
+    models = tmp_path / "history-only"
+    build_version(models, "h1", tiny_arrays(), teacher_user_input=False)
+    with TestClient(create_app(settings_for(models))) as client:
+        assert client.get("/health/ready").status_code == 200
+        r = client.post("/v1/compare", json={"user_id": "u0", "history": ["i00"], "k": 4, "exclude_seen": False})
+        assert r.status_code == 200
+        body = r.json()
+        assert ids(body["teacher"]) == ids(body["student"]) == ["i09", "i06", "i03", "i00"]
