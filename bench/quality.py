@@ -220,6 +220,8 @@ def read_seed(folder: Path, seed: int) -> SeedRun:
         out.status, out.test = REFUSED, _numbers(record.get("test", {}))
         out.test_history, out.gates = record.get("test_history"), record.get("gates", {})
         out.warnings = list(record.get("warnings", []))
+        out.parameters = {k: int(v) for k, v in record.get("parameters", {}).items()}
+        out.seconds = {k: float(v) for k, v in record.get("seconds", {}).items()}
         return out
     if out.returncode not in (0, None) or version is None:
         out.status = FAILED if out.returncode is not None else MISSING

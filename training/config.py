@@ -86,6 +86,11 @@ class DataConfig(_Section):
 class TeacherConfig(_Section):
     dim: int = Field(128, ge=8)
     history_len: int = Field(50, gt=0)
+    # The history encoder: a causal transformer (SASRec-style), or causal pooling (recency-weighted
+    # and mean pooling of the items so far, plus the last item, through an MLP) - the student's
+    # architecture at teacher scale. On sparse shop logs the pooling encoder generalised better: the
+    # transformer fits each user's few items and overfits within ~10 epochs.
+    encoder: Literal["transformer", "pooling"] = "transformer"
     n_layers: int = Field(1, ge=0)
     n_heads: int = Field(4, gt=0)
     dropout: float = Field(0.2, ge=0, lt=1)

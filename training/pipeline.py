@@ -344,11 +344,14 @@ def write_data_files(stage: Path, data: Interactions, split: Split) -> None:
     np.savez(stage / "holdout.npz", user=split.test_users, item=split.test_items)
 
 
-def check_publish_gates(cfg: PipelineConfig, evaluation: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def check_publish_gates(
+    cfg: PipelineConfig, evaluation: dict[str, Any], context: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """The publish gates (training.gates) and quality warnings on the test metrics, logged.
 
-    A failed gate with `publish.require_gates` raises GateError; the refused version's metrics and
-    gate results are kept in `work_dir/refused.json` (no version folder, LATEST untouched).
+    A failed gate with `publish.require_gates` raises GateError; the refused version's metrics, gate
+    results and `context` (parameter counts, stage seconds) are kept in `work_dir/refused.json`
+    (no version folder, LATEST untouched), so a refused run can still be compared.
     """
     from training.gates import check_gates, enforce, gate_lines, quality_warnings
 
@@ -367,6 +370,7 @@ def check_publish_gates(cfg: PipelineConfig, evaluation: dict[str, Any]) -> tupl
             "test_history": evaluation["test_history"],
             "gates": gates,
             "warnings": warnings,
+            **(context or {}),
         }
         refused.write_text(json.dumps(record, indent=2, default=float) + "\n")
         log.warning("not published; the refused version's metrics and gates: %s", refused)
@@ -401,12 +405,13 @@ def publish_trained(
     peer_seconds = {f"{name}_peer": float(rec["seconds"]) for name, rec in evaluation["peers"].items()}
     seconds["evaluate"] = time.perf_counter() - t0 - sum(peer_seconds.values())  # peers' tuning: apart
     seconds |= peer_seconds
-    gates, warnings = check_publish_gates(cfg, evaluation)  # GateError here: nothing staged yet
-    config_json = cfg.model_dump(mode="json")
-    version = new_version(data.fingerprint, json.dumps(config_json, sort_keys=True))
     params = {"teacher": count_parameters(trained.teacher), "student": count_parameters(trained.student)}
     if trained.scratch is not None:
         params["scratch"] = count_parameters(trained.scratch)
+    context = {"parameters": params, "seconds": seconds}
+    gates, warnings = check_publish_gates(cfg, evaluation, context)  # GateError: nothing staged yet
+    config_json = cfg.model_dump(mode="json")
+    version = new_version(data.fingerprint, json.dumps(config_json, sort_keys=True))
     metrics = {
         "test": evaluation["test"],
         "agreement": evaluation["agreement"],

@@ -139,13 +139,22 @@ class TwoTowerTeacher(nn.Module):
         self.cat_emb = nn.Embedding(n_categories + 1, D)
         self.attr_emb = nn.Embedding(self.n_attributes + 1, D, padding_idx=self.n_attributes)
         self.price_proj = nn.Linear(2, D)
-        self.pos_emb = nn.Embedding(cfg.history_len, D)  # position 0 = most recent item
-        self.blocks = nn.ModuleList([CausalBlock(D, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_layers)])
+        if cfg.encoder == "transformer":
+            self.pos_emb = nn.Embedding(cfg.history_len, D)  # position 0 = most recent item
+            self.blocks = nn.ModuleList(
+                [CausalBlock(D, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_layers)]
+            )
+        else:  # causal pooling: a learned weight per distance back in time, then an MLP
+            self.rel_logit = nn.Parameter(torch.zeros(cfg.history_len))  # 0 = the item itself
+            self.pool_mlp = nn.Sequential(
+                nn.Linear(3 * D, 2 * D), nn.ReLU(), nn.Dropout(cfg.dropout), nn.Linear(2 * D, D)
+            )
         self.ln_f = nn.LayerNorm(D)
         self.user_proj = nn.Linear(2 * D if cfg.use_user_id else D, D)
         self.item_proj = nn.Linear(D, D)
         self.drop = nn.Dropout(cfg.dropout)
-        for emb in (self.item_emb, self.cat_emb, self.attr_emb, self.pos_emb, *self._out_tables()):
+        pos = [self.pos_emb] if cfg.encoder == "transformer" else []
+        for emb in (self.item_emb, self.cat_emb, self.attr_emb, *pos, *self._out_tables()):
             nn.init.normal_(emb.weight, std=0.05)
         if cfg.use_user_id:
             nn.init.normal_(self.user_emb.weight, std=0.05)
@@ -196,24 +205,45 @@ class TwoTowerTeacher(nn.Module):
         """
         B, L = history.shape
         pad = history == self.padding_value  # (B, L)
-        pos = torch.arange(L, device=history.device).flip(0)  # most recent = 0
-        x = self.item_content_of(history) + self.pos_emb(pos)[None]
-        x = self.drop(x)
-        # Masks from index comparisons (not eye/tril on bool): onnxruntime has no bool EyeLike kernel.
-        idx = torch.arange(L, device=history.device)
-        causal = idx[None, :] <= idx[:, None]  # (L, L) key <= query
-        eye = idx[None, :] == idx[:, None]
-        allowed = causal[None] & (~pad[:, None, :] | eye[None])  # a pad row may attend to itself only
-        bias = torch.where(allowed, 0.0, NEG_INF).to(x.dtype)[:, None]  # (B, 1, L, L)
-        for block in self.blocks:
-            x = block(x, bias)
-        h = self.ln_f(x)  # (B, L, D)
+        h = self.ln_f(self._encode(history, pad))  # (B, L, D)
         if self.cfg.use_user_id:
             assert user is not None, "this teacher has a user-id table: pass the user indices"
             u = self.drop(self.user_emb(user))[:, None].expand(B, L, -1)
             h = torch.cat([h, u], dim=-1)
         v = self.user_proj(h)
         return F.normalize(v, dim=-1) / self.temperature if self.cfg.score == "cosine" else v
+
+    def _encode(self, history: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        """(B, L, D): the history encoder's state after each position (causal)."""
+        L = history.shape[1]
+        # Masks from index comparisons (not eye/tril on bool): onnxruntime has no bool EyeLike kernel.
+        idx = torch.arange(L, device=history.device)
+        causal = idx[None, :] <= idx[:, None]  # (L, L) key <= query
+        if self.cfg.encoder == "pooling":
+            return self._pool(self.drop(self.item_content_of(history)), pad, idx, causal)
+        pos = idx.flip(0)  # most recent = 0
+        x = self.drop(self.item_content_of(history) + self.pos_emb(pos)[None])
+        eye = idx[None, :] == idx[:, None]
+        allowed = causal[None] & (~pad[:, None, :] | eye[None])  # a pad row may attend to itself only
+        bias = torch.where(allowed, 0.0, NEG_INF).to(x.dtype)[:, None]  # (B, 1, L, L)
+        for block in self.blocks:
+            x = block(x, bias)
+        return x
+
+    def _pool(
+        self, x: torch.Tensor, pad: torch.Tensor, idx: torch.Tensor, causal: torch.Tensor
+    ) -> torch.Tensor:
+        """Causal pooling: at position t, recency-weighted and plain means of the items up to t, and
+        item t itself, through an MLP. Weights depend on the distance t - s only, so left padding and
+        the window's position in the user's sequence never change an output."""
+        keep = (~pad).to(x.dtype)  # (B, L)
+        distance = (idx[:, None] - idx[None, :]).clamp(0, self.history_len - 1)  # (L, L): t - s
+        w = torch.exp(self.rel_logit[distance]) * causal.to(x.dtype)  # (L, L)
+        wk = w[None] * keep[:, None, :]  # (B, L, L)
+        recency = (wk @ x) / (wk.sum(-1, keepdim=True) + 1e-6)  # (B, L, D)
+        ck = causal.to(x.dtype)[None] * keep[:, None, :]
+        mean = (ck @ x) / (ck.sum(-1, keepdim=True) + 1e-6)
+        return self.pool_mlp(torch.cat([recency, mean, x], dim=-1)) + recency
 
     def user_vectors(self, user: torch.Tensor | None, history: torch.Tensor) -> torch.Tensor:
         """(B, D): the query vector from the user id (when the teacher has a table) and the left-padded history."""

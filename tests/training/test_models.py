@@ -157,3 +157,22 @@ def test_history_only_dot_teacher_ignores_the_user_and_has_no_user_table():
     assert not torch.allclose(t.item_vectors().norm(dim=1), torch.ones(N_ITEMS), atol=1e-2)
     again = load_teacher_roundtrip(t)
     assert torch.allclose(again.user_vectors(None, hist), t.user_vectors(None, hist), atol=1e-6)
+
+
+def test_pooling_teacher_is_causal_padding_invariant_and_exports(tmp_path):
+    from training import export
+
+    t = tiny_teacher(use_user_id=False, score="dot", encoder="pooling", tie_item_embeddings=False)
+    hist = torch.tensor([[12, 12, 3, 4, 5, 6]])
+    seq = t.sequence_vectors(None, hist)
+    # position 3 (item 4) sees items 3 and 4 only: the same as a history that ends there
+    assert torch.allclose(
+        seq[0, 3], t.user_vectors(None, torch.tensor([[12, 12, 12, 12, 3, 4]]))[0], atol=1e-5
+    )
+    assert torch.allclose(t.user_vectors(None, torch.tensor([[3, 4, 5, 6]])), seq[:, -1], atol=1e-5)
+    card = export.export_side(t, "teacher", tmp_path, opset=17, parameters=1)
+    rng = np.random.default_rng(0)
+    inputs = export.parity_inputs(
+        rng.integers(0, N_ITEMS + 1, (200, 6)), np.zeros(200, np.int64), N_USERS, N_ITEMS, 200, 0
+    )
+    assert export.check_parity(t, "teacher", card, tmp_path, inputs, k=5, atol=1e-4)["passed"]

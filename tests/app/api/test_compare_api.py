@@ -103,7 +103,9 @@ def test_a_history_only_teacher_is_served_and_compared(
     build_version(models, "h1", tiny_arrays(), teacher_user_input=False)
     with TestClient(create_app(settings_for(models))) as client:
         assert client.get("/health/ready").status_code == 200
-        r = client.post("/v1/compare", json={"user_id": "u0", "history": ["i00"], "k": 4, "exclude_seen": False})
+        r = client.post(
+            "/v1/compare", json={"user_id": "u0", "history": ["i00"], "k": 4, "exclude_seen": False}
+        )
         assert r.status_code == 200
         body = r.json()
         assert ids(body["teacher"]) == ids(body["student"]) == ["i09", "i06", "i03", "i00"]
