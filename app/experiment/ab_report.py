@@ -6,10 +6,7 @@ gives the method and sources). This module only shapes them into the report.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-
-import numpy as np
 
 from app.experiment.ab_stats import (
     ALPHA,
@@ -25,7 +22,7 @@ from app.experiment.ab_stats import (
     verdict,
     wilson_interval,
 )
-from app.stores.records import UnitSums
+from app.stores.records import UNIT_SUM_COLUMNS, UnitSums
 
 # metric -> (numerator column, denominator column) of UnitSums; all are higher-is-better.
 METRICS: dict[str, tuple[str, str]] = {
@@ -43,33 +40,22 @@ def _interval(p: Proportion) -> dict[str, float | int | None]:
     return {"rate": p.rate, "low": p.low, "high": p.high}
 
 
-def _finite(value: float | None) -> float | None:
-    return value if value is None or math.isfinite(value) else None
-
-
-def _estimates(sums: UnitSums | None) -> dict[str, RatioEstimate]:
-    empty = np.zeros(0, np.int64)
+def _estimates(sums: UnitSums) -> dict[str, RatioEstimate]:
     return {
-        metric: ratio_estimate(
-            getattr(sums, num) if sums is not None else empty,
-            getattr(sums, den) if sums is not None else empty,
-        )
+        metric: ratio_estimate(getattr(sums, num), getattr(sums, den))
         for metric, (num, den) in METRICS.items()
     }
 
 
-def _arm_per_user(sums: UnitSums | None, estimates: dict[str, RatioEstimate]) -> dict[str, object]:
-    totals = {
-        col: int(getattr(sums, col).sum()) if sums is not None else 0
-        for col in ("requests", "impressions", "clicks", "purchases", "purchase_requests")
-    }
+def _arm_per_user(sums: UnitSums, estimates: dict[str, RatioEstimate]) -> dict[str, object]:
     metrics = {}
     for metric, e in estimates.items():
         low = high = None
         if e.rate is not None and e.se is not None:
             low, high = max(0.0, e.rate - Z_95 * e.se), min(1.0, e.rate + Z_95 * e.se)
         metrics[metric] = {"rate": e.rate, "se": e.se, "low": low, "high": high}
-    return {"units": len(sums) if sums is not None else 0, **totals, "metrics": metrics}
+    totals = {col: int(getattr(sums, col).sum()) for col in UNIT_SUM_COLUMNS}
+    return {"units": len(sums), **totals, "metrics": metrics}
 
 
 def _comparison(d: RatioDifference) -> dict[str, object]:
@@ -137,6 +123,8 @@ def build_ab_report(
     (FeedbackStore.unit_sums) and the configured shares.
 
     `arms` describes all traffic (anonymous answers included) with per-impression Wilson intervals;
+    `per_user` and the comparison count the randomised units only (anonymous answers are always the
+    student's, never randomised, so they stay out of the test);
     `teacher_vs_student` (treatment - control) is user-level: diff, interval, z and p from the one
     delta-method SE, its relative lift, MDE and verdict per metric, beside the old per-impression
     test under `per_impression` (for comparison only: it ignores that users are the unit).
@@ -157,8 +145,10 @@ def build_ab_report(
         }
     names = list(shares)
     srm = srm_check(users, [shares[a] for a in names])
-    estimates = {arm: _estimates(unit_sums.get(arm)) for arm in shares}
-    per_user = {arm: _arm_per_user(unit_sums.get(arm), estimates[arm]) for arm in shares}
+    no_units = UnitSums.from_rows([])
+    arm_sums = {arm: unit_sums.get(arm, no_units) for arm in shares}
+    estimates = {arm: _estimates(arm_sums[arm]) for arm in shares}
+    per_user = {arm: _arm_per_user(arm_sums[arm], estimates[arm]) for arm in shares}
 
     comparison: dict[str, object] = {}
     verdict_body: dict[str, object] | None = None
@@ -200,8 +190,8 @@ def build_ab_report(
             "summary": _summary(word, PRIMARY_METRIC, control, treatment, d, srm.warning, needed, units),
             "alpha": ALPHA,
             "power": POWER,
-            "mde": _finite(d.mde),
-            "mde_relative": _finite(d.mde_relative),
+            "mde": d.mde,
+            "mde_relative": d.mde_relative,
             "target_relative_effect": TARGET_LIFT,
             "users_needed": None if needed is None else {control: needed[0], treatment: needed[1]},
             "more_users_needed": None
