@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
+from app.api.ab_schemas import ABReport
 from app.api.deps import ModelDep
 from app.api.errors import invalid
 from app.api.openapi import errors
@@ -23,10 +24,10 @@ from app.api.request import resolve, run
 from app.api.schemas import Id, RecommendRequest
 from app.api.types import DateTime, EpochSecondsQuery, epoch_seconds
 from app.engine.recommender import item_list
-from app.experiment.ab_stats import build_ab_report
+from app.experiment.ab_report import build_ab_report
 from app.experiment.services import ExperimentServices
 from app.experiment.shadow_report import build_report, render_html
-from app.stores.records import ComparisonRows, FeedbackError
+from app.stores.records import ComparisonRows, FeedbackError, UnitSums
 from core.agreement import agreement
 
 router = APIRouter(tags=["experiment"])
@@ -110,13 +111,18 @@ async def feedback(request: Request, body: FeedbackIn) -> dict[str, Any]:
     return {"accepted": not result.duplicate, "duplicate": result.duplicate, "arm": result.arm}
 
 
-@router.get("/v1/ab/report")
+@router.get("/v1/ab/report", response_model=ABReport)
 async def ab_report(request: Request, since: SinceQuery = None) -> dict[str, Any]:
-    """Per arm: users, requests, impressions, clicks, purchases, CTR and conversion; the test and SRM."""
+    """Per arm counts and rates; per user, the comparison with its interval, test, MDE, verdict; SRM."""
     services = _services(request)
     exp = services.experiment
-    counts = await run_in_threadpool(services.feedback.arm_counts, exp.name, _since(since))
-    report = build_ab_report(counts, exp.shares)
+
+    def read() -> tuple[dict[str, dict[str, int]], dict[str, UnitSums]]:
+        store = services.feedback
+        return store.arm_counts(exp.name, _since(since)), store.unit_sums(exp.name, _since(since))
+
+    counts, unit_sums = await run_in_threadpool(read)
+    report = build_ab_report(counts, exp.shares, unit_sums)
     return {
         "experiment": {"name": exp.name, "teacher_share": exp.teacher_share, "since": since},
         **report,

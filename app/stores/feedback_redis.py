@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from app.stores.records import Event, Served
+from app.stores.records import Event, Served, UnitSums
 from app.stores.redis_client import import_redis, redact, sync_client
 from app.stores.served_log import ServedLog
 
@@ -93,14 +93,13 @@ class RedisFeedbackStore(ServedLog):
         return bool(added == 0)
 
     # -- reporting --------------------------------------------------------------------------------
-    def arm_counts(self, experiment: str, since: float | None = None) -> dict[str, dict[str, int]]:
-        """Same counts as FeedbackStore.arm_counts, over every replica's answers."""
+    def _window(self, experiment: str, since: float | None) -> Iterator[tuple[str, str, int, list[str]]]:
+        """(arm, unit, items shown, feedback events) of every randomised-or-anonymous answer of the
+        window, forced ones left out; read in pipelined pages."""
         self.flush()
         ids = self._r.zrangebyscore(
             f"{self.prefix}served_ts:{experiment}", "-inf" if since is None else since, "+inf"
         )
-        units: dict[str, set[str]] = {}
-        out: dict[str, dict[str, int]] = {}
         for start in range(0, len(ids), _PAGE):
             page = ids[start : start + _PAGE]
             pipe = self._r.pipeline(transaction=False)
@@ -112,28 +111,52 @@ class RedisFeedbackStore(ServedLog):
                 (arm, forced, unit, items), feedback = replies[2 * i], replies[2 * i + 1]
                 if arm is None or forced == "1":
                     continue
-                c = out.setdefault(
-                    arm,
-                    {
-                        "users": 0,
-                        "requests": 0,
-                        "impressions": 0,
-                        "clicks": 0,
-                        "purchases": 0,
-                        "purchase_requests": 0,
-                    },
-                )
-                c["requests"] += 1
-                c["impressions"] += len(json.loads(items))
-                if unit != "anonymous":
-                    units.setdefault(arm, set()).add(unit)
-                events = [f.split(_SEP, 1)[0] for f in feedback]
-                c["clicks"] += events.count("click")
-                c["purchases"] += events.count("purchase")
-                c["purchase_requests"] += "purchase" in events
+                yield arm, unit, len(json.loads(items)), [f.split(_SEP, 1)[0] for f in feedback]
+
+    def arm_counts(self, experiment: str, since: float | None = None) -> dict[str, dict[str, int]]:
+        """Same counts as FeedbackStore.arm_counts, over every replica's answers."""
+        units: dict[str, set[str]] = {}
+        out: dict[str, dict[str, int]] = {}
+        for arm, unit, n_items, events in self._window(experiment, since):
+            c = out.setdefault(
+                arm,
+                {
+                    "users": 0,
+                    "requests": 0,
+                    "impressions": 0,
+                    "clicks": 0,
+                    "purchases": 0,
+                    "purchase_requests": 0,
+                },
+            )
+            c["requests"] += 1
+            c["impressions"] += n_items
+            if unit != "anonymous":
+                units.setdefault(arm, set()).add(unit)
+            c["clicks"] += events.count("click")
+            c["purchases"] += events.count("purchase")
+            c["purchase_requests"] += "purchase" in events
         for arm, c in out.items():
             c["users"] = len(units.get(arm, ()))
         return out
+
+    def unit_sums(self, experiment: str, since: float | None = None) -> dict[str, UnitSums]:
+        """Same sums as FeedbackStore.unit_sums, over every replica's answers."""
+        sums: dict[tuple[str, str], list[int]] = {}
+        for arm, unit, n_items, events in self._window(experiment, since):
+            if unit == "anonymous":
+                continue
+            row = sums.setdefault((arm, unit), [0, 0, 0, 0, 0])
+            purchases = events.count("purchase")
+            row[0] += 1
+            row[1] += n_items
+            row[2] += events.count("click")
+            row[3] += purchases
+            row[4] += purchases > 0
+        by_arm: dict[str, list[tuple[object, ...]]] = {}
+        for (arm, unit), row in sorted(sums.items()):
+            by_arm.setdefault(arm, []).append((unit, *row))
+        return {arm: UnitSums.from_rows(rows) for arm, rows in by_arm.items()}
 
     def close(self) -> None:
         """Stop the writer and send what is buffered: a clean restart loses nothing."""

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from app.stores.records import Event, Served
+from app.stores.records import Event, Served, UnitSums
 from app.stores.served_log import ServedLog
 from core.sqlite import connect, transaction
 
@@ -141,6 +141,28 @@ class SqliteFeedbackStore(ServedLog):
             if event == "purchase":
                 counts["purchase_requests"] = n_requests
         return out
+
+    def unit_sums(self, experiment: str, since: float | None = None) -> dict[str, UnitSums]:
+        """Per arm, per randomised unit: requests, impressions, clicks, purchases, answers with a
+        purchase; forced and anonymous requests left out (see FeedbackStore.unit_sums)."""
+        self.flush()
+        where = "s.experiment = ? AND s.forced = 0 AND s.unit != 'anonymous'" + (
+            " AND s.ts >= ?" if since is not None else ""
+        )
+        params: Sequence[Any] = (experiment, since) if since is not None else (experiment,)
+        with self._io_lock:
+            rows = self._conn.execute(
+                "SELECT s.arm, s.unit, COUNT(*), SUM(s.n_items), COALESCE(SUM(f.clicks), 0), "
+                "COALESCE(SUM(f.purchases), 0), COALESCE(SUM(f.purchases > 0), 0) FROM served s "
+                "LEFT JOIN (SELECT request_id, SUM(event = 'click') AS clicks, "
+                "SUM(event = 'purchase') AS purchases FROM feedback GROUP BY request_id) f "
+                f"ON f.request_id = s.request_id WHERE {where} GROUP BY s.arm, s.unit ORDER BY s.arm, s.unit",
+                params,
+            ).fetchall()
+        by_arm: dict[str, list[tuple[Any, ...]]] = {}
+        for arm, *row in rows:
+            by_arm.setdefault(arm, []).append(tuple(row))
+        return {arm: UnitSums.from_rows(arm_rows) for arm, arm_rows in by_arm.items()}
 
     def close(self) -> None:
         """Stop the writer and commit what is buffered: a clean restart loses nothing."""

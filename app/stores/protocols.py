@@ -20,6 +20,7 @@ from app.stores.records import (
     FeedbackResult,
     Interaction,
     Served,
+    UnitSums,
 )
 
 
@@ -71,6 +72,11 @@ class FeedbackStore(Protocol):
 
     def arm_counts(self, experiment: str, since: float | None = None) -> dict[str, dict[str, int]]:
         """Per arm: users, requests, impressions, clicks, purchases, purchase_requests (forced left out)."""
+        ...
+
+    def unit_sums(self, experiment: str, since: float | None = None) -> dict[str, UnitSums]:
+        """Per arm, per randomised unit (user or session): the totals of `arm_counts`, one row per unit
+        sorted by unit id. Forced requests and "anonymous" ones (never randomised) are left out."""
         ...
 
     def close(self) -> None:

@@ -53,6 +53,34 @@ class FeedbackResult:
     duplicate: bool  # the same (request, item, event) was already recorded: counted once
 
 
+UNIT_SUM_COLUMNS = ("requests", "impressions", "clicks", "purchases", "purchase_requests")
+
+
+@dataclass(frozen=True)
+class UnitSums:
+    """One arm's per-unit (user or session) totals, the input of the user-level A/B statistics.
+
+    Row i is unit `units[i]`; every column is int64 [n_units], named by UNIT_SUM_COLUMNS.
+    """
+
+    units: np.ndarray  # str [n]
+    requests: np.ndarray  # int64 [n]: answers served to the unit
+    impressions: np.ndarray  # int64 [n]: items shown in them
+    clicks: np.ndarray  # int64 [n]: distinct (answer, item) clicks
+    purchases: np.ndarray  # int64 [n]: distinct (answer, item) purchases
+    purchase_requests: np.ndarray  # int64 [n]: answers with at least one purchase
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Sequence[Any]]) -> UnitSums:
+        """From rows of (unit, *UNIT_SUM_COLUMNS), as both stores read them."""
+        cols = list(zip(*rows, strict=True)) if rows else [()] * 6
+        ints = [np.array(col, dtype=np.int64) for col in cols[1:]]
+        return cls(np.array(cols[0], dtype=str), *ints)
+
+
 @dataclass(frozen=True)
 class Comparison:
     request_id: str

@@ -114,3 +114,42 @@ def test_ab_report_counts_by_hand(settings_for: Callable[..., Settings], models_
     assert report["teacher_vs_student"]["ctr"]["diff"] == pytest.approx(1 / 3 - 1 / 9)
     assert report["srm"]["observed"] == {"student": 2, "teacher": 1} and report["srm"]["dof"] == 1
     assert report["experiment"]["name"] == "exp-t"
+
+
+def test_ab_report_is_user_level_with_a_verdict_and_documented(
+    settings_for: Callable[..., Settings], models_dir: Path
+) -> None:
+    """Two users per arm, one click each on unequal impressions: the report's user-level numbers are
+    the delta method's on those tables, its verdict is words, and its schema is in /openapi.json."""
+    exp = Experiment("exp-t", "salt-t", 0.5)
+    pool = [f"user{i}" for i in range(80)]
+    students = [u for u in pool if exp.arm_for(f"user:{u}") == "student"][:2]
+    teachers = [u for u in pool if exp.arm_for(f"user:{u}") == "teacher"][:2]
+    with TestClient(create_app(settings_for(models_dir, **AB))) as client:
+        for user, n_requests in ((students[0], 1), (students[1], 2), (teachers[0], 1), (teachers[1], 1)):
+            answers = [_recommend(client, user) for _ in range(n_requests)]
+            item = answers[0]["items"][0]["item_id"]
+            client.post(
+                "/v1/feedback",
+                json={"request_id": answers[0]["request_id"], "item_id": item, "event": "click"},
+            )
+        _recommend(client, None)  # anonymous: served by the student, not part of the user-level analysis
+        report = client.get("/v1/ab/report").json()
+        schema = client.get("/openapi.json").json()
+    # Student users (clicks, impressions) (1, 3), (1, 6): R = 2/9; residuals 1/3, -1/3: s = 2/9; ȳ = 4.5,
+    # so Var = (2/9) / 4.5² / 2 = 4/729. Teacher (1, 3), (1, 3): R = 1/3, Var 0. SE = 2/27.
+    ctr = report["teacher_vs_student"]["ctr"]
+    assert ctr["diff"] == pytest.approx(1 / 3 - 2 / 9)
+    assert ctr["se"] == pytest.approx(2 / 27)
+    assert ctr["z"] == pytest.approx(1.5)
+    assert ctr["verdict"] == "not yet" and ctr["per_impression"]["diff"] != ctr["diff"]  # 1 anonymous answer
+    assert report["per_user"]["student"]["units"] == 2 and report["per_user"]["student"]["impressions"] == 9
+    assert report["arms"]["student"]["impressions"] == 12  # all traffic, the anonymous answer included
+    assert report["verdict"]["verdict"] == "not yet" and report["verdict"]["mde"] == pytest.approx(
+        2.8015852181129683 * 2 / 27
+    )
+    ok = schema["paths"]["/v1/ab/report"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert ok["schema"] == {"$ref": "#/components/schemas/ABReport"}
+    assert set(schema["components"]["schemas"]["ABReport"]["properties"]) >= {
+        "experiment", "arms", "teacher_vs_student", "per_user", "verdict", "srm",
+    }  # fmt: skip

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.experiment.ab_stats import build_ab_report
+from app.experiment.ab_report import build_ab_report
 from app.stores.feedback_sqlite import SqliteFeedbackStore
 from app.stores.records import FeedbackError, Served
 
@@ -129,11 +129,13 @@ def test_ab_report_from_counts_by_hand() -> None:
     report = build_ab_report(counts, {"student": 0.5, "teacher": 0.5})
     assert report["arms"]["student"]["ctr"]["rate"] == 0.2  # type: ignore[index]
     ctr = report["teacher_vs_student"]["ctr"]  # type: ignore[index]
-    assert ctr["diff"] == pytest.approx(0.05)
-    assert ctr["p_value"] == pytest.approx(0.007419649261025687, rel=1e-9)  # same case as test_ab_stats
+    old = ctr["per_impression"]  # the per-impression test, kept beside the user-level one
+    assert old["diff"] == pytest.approx(0.05)
+    assert old["p_value"] == pytest.approx(0.007419649261025687, rel=1e-9)  # same case as test_ab_stats
+    assert ctr["diff"] is None and ctr["verdict"] == "not yet"  # no per-user sums given: no user-level test
     srm = report["srm"]
     assert srm["chi2"] == pytest.approx(4.0) and srm["mismatch"] is False  # type: ignore[index]
-    assert report["teacher_vs_student"]["conversion"]["p_value"] is None  # type: ignore[index]
+    assert report["teacher_vs_student"]["conversion"]["per_impression"]["p_value"] is None  # type: ignore[index]
 
 
 class _CommitGate:

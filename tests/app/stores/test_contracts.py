@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from app.stores.protocols import ComparisonStore, FeedbackStore, HistoryStore
-from app.stores.records import Comparison, FeedbackError, Interaction, Served
+from app.stores.records import UNIT_SUM_COLUMNS, Comparison, FeedbackError, Interaction, Served
 from tests.redis_server import redis_server
 
 BACKENDS = ("sqlite", "redis")
@@ -211,6 +211,42 @@ class TestFeedbackStoreContract:
                 "purchase_requests": 0,
             },
         }
+
+    def test_unit_sums_by_hand_one_row_per_randomised_unit(self, backend: tuple[str, Any]) -> None:
+        clock = iter([10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0])
+        store = open_feedback(backend, clock=lambda: next(clock, 99.0))
+        try:
+            store.log_served(served("s1", unit="user:u2", items=("a", "b")))  # ts 10
+            store.log_served(served("s2", unit="user:u1", items=("a",)))  # ts 11
+            store.log_served(served("s3", unit="user:u2", items=("a", "b", "c")))  # ts 12
+            store.log_served(served("t1", arm="teacher", unit="session:x", items=("a", "b", "c")))
+            store.log_served(served("n1", unit="anonymous", items=("a",)))  # never randomised: left out
+            store.log_served(served("f1", arm="teacher", unit="user:u1", forced=True))  # forced: left out
+            store.add_feedback("s1", "a", "click")
+            store.add_feedback("s1", "a", "click")  # a double click counts once
+            store.add_feedback("s1", "b", "click")
+            store.add_feedback("s1", "a", "purchase")
+            store.add_feedback("s3", "c", "purchase")
+            store.add_feedback("s3", "b", "purchase")
+            store.add_feedback("t1", "c", "click")
+            store.add_feedback("n1", "a", "click")
+            store.add_feedback("f1", "i1", "click")
+            sums, late = store.unit_sums("exp"), store.unit_sums("exp", since=11.5)
+            assert store.unit_sums("other") == {}
+        finally:
+            store.close()
+        assert set(sums) == {"student", "teacher"}
+        student, teacher = sums["student"], sums["teacher"]
+        assert student.units.tolist() == ["user:u1", "user:u2"]  # sorted by unit
+        # columns: requests, impressions, clicks, purchases, answers with a purchase
+        assert [getattr(student, c).tolist() for c in UNIT_SUM_COLUMNS] == [
+            [1, 2], [1, 5], [0, 2], [0, 3], [0, 2],
+        ]  # fmt: skip
+        assert all(getattr(student, c).dtype == np.int64 for c in UNIT_SUM_COLUMNS)
+        assert teacher.units.tolist() == ["session:x"]
+        assert [getattr(teacher, c).tolist() for c in UNIT_SUM_COLUMNS] == [[1], [3], [1], [0], [0]]
+        assert late["student"].units.tolist() == ["user:u2"]  # s3 only (ts 12)
+        assert late["student"].impressions.tolist() == [3] and late["student"].purchases.tolist() == [2]
 
     def test_close_stores_what_is_buffered(self, backend: tuple[str, Any]) -> None:
         store = open_feedback(backend)
