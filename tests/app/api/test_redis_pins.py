@@ -60,3 +60,23 @@ def test_a_pin_set_on_one_replica_holds_on_both(
     assert b.post("/admin/unpin", headers=admin).status_code == 200
     wait_for(a, ("v3", "latest"))
     wait_for(b, ("v3", "latest"))
+
+
+def test_the_cli_pins_every_replica_through_redis(
+    replicas: tuple[TestClient, TestClient], models_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`recdistill models rollback` run with the replicas' environment writes the Redis pin."""
+    from recdistill.cli import main
+
+    a, b = replicas
+    url = a.app.state.settings.redis_url.get_secret_value()  # type: ignore[attr-defined]
+    monkeypatch.setenv("RECDISTILL_HISTORY_BACKEND", "redis")
+    monkeypatch.setenv("RECDISTILL_REDIS_URL", url)
+    monkeypatch.setenv("RECDISTILL_HISTORY_DB", str(tmp_path / "cli" / "h.sqlite3"))
+    assert main(["models", "rollback", "--models", str(models_dir)]) == 0  # LATEST v2 -> pin v1
+    wait_for(a, ("v1", "pinned"))
+    wait_for(b, ("v1", "pinned"))
+    assert not (models_dir / PIN_FILE).exists()
+    assert main(["models", "unpin", "--models", str(models_dir)]) == 0
+    wait_for(a, ("v2", "latest"))
+    wait_for(b, ("v2", "latest"))
