@@ -17,7 +17,7 @@ from typing import Any
 from app.config import load_settings
 from app.engine import versions
 from app.engine.model_store import ReloadRefused, latest_version
-from app.stores.pins import Pin, PinStore, PinUnreadable, open_pins
+from app.stores.pins import Pin, PinError, PinStore, open_pins
 
 
 def _pins(models_dir: Path) -> PinStore:
@@ -141,4 +141,4 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from app.config import SettingsError
     from app.stores.redis_client import RedisUnavailable
 
-    return (versions.VersionError, SettingsError, PinUnreadable, RedisUnavailable, OSError)
+    return (versions.VersionError, SettingsError, PinError, RedisUnavailable, OSError)

@@ -17,6 +17,7 @@ from app.api.openapi import errors
 from app.api.schemas import VERSION_PATTERN
 from app.engine import versions
 from app.engine.model_store import ModelStore, ReloadRefused
+from app.stores.pins import PinError
 
 router = APIRouter(prefix="/admin", dependencies=[AdminDep], tags=["admin"])
 VersionPath = Annotated[str, Path(pattern=VERSION_PATTERN, max_length=128)]
@@ -40,7 +41,7 @@ def _http(exc: Exception, store: ModelStore) -> HTTPException:
     return HTTPException(status.HTTP_409_CONFLICT, f"{exc} (still serving {served})")
 
 
-_REFUSED = (versions.VersionError, ReloadRefused, OSError)  # OSError: LATEST or PINNED not writable
+_REFUSED = (versions.VersionError, ReloadRefused, PinError, OSError)  # OSError: LATEST not writable
 
 
 async def _state(store: ModelStore) -> ServedState:

@@ -28,7 +28,11 @@ PIN_KEY = "models:pinned"  # under RECDISTILL_REDIS_PREFIX
 _VERSION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 
 
-class PinUnreadable(RuntimeError):
+class PinError(RuntimeError):
+    """The pin's storage failed (Redis unreachable, a file not writable); the message names where."""
+
+
+class PinUnreadable(PinError):
     """The pin's storage answered with something that is not a pin, or did not answer; names where."""
 
 
@@ -67,9 +71,13 @@ class PinStore(Protocol):
         """The pin, None when none is set; PinUnreadable when it cannot be read."""
         ...
 
-    def set(self, pin: Pin) -> None: ...
+    def set(self, pin: Pin) -> None:
+        """Store the pin durably; PinError when the storage refuses."""
+        ...
 
-    def clear(self) -> None: ...
+    def clear(self) -> None:
+        """Remove the pin (none set is fine); PinError when the storage refuses."""
+        ...
 
 
 class FilePinStore:
@@ -89,10 +97,16 @@ class FilePinStore:
         return parse_pin(raw, self.where)
 
     def set(self, pin: Pin) -> None:
-        write_bytes_atomic(self.path, (pin.to_json() + "\n").encode())
+        try:
+            write_bytes_atomic(self.path, (pin.to_json() + "\n").encode())
+        except OSError as exc:
+            raise PinError(f"{self.path}: cannot write the pin ({exc.strerror or exc})") from exc
 
     def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise PinError(f"{self.path}: cannot remove the pin ({exc.strerror or exc})") from exc
 
 
 class RedisPinStore:
@@ -114,10 +128,16 @@ class RedisPinStore:
         return None if raw is None else parse_pin(raw, self.where)
 
     def set(self, pin: Pin) -> None:
-        self._r.set(self.key, pin.to_json())
+        try:
+            self._r.set(self.key, pin.to_json())
+        except self._errors as exc:
+            raise PinError(f"{self.where}: cannot write the pin: {exc}") from exc
 
     def clear(self) -> None:
-        self._r.delete(self.key)
+        try:
+            self._r.delete(self.key)
+        except self._errors as exc:
+            raise PinError(f"{self.where}: cannot clear the pin: {exc}") from exc
 
 
 def open_pins(models_dir: Path, backend: str, redis_url: str | None, prefix: str) -> PinStore:

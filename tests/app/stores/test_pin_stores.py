@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.stores.pins import PIN_FILE, FilePinStore, Pin, PinStore, PinUnreadable, RedisPinStore
+from app.stores.pins import PIN_FILE, FilePinStore, Pin, PinError, PinStore, PinUnreadable, RedisPinStore
 from tests.redis_server import redis_server
 
 
@@ -60,3 +60,12 @@ class TestRedisPins(PinStoreContract):
     def corrupt(self, store: PinStore, raw: bytes) -> None:
         assert isinstance(store, RedisPinStore)
         store._r.set(store.key, raw.decode(errors="replace"))
+
+    def test_redis_down_is_unreadable_not_no_pin(self, tmp_path: Path) -> None:
+        with redis_server(tmp_path / "redis") as url:
+            store = RedisPinStore(url, "t:", timeout=1.0)
+            store.set(Pin.now("v1", "cli"))
+        with pytest.raises(PinUnreadable, match="t:models:pinned"):  # the server is gone
+            store.get()
+        with pytest.raises(PinError, match="cannot write the pin"):
+            store.set(Pin.now("v2", "cli"))
