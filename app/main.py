@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
-from app.api import experiment_routes, routes
+from app.api import experiment_routes, routes, version_routes
 from app.api.errors import validation_error_handler
 from app.api.middleware import EdgeMiddleware
 from app.api.openapi import install_openapi
@@ -35,6 +35,7 @@ from app.experiment.services import open_experiment
 from app.experiment.shadow import ShadowMetrics
 from app.metrics import Metrics
 from app.stores.factory import open_history
+from app.stores.pins import open_pins
 from app.stores.protocols import HistoryStore
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.intra_op_threads,
         before_swap=_seed_history(history) if settings.seed_history else None,
         retrieval=settings.retrieval,
+        pins=open_pins(
+            settings.models_dir,
+            settings.history_backend,
+            settings.redis_url.get_secret_value() if settings.redis_url else None,
+            settings.redis_prefix,
+        ),
     )
     store.listeners.append(lambda m: metrics.set_model(m.version))
     store.listeners.append(lambda m: metrics.reloads.labels("loaded").inc())
@@ -128,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = ModelStore(settings.models_dir)  # replaced in the lifespan; empty until then
     app.include_router(routes.router)
     app.include_router(experiment_routes.router)
+    app.include_router(version_routes.router)
     install_openapi(app, settings)  # the settings' limits in /openapi.json
     app.add_middleware(
         EdgeMiddleware,

@@ -1,6 +1,6 @@
 """The `recdistill` command: the whole offline job, each stage on its own, and the service.
 
-It lives outside both wings and dispatches lazily: a service command (`serve`, `events export`)
+It lives outside both wings and dispatches lazily: a service command (`serve`, `events export`, `models ...`)
 imports `app` only, never `training` or torch, so the torch-free serving image (which does not ship
 `training/`) runs it; an offline command first checks that its dependencies are installed and, if
 not, says in one line how to install them (exit 2). Bad input (data, config, settings, a missing
@@ -46,6 +46,33 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
         help="override a config value, e.g. teacher.epochs=5",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _models_parser(sub: Any) -> None:
+    """`recdistill models ...` (recdistill/models.py): service commands, torch-free."""
+    models = sub.add_parser("models", help="published versions: list, show, diff, promote, pin, rollback")
+    cmds = models.add_subparsers(dest="models_command", required=True)
+
+    def add(name: str, func: str, help_: str) -> argparse.ArgumentParser:
+        p = cmds.add_parser(name, help=help_, description=help_)
+        p.add_argument("--models", default="models", help="the models folder (as for serve)")
+        p.set_defaults(func=f"models.{func}", needs=None)
+        return p
+
+    add(
+        "list", "cmd_list", "every version: created_at, dataset, NDCG@10, sizes, LATEST and pinned"
+    ).add_argument("--json", action="store_true")
+    add("show", "cmd_show", "one version's manifest summary").add_argument("version")
+    diff = add("diff", "cmd_diff", "two versions' offline metrics, agreement and sizes side by side")
+    diff.add_argument("a")
+    diff.add_argument("b")
+    diff.add_argument("--json", action="store_true")
+    add("promote", "cmd_promote", "verify a version and switch LATEST to it").add_argument("version")
+    add(
+        "pin", "cmd_pin", "verify a version and pin it: every replica serves it, polling never moves"
+    ).add_argument("version")
+    add("unpin", "cmd_unpin", "clear the pin: replicas follow LATEST again")
+    add("rollback", "cmd_rollback", "pin the version published before the current one")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--db", required=True)
     export.add_argument("--out", required=True)
     export.set_defaults(func="service.cmd_events_export", needs=None)
+    _models_parser(sub)
     return parser
 
 
@@ -165,7 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     command = " ".join(
         a
-        for a in (args.command, getattr(args, "data_command", None), getattr(args, "events_command", None))
+        for a in (
+            args.command,
+            getattr(args, "data_command", None),
+            getattr(args, "events_command", None),
+            getattr(args, "models_command", None),
+        )
         if a
     )
     if message := missing_dependency(command, args.needs):
@@ -184,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "publishes anyway)", file=sys.stderr)  # fmt: skip
             return EXIT_GATES
         if isinstance(exc, _user_errors(module)):
-            print(f"recdistill {args.command}: error: {exc}", file=sys.stderr)
+            print(f"recdistill {command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
             return EXIT_USAGE
         if type(exc).__name__ in ("ParityError", "PublishError"):  # checked failures: nothing was published
             print(f"recdistill {args.command}: failed: {exc}", file=sys.stderr)

@@ -21,8 +21,8 @@ _WHY = {
     400: "The body could not be read (not UTF-8, or not parseable at all)",
     401: "No bearer token",
     403: "The admin API is disabled, or the token is wrong",
-    404: "A named thing does not exist (a category of the served model, a served request id)",
-    409: "The request conflicts with what is stored (a refused version, an item not in the served answer)",
+    404: "A named thing does not exist (a category of the served model, a served request id, a model version)",
+    409: "The request conflicts with what is stored (a refused version, no version to roll back to, a pin that cannot be read or written, an item not in the served answer)",
     413: "The body exceeds RECDISTILL_MAX_BODY_BYTES",
     503: "No model version is loaded yet",
 }

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import Field
+from starlette.concurrency import run_in_threadpool
 
 from app.api.body import json_body_doc, json_response, read_json_body
 from app.api.deps import AdminDep, HistoryDep, ModelDep, SettingsDep, StoreDep, current_model
@@ -132,9 +133,10 @@ async def user_history(
 
 
 @router.get("/v1/models", tags=["models"], responses=errors(503))
-async def models(model: ModelDep) -> dict[str, Any]:
-    """The loaded version's manifest summary."""
-    return model.summary()
+async def models(model: ModelDep, store: StoreDep) -> dict[str, Any]:
+    """The loaded version's manifest summary, and what is served and why (pinned or latest)."""
+    state = await run_in_threadpool(store.status)  # the pin may live in Redis
+    return {**model.summary(), **state}
 
 
 @router.post(
@@ -145,14 +147,14 @@ async def models(model: ModelDep) -> dict[str, Any]:
     responses=errors(400, 401, 403, 409, 413),
 )
 async def reload(store: StoreDep, body: ReloadRequest | None = None) -> ReloadResponse:
-    """Verify and swap in a newer published version (LATEST, or the one named); 409 if refused."""
+    """Verify and swap in a version (the pin, else LATEST; or the one named); 409 if refused."""
     previous = store.current.version if store.current else None
     loop = asyncio.get_running_loop()
     try:
         if body is not None and body.version:
             model, changed = await loop.run_in_executor(None, store.load, body.version), True
         else:
-            model, changed = await loop.run_in_executor(None, store.reload_latest)
+            model, changed = await loop.run_in_executor(None, store.reload_target)
     except (ReloadRefused, ManifestError) as exc:
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"version refused, still serving {previous}: {exc}"

@@ -95,10 +95,13 @@ class UserHistory(BaseModel):
     items: list[HistoryItem]
 
 
+VERSION_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"  # one folder name under models_dir
+
+
 class ReloadRequest(_Body):
     version: str | None = Field(
         None,
-        pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$",
+        pattern=VERSION_PATTERN,
         description="A version folder under models_dir; default: what LATEST names",
     )
 
