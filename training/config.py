@@ -254,7 +254,10 @@ class PublishConfig(_Section):
 
     student_vs_scratch: the distilled student's test NDCG@k must be at least
     `scratch NDCG@k * (1 - scratch_tolerance)`; the tolerance is relative (0.03 = the student may be
-    up to 3% below the scratch student, the seed-to-seed noise of the comparison) and the edge passes.
+    up to 3% below the scratch student) and the edge passes. Measured seed-to-seed noise of the
+    student-minus-scratch gap: ~1% relative on Amazon Beauty (configs/shop.toml, 2 seeds: 0.0402 vs
+    0.0439, 0.0407 vs 0.0440), ~2% on ml-100k (student std 0.0015-0.002 at NDCG@10 ~0.10); 3% sits
+    above both, so a refusal means the distillation hurt, not that the seed was unlucky.
     student_vs_popularity: the student must not be below the popularity peer (no tolerance).
     A failed gate stops the publish (the CLI exits 3); `require_gates = false` publishes anyway and
     the manifest and report record the gate results as overridden.
