@@ -212,4 +212,20 @@ def test_dockerignore_keeps_models_and_venv_out_of_the_context():
     assert "**" in lines  # deny by default ...
     allowed = {ln[1:] for ln in lines if ln.startswith("!")}
     assert not any(a.startswith(("models", ".venv", "data", "bench")) for a in allowed)  # ... and never these
-    assert {"pyproject.toml", "core/**", "app/**", "training/**"} <= allowed
+    assert {"pyproject.toml", "core/**", "app/**", "recdistill/**"} <= allowed
+    assert "training/**" not in allowed  # the serving image never needs the offline job
+
+
+def test_every_copied_source_gets_through_the_dockerignore():
+    # Regression: recdistill/ moved out of training/ and the build failed with "no items matching
+    # glob recdistill" because .dockerignore still let only training/ through.
+    allowed = {
+        ln.strip()[1:].rstrip("*").rstrip("/")
+        for ln in (ROOT / ".dockerignore").read_text().splitlines()
+        if ln.strip().startswith("!")
+    }
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        parts = line.split()
+        if parts[:1] == ["COPY"] and not any(p.startswith("--from") for p in parts):
+            for source in parts[1:-1]:
+                assert source.rstrip("/") in allowed, f"Dockerfile copies {source}, .dockerignore drops it"
