@@ -26,7 +26,7 @@ from training.config import PipelineConfig, StudentConfig, TeacherConfig
 from training.data import Catalog, Split
 from training.losses import hard_label_loss, sampled_softmax_loss
 from training.ranking import ScoreFn, evaluate
-from training.teacher import TwoTowerTeacher, teacher_checkpoint
+from training.teacher import TwoTowerTeacher, attribute_table, teacher_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -400,8 +400,6 @@ def sampled_hard_loss(
 
 def teacher_for(split: Split, catalog: Catalog, tc: TeacherConfig) -> TwoTowerTeacher:
     """A fresh teacher over the catalog's category, price and attribute features."""
-    from training.teacher import attribute_table
-
     indptr, index = catalog.attribute_rows()
     n_attributes = len(catalog.attributes)
     attrs = attribute_table(indptr, index, n_attributes)
