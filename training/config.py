@@ -236,6 +236,10 @@ class EvalConfig(_Section):
     # The test query: "train+valid" is the field's standard leave-one-out protocol (the user's train
     # items plus the validation item, what a live service sees); "train" is the older train-only query.
     test_history: Literal["train+valid", "train"] = "train+valid"
+    # Train every model on the validation items too, except those of the users early stopping
+    # reads (the largest stage `valid_max_users` sample; all users when it is unset or covers
+    # everyone, which is the older behaviour). See training.data.with_validation_items for why.
+    train_on_valid: bool = True
     k: int = Field(10, ge=1)
     recall_k: int = Field(50, ge=1)
     batch_size: int = Field(512, gt=0)

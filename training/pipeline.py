@@ -23,7 +23,7 @@ import torch
 from core.manifest import DatasetInfo, Manifest, load_manifest
 from training import distributed
 from training.config import PipelineConfig
-from training.data import Interactions, Split, leave_last_out, load_interactions
+from training.data import Interactions, Split, leave_last_out, load_interactions, with_validation_items
 from training.ranking import padded_histories
 
 if TYPE_CHECKING:
@@ -70,6 +70,25 @@ def load_data(cfg: PipelineConfig) -> tuple[Interactions, Split]:
     return data, split
 
 
+def training_split(cfg: PipelineConfig, split: Split) -> Split:
+    """What the teacher, the soft labels and the students train on (`eval.train_on_valid`).
+
+    The validation users every stage early-stops on are one seeded sample (`validation_split`
+    with the largest stage `valid_max_users`; each stage's own sample is drawn inside it); every
+    other user's validation item is trained on. Evaluation and export keep the full `split`.
+    """
+    from training.train import validation_split
+
+    if not cfg.eval.train_on_valid:
+        return split
+    sizes = [cfg.teacher.valid_max_users, cfg.student.valid_max_users]
+    size = None if None in sizes else max(s for s in sizes if s is not None)
+    held_out = validation_split(split, size, cfg.seed).valid_users
+    if len(held_out) == len(split.valid_users):
+        return split
+    return with_validation_items(split, held_out)
+
+
 def _record_path(cfg: PipelineConfig, name: str) -> Path:
     return Path(cfg.work_dir) / f"{name}.json"
 
@@ -112,7 +131,7 @@ def sha256_path(path: Path) -> str:
 def train_teacher(cfg: PipelineConfig, data: Interactions, split: Split, progress: bool = True) -> Any:
     from training.train import fit_teacher
 
-    fit = fit_teacher(split, data.catalog, cfg, Path(cfg.work_dir), progress=progress)
+    fit = fit_teacher(training_split(cfg, split), data.catalog, cfg, Path(cfg.work_dir), progress=progress)
     _save_record(cfg, "teacher", fit, data.fingerprint)
     log.info("teacher: valid %s in %.1f s", fit.valid_metrics, fit.seconds)
     return fit
@@ -130,7 +149,9 @@ def soft_labels(cfg: PipelineConfig, teacher: TwoTowerTeacher, split: Split, pro
     from training.distill import build_soft_labels
 
     key = sha256_path(Path(cfg.work_dir) / "teacher.pt")
-    return build_soft_labels(teacher, split, cfg, Path(cfg.work_dir) / "soft_labels", key, progress=progress)
+    return build_soft_labels(
+        teacher, training_split(cfg, split), cfg, Path(cfg.work_dir) / "soft_labels", key, progress=progress
+    )
 
 
 def cached_shortlist(cfg: PipelineConfig, split: Split) -> dict | None:
@@ -140,9 +161,8 @@ def cached_shortlist(cfg: PipelineConfig, split: Split) -> dict | None:
     teacher = Path(cfg.work_dir) / "teacher.pt"
     if not teacher.is_file():
         return None
-    path = (
-        soft_label_dir(cfg, split, Path(cfg.work_dir) / "soft_labels", sha256_path(teacher)) / SHORTLIST_FILE
-    )
+    folder = soft_label_dir(cfg, training_split(cfg, split), Path(cfg.work_dir) / "soft_labels", sha256_path(teacher))
+    path = folder / SHORTLIST_FILE
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -160,6 +180,7 @@ def train_students(
     from training.distill import fit_student
 
     work = Path(cfg.work_dir)
+    split = training_split(cfg, split)
     fits: dict[str, Any] = {"student": fit_student(split, cfg, labels, work, progress=progress)}
     _save_record(cfg, "student", fits["student"], data.fingerprint)
     if cfg.distill.train_scratch:

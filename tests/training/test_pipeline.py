@@ -17,6 +17,7 @@ import pytest
 from core.manifest import HISTORY_INPUT, K_INPUT, USER_INPUT, load_manifest, read_latest, verify_files
 from training.config import PipelineConfig, load_config
 from training.peers import implicit_missing
+from training.train import validation_split
 from training.pipeline import (
     PipelineResult,
     StageError,
@@ -25,6 +26,7 @@ from training.pipeline import (
     load_trained,
     publish_trained,
     run_pipeline,
+    training_split,
 )
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
@@ -170,3 +172,22 @@ def test_eval_max_users_ranks_a_seeded_sample_of_test_users(tiny) -> None:
     full = json.loads((result.version_dir / "report.json").read_text())
     assert full["test_users"] == len(split.test_users) > 25
     assert f"Ranked for {len(split.test_users)} test users" in (result.version_dir / "report.md").read_text()
+
+
+def test_training_split_holds_out_only_the_users_early_stopping_reads() -> None:
+    cfg = load_config(TINY, ["teacher.valid_max_users=20", "student.valid_max_users=10"])
+    data, split = load_data(cfg)
+    fit = training_split(cfg, split)
+    held = fit.valid_users
+    assert len(held) == 20 and set(held) <= set(split.valid_users)
+    assert validation_split(fit, 20, cfg.seed).valid_users.tolist() == held.tolist()  # the teacher's sample
+    assert set(validation_split(fit, 10, cfg.seed).valid_users) <= set(held)  # the student's, inside it
+    assert len(fit.train_items) == len(split.train_items) + len(split.valid_users) - 20
+    row = {int(u): i for i, u in enumerate(split.valid_users)}
+    for u in split.valid_users[:50]:
+        expected = split.history(u).tolist() + ([] if u in set(held) else [int(split.valid_items[row[int(u)]])])
+        assert fit.history(u).tolist() == expected
+    off = load_config(TINY, ["teacher.valid_max_users=20", "eval.train_on_valid=false"])
+    assert training_split(off, split) is split
+    everyone = load_config(TINY, [])  # the default sample covers every tiny user: nothing to add
+    assert training_split(everyone, split) is split
