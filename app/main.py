@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
 from app.api import experiment_routes, routes, version_routes
+from app.api.docs import install_docs
 from app.api.errors import validation_error_handler
 from app.api.middleware import EdgeMiddleware
 from app.api.openapi import install_openapi
@@ -126,6 +127,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        docs_url=None,  # app.api.docs serves /docs from local assets instead of a CDN
+        redoc_url=None,  # ReDoc has no maintained package shipping its assets: not served
     )
     app.add_exception_handler(RequestValidationError, validation_error_handler)  # NaN-safe 422s
     app.state.settings = settings
@@ -137,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(experiment_routes.router)
     app.include_router(version_routes.router)
     install_openapi(app, settings)  # the settings' limits in /openapi.json
+    install_docs(app)  # /docs with Swagger UI's files from swagger-ui-bundle, no CDN
     app.add_middleware(
         EdgeMiddleware,
         metrics=app.state.metrics,
