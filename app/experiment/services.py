@@ -120,14 +120,15 @@ class ExperimentServices:
             self._activate(current)
 
     def start(self, name: str, arms: ArmsKind, share: float) -> ExperimentRecord:
-        """Start a named experiment; ExperimentConflict when one runs, the name is taken, or version
-        arms have no candidate loaded."""
+        """Start a named experiment (the settings' one, if it runs, is stopped); ExperimentConflict
+        when another started one runs, the name is taken, or version arms have no candidate loaded."""
         if arms not in ARM_PAIRS:
             raise ValueError(f"arms must be one of {sorted(ARM_PAIRS)}")
         with self._lock:
             running = [r for r in self.experiments.list() if r.running]
-            if running:
-                raise ExperimentConflict(f"experiment {running[-1].name!r} is running: stop it first")
+            started = [r for r in running if r.source != "settings"]
+            if started:
+                raise ExperimentConflict(f"experiment {started[-1].name!r} is running: stop it first")
             serving = self._serving_version()
             treatment = serving
             if arms == "serving_vs_candidate":
@@ -145,6 +146,8 @@ class ExperimentServices:
                 self.experiments.create(record)
             except ExperimentExists as exc:
                 raise ExperimentConflict(f"{exc}: names are not reused; reset it or pick another") from exc
+            for default in running:  # the settings' experiment gives way to a named one
+                self.experiments.update(replace(default, stopped_at=record.started_at))
             self._activate(record)
             return record
 
