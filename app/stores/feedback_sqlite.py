@@ -33,7 +33,6 @@ CREATE TABLE IF NOT EXISTS served (
     items TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS served_experiment_ts ON served (experiment, ts);
-CREATE INDEX IF NOT EXISTS served_ts ON served (ts);
 CREATE TABLE IF NOT EXISTS feedback (
     request_id TEXT NOT NULL,
     item_id TEXT NOT NULL,
