@@ -32,13 +32,13 @@ from app.engine.batching import MicroBatcher
 from app.engine.candidate import CandidateSlot
 from app.engine.loading import read_seed
 from app.engine.model import LoadedModel
-from app.engine.model_store import ModelStore, ReloadRefused, watch_latest
+from app.engine.model_store import ModelStore, watch_latest
 from app.engine.recommender import limit_blas_threads, recommend_batch
 from app.experiment.services import follow_experiments, open_experiment
 from app.experiment.shadow import ShadowMetrics
 from app.metrics import Metrics
 from app.stores.factory import open_history
-from app.stores.pins import open_pins
+from app.stores.pins import open_candidate_marks, open_pins
 from app.stores.protocols import HistoryStore
 
 log = logging.getLogger(__name__)
@@ -73,17 +73,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     metrics: Metrics = app.state.metrics
     loop = asyncio.get_running_loop()
     history = open_history(settings)  # SQLite, or Redis shared by replicas (RECDISTILL_HISTORY_BACKEND)
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    shared = (settings.models_dir, settings.history_backend, redis_url, settings.redis_prefix)
     store = ModelStore(
         settings.models_dir,
         settings.intra_op_threads,
         before_swap=_seed_history(history) if settings.seed_history else None,
         retrieval=settings.retrieval,
-        pins=open_pins(
-            settings.models_dir,
-            settings.history_backend,
-            settings.redis_url.get_secret_value() if settings.redis_url else None,
-            settings.redis_prefix,
-        ),
+        pins=open_pins(*shared),
     )
     store.listeners.append(lambda m: metrics.set_model(m.version))
     store.listeners.append(lambda m: setattr(app, "openapi_schema", None))  # item fields per version
@@ -95,23 +92,29 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     batcher.batch_sizes = metrics.batch_size.observe
     restore_blas = limit_blas_threads()
     batcher.start()
-    candidate = CandidateSlot(settings.models_dir, settings.intra_op_threads, settings.retrieval)
+    candidate = CandidateSlot(
+        settings.models_dir,
+        settings.intra_op_threads,
+        settings.retrieval,
+        marks=open_candidate_marks(*shared),  # beside the pin: the file or the Redis key
+        default=settings.candidate_version,
+    )
     experiment = open_experiment(app, store, candidate)  # state db, shadow, the after-answer hook
     app.state.history, app.state.store, app.state.batcher = history, store, batcher
     app.state.candidate = candidate
     tasks: list[asyncio.Task[None]] = []
     try:
         await loop.run_in_executor(None, store.load_initial)
-        if settings.candidate_version:
-            with suppress(ReloadRefused):  # refused: logged, and /v1/models says why (candidate_error)
-                await loop.run_in_executor(None, candidate.load, settings.candidate_version)
+        # The stored candidate, else the setting's; refused: logged, /v1/models says why (candidate_error)
+        await loop.run_in_executor(None, candidate.poll)
         await loop.run_in_executor(None, experiment.start_default)
         gc.freeze()  # see _freeze_heap
         store.listeners.append(_freeze_heap)
         if settings.reload_poll_seconds > 0:
             tasks.append(
                 loop.create_task(
-                    watch_latest(store, settings.reload_poll_seconds), name="recdistill-latest-watcher"
+                    watch_latest(store, settings.reload_poll_seconds, also=(candidate.poll,)),
+                    name="recdistill-latest-watcher",
                 )
             )
         if settings.history_backend == "redis" and settings.experiment_refresh_seconds > 0:

@@ -3,7 +3,6 @@ start, stop and reset them; `GET /v1/experiments` to list them)."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,9 +20,10 @@ from app.api.rollout_schemas import (
     ExperimentReset,
 )
 from app.engine.candidate import CandidateSlot
-from app.engine.model_store import ReloadRefused
+from app.engine.model_store import ModelStore, ReloadRefused
 from app.experiment.services import ExperimentConflict, ExperimentServices
 from app.experiment.shadow_report import pair_info
+from app.stores.pins import PinError
 from app.stores.records import ExperimentRecord
 
 router = APIRouter()
@@ -70,22 +70,20 @@ def experiment_out(record: ExperimentRecord) -> dict[str, Any]:
     responses=errors(400, 401, 403, 409, 413),
 )
 async def set_candidate(request: Request, body: CandidateRequest, store: StoreDep) -> CandidateResponse:
-    """Verify and load a version as the candidate beside the serving one; 409 if refused."""
+    """Verify a version and make it every replica's candidate (stored beside the pin); 409 if refused."""
     slot = _candidate(request)
     previous = slot.current.version if slot.current else None
     if (running := _services(request).candidate_in_use()) and body.version != previous:
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"experiment {running!r} serves the candidate: stop it first"
         )
-    loop = asyncio.get_running_loop()
     try:
-        model = await loop.run_in_executor(None, slot.load, body.version)
-    except ReloadRefused as exc:
+        await run_in_threadpool(slot.set, body.version, "admin")
+    except (ReloadRefused, PinError) as exc:
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"candidate {body.version} refused, candidate still {previous}: {exc}"
         ) from exc
-    serving = store.current.version if store.current else None
-    return CandidateResponse(candidate=model.version, previous=previous, serving=serving)
+    return _candidate_response(slot, previous, store)
 
 
 @router.delete(
@@ -96,14 +94,30 @@ async def set_candidate(request: Request, body: CandidateRequest, store: StoreDe
     responses=errors(401, 403, 409),
 )
 async def clear_candidate(request: Request, store: StoreDep) -> CandidateResponse:
-    """Drop the candidate (the shadow goes back to the teacher); 409 while an experiment serves it."""
+    """Clear the stored candidate: every replica goes back to RECDISTILL_CANDIDATE_VERSION (none when
+    unset) and the shadow to the teacher without one; 409 while an experiment serves it."""
     if running := _services(request).candidate_in_use():
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"experiment {running!r} serves the candidate: stop it first"
         )
-    dropped = _candidate(request).clear()
+    slot = _candidate(request)
+    previous = slot.current.version if slot.current else None
+    try:
+        await run_in_threadpool(slot.unset)
+    except (ReloadRefused, PinError) as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"candidate still {previous}: {exc}") from exc
+    return _candidate_response(slot, previous, store)
+
+
+def _candidate_response(slot: CandidateSlot, previous: str | None, store: ModelStore) -> CandidateResponse:
     serving = store.current.version if store.current else None
-    return CandidateResponse(candidate=None, previous=dropped.version if dropped else None, serving=serving)
+    held = slot.current
+    return CandidateResponse(
+        candidate=held.version if held else None,
+        previous=previous,
+        serving=serving,
+        candidate_source=slot.source if held else None,
+    )
 
 
 # -- experiments --------------------------------------------------------------------------------------

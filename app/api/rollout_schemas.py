@@ -12,6 +12,11 @@ from app.api.schemas import VERSION_PATTERN, _Body
 from app.api.types import JsonFloat
 
 ArmsKind = Literal["teacher_vs_student", "serving_vs_candidate"]
+CandidateSource = Literal["setting", "shared"]  # app.engine.candidate.CandidateSource
+CANDIDATE_SOURCE = (
+    "Where the candidate came from: shared (POST /admin/candidate, stored beside the pin for every "
+    "replica) or setting (RECDISTILL_CANDIDATE_VERSION, the default while none is stored); null: none"
+)
 ExperimentName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")]
 
 
@@ -23,6 +28,7 @@ class CandidateResponse(BaseModel):
     candidate: str | None = Field(description="The candidate version now (null: none)")
     previous: str | None = Field(description="The candidate before this call")
     serving: str | None = Field(description="The serving version, for comparison")
+    candidate_source: CandidateSource | None = Field(None, description=CANDIDATE_SOURCE)
 
 
 class ExperimentRequest(_Body):
@@ -143,3 +149,4 @@ class ModelsResponse(BaseModel):
         description="The candidate version's summary (same keys as the served version's), null: none"
     )
     candidate_error: str | None = Field(description="Why the last candidate asked for was refused")
+    candidate_source: CandidateSource | None = Field(description=CANDIDATE_SOURCE)

@@ -143,6 +143,7 @@ async def models(request: Request, model: ModelDep, store: StoreDep) -> dict[str
         **state,
         "candidate": candidate.summary(),
         "candidate_error": candidate.last_error,
+        "candidate_source": candidate.source if candidate.current is not None else None,
     }
 
 

@@ -82,7 +82,12 @@ def test_candidate_admin_routes(app_for: Callable[..., TestClient], admin: dict[
     client = app_for()
     assert client.get("/v1/models").json()["candidate"] is None
     r = client.post("/admin/candidate", json={"version": "v2"}, headers=admin)
-    assert r.status_code == 200 and r.json() == {"candidate": "v2", "previous": None, "serving": "v1"}
+    assert r.status_code == 200 and r.json() == {
+        "candidate": "v2",
+        "previous": None,
+        "serving": "v1",
+        "candidate_source": "shared",
+    }
     assert client.get("/v1/models").json()["candidate"]["version"] == "v2"
     assert client.post("/admin/candidate", json={"version": "nope"}, headers=admin).status_code == 409
     assert client.get("/v1/models").json()["candidate"]["version"] == "v2"  # a refusal changes nothing
