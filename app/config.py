@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     state_db: Path | None = None
     # A version loaded beside the serving one (app/engine/candidate.py): the shadow compares its
     # student with the serving answer; an experiment with arms "serving_vs_candidate" serves it.
+    # The default only: a candidate set through POST /admin/candidate is stored beside the pin and wins.
     candidate_version: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
     # How often a replica re-reads the running experiment from the shared state (redis backend; with
     # SQLite the one replica changes it itself). 0: never.
