@@ -261,13 +261,13 @@ def item_list(
         {"item_id": i, "score": s} for i, s in zip(ids, result.scores.tolist(), strict=True)
     ]
     for name in fields or ():
-        items_column = _catalogue_column(model, name, result.indices)
+        items_column = catalogue_column(model, name, result.indices)
         for item, value in zip(items, items_column, strict=True):
             item[name] = value
     return items
 
 
-def _catalogue_column(model: LoadedModel, name: str, indices: np.ndarray) -> list[object]:
+def catalogue_column(model: LoadedModel, name: str, indices: np.ndarray) -> list[object]:
     """One catalogue column for the answer's items: category name, price, or an extra column."""
     if name == "category":
         codes = model.category[indices].tolist()
