@@ -54,7 +54,7 @@ const UI = (() => {
       el("div", {class: `value ${cls}`}, value), sub ? el("div", {class: "sub"}, sub) : null);
   }
 
-  // table(["a", "b"], [[1, 2]]): cells may be nodes; a string column header starting with "<" is left-aligned.
+  // table(["a", "b"], [[1, 2]], rowAttrs): cells may be nodes; the first column and text cells are left-aligned.
   function table(columns, rows, rowAttrs = () => ({})) {
     const head = el("tr", {}, columns.map((c, i) => el("th", {class: i === 0 ? "text" : null}, c)));
     const body = rows.map((r, j) => el("tr", rowAttrs(r, j), r.map((v, i) =>
