@@ -4,6 +4,8 @@
 (() => {
   const {api, detail, el, fill, card, table, fmt, bytes, chart, admin, run, say} = UI;
 
+  const sci = x => typeof x === "number" ? x.toExponential(1) : "–";  // parity diffs are ~1e-7
+
   // Union of keys, in first-seen order.
   const union = lists => [...new Set(lists.flat())];
 
@@ -32,7 +34,7 @@
     return table(["version", "gates", "gate lines", "parity (max |Δscore|)", "warnings"], rows.map(v => {
       const gates = (v.metrics || {}).gates || {};
       const parity = Object.entries(v.parity || {}).map(([side, p]) =>
-        `${side}: ${typeof p === "object" ? fmt(p.max_abs_diff ?? p.max_abs_score_diff ?? null, 6) : fmt(p)}`).join(" · ");
+        `${side}: ${sci(typeof p === "object" ? (p.max_abs_score_diff ?? p.max_abs_diff) : p)}`).join(" · ");
       const lines = (gates.gates || []).map(g => g.line).join(" | ");
       const cls = gates.status === "passed" ? "good" : gates.status ? "bad" : "";
       return [v.version, el("span", {class: cls}, gates.status || "–"), lines || "–", parity || "–",
