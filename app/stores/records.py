@@ -9,7 +9,9 @@ from typing import Any, Literal
 import numpy as np
 
 Event = Literal["click", "purchase"]
-FailureKind = Literal["dropped", "error", "timeout"]
+# unknown_user: a lookup teacher (embedding tables) has no vector for the request's user, so there
+# is nothing to compare against (never a guess)
+FailureKind = Literal["dropped", "error", "timeout", "unknown_user"]
 # Column order of the metric arrays `ComparisonStore.load` returns (and of the SQLite table).
 METRIC_COLUMNS = ("overlap", "rbo", "kendall_tau", "ndcg")
 
