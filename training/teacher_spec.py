@@ -203,6 +203,23 @@ def row_map(teacher_ids: np.ndarray, data_ids: np.ndarray) -> np.ndarray:
     )
 
 
+def item_lookup(rows: np.ndarray, pad: int) -> np.ndarray:
+    """int64 [n_items + 1]: data item index -> teacher row; the data pad and unmapped items -> `pad`."""
+    return np.append(np.where(rows >= 0, rows, pad), pad).astype(np.int64)
+
+
+def user_lookup(rows: np.ndarray, oov: int) -> np.ndarray:
+    """int64 [n_users + 1]: data user index -> teacher row; OOV and unmapped users -> `oov`."""
+    return np.append(np.where(rows >= 0, rows, oov), oov).astype(np.int64)
+
+
+def data_order(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """float32 [n_items, D]: the teacher's item rows in data order; an unmapped item is a zero row."""
+    out = np.zeros((len(rows), vectors.shape[1]), np.float32)
+    out[rows >= 0] = vectors[rows[rows >= 0]]
+    return out
+
+
 def check_mapped(
     rows: np.ndarray, log_index: np.ndarray, data_ids: np.ndarray, what: str, where: Path, threshold: float
 ) -> dict[str, Any]:
