@@ -124,7 +124,6 @@ def import_teacher_stage(cfg: PipelineConfig, data: Interactions) -> Any:
     from training.train import FitResult
 
     result = import_teacher(cfg, data)
-    result.teacher.source = result.source
     fit = FitResult(result.teacher, Path(cfg.teacher.source.partition(":")[2]), {}, [], result.seconds)
     _save_record(cfg, "teacher", fit, data.fingerprint)
     log.info("teacher: imported %s (sha256 %s) in %.1f s: %s", cfg.teacher.source,

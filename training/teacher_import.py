@@ -97,4 +97,5 @@ def import_teacher(cfg: PipelineConfig, data: Interactions) -> Imported:
         report["unknown_users"] = int((~teacher.known_users).sum())
     digest, each = files_sha256(digest_files) if digest_files else (module_digest(teacher), {})
     source = TeacherSource(source=cfg.teacher.source, kind=kind, sha256=digest, files=each, report=report)  # type: ignore[arg-type]
+    teacher.source = source  # what teacher_source() reads back for the cache key and the manifest
     return Imported(teacher, source, time.perf_counter() - start)
