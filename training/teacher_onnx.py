@@ -72,8 +72,10 @@ class OnnxTeacher(nn.Module):
 
     def n_parameters(self) -> int:
         """Weights of the query graph (our index maps excluded) plus the item matrix."""
-        own = {"recdistill_item_rows", "recdistill_user_rows"}
-        weights = sum(int(np.prod(t.dims)) for t in self.graph.graph.initializer if t.name not in own)
+        own = ("recdistill_item_rows", "recdistill_user_rows")  # with any _<n> suffix of a re-import
+        weights = sum(
+            int(np.prod(t.dims)) for t in self.graph.graph.initializer if not t.name.startswith(own)
+        )
         return weights + self.n_items * self.dim
 
     def forward(self, user: torch.Tensor | None, history: torch.Tensor) -> torch.Tensor:
@@ -102,7 +104,20 @@ def rebase_graph(model: onnx.ModelProto, q: dict[str, Any], items: np.ndarray | 
         raise TeacherImportError(
             f"{where}: no graph output {out_name!r} (outputs {[o.name for o in g.output]})"
         )
-    renamed = {name: f"teacher__{name}" for name in named}
+    used = {t.name for t in g.initializer} | {i.name for i in g.input} | {o.name for o in g.output}
+    for node in g.node:
+        used |= {node.name, *node.input, *node.output}
+
+    def fresh(base: str) -> str:
+        """A tensor/node name the graph does not use yet (a re-imported graph already has our maps)."""
+        name, n = base, 0
+        while name in used:
+            n += 1
+            name = f"{base}_{n}"
+        used.add(name)
+        return name
+
+    renamed = {name: fresh(f"teacher__{name}") for name in named}
     for node in g.node:
         for i, name in enumerate(node.input):
             if name in renamed:
@@ -121,17 +136,20 @@ def rebase_graph(model: onnx.ModelProto, q: dict[str, Any], items: np.ndarray | 
             raise TeacherImportError(
                 f"{where}: input {name!r} has element type {elem}; expected int64 or int32 indices"
             )
+        table = fresh(table)
         g.initializer.append(numpy_helper.from_array(rows, table))
-        gathered = renamed[name] if elem == TensorProto.INT64 else f"{renamed[name]}_int64"
+        gathered = renamed[name] if elem == TensorProto.INT64 else fresh(f"{renamed[name]}_int64")
         nodes.append(
-            helper.make_node("Gather", [table, our], [gathered], name=f"recdistill_map_{our}", axis=0)
+            helper.make_node("Gather", [table, our], [gathered], name=fresh(f"recdistill_map_{our}"), axis=0)
         )
         if elem == TensorProto.INT32:
             nodes.append(helper.make_node("Cast", [gathered], [renamed[name]], to=TensorProto.INT32))
         if our == USER_INPUT:
             new_inputs.insert(0, helper.make_tensor_value_info(USER_INPUT, TensorProto.INT64, ["batch"]))
     if out_name != USER_VECTOR_OUTPUT:
-        nodes.append(helper.make_node("Identity", [out_name], [USER_VECTOR_OUTPUT], name="recdistill_output"))
+        nodes.append(
+            helper.make_node("Identity", [out_name], [USER_VECTOR_OUTPUT], name=fresh("recdistill_output"))
+        )
     for node in reversed([n for n in nodes if n.op_type != "Identity"]):  # the maps run first
         g.node.insert(0, node)
     g.node.extend(n for n in nodes if n.op_type == "Identity")  # the renamed output last
@@ -176,7 +194,7 @@ def onnx_teacher(spec: Spec, data: Interactions, cfg: PipelineConfig, report: di
     report["items"] = check_mapped(
         item_rows, data.item, data.catalog.item_ids, "item", items.path, t.max_unmapped_share
     )
-    user_rows = None
+    user_rows, known = None, None
     if q.get("user_input"):
         users = read_ids(spec.file(spec.users or {}, "ids"))
         rows = row_map(users, data.user_ids)
@@ -184,13 +202,21 @@ def onnx_teacher(spec: Spec, data: Interactions, cfg: PipelineConfig, report: di
             rows, data.user, data.user_ids, "user", spec.path, t.max_unmapped_share
         )
         user_rows = user_lookup(rows, int(q.get("oov_user", len(users))))
+        if q.get("known_users"):  # a lookup graph (e.g. a version published from tables): who it knows
+            path = spec.file(q, "known_users")
+            mask = np.load(path, allow_pickle=False).astype(bool)
+            if mask.shape != (len(users),):
+                raise TeacherImportError(
+                    f"{path}: shape {mask.shape}, expected ({len(users)},) (one per user id)"
+                )
+            known = (rows >= 0) & mask[np.maximum(rows, 0)]
     pad = int(q.get("padding_value", len(items.ids)))
     rebased = rebase_graph(
         model, q, item_lookup(item_rows, pad) if q.get("history_input") else None, user_rows, graph_path
     )
     return OnnxTeacher(
         rebased, data_order(items.vectors, item_rows), data.n_users, bool(q.get("user_input")),
-        bool(q.get("history_input")), int(q.get("history_len", 1)), None, cfg.threads or 1,
+        bool(q.get("history_input")), int(q.get("history_len", 1)), known, cfg.threads or 1,
     )  # fmt: skip
 
 

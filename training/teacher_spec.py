@@ -18,6 +18,7 @@ A spec is a small TOML or JSON file; relative paths are relative to it:
     history_len = 50
     padding_value = 1000               # the graph's history pad index (default: the number of items)
     oov_user = 500                     # the graph's unknown-user index (default: the number of users)
+    known_users = "known.npy"          # optional: bool per [users] id, for a lookup (a user-id-only graph)
 
 A version recdistill published (`models/<version>` or its manifest.json) is read as an onnx spec.
 Every failure is a TeacherImportError naming the file and what is wrong (the CLI: one line, exit 2).
@@ -100,6 +101,8 @@ def _from_manifest(tree: dict[str, Any]) -> dict[str, Any]:
     }
     if card.get("oov_user") is not None:
         query |= {"user_input": "user", "oov_user": card["oov_user"]}
+    if card.get("known_users"):  # published from tables: a lookup that knows these users only
+        query["known_users"] = card["known_users"]
     return {
         "score": "dot",
         "items": {"vectors": card["item_vectors"], "ids": tree.get("item_ids", "items.npy")},

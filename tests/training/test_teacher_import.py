@@ -115,6 +115,15 @@ def test_tables_pipeline_publishes_the_source_and_a_lookup_teacher(tmp_path: Pat
     known = np.load(result.version_dir / m.teacher.known_users)
     assert known.shape == (data.n_users,) and int((~known).sum()) == 10
     assert m.parity["teacher"]["passed"]
+    # the published version imports back as an onnx teacher: the same lookup, the same unknown users
+    again = import_teacher(tiny_cfg(tmp_path / "again", f"teacher.source=onnx:{result.version_dir}"), data)
+    np.testing.assert_array_equal(again.teacher.known_users, known)
+    users = np.arange(data.n_users)
+    hist = np.full((data.n_users, 1), data.n_items, np.int64)
+    first = import_teacher(cfg, data).teacher
+    np.testing.assert_allclose(
+        teacher_score_fn(again.teacher)(users, hist), teacher_score_fn(first)(users, hist), atol=1e-5
+    )
 
 
 def test_our_published_version_imports_as_is(tmp_path: Path) -> None:
