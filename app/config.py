@@ -66,8 +66,16 @@ class Settings(BaseSettings):
     # Not a secret (it only decorrelates experiments), but explicit: changing it reshuffles every user.
     experiment_salt: str = Field(default="recdistill-ab-2026-1", min_length=1, max_length=256)
     experiment_teacher_share: float = Field(default=0.0, ge=0.0, le=1.0)  # 0: everyone on the student
-    # Shadow comparisons, served-answer log and feedback; default: state.sqlite3 beside history_db.
+    # Shadow comparisons, served-answer log, feedback and the named experiments (SQLite backend);
+    # default: state.sqlite3 beside history_db.
     state_db: Path | None = None
+    # A version loaded beside the serving one (app/engine/candidate.py): the shadow compares its
+    # student with the serving answer; an experiment with arms "serving_vs_candidate" serves it.
+    # The default only: a candidate set through POST /admin/candidate is stored beside the pin and wins.
+    candidate_version: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+    # How often a replica re-reads the running experiment from the shared state (redis backend; with
+    # SQLite the one replica changes it itself). 0: never.
+    experiment_refresh_seconds: float = Field(default=2.0, ge=0.0)
 
     @property
     def state_db_path(self) -> Path:

@@ -20,22 +20,25 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api import experiment_routes, routes, version_routes
-from app.api.errors import validation_error_handler
+from app.api import experiment_routes, rollout_routes, routes, version_routes
+from app.api.docs import install_docs
+from app.api.errors import http_error_handler, validation_error_handler
 from app.api.middleware import EdgeMiddleware
 from app.api.openapi import install_openapi
 from app.config import Settings
 from app.engine.batching import MicroBatcher
+from app.engine.candidate import CandidateSlot
 from app.engine.loading import read_seed
 from app.engine.model import LoadedModel
 from app.engine.model_store import ModelStore, watch_latest
 from app.engine.recommender import limit_blas_threads, recommend_batch
-from app.experiment.services import open_experiment
+from app.experiment.services import follow_experiments, open_experiment
 from app.experiment.shadow import ShadowMetrics
 from app.metrics import Metrics
 from app.stores.factory import open_history
-from app.stores.pins import open_pins
+from app.stores.pins import open_candidate_marks, open_pins
 from app.stores.protocols import HistoryStore
 
 log = logging.getLogger(__name__)
@@ -70,19 +73,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     metrics: Metrics = app.state.metrics
     loop = asyncio.get_running_loop()
     history = open_history(settings)  # SQLite, or Redis shared by replicas (RECDISTILL_HISTORY_BACKEND)
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    shared = (settings.models_dir, settings.history_backend, redis_url, settings.redis_prefix)
     store = ModelStore(
         settings.models_dir,
         settings.intra_op_threads,
         before_swap=_seed_history(history) if settings.seed_history else None,
         retrieval=settings.retrieval,
-        pins=open_pins(
-            settings.models_dir,
-            settings.history_backend,
-            settings.redis_url.get_secret_value() if settings.redis_url else None,
-            settings.redis_prefix,
-        ),
+        pins=open_pins(*shared),
     )
     store.listeners.append(lambda m: metrics.set_model(m.version))
+    store.listeners.append(lambda m: setattr(app, "openapi_schema", None))  # item fields per version
     store.listeners.append(lambda m: metrics.reloads.labels("loaded").inc())
     store.refusal_listeners.append(lambda v, r: metrics.reloads.labels("refused").inc())
     batcher: MicroBatcher[Any, Any] = MicroBatcher(
@@ -91,23 +92,44 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     batcher.batch_sizes = metrics.batch_size.observe
     restore_blas = limit_blas_threads()
     batcher.start()
-    experiment = open_experiment(app, store)  # state db, shadow worker, the after-answer hook
+    candidate = CandidateSlot(
+        settings.models_dir,
+        settings.intra_op_threads,
+        settings.retrieval,
+        marks=open_candidate_marks(*shared),  # beside the pin: the file or the Redis key
+        default=settings.candidate_version,
+    )
+    experiment = open_experiment(app, store, candidate)  # state db, shadow, the after-answer hook
     app.state.history, app.state.store, app.state.batcher = history, store, batcher
-    watcher = None
+    app.state.candidate = candidate
+    tasks: list[asyncio.Task[None]] = []
     try:
         await loop.run_in_executor(None, store.load_initial)
+        # The stored candidate, else the setting's; refused: logged, /v1/models says why (candidate_error)
+        await loop.run_in_executor(None, candidate.poll)
+        await loop.run_in_executor(None, experiment.start_default)
         gc.freeze()  # see _freeze_heap
         store.listeners.append(_freeze_heap)
         if settings.reload_poll_seconds > 0:
-            watcher = loop.create_task(
-                watch_latest(store, settings.reload_poll_seconds), name="recdistill-latest-watcher"
+            tasks.append(
+                loop.create_task(
+                    watch_latest(store, settings.reload_poll_seconds, also=(candidate.poll,)),
+                    name="recdistill-latest-watcher",
+                )
+            )
+        if settings.history_backend == "redis" and settings.experiment_refresh_seconds > 0:
+            tasks.append(
+                loop.create_task(
+                    follow_experiments(experiment, settings.experiment_refresh_seconds),
+                    name="recdistill-experiment-follower",
+                )
             )
         yield
     finally:
-        if watcher is not None:
-            watcher.cancel()
+        for task in tasks:
+            task.cancel()
             with suppress(asyncio.CancelledError):
-                await watcher
+                await task
         gc.unfreeze()  # what this app froze becomes collectable again (tests build many apps)
         await batcher.close()
         await history.close()
@@ -126,17 +148,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        docs_url=None,  # app.api.docs serves /docs from local assets instead of a CDN
+        redoc_url=None,  # ReDoc has no maintained package shipping its assets: not served
     )
     app.add_exception_handler(RequestValidationError, validation_error_handler)  # NaN-safe 422s
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)  # 405s list every method
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.after_answer = []  # async hooks on every Answer (app.api.request); the lifespan adds some
     app.state.shadow_metrics = ShadowMetrics(app.state.metrics.registry)
     app.state.store = ModelStore(settings.models_dir)  # replaced in the lifespan; empty until then
+    app.state.candidate = CandidateSlot(settings.models_dir)  # likewise
     app.include_router(routes.router)
     app.include_router(experiment_routes.router)
     app.include_router(version_routes.router)
+    app.include_router(rollout_routes.router)
     install_openapi(app, settings)  # the settings' limits in /openapi.json
+    install_docs(app)  # /docs with Swagger UI's files from swagger-ui-bundle, no CDN
     app.add_middleware(
         EdgeMiddleware,
         metrics=app.state.metrics,

@@ -119,6 +119,11 @@ class Manifest(BaseModel):
     categories: str = "categories.json"
     item_price: str = "item_price.npy"
     popularity: str = "popularity.npy"
+    # Extra catalogue columns the version was trained with (title, url, ...; `data.item_columns.extra`),
+    # returned in answers on request (`fields`): one .npz of str arrays [n_items] named by
+    # `item_extra_columns` ("" = unknown). None: the version has no extra columns.
+    item_extra: str | None = None
+    item_extra_columns: list[str] = Field(default_factory=list)
     seed_interactions: str | None = "seed_interactions.npz"  # arrays user, item, timestamp (train)
     holdout: str | None = "holdout.npz"  # arrays user, item: each evaluated user's test item (simulate-ab)
     retrieval: Retrieval = Field(default_factory=Retrieval)
@@ -142,7 +147,7 @@ def referenced_files(manifest: Manifest) -> set[str]:
         manifest.item_price,
         manifest.popularity,
     }
-    names |= {name for name in (manifest.seed_interactions, manifest.holdout) if name}
+    names |= {name for name in (manifest.seed_interactions, manifest.holdout, manifest.item_extra) if name}
     for card in (manifest.student, manifest.teacher):
         names |= {card.topk.file, card.user.file, card.item_vectors}
         if card.known_users:

@@ -51,3 +51,11 @@ def transaction(conn: sqlite3.Connection, immediate: bool = False) -> Iterator[s
     except BaseException:
         conn.execute("ROLLBACK")  # also when the COMMIT itself failed (a disk error)
         raise
+
+
+def add_column(conn: sqlite3.Connection, table: str, column: str, decl: str) -> None:
+    """`ALTER TABLE ADD COLUMN` unless `table` has `column` already: a file written by an older
+    release gains the column (with decl's DEFAULT for its old rows) instead of failing on it."""
+    present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    if column not in present:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")

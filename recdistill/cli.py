@@ -154,8 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="events_command", required=True
     )
     export = events.add_parser("export", help="export logged events as an interactions CSV")
-    export.add_argument("--db", required=True)
+    export.add_argument(
+        "--db",
+        default=None,
+        help="a SQLite history file; default: the store RECDISTILL_* selects (SQLite or the replicas' Redis)",
+    )
     export.add_argument("--out", required=True)
+    export.add_argument("--since", type=int, default=None, help="only events at or after these epoch seconds")
     export.set_defaults(func="service.cmd_events_export", needs=None)
     _models_parser(sub)
     return parser

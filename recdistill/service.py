@@ -15,10 +15,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_events_export(args: argparse.Namespace) -> int:
-    from app.stores.events_export import export_events
+    """`--db FILE`: that SQLite history; otherwise the store the RECDISTILL_* settings select (the
+    SQLite RECDISTILL_HISTORY_DB, or the Redis of RECDISTILL_HISTORY_BACKEND=redis)."""
+    from app.stores.events_export import export_events, export_from_settings
 
-    result = export_events(Path(args.db), Path(args.out))
-    print(f"events written to {args.out}" + (f" ({result})" if result is not None else ""))
+    if args.db:
+        count, source = export_events(Path(args.db), Path(args.out), args.since), args.db
+    else:
+        from app.config import load_settings
+
+        count, source = export_from_settings(load_settings(), Path(args.out), args.since)
+    print(f"{count} events from {source} written to {args.out}")
     return 0
 
 
@@ -26,4 +33,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """The service's exceptions that mean bad input or configuration, not a bug."""
     from app.config import SettingsError
 
-    return (SettingsError,)
+    errors: tuple[type[BaseException], ...] = (SettingsError,)
+    try:
+        from redis import RedisError
+    except ImportError:
+        return errors
+    return (*errors, RedisError)

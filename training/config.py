@@ -40,6 +40,9 @@ class ItemColumnMap(_Section):
     price: str | None = "price"
     # Multi-valued tags (brand, category path, labels), separated by `data.attribute_separator`.
     attributes: str | None = "attributes"
+    # Columns passed through to answers (title, url, ...): published as the version's item_extra and
+    # returned when a request asks for them (`fields`); never seen by the models.
+    extra: list[str] = Field(default_factory=list)
 
 
 class SyntheticConfig(_Section):

@@ -62,6 +62,8 @@ class Catalog:
     attributes: list[str] = field(default_factory=list)  # the attribute vocabulary, sorted
     attr_indptr: np.ndarray = field(default_factory=_no_attributes_indptr)  # int64 [n_items + 1] (or [1])
     attr_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # int64 [nnz]
+    # Columns passed through to the service's answers (data.item_columns.extra): str [n_items], "" unknown.
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_items(self) -> int:
@@ -227,6 +229,7 @@ class RawItems:
     # Multi-valued attributes, CSR over the m rows: row j's tags are attr_tags[attr_indptr[j]:attr_indptr[j+1]].
     attr_indptr: np.ndarray | None = None  # int64 [m + 1]; None: the file has no attributes column
     attr_tags: np.ndarray | None = None  # str [nnz]
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # column -> str [m]; "" when missing
 
 
 def build_interactions(name: str, log: RawLog, items: RawItems | None = None) -> Interactions:
@@ -264,6 +267,11 @@ def make_catalog(item_ids: np.ndarray, items: RawItems | None, meta_rows: np.nda
     categories: list[str] = []
     attributes: list[str] = []
     attr_indptr, attr_index = _no_attributes_indptr(), np.zeros(0, np.int64)
+    extra: dict[str, np.ndarray] = {}
+    for name, values in (items.extra if items is not None else {}).items():
+        column = np.full(n_items, "", dtype=object)
+        column[meta_rows] = values
+        extra[name] = column.astype(str)
     if items is not None and len(items.item):
         known = items.category != ""
         categories = sorted(set(items.category[known].tolist()))
@@ -276,7 +284,7 @@ def make_catalog(item_ids: np.ndarray, items: RawItems | None, meta_rows: np.nda
             )
     return Catalog(
         item_ids=item_ids, category=category, categories=categories, price=price,
-        attributes=attributes, attr_indptr=attr_indptr, attr_index=attr_index,
+        attributes=attributes, attr_indptr=attr_indptr, attr_index=attr_index, extra=extra,
     )  # fmt: skip
 
 
@@ -352,6 +360,7 @@ def extend_interactions(
         attributes=list(old.attributes),
         attr_indptr=old.attr_indptr,  # attribute_rows() gives the new items no tags
         attr_index=old.attr_index,
+        extra={name: np.concatenate([col, np.full(n_new, "", dtype=str)]) for name, col in old.extra.items()},
     )
     return Interactions(
         name=base.name,

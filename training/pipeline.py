@@ -366,6 +366,17 @@ def write_data_files(stage: Path, data: Interactions, split: Split) -> None:
         user=split.train_users, item=split.train_items, timestamp=split.train_timestamps,
     )  # fmt: skip
     np.savez(stage / "holdout.npz", user=split.test_users, item=split.test_items)
+    if cat.extra:  # the manifest names it (item_extra, item_extra_columns): see manifest_item_extra
+        np.savez(stage / ITEM_EXTRA_FILE, **{name: col.astype(str) for name, col in cat.extra.items()})
+
+
+ITEM_EXTRA_FILE = "item_extra.npz"
+
+
+def manifest_item_extra(data: Interactions) -> dict[str, Any]:
+    """The manifest fields that describe write_data_files' extra item columns (none: nothing)."""
+    columns = list(data.catalog.extra)
+    return {"item_extra": ITEM_EXTRA_FILE, "item_extra_columns": columns} if columns else {}
 
 
 def check_publish_gates(
@@ -507,6 +518,7 @@ def publish_trained(
             metrics={**metrics, "parameters": params, "seconds": seconds},
             report=report_files,
             teacher_source=source,
+            **manifest_item_extra(data),
         )
 
     version_dir = publish(Path(cfg.models_dir), version, build)

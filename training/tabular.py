@@ -431,7 +431,7 @@ def read_items(path: Path, columns: ItemColumnMap, attribute_separator: str = "|
     """Item metadata: unique item ids, optional category (empty = unknown), price (empty = NaN) and
     multi-valued attributes (`attribute_separator`-separated tags, e.g. brand|category path|tags)."""
     fields = _item_fields(Path(path), columns)
-    wanted = [columns.item] + list(fields.values())
+    wanted = [columns.item] + list(fields.values()) + [c for c in columns.extra if c not in fields.values()]
     table = read_table(path, wanted)
     item = parse_ids(table, columns.item, "item")
     duplicated = pd.Series(item).duplicated().to_numpy()
@@ -456,7 +456,11 @@ def read_items(path: Path, columns: ItemColumnMap, attribute_separator: str = "|
     attr_indptr = attr_tags = None
     if "attributes" in fields:
         attr_indptr, attr_tags = parse_attributes(table, fields["attributes"], attribute_separator)
+    extra = {}
+    for name in columns.extra:  # passed through as text; an empty cell is ""
+        values = table.columns[name]
+        extra[name] = np.where(_is_missing(values), "", values.astype(str).str.strip().to_numpy(dtype=str))
     return RawItems(
         source=table.file, item=item, category=category.astype(str), price=price.astype(np.float32),
-        attr_indptr=attr_indptr, attr_tags=attr_tags,
+        attr_indptr=attr_indptr, attr_tags=attr_tags, extra=extra,
     )  # fmt: skip

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.rollout_schemas import ExperimentOut, Pair
+
 
 class Rate(BaseModel):
     rate: float | None = Field(description="Events / trials over every answer of the arm")
@@ -110,18 +112,27 @@ class SampleRatioCheck(BaseModel):
     warning: str | None
 
 
-class ExperimentInfo(BaseModel):
+class ExperimentInfo(ExperimentOut):
     model_config = ConfigDict(extra="allow")
-    name: str
-    teacher_share: float
     since: datetime | float | None = Field(description="The window's start as given, if any")
+
+
+class ABCoverage(BaseModel):
+    served: int = Field(description="Answers served (every version and arm) since the experiment started")
+    in_experiment: int = Field(description="Of them, answers in the randomised split (forced ones left out)")
+    coverage: float | None = Field(description="in_experiment / served")
 
 
 class ABReport(BaseModel):
     experiment: ExperimentInfo
+    pair: Pair = Field(description="control and treatment arms with their versions")
+    coverage: ABCoverage
     arms: dict[str, ArmCounts]
+    comparison: dict[str, MetricComparison] = Field(
+        description="Per metric, treatment - control (teacher - student, or candidate - serving), user-level"
+    )
     teacher_vs_student: dict[str, MetricComparison] = Field(
-        description="Per metric, treatment (teacher) - control (student), user-level"
+        description="The same as comparison when arms is teacher_vs_student; empty otherwise"
     )
     per_user: dict[str, ArmPerUser]
     verdict: Verdict | None = Field(description="null while the experiment has no two arms")

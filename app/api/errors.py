@@ -4,12 +4,14 @@ made JSON-safe for every route (a NaN echoed back must not turn a 422 into a 500
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from fastapi import Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
 def invalid(
@@ -42,3 +44,28 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     if not isinstance(exc, RequestValidationError):  # registered for RequestValidationError only
         raise exc
     return JSONResponse(status_code=422, content={"detail": json_safe(jsonable_encoder(exc.errors()))})
+
+
+def documented_methods(app: Any, path: str) -> set[str]:
+    """The methods the OpenAPI document lists for `path` (templates like /admin/models/{v} match)."""
+    methods: set[str] = set()
+    for template, operations in app.openapi().get("paths", {}).items():
+        pattern = "^" + re.sub(r"\\{[^}/]+\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, path):
+            methods |= {m.upper() for m in operations if m.lower() in _HTTP_METHODS}
+    return methods
+
+
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    """FastAPI's own HTTPException answer, except that a 405's `Allow` lists every method the
+    OpenAPI document gives the path: Starlette names only the first route that matched it (e.g.
+    `POST` alone for `/admin/candidate`, which also takes `DELETE`)."""
+    from fastapi.exception_handlers import http_exception_handler
+
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405 and (methods := documented_methods(request.app, request.url.path)):
+        exc = StarletteHTTPException(405, exc.detail, headers={"Allow": ", ".join(sorted(methods))})
+    return await http_exception_handler(request, exc)

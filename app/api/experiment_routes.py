@@ -21,13 +21,16 @@ from app.api.deps import ModelDep
 from app.api.errors import invalid
 from app.api.openapi import errors
 from app.api.request import resolve, run
+from app.api.rollout_routes import experiment_out
+from app.api.rollout_schemas import ShadowReport
 from app.api.schemas import Id, RecommendRequest
 from app.api.types import DateTime, EpochSecondsQuery, epoch_seconds
 from app.engine.recommender import item_list
 from app.experiment.ab_report import build_ab_report
+from app.experiment.assignment import Experiment
 from app.experiment.services import ExperimentServices
-from app.experiment.shadow_report import build_report, render_html
-from app.stores.records import ComparisonRows, FeedbackError, UnitSums
+from app.experiment.shadow_report import build_report, pair_info, render_html
+from app.stores.records import CANDIDATE_PAIR, TEACHER_PAIR, ComparisonRows, FeedbackError, UnitSums
 from core.agreement import agreement
 
 router = APIRouter(tags=["experiment"])
@@ -70,7 +73,7 @@ async def compare(request: Request, body: RecommendRequest, model: ModelDep) -> 
     resolved = await resolve(request, body, model, ("body",), side="student")
     # one after the other: fair timings
     student, student_ms = await run(request, resolved.query_for("student"))
-    s_items = item_list(model, student)
+    s_items = item_list(model, student, body.fields)
     s_ids = [str(i["item_id"]) for i in s_items]
     student_block = {
         "items": s_items,
@@ -88,7 +91,7 @@ async def compare(request: Request, body: RecommendRequest, model: ModelDep) -> 
             "rank_changes": [],
         }
     teacher, teacher_ms = await run(request, resolved.query_for("teacher"))
-    t_items = item_list(model, teacher)
+    t_items = item_list(model, teacher, body.fields)
     t_ids = [str(i["item_id"]) for i in t_items]
     return {
         "request_id": uuid.uuid4().hex,
@@ -123,41 +126,84 @@ async def feedback(request: Request, body: FeedbackIn) -> dict[str, Any]:
     return {"accepted": not result.duplicate, "duplicate": result.duplicate, "arm": result.arm}
 
 
-@router.get("/v1/ab/report", response_model=ABReport)
-async def ab_report(request: Request, since: SinceQuery = None) -> dict[str, Any]:
+ExperimentQuery = Annotated[
+    str | None, Query(description="The experiment to report (GET /v1/experiments); default: the running one")
+]
+
+
+@router.get("/v1/ab/report", response_model=ABReport, responses=errors(404))
+async def ab_report(
+    request: Request, since: SinceQuery = None, experiment: ExperimentQuery = None
+) -> dict[str, Any]:
     """Per arm counts and rates; per user, the comparison with its interval, test, MDE, verdict; SRM."""
     services = _services(request)
-    exp = services.experiment
+    record = services.get(experiment)
+    if record is None:
+        what = f"no experiment named {experiment!r}" if experiment else "no experiment is running"
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{what}; GET /v1/experiments lists them")
+    exp = Experiment(record.name, record.salt, record.treatment_share, record.arms)  # type: ignore[arg-type]
+    start = _since(since)
+    until = record.stopped_at
 
-    def read() -> tuple[dict[str, dict[str, int]], dict[str, UnitSums]]:
+    def read() -> tuple[dict[str, dict[str, int]], dict[str, UnitSums], dict[str, int]]:
         store = services.feedback
-        return store.arm_counts(exp.name, _since(since)), store.unit_sums(exp.name, _since(since))
+        return (
+            store.arm_counts(exp.name, start, until),
+            store.unit_sums(exp.name, start, until),
+            store.served_counts(start if start is not None else record.started_at, until),
+        )
 
-    counts, unit_sums = await run_in_threadpool(read)
-    report = build_ab_report(counts, exp.shares, unit_sums)
+    counts, unit_sums, served = await run_in_threadpool(read)
+    report = build_ab_report(counts, exp.shares, unit_sums, control=exp.control, treatment=exp.treatment)
+    info = experiment_out(record)
+    in_split = sum(c.get("requests", 0) for c in counts.values())
+    served_total = sum(served.values())
     return {
-        "experiment": {"name": exp.name, "teacher_share": exp.teacher_share, "since": since},
+        "experiment": {**info, "since": since},
+        "pair": info["pair"],
+        "coverage": {
+            "served": served_total,
+            "in_experiment": in_split,
+            "coverage": in_split / served_total if served_total else None,
+        },
         **report,
+        "comparison": report["teacher_vs_student"],
+        "teacher_vs_student": report["teacher_vs_student"] if exp.arms == "teacher_vs_student" else {},
     }
 
 
-def _shadow_rows(services: ExperimentServices, since: float | None) -> ComparisonRows:
+def _shadow_rows(services: ExperimentServices, since: float | None) -> tuple[ComparisonRows, dict[str, int]]:
     services.shadow.flush()  # persist what the worker still buffers so the report counts it
-    return services.comparisons.load(since)
+    return services.comparisons.load(since), services.feedback.served_counts(since)
 
 
-@router.get("/v1/shadow/report")
+def _current_pair(request: Request) -> dict[str, Any] | None:
+    """What the shadow compares now: the serving student against the candidate's, else its teacher."""
+    model = request.app.state.store.current
+    if model is None:
+        return None
+    candidate = request.app.state.candidate.current
+    if candidate is not None:
+        return pair_info(CANDIDATE_PAIR, model.version, candidate.version)
+    return pair_info(TEACHER_PAIR, model.version, model.version)
+
+
+@router.get("/v1/shadow/report", response_model=ShadowReport)
 async def shadow_report(request: Request, since: SinceQuery = None) -> dict[str, Any]:
-    """Agreement and latency of the shadow teacher vs the student, overall and per model version."""
+    """Agreement, latency and coverage of the shadow comparisons, overall and per pair of versions."""
     services = _services(request)
-    rows = await run_in_threadpool(_shadow_rows, services, _since(since))
-    return {"shadow_rate": services.shadow.rate, **build_report(rows, _since(since))}
+    rows, served = await run_in_threadpool(_shadow_rows, services, _since(since))
+    return {
+        "shadow_rate": services.shadow.rate,
+        "pair": _current_pair(request),
+        **build_report(rows, _since(since), served),
+    }
 
 
 @router.get("/v1/shadow/report.html", response_class=HTMLResponse)
 async def shadow_report_html(request: Request, since: SinceQuery = None) -> HTMLResponse:
     """The shadow report as a page with inline SVG plots."""
     services = _services(request)
-    rows = await run_in_threadpool(_shadow_rows, services, _since(since))
-    page = await asyncio.to_thread(render_html, build_report(rows, _since(since)), rows)
+    rows, served = await run_in_threadpool(_shadow_rows, services, _since(since))
+    page = await asyncio.to_thread(render_html, build_report(rows, _since(since), served), rows)
     return HTMLResponse(page)

@@ -57,13 +57,27 @@ def apply_settings(schema: dict[str, Any], settings: Settings) -> dict[str, Any]
     return schema
 
 
+def apply_item_fields(schema: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
+    """The served version's catalogue columns as the enum of `RecommendRequest.fields` (in place):
+    what a request may name depends on the version, so the schema is rebuilt after each swap."""
+    if fields is not None:
+        recommend = schema["components"]["schemas"]["RecommendRequest"]["properties"]
+        items = _array_branch(recommend["fields"])["items"]
+        items.pop("minLength", None), items.pop("maxLength", None)
+        items["enum"] = list(fields)
+    return schema
+
+
 def install_openapi(app: FastAPI, settings: Settings) -> None:
-    """Have `app.openapi()` (and /openapi.json) return the schema with this app's limits."""
+    """Have `app.openapi()` (and /openapi.json) return the schema with this app's limits and the
+    served version's item fields (`app.state.store`; the lifespan clears the cache on each swap)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-            app.openapi_schema = apply_settings(schema, settings)
+            model = app.state.store.current
+            fields = None if model is None else list(model.item_fields)
+            app.openapi_schema = apply_item_fields(apply_settings(schema, settings), fields)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

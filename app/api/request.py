@@ -43,6 +43,7 @@ class ResolvedRequest:
     history: list[str]  # the raw history that conditions the answer, most recent last
     assignment: Assignment  # the arm, the unit it was decided over, whether a header forced it
     prepared: Prepared  # the arm's query, and the history ids the model does not know
+    experiment: str = ""  # the running experiment's name when the arm was assigned ("": none)
 
     @property
     def arm(self) -> Arm:
@@ -56,6 +57,11 @@ class ResolvedRequest:
         """The same prepared query answered by `side` (history, filters and exclusions unchanged)."""
         query = self.prepared.query
         return query if query.side == side else replace(query, side=side)
+
+    def student_query_for(self, model: LoadedModel) -> Query:
+        """The same request prepared for another version's student (the candidate in shadow): ids map
+        to that version's catalogue. Raises HTTPException for a category that catalogue lacks."""
+        return prepare_request(model, self.body, self.history, "student", ("body",)).query
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,6 +110,27 @@ def assign(experiment: Experiment, user_id: str | None, headers: Mapping[str, st
         raise invalid(("header", FORCE_ARM_HEADER), str(exc), value=forced) from exc
 
 
+def field_errors(req: RecommendRequest, model: LoadedModel, loc: Loc) -> list[dict[str, Any]]:
+    """`fields` names the served version does not have, in FastAPI's 422 error shape."""
+    known = model.item_fields
+    return [
+        {
+            "type": "enum",
+            "loc": (*loc, "fields", i),
+            "msg": f"unknown field {name!r}: version {model.version} has {list(known)}",
+            "input": name,
+        }
+        for i, name in enumerate(req.fields or ())
+        if name not in known
+    ]
+
+
+def side_of(arm: str) -> str:
+    """The model side that answers an arm: the teacher for "teacher", the student otherwise (the
+    serving and candidate arms are both versions' students)."""
+    return "teacher" if arm == "teacher" else "student"
+
+
 def prepare_request(
     model: LoadedModel, req: RecommendRequest, history: list[str], side: str, loc: Loc
 ) -> Prepared:
@@ -145,12 +172,21 @@ async def resolve(
         history = [h.item_id for h in rows]
     else:
         history = []
+    experiment = state.experiment.experiment
     if side is None:
-        assignment = assign(state.experiment.experiment, body.user_id, request.headers)
+        assignment = assign(experiment, body.user_id, request.headers)
     else:
         assignment = Assignment(side, "compare", forced=True)
-    prepared = prepare_request(model, body, history, assignment.arm, loc)
-    return ResolvedRequest(body, model, history, assignment, prepared)
+    if assignment.arm == "candidate":
+        candidate = state.candidate.current
+        if candidate is None:  # this replica has no candidate: served as usual, out of the split
+            assignment = Assignment("serving", assignment.unit, forced=True)
+        else:
+            model = candidate
+    if body.fields and (errors := field_errors(body, model, loc)):
+        raise RequestValidationError(errors)
+    prepared = prepare_request(model, body, history, side_of(assignment.arm), loc)
+    return ResolvedRequest(body, model, history, assignment, prepared, experiment.name)
 
 
 async def run(request: Request, query: Query) -> tuple[Result, float]:
@@ -168,7 +204,7 @@ async def answer(request: Request, resolved: ResolvedRequest) -> dict[str, Any]:
         "request_id": uuid.uuid4().hex,
         "model_version": resolved.model.version,
         "arm": resolved.arm,
-        "items": item_list(resolved.model, result),
+        "items": item_list(resolved.model, result, resolved.body.fields),
         "fallback": result.fallback,
         "unknown_items": resolved.prepared.unknown_items,
     }

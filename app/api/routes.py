@@ -19,6 +19,7 @@ from app.api.deps import AdminDep, HistoryDep, ModelDep, SettingsDep, StoreDep, 
 from app.api.errors import invalid
 from app.api.openapi import errors
 from app.api.request import answer, limit_errors, resolve
+from app.api.rollout_schemas import ModelsResponse
 from app.api.schemas import (
     BatchRecommendRequest,
     BatchRecommendResponse,
@@ -132,11 +133,18 @@ async def user_history(
     return json_response({"user_id": user_id, "items": items})
 
 
-@router.get("/v1/models", tags=["models"], responses=errors(503))
-async def models(model: ModelDep, store: StoreDep) -> dict[str, Any]:
-    """The loaded version's manifest summary, and what is served and why (pinned or latest)."""
+@router.get("/v1/models", tags=["models"], response_model=ModelsResponse, responses=errors(503))
+async def models(request: Request, model: ModelDep, store: StoreDep) -> dict[str, Any]:
+    """The loaded version's manifest summary, what is served and why (pinned or latest), the candidate."""
     state = await run_in_threadpool(store.status)  # the pin may live in Redis
-    return {**model.summary(), **state}
+    candidate = request.app.state.candidate
+    return {
+        **model.summary(),
+        **state,
+        "candidate": candidate.summary(),
+        "candidate_error": candidate.last_error,
+        "candidate_source": candidate.source if candidate.current is not None else None,
+    }
 
 
 @router.post(

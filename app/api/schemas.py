@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from app.api.types import DateTime, EpochSeconds, JsonFloat, JsonInt
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-Arm = Literal["student", "teacher"]
+Arm = Literal["student", "teacher", "serving", "candidate"]
 
 
 class _Body(BaseModel):
@@ -44,11 +44,26 @@ class RecommendRequest(_Body):
     k: JsonInt = Field(10, ge=1, description="How many items (at most the max_k setting)")
     exclude_seen: bool = Field(True, strict=True, description="Never return an item of the history")
     filters: Filters | None = None
+    fields: list[Id] | None = Field(
+        None,
+        description="Catalogue columns to add to each item: category, price and the extra item columns "
+        "the served version was trained with (GET /v1/models lists them as item_fields); an unknown "
+        "name is a 422 naming it. Default: ids and scores only (the lean answer)",
+    )
 
 
 class ScoredItem(BaseModel):
+    """One recommended item. Catalogue columns appear only when the request asked for them (`fields`);
+    extra columns (title, url, ...) are strings, null where the catalogue has no value."""
+
+    model_config = ConfigDict(extra="allow")
     item_id: str
-    score: float
+    score: float = Field(
+        description="The model's score (the user vector · the item vector, higher is better); in a "
+        'popular fallback ("fallback": "popular") the item\'s share of the training interactions, in [0, 1]'
+    )
+    category: str | None = Field(None, description='With "category" in fields; null: no category')
+    price: float | None = Field(None, description='With "price" in fields; null: unknown price')
 
 
 class RecommendResponse(BaseModel):

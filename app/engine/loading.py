@@ -24,6 +24,7 @@ from core.manifest import (
     SCORES_OUTPUT,
     USER_INPUT,
     USER_VECTOR_OUTPUT,
+    Manifest,
     ManifestError,
     ModelCard,
     load_manifest,
@@ -122,6 +123,29 @@ def probe(model: LoadedModel) -> None:
             raise ManifestError(f"{where}: user_vector shape {uvec.shape} or non-finite values")
 
 
+# Names an extra column may not take: the answer's own keys.
+RESERVED_ITEM_FIELDS = frozenset({"item_id", "score", "category", "price"})
+
+
+def read_item_extra(version_dir: Path, manifest: Manifest, n_items: int) -> dict[str, np.ndarray]:
+    """The version's extra catalogue columns (manifest.item_extra): column -> read-only str [n_items]."""
+    if not manifest.item_extra:
+        return {}
+    path = version_dir / manifest.item_extra
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            columns = {name: npz[name].astype(str) for name in manifest.item_extra_columns}
+    except (OSError, KeyError, ValueError) as exc:
+        raise ManifestError(f"{path}: cannot read columns {manifest.item_extra_columns}: {exc}") from exc
+    for name, values in columns.items():
+        if name in RESERVED_ITEM_FIELDS:
+            raise ManifestError(f"{path}: column {name!r} clashes with an answer field")
+        if values.shape != (n_items,):
+            raise ManifestError(f"{path}: column {name!r} has shape {values.shape}, expected ({n_items},)")
+        values.setflags(write=False)
+    return columns
+
+
 def load_version(
     version_dir: Path,
     intra_op_threads: int = 1,
@@ -148,6 +172,7 @@ def load_version(
         )
     category = _npy(version_dir / manifest.item_category).astype(np.int32)
     price = _npy(version_dir / manifest.item_price).astype(np.float32)
+    # The popular fallback's score: each item's share of the training interactions, in [0, 1].
     popularity = _npy(version_dir / manifest.popularity).astype(np.float64)
     for fname, arr in (
         (manifest.item_category, category),
@@ -170,6 +195,8 @@ def load_version(
     student = _load_side(version_dir, "student", manifest.student, n, len(user_ids), opts)
     # A teacher without oov_user reads the history alone (a history-only teacher), like the student.
     teacher = _load_side(version_dir, "teacher", manifest.teacher, n, len(user_ids), opts)
+    total = float(popularity.sum()) if n else 0.0
+    popularity = popularity / total if total > 0 else np.zeros_like(popularity)
     for arr in (category, price, popularity, item_ids):
         arr.setflags(write=False)
     model = LoadedModel(
@@ -191,6 +218,7 @@ def load_version(
         ann=None  # exact: the top-k graph answers
         if retrieval == "exact"
         else load_ann(version_dir, manifest, student.item_vectors, intra_op_threads),
+        item_extra=read_item_extra(version_dir, manifest, n),
     )
     probe(model)
     return model

@@ -63,6 +63,13 @@ class LoadedModel:
     popular_order: np.ndarray  # int64 [n_items]: most popular first, ties by index
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     ann: AnnIndex | None = None  # the student's ANN index when the manifest's retrieval is hnsw/ivf
+    # Extra catalogue columns (manifest.item_extra): column -> str [n_items], "" where unknown.
+    item_extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def item_fields(self) -> tuple[str, ...]:
+        """What a request may ask for in `fields`: category, price and this version's extra columns."""
+        return ("category", "price", *self.item_extra)
 
     @property
     def n_items(self) -> int:
@@ -86,6 +93,7 @@ class LoadedModel:
             "n_items": self.n_items,
             "n_users": len(self.user_index),
             "categories": self.categories,
+            "item_fields": list(self.item_fields),
             "student": _card_summary(m.student),
             "teacher": _card_summary(m.teacher),
             "retrieval": m.retrieval.model_dump(mode="json"),

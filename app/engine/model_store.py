@@ -17,7 +17,7 @@ import asyncio
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,6 +49,12 @@ def latest_version(models_dir: Path) -> str | None:
     if name is not None and not _VERSION_NAME.fullmatch(name):
         raise ReloadRefused(f"{path}: {name[:80]!r} is not a version folder name")
     return name
+
+
+def manifest_stamp(models_dir: Path, version: str) -> tuple[str, float]:
+    """(version, its manifest's mtime): a poller retries a refused version only once this changes."""
+    manifest = Path(models_dir) / version / MANIFEST_FILE
+    return version, manifest.stat().st_mtime if manifest.exists() else 0.0
 
 
 # Called with the verified model before the swap (e.g. seeding the history store).
@@ -198,8 +204,7 @@ class ModelStore:
                     self.pin_error = None
                 self._because = because
                 return
-            manifest = self.models_dir / version / MANIFEST_FILE
-            stamp = (version, manifest.stat().st_mtime if manifest.exists() else 0.0)
+            stamp = manifest_stamp(self.models_dir, version)
             if stamp == self._refused:
                 return
             try:
@@ -290,14 +295,16 @@ class ModelStore:
         return None
 
 
-async def watch_latest(store: ModelStore, interval_s: float) -> None:
-    """Poll the target (the pin, else models/LATEST) and load it; see `ModelStore.poll`."""
+async def watch_latest(store: ModelStore, interval_s: float, also: Sequence[Callable[[], None]] = ()) -> None:
+    """Poll the target (the pin, else models/LATEST) and load it; see `ModelStore.poll`. `also`: more
+    blocking steps run on each tick after it (the candidate's `CandidateSlot.poll`), each on its own."""
     loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(interval_s)
-        try:
-            await loop.run_in_executor(None, store.poll)  # reads Redis or files, may load: off the loop
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the watcher must outlive any surprise; it is logged, not swallowed
-            log.exception("watcher iteration failed")
+        for step in (store.poll, *also):  # looked up each tick (tests wrap store.poll to count)
+            try:
+                await loop.run_in_executor(None, step)  # reads Redis or files, may load: off the loop
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the watcher must outlive any surprise; it is logged, not swallowed
+                log.exception("watcher step %s failed", getattr(step, "__qualname__", step))

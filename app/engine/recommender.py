@@ -13,7 +13,7 @@ Three paths, chosen per query:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -252,10 +252,30 @@ def prepare(
     return Prepared(query, list(unknown))
 
 
-def item_list(model: LoadedModel, result: Result) -> list[dict[str, object]]:
-    """[{item_id, score}] in rank order, as the API returns it."""
+def item_list(
+    model: LoadedModel, result: Result, fields: Sequence[str] | None = None
+) -> list[dict[str, object]]:
+    """[{item_id, score}] in rank order, as the API returns it; with `fields` (names from
+    `model.item_fields`), each item also carries those catalogue columns (None where unknown)."""
     ids = model.item_ids[result.indices].tolist()
-    return [{"item_id": i, "score": s} for i, s in zip(ids, result.scores.tolist(), strict=True)]
+    items: list[dict[str, object]] = [
+        {"item_id": i, "score": s} for i, s in zip(ids, result.scores.tolist(), strict=True)
+    ]
+    for name in fields or ():
+        items_column = _catalogue_column(model, name, result.indices)
+        for item, value in zip(items, items_column, strict=True):
+            item[name] = value
+    return items
+
+
+def _catalogue_column(model: LoadedModel, name: str, indices: np.ndarray) -> list[object]:
+    """One catalogue column for the answer's items: category name, price, or an extra column."""
+    if name == "category":
+        codes = model.category[indices].tolist()
+        return [model.categories[c] if c >= 0 else None for c in codes]
+    if name == "price":
+        return [None if p != p else p for p in model.price[indices].astype(np.float64).tolist()]  # NaN: None
+    return [v or None for v in model.item_extra[name][indices].tolist()]
 
 
 def limit_blas_threads() -> Callable[[], None]:

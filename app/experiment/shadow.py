@@ -41,7 +41,13 @@ from app.experiment.shadow_metrics import METRIC_LABELS, ShadowMetrics
 from app.experiment.shadow_process import TeacherPool, TeacherShed
 from app.experiment.shadow_watchdog import CancellableSession, Watchdog
 from app.stores.protocols import ComparisonStore
-from app.stores.records import Comparison, FailureKind
+from app.stores.records import (
+    CANDIDATE_PAIR,
+    TEACHER_PAIR,
+    Comparison,
+    FailureKind,
+    failure_key,
+)
 from core.agreement import agreement
 
 log = logging.getLogger(__name__)
@@ -52,13 +58,28 @@ FLUSH_EVERY = 64  # comparisons per SQLite commit under load; an idle queue flus
 @dataclass(frozen=True, eq=False)
 class ShadowJob:
     """What the teacher needs to answer the same request: the student's query (same model version,
-    history, filters, k) and the student's answer to compare against."""
+    history, filters, k) and the student's answer to compare against.
+
+    With `candidate` set, the other side is the candidate version's student instead of the teacher:
+    `replay` prepares the same request (raw history, filters, k) against the candidate's catalogue,
+    in the worker thread, never on the request path."""
 
     request_id: str
     query: Query  # the student's query; the worker swaps in the teacher side
     student_items: tuple[str, ...]  # item ids as served
     student_latency_ms: float
     enqueued_at: float = 0.0  # time.monotonic() at submit
+    candidate: LoadedModel | None = None
+    replay: Callable[[LoadedModel], Query] | None = None
+
+    @property
+    def pair(self) -> str:
+        return TEACHER_PAIR if self.candidate is None else CANDIDATE_PAIR
+
+    @property
+    def failure_key(self) -> str:
+        serving = self.query.model.version
+        return failure_key(self.pair, serving, serving if self.candidate is None else self.candidate.version)
 
 
 # Runs the teacher on one query; the default uses recommend_batch on the shadow's own sessions.
@@ -130,7 +151,8 @@ class ShadowRunner:
         """Never blocks. Returns True when queued; a full queue drops the job and counts it."""
         if not self._threads or not self.sampled(job.request_id):
             return False
-        if not job.query.model.teacher.can_score(job.query.user):  # a lookup teacher: counted, not guessed
+        if job.candidate is None and not job.query.model.teacher.can_score(job.query.user):
+            # a lookup teacher (embedding tables) without this user's vector: counted, never guessed
             self._fail(job, "unknown_user")
             return False
         # The common cases at rate 1.0 under load: the teacher is over its CPU budget or busy. Both
@@ -209,6 +231,9 @@ class ShadowRunner:
         if remaining <= 0:  # stale before it started: the teacher would only add load
             self._fail(job, "timeout")
             return
+        if job.candidate is not None:
+            self._process_candidate(job, remaining)
+            return
         if self._teacher_fn == self._run_teacher:
             self._shadow_model(job.query.model)  # a version's first job loads sessions: not timed
         elif self._teacher_fn == self._run_in_process and self._pool is not None:
@@ -238,17 +263,34 @@ class ShadowRunner:
             return
         self._compare(job, result, teacher_s)
 
+    def _process_candidate(self, job: ShadowJob, remaining: float) -> None:
+        """The candidate's student on the same request, in this worker thread: it is as cheap as the
+        served student, so it needs neither the teacher's process nor its watchdog."""
+        assert job.candidate is not None and job.replay is not None
+        start = time.perf_counter()
+        try:
+            (result,) = recommend_batch([job.replay(job.candidate)])
+        except Exception as exc:  # e.g. a category filter the candidate's catalogue lacks
+            log.warning("shadow candidate failed on request %s: %s", job.request_id, exc)
+            self._fail(job, "error")
+            return
+        seconds = time.perf_counter() - start
+        if seconds > remaining:
+            self._fail(job, "timeout")
+            return
+        self._compare(job, result, seconds)
+
     def _compare(self, job: ShadowJob, result: Result, teacher_s: float) -> None:
         k = job.query.k
         model = job.query.model
-        teacher_items = model.item_ids[result.indices].tolist()
+        other = job.candidate or model  # the model whose catalogue the other side's indices index
+        teacher_items = other.item_ids[result.indices].tolist()
         scores = agreement(list(job.student_items), teacher_items, k)
-        version = model.version
         comparison = Comparison(
             request_id=job.request_id,
             ts=self._clock(),
-            student_version=version,
-            teacher_version=version,  # both sides come from the same published version
+            student_version=model.version,
+            teacher_version=other.version,  # the serving version itself for teacher vs student
             k=k,
             overlap=cast(float, scores["overlap@k"]),
             rbo=cast(float, scores["rbo"]),
@@ -256,6 +298,7 @@ class ShadowRunner:
             ndcg=cast(float, scores["ndcg_vs_teacher"]),
             student_latency_ms=job.student_latency_ms,
             teacher_latency_ms=teacher_s * 1000.0,
+            pair=job.pair,
         )
         with self._lock:
             self._unsaved.append(comparison)
@@ -271,7 +314,7 @@ class ShadowRunner:
     def _fail(self, job: ShadowJob, kind: FailureKind) -> None:
         with self._lock:
             self.counts[kind] += 1
-            self._unsaved_failures[(job.query.model.version, kind)] += 1
+            self._unsaved_failures[(job.failure_key, kind)] += 1
         if self.metrics is not None:
             self.metrics.job(kind)
 

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from app.stores.records import METRIC_COLUMNS, ComparisonRows
+from app.stores.records import (
+    METRIC_COLUMNS,
+    TEACHER_PAIR,
+    ComparisonRows,
+    failure_key,
+    parse_failure_key,
+)
 
 # Report keys as the API names them (same names as /v1/compare's "agreement").
 METRIC_NAMES = {"overlap": "overlap@k", "rbo": "rbo", "kendall_tau": "kendall_tau", "ndcg": "ndcg_vs_teacher"}
@@ -49,24 +56,72 @@ def _block(rows: ComparisonRows, mask: np.ndarray, failures: dict[str, int]) -> 
     }
 
 
-def build_report(rows: ComparisonRows, since: float | None = None) -> dict[str, Any]:
-    """The `/v1/shadow/report` body: totals, then the same block per (student, teacher) version."""
+def _coverage(compared: int, failures: dict[str, int], served: int) -> dict[str, Any]:
+    """The share of traffic a report covers: every sampled job ends compared, dropped, timed out or
+    failed, so sampled is their sum; coverage = compared / answers served in the window."""
+    return {
+        "served": served,
+        "sampled": compared + sum(failures.values()),
+        "compared": compared,
+        "timed_out": failures["timeout"],
+        "coverage": compared / served if served else None,
+    }
+
+
+def pair_info(kind: str, control_version: str, treatment_version: str) -> dict[str, Any]:
+    """Both sides of a comparison with their versions, as every report names them."""
+    treatment_side = "teacher" if kind == TEACHER_PAIR else "candidate"
+    control_side = "student" if kind == TEACHER_PAIR else "serving"
+    return {
+        "kind": kind,
+        "control": {"arm": control_side, "side": "student", "version": control_version},
+        "treatment": {
+            "arm": treatment_side,
+            "side": "teacher" if kind == TEACHER_PAIR else "student",
+            "version": treatment_version,
+        },
+        "name": f"{control_side} {control_version} vs {treatment_side} {treatment_version}",
+    }
+
+
+def build_report(
+    rows: ComparisonRows, since: float | None = None, served: Mapping[str, int] | None = None
+) -> dict[str, Any]:
+    """The `/v1/shadow/report` body: totals, then the same block per pair (teacher vs student of one
+    version, or a serving version's student vs a candidate's), each with its coverage: `served`
+    holds the answers served in the window per model version (FeedbackStore.served_counts)."""
+    served = served or {}
     total_fail = {kind: sum(n for (_, k), n in rows.failures.items() if k == kind) for kind in FAILURES}
+    total = _block(rows, np.ones(len(rows), bool), total_fail)
     report: dict[str, Any] = {
         "since": None if since is None else datetime.fromtimestamp(since, UTC).isoformat(),
-        **_block(rows, np.ones(len(rows), bool), total_fail),
+        **total,
         "errors": total_fail["error"] + total_fail["timeout"],
+        **_coverage(total["count"], total_fail, sum(served.values())),
         "by_version": [],
     }
-    pairs = set(zip(rows.student_version.tolist(), rows.teacher_version.tolist(), strict=True))
-    compared = {student for student, _ in pairs}
-    pairs |= {(v, v) for (v, _) in rows.failures if v not in compared}  # versions with failures only
-    for student_v, teacher_v in sorted(pairs):
-        mask = (rows.student_version == student_v) & (rows.teacher_version == teacher_v)
-        fails = {kind: rows.failures.get((student_v, kind), 0) for kind in FAILURES}
+    keys = {
+        (str(p), str(s), str(t))
+        for p, s, t in zip(
+            rows.pair.tolist(), rows.student_version.tolist(), rows.teacher_version.tolist(), strict=True
+        )
+    }
+    keys |= {parse_failure_key(key) for key, _ in rows.failures}  # pairs with failures only
+    for kind, student_v, teacher_v in sorted(keys):
+        mask = (rows.pair == kind) & (rows.student_version == student_v) & (rows.teacher_version == teacher_v)
+        key = failure_key(kind, student_v, teacher_v)
+        fails = {fail: rows.failures.get((key, fail), 0) for fail in FAILURES}
         block = _block(rows, mask, fails)
         block["errors"] = fails["error"] + fails["timeout"]
-        report["by_version"].append({"student_version": student_v, "teacher_version": teacher_v, **block})
+        report["by_version"].append(
+            {
+                "pair": pair_info(kind, student_v, teacher_v),
+                "student_version": student_v,
+                "teacher_version": teacher_v,
+                **block,
+                **_coverage(block["count"], fails, served.get(student_v, 0)),
+            }
+        )
     return report
 
 
@@ -142,9 +197,9 @@ def render_html(report: dict[str, Any], rows: ComparisonRows) -> str:
     ]
     plots.append(svg_histogram(ratio, 0.0, ratio_hi, title="latency ratio teacher/student"))
     versions = "".join(
-        f"<h3>student {html.escape(v['student_version'])} vs teacher {html.escape(v['teacher_version'])}</h3>"
-        f"<p>compared {v['count']}, dropped {v['dropped']}, errors {v['error']}, timeouts {v['timeout']}</p>"
-        + _table(v)
+        f"<h3>{html.escape(v['pair']['name'])}</h3>"
+        f"<p>compared {v['count']} of {v['served']} served (coverage {_fmt(v['coverage'])}), "
+        f"dropped {v['dropped']}, errors {v['error']}, timeouts {v['timeout']}</p>" + _table(v)
         for v in report["by_version"]
     )
     since = f" since {html.escape(report['since'])}" if report["since"] else ""

@@ -46,7 +46,8 @@ class RedisComparisonStore:
         for member in self._r.zrangebyscore(f"{self.prefix}cmp_fail", low, "+inf"):
             version, kind, n, _ = json.loads(member)
             failures[(version, kind)] = failures.get((version, kind), 0) + int(n)
-        # astuple order: request_id, ts, student_version, teacher_version, k, overlap, rbo, tau, ndcg, lat_s, lat_t
+        # astuple order: request_id, ts, student_version, teacher_version, k, overlap, rbo, tau, ndcg,
+        # lat_s, lat_t[, pair] (members written before pairs existed end at lat_t)
         return ComparisonRows.from_rows([(r[2], r[3], *r[5:]) for r in rows], failures)
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ from dataclasses import astuple
 from pathlib import Path
 
 from app.stores.records import Comparison, ComparisonRows, FailureKind
-from core.sqlite import connect, transaction
+from core.sqlite import add_column, connect, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS shadow_comparisons (
@@ -46,6 +46,7 @@ class SqliteComparisonStore:
         """NORMAL by default: a comparison lost to a power cut is a sample, not a user's data."""
         self._conn = connect(path, synchronous)
         self._conn.executescript(_SCHEMA)
+        add_column(self._conn, "shadow_comparisons", "pair", "TEXT NOT NULL DEFAULT 'teacher_vs_student'")
         self._lock = threading.Lock()
 
     def add(self, comparisons: Iterable[Comparison]) -> None:
@@ -53,7 +54,7 @@ class SqliteComparisonStore:
         if not rows:
             return
         with self._lock, transaction(self._conn) as conn:
-            conn.executemany(f"INSERT INTO shadow_comparisons VALUES ({', '.join('?' * 11)})", rows)
+            conn.executemany(f"INSERT INTO shadow_comparisons VALUES ({', '.join('?' * 12)})", rows)
 
     def add_failures(self, counts: dict[tuple[str, FailureKind], int], ts: float | None = None) -> None:
         """Record aggregated failure counts keyed by (student_version, kind)."""
@@ -69,7 +70,7 @@ class SqliteComparisonStore:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT student_version, teacher_version, overlap, rbo, kendall_tau, ndcg, student_latency_ms, "
-                "teacher_latency_ms FROM shadow_comparisons WHERE ts >= ? ORDER BY ts",
+                "teacher_latency_ms, pair FROM shadow_comparisons WHERE ts >= ? ORDER BY ts",
                 (since,),
             ).fetchall()
             fails = self._conn.execute(

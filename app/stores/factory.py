@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from app.config import Settings
-from app.stores.protocols import ComparisonStore, FeedbackStore, HistoryStore
+from app.stores.protocols import ComparisonStore, ExperimentStore, FeedbackStore, HistoryStore
 
 
 class StateStores(NamedTuple):
     feedback: FeedbackStore
     comparisons: ComparisonStore
+    experiments: ExperimentStore
 
 
 def open_history(settings: Settings) -> HistoryStore:
@@ -27,18 +28,27 @@ def open_history(settings: Settings) -> HistoryStore:
 
 
 def open_state_stores(settings: Settings) -> StateStores:
-    """The served-answer/feedback log and the shadow comparisons: the SQLite state db, or Redis."""
+    """The served-answer/feedback log, the shadow comparisons and the named experiments: the SQLite
+    state db, or Redis."""
     if settings.history_backend == "redis":
         from app.stores.comparisons_redis import RedisComparisonStore
+        from app.stores.experiments_redis import RedisExperimentStore
         from app.stores.feedback_redis import RedisFeedbackStore
 
         assert settings.redis_url is not None
         url, prefix = settings.redis_url.get_secret_value(), settings.redis_prefix
-        return StateStores(RedisFeedbackStore(url, prefix), RedisComparisonStore(url, prefix))
+        return StateStores(
+            RedisFeedbackStore(url, prefix),
+            RedisComparisonStore(url, prefix),
+            RedisExperimentStore(url, prefix),
+        )
     from app.stores.comparisons_sqlite import SqliteComparisonStore
+    from app.stores.experiments_sqlite import SqliteExperimentStore
     from app.stores.feedback_sqlite import SqliteFeedbackStore
 
     path = settings.state_db_path
     return StateStores(
-        SqliteFeedbackStore(path, synchronous=settings.history_synchronous), SqliteComparisonStore(path)
+        SqliteFeedbackStore(path, synchronous=settings.history_synchronous),
+        SqliteComparisonStore(path),
+        SqliteExperimentStore(path, settings.history_synchronous),
     )

@@ -3,6 +3,8 @@
 Layout (under `prefix`):
 - `served:<request_id>` hash (experiment, arm, forced, unit, model_version, items JSON, ts) and
   `served_ts:<experiment>` sorted set request_id -> ts, for `since` windows;
+- `served_by_version:<model_version>` sorted set request_id -> ts: the answers each version served,
+  for the shadow report's coverage;
 - `fb:<request_id>` set of "event\\x1fitem" (SADD gives the duplicate flag atomically).
 Served answers are buffered and written by a thread every `flush_interval` (no I/O on the request
 path), by the same `ServedLog` code as the SQLite store. Feedback that reaches another replica before
@@ -77,6 +79,7 @@ class RedisFeedbackStore(ServedLog):
                 },
             )
             pipe.zadd(f"{self.prefix}served_ts:{s.experiment}", {s.request_id: s.ts})
+            pipe.zadd(f"{self.prefix}served_by_version:{s.model_version}", {s.request_id: s.ts})
         pipe.execute()
 
     # -- feedback ---------------------------------------------------------------------------------
@@ -93,12 +96,16 @@ class RedisFeedbackStore(ServedLog):
         return bool(added == 0)
 
     # -- reporting --------------------------------------------------------------------------------
-    def _window(self, experiment: str, since: float | None) -> Iterator[tuple[str, str, int, list[str]]]:
+    def _window(
+        self, experiment: str, since: float | None, until: float | None = None
+    ) -> Iterator[tuple[str, str, int, list[str]]]:
         """(arm, unit, items shown, feedback events) of every randomised-or-anonymous answer of the
-        window, forced ones left out; read in pipelined pages."""
+        window [since, until), forced ones left out; read in pipelined pages."""
         self.flush()
         ids = self._r.zrangebyscore(
-            f"{self.prefix}served_ts:{experiment}", "-inf" if since is None else since, "+inf"
+            f"{self.prefix}served_ts:{experiment}",
+            "-inf" if since is None else since,
+            "+inf" if until is None else f"({until}",
         )
         for start in range(0, len(ids), _PAGE):
             page = ids[start : start + _PAGE]
@@ -113,11 +120,13 @@ class RedisFeedbackStore(ServedLog):
                     continue
                 yield arm, unit, len(json.loads(items)), [f.split(_SEP, 1)[0] for f in feedback]
 
-    def arm_counts(self, experiment: str, since: float | None = None) -> dict[str, dict[str, int]]:
+    def arm_counts(
+        self, experiment: str, since: float | None = None, until: float | None = None
+    ) -> dict[str, dict[str, int]]:
         """Same counts as FeedbackStore.arm_counts, over every replica's answers."""
         units: dict[str, set[str]] = {}
         out: dict[str, dict[str, int]] = {}
-        for arm, unit, n_items, events in self._window(experiment, since):
+        for arm, unit, n_items, events in self._window(experiment, since, until):
             c = out.setdefault(
                 arm,
                 {
@@ -140,10 +149,12 @@ class RedisFeedbackStore(ServedLog):
             c["users"] = len(units.get(arm, ()))
         return out
 
-    def unit_sums(self, experiment: str, since: float | None = None) -> dict[str, UnitSums]:
+    def unit_sums(
+        self, experiment: str, since: float | None = None, until: float | None = None
+    ) -> dict[str, UnitSums]:
         """Same sums as FeedbackStore.unit_sums, over every replica's answers."""
         sums: dict[tuple[str, str], list[int]] = {}
-        for arm, unit, n_items, events in self._window(experiment, since):
+        for arm, unit, n_items, events in self._window(experiment, since, until):
             if unit == "anonymous":
                 continue
             row = sums.setdefault((arm, unit), [0, 0, 0, 0, 0])
@@ -157,6 +168,36 @@ class RedisFeedbackStore(ServedLog):
         for (arm, unit), row in sorted(sums.items()):
             by_arm.setdefault(arm, []).append((unit, *row))
         return {arm: UnitSums.from_rows(rows) for arm, rows in by_arm.items()}
+
+    def served_counts(self, since: float | None = None, until: float | None = None) -> dict[str, int]:
+        """Answers served in [since, until) per model version, over every replica (one ZCOUNT a version)."""
+        self.flush()
+        keys = list(self._r.scan_iter(match=f"{self.prefix}served_by_version:*", count=1000))
+        pipe = self._r.pipeline(transaction=False)
+        for key in keys:
+            pipe.zcount(key, "-inf" if since is None else since, "+inf" if until is None else f"({until}")
+        start = len(f"{self.prefix}served_by_version:")
+        return {key[start:]: int(n) for key, n in zip(keys, pipe.execute(), strict=True) if n}
+
+    def delete_experiment(self, experiment: str) -> int:
+        """Delete the experiment's served answers and their feedback (a reset); returns answers deleted."""
+        self.flush()
+        index = f"{self.prefix}served_ts:{experiment}"
+        ids = self._r.zrange(index, 0, -1)
+        for start in range(0, len(ids), _PAGE):
+            page = ids[start : start + _PAGE]
+            pipe = self._r.pipeline(transaction=False)
+            for rid in page:
+                pipe.hget(f"{self.prefix}served:{rid}", "model_version")
+            versions = pipe.execute()
+            pipe = self._r.pipeline(transaction=True)
+            for rid, version in zip(page, versions, strict=True):
+                if version is not None:
+                    pipe.zrem(f"{self.prefix}served_by_version:{version}", rid)
+                pipe.unlink(f"{self.prefix}served:{rid}", f"{self.prefix}fb:{rid}")
+            pipe.execute()
+        self._r.unlink(index)
+        return len(ids)
 
     def close(self) -> None:
         """Stop the writer and send what is buffered: a clean restart loses nothing."""

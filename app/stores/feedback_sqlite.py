@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,15 +105,29 @@ class SqliteFeedbackStore(ServedLog):
         return cur.rowcount == 0
 
     # -- reporting --------------------------------------------------------------------------------
-    def arm_counts(self, experiment: str, since: float | None = None) -> dict[str, dict[str, int]]:
+    @staticmethod
+    def _window(
+        where: str, experiment: str, since: float | None, until: float | None
+    ) -> tuple[str, list[Any]]:
+        params: list[Any] = [experiment]
+        if since is not None:
+            where += " AND s.ts >= ?"
+            params.append(since)
+        if until is not None:
+            where += " AND s.ts < ?"
+            params.append(until)
+        return where, params
+
+    def arm_counts(
+        self, experiment: str, since: float | None = None, until: float | None = None
+    ) -> dict[str, dict[str, int]]:
         """Per arm: units, requests, impressions, clicks, purchases, requests with a purchase.
 
         Forced requests (the testing header) are left out: they are not part of the randomised split.
         Clicks and purchases count distinct (request, item) pairs, so a double click counts once.
         """
         self.flush()
-        where = "s.experiment = ? AND s.forced = 0" + (" AND s.ts >= ?" if since is not None else "")
-        params: Sequence[Any] = (experiment, since) if since is not None else (experiment,)
+        where, params = self._window("s.experiment = ? AND s.forced = 0", experiment, since, until)
         with self._io_lock:
             base = self._conn.execute(
                 f"SELECT arm, COUNT(DISTINCT CASE WHEN unit != 'anonymous' THEN unit END), COUNT(*), "
@@ -142,14 +156,15 @@ class SqliteFeedbackStore(ServedLog):
                 counts["purchase_requests"] = n_requests
         return out
 
-    def unit_sums(self, experiment: str, since: float | None = None) -> dict[str, UnitSums]:
+    def unit_sums(
+        self, experiment: str, since: float | None = None, until: float | None = None
+    ) -> dict[str, UnitSums]:
         """Per arm, per randomised unit: requests, impressions, clicks, purchases, answers with a
         purchase; forced and anonymous requests left out (see FeedbackStore.unit_sums)."""
         self.flush()
-        where = "s.experiment = ? AND s.forced = 0 AND s.unit != 'anonymous'" + (
-            " AND s.ts >= ?" if since is not None else ""
+        where, params = self._window(
+            "s.experiment = ? AND s.forced = 0 AND s.unit != 'anonymous'", experiment, since, until
         )
-        params: Sequence[Any] = (experiment, since) if since is not None else (experiment,)
         with self._io_lock:
             rows = self._conn.execute(
                 "SELECT s.arm, s.unit, COUNT(*), SUM(s.n_items), COALESCE(SUM(f.clicks), 0), "
@@ -163,6 +178,26 @@ class SqliteFeedbackStore(ServedLog):
         for arm, *row in rows:
             by_arm.setdefault(arm, []).append(tuple(row))
         return {arm: UnitSums.from_rows(arm_rows) for arm, arm_rows in by_arm.items()}
+
+    def served_counts(self, since: float | None = None, until: float | None = None) -> dict[str, int]:
+        """Answers served in [since, until), per model version, every experiment and arm included."""
+        self.flush()
+        with self._io_lock:
+            rows = self._conn.execute(
+                "SELECT model_version, COUNT(*) FROM served WHERE ts >= ? AND ts < ? GROUP BY model_version",
+                (float("-inf") if since is None else since, float("inf") if until is None else until),
+            ).fetchall()
+        return {version: int(n) for version, n in rows}
+
+    def delete_experiment(self, experiment: str) -> int:
+        """Delete the experiment's served answers and their feedback (a reset); returns answers deleted."""
+        self.flush()
+        with self._io_lock, transaction(self._conn) as conn:
+            conn.execute(
+                "DELETE FROM feedback WHERE request_id IN (SELECT request_id FROM served WHERE experiment = ?)",
+                (experiment,),
+            )
+            return conn.execute("DELETE FROM served WHERE experiment = ?", (experiment,)).rowcount
 
     def close(self) -> None:
         """Stop the writer and commit what is buffered: a clean restart loses nothing."""

@@ -10,6 +10,11 @@ One place holds it, chosen by the settings (`open_pins`):
 
 A pin that cannot be read (corrupt file, Redis down) raises `PinUnreadable`: the caller keeps serving
 what it serves rather than treating it as "no pin" and jumping to LATEST.
+
+The admin-set candidate version (app.engine.candidate) is kept the same way, for the same reason
+(every replica must agree on it and a restart must not lose it): the file `CANDIDATE` beside LATEST,
+or the key `<prefix>models:candidate`, holding the same JSON (`pinned_at`: when it was set), opened
+by `open_candidate_marks`.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from core.files import write_bytes_atomic
 
 PIN_FILE = "PINNED"
 PIN_KEY = "models:pinned"  # under RECDISTILL_REDIS_PREFIX
+CANDIDATE_FILE = "CANDIDATE"
+CANDIDATE_KEY = "models:candidate"  # under RECDISTILL_REDIS_PREFIX
 _VERSION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 
 
@@ -50,13 +57,13 @@ class Pin:
         return json.dumps(asdict(self), sort_keys=True)
 
 
-def parse_pin(raw: str, where: str) -> Pin:
-    """A stored pin from its JSON; PinUnreadable naming `where` when it is not one."""
+def parse_pin(raw: str, where: str, what: str = "pin") -> Pin:
+    """A stored pin (or candidate mark: `what`) from its JSON; PinUnreadable naming `where` when it is not one."""
     try:
         data: Any = json.loads(raw)
         pin = Pin(str(data["version"]), str(data.get("pinned_at", "")), str(data.get("source", "")))
     except (ValueError, TypeError, KeyError) as exc:
-        raise PinUnreadable(f"{where}: not a pin ({type(exc).__name__}: {exc})") from exc
+        raise PinUnreadable(f"{where}: not a {what} ({type(exc).__name__}: {exc})") from exc
     if not _VERSION_NAME.fullmatch(pin.version):
         raise PinUnreadable(f"{where}: {pin.version[:80]!r} is not a version folder name")
     return pin
@@ -81,11 +88,12 @@ class PinStore(Protocol):
 
 
 class FilePinStore:
-    """`models/PINNED`, beside LATEST (one replica, or replicas sharing a writable volume)."""
+    """`models/PINNED` (or `name`), beside LATEST (one replica, or replicas sharing a writable volume)."""
 
-    def __init__(self, models_dir: Path):
-        self.path = Path(models_dir) / PIN_FILE
+    def __init__(self, models_dir: Path, name: str = PIN_FILE, what: str = "pin"):
+        self.path = Path(models_dir) / name
         self.where = str(self.path)
+        self.what = what
 
     def get(self) -> Pin | None:
         try:
@@ -94,50 +102,58 @@ class FilePinStore:
             return None
         except (OSError, UnicodeDecodeError) as exc:
             raise PinUnreadable(f"{self.path}: unreadable ({type(exc).__name__}: {exc})") from exc
-        return parse_pin(raw, self.where)
+        return parse_pin(raw, self.where, self.what)
 
     def set(self, pin: Pin) -> None:
         try:
             write_bytes_atomic(self.path, (pin.to_json() + "\n").encode())
         except OSError as exc:
-            raise PinError(f"{self.path}: cannot write the pin ({exc.strerror or exc})") from exc
+            raise PinError(f"{self.path}: cannot write the {self.what} ({exc.strerror or exc})") from exc
 
     def clear(self) -> None:
         try:
             self.path.unlink(missing_ok=True)
         except OSError as exc:
-            raise PinError(f"{self.path}: cannot remove the pin ({exc.strerror or exc})") from exc
+            raise PinError(f"{self.path}: cannot remove the {self.what} ({exc.strerror or exc})") from exc
 
 
 class RedisPinStore:
-    """`<prefix>models:pinned` in the Redis every replica shares."""
+    """`<prefix>models:pinned` (or `<prefix><key>`) in the Redis every replica shares."""
 
-    def __init__(self, url: str, prefix: str = "recdistill:", timeout: float = 5.0):
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "recdistill:",
+        timeout: float = 5.0,
+        key: str = PIN_KEY,
+        what: str = "pin",
+    ):
         from app.stores.redis_client import import_redis, redact, sync_client
 
         self._errors = import_redis(url).RedisError
         self._r = sync_client(url, timeout)
-        self.key = f"{prefix}{PIN_KEY}"
+        self.key = f"{prefix}{key}"
         self.where = f"{redact(url)} key {self.key}"
+        self.what = what
 
     def get(self) -> Pin | None:
         try:
             raw = self._r.get(self.key)
         except self._errors as exc:
             raise PinUnreadable(f"{self.where}: {exc}") from exc
-        return None if raw is None else parse_pin(raw, self.where)
+        return None if raw is None else parse_pin(raw, self.where, self.what)
 
     def set(self, pin: Pin) -> None:
         try:
             self._r.set(self.key, pin.to_json())
         except self._errors as exc:
-            raise PinError(f"{self.where}: cannot write the pin: {exc}") from exc
+            raise PinError(f"{self.where}: cannot write the {self.what}: {exc}") from exc
 
     def clear(self) -> None:
         try:
             self._r.delete(self.key)
         except self._errors as exc:
-            raise PinError(f"{self.where}: cannot clear the pin: {exc}") from exc
+            raise PinError(f"{self.where}: cannot clear the {self.what}: {exc}") from exc
 
 
 def open_pins(models_dir: Path, backend: str, redis_url: str | None, prefix: str) -> PinStore:
@@ -146,3 +162,12 @@ def open_pins(models_dir: Path, backend: str, redis_url: str | None, prefix: str
         assert redis_url is not None  # Settings refuses redis without a URL
         return RedisPinStore(redis_url, prefix)
     return FilePinStore(models_dir)
+
+
+def open_candidate_marks(models_dir: Path, backend: str, redis_url: str | None, prefix: str) -> PinStore:
+    """Where the admin-set candidate lives, chosen like the pin: `<prefix>models:candidate` with the
+    redis backend, else the file `CANDIDATE` beside LATEST."""
+    if backend == "redis":
+        assert redis_url is not None  # Settings refuses redis without a URL
+        return RedisPinStore(redis_url, prefix, key=CANDIDATE_KEY, what="candidate")
+    return FilePinStore(models_dir, CANDIDATE_FILE, what="candidate")

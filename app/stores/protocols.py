@@ -16,6 +16,7 @@ from app.stores.records import (
     Comparison,
     ComparisonRows,
     Event,
+    ExperimentRecord,
     FailureKind,
     FeedbackResult,
     Interaction,
@@ -70,13 +71,26 @@ class FeedbackStore(Protocol):
         """Validate against the served answer (FeedbackError naming the field), store durably, return."""
         ...
 
-    def arm_counts(self, experiment: str, since: float | None = None) -> dict[str, dict[str, int]]:
-        """Per arm: users, requests, impressions, clicks, purchases, purchase_requests (forced left out)."""
+    def arm_counts(
+        self, experiment: str, since: float | None = None, until: float | None = None
+    ) -> dict[str, dict[str, int]]:
+        """Per arm: users, requests, impressions, clicks, purchases, purchase_requests (forced left
+        out), over the experiment's answers served in [since, until)."""
         ...
 
-    def unit_sums(self, experiment: str, since: float | None = None) -> dict[str, UnitSums]:
+    def unit_sums(
+        self, experiment: str, since: float | None = None, until: float | None = None
+    ) -> dict[str, UnitSums]:
         """Per arm, per randomised unit (user or session): the totals of `arm_counts`, one row per unit
         sorted by unit id. Forced requests and "anonymous" ones (never randomised) are left out."""
+        ...
+
+    def served_counts(self, since: float | None = None, until: float | None = None) -> dict[str, int]:
+        """Answers served in [since, until) per model version, every experiment and arm included."""
+        ...
+
+    def delete_experiment(self, experiment: str) -> int:
+        """Delete the experiment's served answers and their feedback; return the answers deleted."""
         ...
 
     def close(self) -> None:
@@ -95,6 +109,26 @@ class ComparisonStore(Protocol):
 
     def load(self, since: float | None = None) -> ComparisonRows:
         """Every comparison and failure count from `since` on (epoch seconds; None: all), oldest first."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ExperimentStore(Protocol):
+    """Named experiments (arms, share, start and stop times), shared by every replica."""
+
+    def create(self, record: ExperimentRecord) -> None:
+        """Store a new experiment; ExperimentExists when the name is taken."""
+        ...
+
+    def get(self, name: str) -> ExperimentRecord | None: ...
+
+    def list(self) -> list[ExperimentRecord]:
+        """Every experiment, oldest start first."""
+        ...
+
+    def update(self, record: ExperimentRecord) -> None:
+        """Replace the stored experiment of `record.name` (stop, reset)."""
         ...
 
     def close(self) -> None: ...

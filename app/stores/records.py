@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -12,6 +12,29 @@ Event = Literal["click", "purchase"]
 # unknown_user: a lookup teacher (embedding tables) has no vector for the request's user, so there
 # is nothing to compare against (never a guess)
 FailureKind = Literal["dropped", "error", "timeout", "unknown_user"]
+# What a shadow comparison compares: the serving version's teacher with its student, or the candidate
+# version's student with the serving version's student (app/engine/candidate.py).
+PairKind = Literal["teacher_vs_student", "serving_vs_candidate"]
+TEACHER_PAIR: PairKind = "teacher_vs_student"
+CANDIDATE_PAIR: PairKind = "serving_vs_candidate"
+_PAIR_SEP = ">"  # never in a version name (VERSION_PATTERN), so a failure key parses back
+
+
+def failure_key(pair: str, control_version: str, treatment_version: str) -> str:
+    """The version part of a shadow failure tally's key (`ComparisonStore.add_failures`): the serving
+    version alone for teacher vs student (both sides are that version, the historical key), else
+    "serving>candidate"."""
+    if pair == TEACHER_PAIR:
+        return control_version
+    return f"{control_version}{_PAIR_SEP}{treatment_version}"
+
+
+def parse_failure_key(key: str) -> tuple[PairKind, str, str]:
+    """(pair, control version, treatment version) of a `failure_key`."""
+    control, sep, treatment = key.partition(_PAIR_SEP)
+    return (CANDIDATE_PAIR, control, treatment) if sep else (TEACHER_PAIR, key, key)
+
+
 # Column order of the metric arrays `ComparisonStore.load` returns (and of the SQLite table).
 METRIC_COLUMNS = ("overlap", "rbo", "kendall_tau", "ndcg")
 
@@ -94,8 +117,9 @@ class Comparison:
     rbo: float
     kendall_tau: float | None
     ndcg: float
-    student_latency_ms: float
-    teacher_latency_ms: float
+    student_latency_ms: float  # the serving student's answer
+    teacher_latency_ms: float  # the other side: the teacher, or the candidate's student
+    pair: str = TEACHER_PAIR  # PairKind; teacher_version holds the candidate's version for a candidate
 
 
 @dataclass(frozen=True)
@@ -107,7 +131,12 @@ class ComparisonRows:
     metrics: dict[str, np.ndarray]  # float64 [n] per METRIC_COLUMNS; kendall_tau NaN when undefined
     student_latency_ms: np.ndarray  # float64 [n]
     teacher_latency_ms: np.ndarray  # float64 [n]
-    failures: dict[tuple[str, str], int]  # (student_version, kind) -> count
+    failures: dict[tuple[str, str], int]  # (failure_key(...), kind) -> count
+    pair: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=str))  # str [n]: PairKind
+
+    def __post_init__(self) -> None:
+        if len(self.pair) != len(self.student_version):  # rows built without pairs: teacher vs student
+            object.__setattr__(self, "pair", np.full(len(self.student_version), TEACHER_PAIR))
 
     def __len__(self) -> int:
         return len(self.student_version)
@@ -115,9 +144,11 @@ class ComparisonRows:
     @classmethod
     def from_rows(cls, rows: Sequence[Sequence[Any]], failures: dict[tuple[str, str], int]) -> ComparisonRows:
         """From rows of (student_version, teacher_version, *METRIC_COLUMNS, student_latency_ms,
-        teacher_latency_ms), as both stores read them; a None metric (undefined tau) becomes NaN."""
-        cols = list(zip(*rows, strict=True)) if rows else [()] * 8
-        num = [np.array([np.nan if v is None else v for v in col], np.float64) for col in cols[2:]]
+        teacher_latency_ms[, pair]), as both stores read them; a None metric (undefined tau) becomes
+        NaN; a row without a pair (written before pairs existed) is teacher vs student."""
+        rows = [tuple(r) if len(r) == 9 else (*r, TEACHER_PAIR) for r in rows]
+        cols = list(zip(*rows, strict=True)) if rows else [()] * 9
+        num = [np.array([np.nan if v is None else v for v in col], np.float64) for col in cols[2:8]]
         return cls(
             student_version=np.array(cols[0], dtype=str),
             teacher_version=np.array(cols[1], dtype=str),
@@ -125,4 +156,40 @@ class ComparisonRows:
             student_latency_ms=num[4],
             teacher_latency_ms=num[5],
             failures=failures,
+            pair=np.array(cols[8], dtype=str),
         )
+
+
+class ExperimentExists(ValueError):
+    """An experiment of that name is already stored (names are never reused: reset it instead)."""
+
+
+@dataclass(frozen=True)
+class ExperimentRecord:
+    """A named experiment as the shared state keeps it; its served answers carry its name.
+
+    The report's window is [started_at, stopped_at); a reset deletes the experiment's answers and
+    feedback and stamps reset_at, so the experiment starts counting again from nothing.
+    """
+
+    name: str
+    arms: str  # "teacher_vs_student" | "serving_vs_candidate" (app.experiment.assignment.ArmsKind)
+    treatment_share: float  # the teacher's or the candidate's share of units
+    salt: str
+    started_at: float
+    stopped_at: float | None = None
+    reset_at: float | None = None
+    control_version: str | None = None  # the serving version when it started
+    treatment_version: str | None = None  # the candidate version when it started (version arms only)
+    source: str = "api"  # "api" (POST /admin/experiments) or "settings" (RECDISTILL_EXPERIMENT_*)
+
+    @property
+    def running(self) -> bool:
+        return self.stopped_at is None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ExperimentRecord:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})

@@ -1,15 +1,15 @@
 """One contract test class per store Protocol (app/stores/protocols.py), run against every backend.
 
-Each class states what the service relies on from that store; the `backend` fixture runs every test
-once against SQLite (a file in tmp_path) and once against a real redis-server on loopback. A backend
-that passes here can replace the other without the service noticing.
+Each class states what the service relies on from that store; the `backend` fixture (conftest.py) runs
+every test once against SQLite (a file in tmp_path) and once against a real redis-server on loopback.
+A backend that passes here can replace the other without the service noticing. The experiment
+store's contract is in test_experiment_contract.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,27 +17,6 @@ import pytest
 
 from app.stores.protocols import ComparisonStore, FeedbackStore, HistoryStore
 from app.stores.records import UNIT_SUM_COLUMNS, Comparison, FeedbackError, Interaction, Served
-from tests.redis_server import redis_server
-
-BACKENDS = ("sqlite", "redis")
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
-        yield url
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Any]:
-    """("sqlite", folder) or ("redis", url of an emptied server)."""
-    if request.param == "sqlite":
-        return "sqlite", tmp_path
-    url = request.getfixturevalue("redis_url")
-    import redis
-
-    redis.Redis.from_url(url).flushall()
-    return "redis", url
 
 
 def run(coro: Any) -> Any:

@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from app.stores.pins import PIN_FILE, FilePinStore, Pin, PinError, PinStore, PinUnreadable, RedisPinStore
+from app.stores.pins import (
+    CANDIDATE_FILE,
+    PIN_FILE,
+    FilePinStore,
+    Pin,
+    PinError,
+    PinStore,
+    PinUnreadable,
+    RedisPinStore,
+    open_candidate_marks,
+)
 from tests.redis_server import redis_server
 
 
@@ -69,3 +79,30 @@ class TestRedisPins(PinStoreContract):
             store.get()
         with pytest.raises(PinError, match="cannot write the pin"):
             store.set(Pin.now("v2", "cli"))
+
+
+class TestCandidateMarks(PinStoreContract):
+    """The admin-set candidate is kept by the same stores under its own file and key."""
+
+    @pytest.fixture(params=["sqlite", "redis"])
+    def store(self, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PinStore]:
+        if request.param == "sqlite":
+            yield open_candidate_marks(tmp_path, "sqlite", None, "t:")
+            return
+        with redis_server(tmp_path / "redis") as url:
+            yield open_candidate_marks(tmp_path, "redis", url, "t:")
+
+    def corrupt(self, store: PinStore, raw: bytes) -> None:
+        if isinstance(store, FilePinStore):
+            store.path.write_bytes(raw)
+        else:
+            assert isinstance(store, RedisPinStore)
+            store._r.set(store.key, raw.decode(errors="replace"))
+
+    def test_the_candidate_never_touches_the_pin(self, store: PinStore, tmp_path: Path) -> None:
+        store.set(Pin.now("v2", "admin"))
+        assert store.where.endswith(CANDIDATE_FILE) or store.where.endswith("t:models:candidate")
+        assert not (tmp_path / PIN_FILE).exists()
+        self.corrupt(store, b"nope")
+        with pytest.raises(PinUnreadable, match="not a candidate"):
+            store.get()
