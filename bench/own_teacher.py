@@ -45,7 +45,7 @@ def export_als_tables(cfg: Any, folder: Path, fit_on: str = "train+valid") -> di
     no soft label carries a validation item (the teacher row then cannot use the query's
     validation item: a lookup ignores the history).
     """
-    from training.peers import als_peer
+    from training.peers import als_peer, fit_als
     from training.pipeline import load_data
     from training.teacher_spec import write_tables
     from training.train import validation_split
@@ -55,11 +55,13 @@ def export_als_tables(cfg: Any, folder: Path, fit_on: str = "train+valid") -> di
     sample = validation_split(split, e.max_users, cfg.seed)
     peer = als_peer(split, e.als.grid(), cfg.seed, cfg.threads or 0, e.test_history,
                     e.k, e.recall_k, e.batch_size, eval_split=sample)  # fmt: skip
-    users = peer.model.user_factors
-    spec = write_tables(
-        folder, data.user_ids, users, data.catalog.item_ids, peer.model.item_factors, "als.toml"
-    )
-    return {"als": peer.record(), "spec": str(spec), "users": int(users.shape[0]), "dim": int(users.shape[1])}
+    model = peer.model  # the refit on train + validation items (the test query's interactions)
+    if fit_on == "train":
+        model = fit_als(split, peer.tuning.best, cfg.seed, cfg.threads or 0, with_valid=False)
+    users = model.user_factors
+    spec = write_tables(folder, data.user_ids, users, data.catalog.item_ids, model.item_factors, "als.toml")
+    return {"als": peer.record(), "tables_fitted_on": fit_on, "spec": str(spec),
+            "users": int(users.shape[0]), "dim": int(users.shape[1])}  # fmt: skip
 
 
 def run(argv: list[str], log_path: Path) -> tuple[int, float, str]:
