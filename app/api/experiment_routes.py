@@ -89,21 +89,32 @@ async def compare(request: Request, body: RecommendRequest, model: ModelDep) -> 
     resolved = await resolve(request, body, model, ("body",), side="student")
     # one after the other: fair timings
     student, student_ms = await run(request, resolved.query_for("student"))
-    teacher, teacher_ms = await run(request, resolved.query_for("teacher"))
     s_items = item_list(model, student, body.fields)
-    t_items = item_list(model, teacher, body.fields)
     s_ids = [str(i["item_id"]) for i in s_items]
+    student_block = {
+        "items": s_items,
+        "latency_ms": student_ms,
+        "model_version": model.version,
+        "fallback": student.fallback,
+    }
+    if not model.teacher.can_score(resolved.query.user):  # a lookup teacher without this user's vector
+        return {
+            "request_id": uuid.uuid4().hex,
+            "k": body.k,
+            "student": student_block,
+            "teacher": {"available": False, "reason": "unknown user", "model_version": model.version},
+            "agreement": None,
+            "rank_changes": [],
+        }
+    teacher, teacher_ms = await run(request, resolved.query_for("teacher"))
+    t_items = item_list(model, teacher, body.fields)
     t_ids = [str(i["item_id"]) for i in t_items]
     return {
         "request_id": uuid.uuid4().hex,
         "k": body.k,
-        "student": {
-            "items": s_items,
-            "latency_ms": student_ms,
-            "model_version": model.version,
-            "fallback": student.fallback,
-        },
+        "student": student_block,
         "teacher": {
+            "available": True,
             "items": t_items,
             "latency_ms": teacher_ms,
             "model_version": model.version,

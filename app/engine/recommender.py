@@ -174,7 +174,8 @@ def recommend_batch(queries: list[Query]) -> list[Result]:
     results: list[Result | None] = [None] * len(queries)
     groups: dict[tuple[int, str, bool], list[int]] = {}
     for i, q in enumerate(queries):
-        if not len(q.history):
+        # no history, or a lookup teacher that does not know the user: the labelled popular fallback
+        if not len(q.history) or not q.model.side(q.side).can_score(q.user):
             results[i] = _popular(q)
         else:
             groups.setdefault((id(q.model), q.side, q.eligible is not None), []).append(i)

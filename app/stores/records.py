@@ -9,7 +9,9 @@ from typing import Any, Literal
 import numpy as np
 
 Event = Literal["click", "purchase"]
-FailureKind = Literal["dropped", "error", "timeout"]
+# unknown_user: a lookup teacher (embedding tables) has no vector for the request's user, so there
+# is nothing to compare against (never a guess)
+FailureKind = Literal["dropped", "error", "timeout", "unknown_user"]
 # What a shadow comparison compares: the serving version's teacher with its student, or the candidate
 # version's student with the serving version's student (app/engine/candidate.py).
 PairKind = Literal["teacher_vs_student", "serving_vs_candidate"]
