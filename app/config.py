@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     # SQLite the one replica changes it itself). 0: never.
     experiment_refresh_seconds: float = Field(default=2.0, ge=0.0)
 
+    # The dashboard at /ui (app/ui/): pages, their JSON helpers and the per-minute traffic ring.
+    ui: bool = True
+    # How often the traffic ring snapshots the request counters (the overview's rates and percentiles).
+    ui_sample_seconds: float = Field(default=10.0, ge=1.0, le=300.0)
+
     @property
     def state_db_path(self) -> Path:
         return self.state_db if self.state_db is not None else self.history_db.with_name("state.sqlite3")

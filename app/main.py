@@ -40,6 +40,8 @@ from app.metrics import Metrics
 from app.stores.factory import open_history
 from app.stores.pins import open_candidate_marks, open_pins
 from app.stores.protocols import HistoryStore
+from app.ui.pages import install_ui
+from app.ui.traffic import TrafficRing
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.history, app.state.store, app.state.batcher = history, store, batcher
     app.state.candidate = candidate
     tasks: list[asyncio.Task[None]] = []
+    if settings.ui:  # the overview's last hour of traffic, sampled off the request path
+        app.state.traffic = TrafficRing(metrics, settings.ui_sample_seconds)
+        tasks.append(loop.create_task(app.state.traffic.run(), name="recdistill-traffic-sampler"))
     try:
         await loop.run_in_executor(None, store.load_initial)
         # The stored candidate, else the setting's; refused: logged, /v1/models says why (candidate_error)
@@ -163,6 +168,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(experiment_routes.router)
     app.include_router(version_routes.router)
     app.include_router(rollout_routes.router)
+    if settings.ui:
+        install_ui(app)  # /ui: the dashboard (app/ui/)
     install_openapi(app, settings)  # the settings' limits in /openapi.json
     install_docs(app)  # /docs with Swagger UI's files from swagger-ui-bundle, no CDN
     app.add_middleware(

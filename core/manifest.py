@@ -64,6 +64,10 @@ class ModelCard(BaseModel):
     oov_user: int | None = None  # teacher only: the index unknown users map to
     # The item matrix inside the topk graph (training.export); item_vectors .npy is float32 always.
     item_precision: Literal["float32", "float16", "int8"] = "float32"
+    # A lookup teacher (embedding tables: the query is the user's row): .npy bool [n_users], the users
+    # it has a vector for. Any other user is unknown to it, and the service says so instead of
+    # answering with the OOV row. None: the query is computed from the history, for anyone.
+    known_users: str | None = None
 
 
 class DatasetInfo(BaseModel):
@@ -87,6 +91,16 @@ class Retrieval(BaseModel):
     index_file: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class TeacherSource(BaseModel):
+    """Which teacher a version was distilled from: ours (`train`) or an imported one, with its files."""
+
+    source: str  # teacher.source as configured: "train", "onnx:<spec>", "python:<factory>", "tables:<spec>"
+    kind: Literal["train", "onnx", "python", "tables"]
+    sha256: str  # of the teacher checkpoint, or of the imported files (name and content, in order)
+    files: dict[str, str] = Field(default_factory=dict)  # imported file -> its own sha256
+    report: dict[str, Any] = Field(default_factory=dict)  # the import's checks: shapes, unmapped shares
 
 
 class Manifest(BaseModel):
@@ -116,6 +130,7 @@ class Manifest(BaseModel):
     parity: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     report: list[str] = Field(default_factory=list)
+    teacher_source: TeacherSource | None = None  # None: a version published before sources existed
 
 
 def file_entry(path: Path) -> FileEntry:
@@ -135,6 +150,8 @@ def referenced_files(manifest: Manifest) -> set[str]:
     names |= {name for name in (manifest.seed_interactions, manifest.holdout, manifest.item_extra) if name}
     for card in (manifest.student, manifest.teacher):
         names |= {card.topk.file, card.user.file, card.item_vectors}
+        if card.known_users:
+            names.add(card.known_users)
     if manifest.retrieval.index_file:
         names.add(manifest.retrieval.index_file)
     return names

@@ -109,7 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
     check = data.add_parser("check", help="load and validate the configured data; print a summary")
     _config_args(check)
     check.set_defaults(func="offline.cmd_data_check", needs="training")
-    add("teacher", "offline.cmd_teacher", "train the teacher into work_dir")
+    teacher = add(
+        "teacher", "offline.cmd_teacher", "train (or import: teacher.source) the teacher into work_dir"
+    )
+    imp = teacher.add_subparsers(dest="teacher_command").add_parser(
+        "import",
+        help="check an imported teacher against the configured data; nothing trains",
+        description="check an imported teacher against the configured data; nothing trains",
+    )
+    imp.add_argument("source", help="onnx:<spec>, python:package.module:factory or tables:<spec>")
+    _config_args(imp)
+    imp.set_defaults(func="offline.cmd_teacher_import", needs="train")
     add(
         "soft-labels",
         "offline.cmd_soft_labels",
@@ -201,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for a in (
             args.command,
             getattr(args, "data_command", None),
+            getattr(args, "teacher_command", None),
             getattr(args, "events_command", None),
             getattr(args, "models_command", None),
         )

@@ -111,6 +111,31 @@ def cmd_teacher(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_teacher_import(args: argparse.Namespace) -> int:
+    """Import and check `args.source` against the configured data; print what was checked."""
+    from training.pipeline import load_data
+    from training.teacher_import import import_teacher
+
+    args.set = [*args.set, f"teacher.source={args.source}"]
+    cfg = _load(args)
+    data, _ = load_data(cfg)
+    result = import_teacher(cfg, data)
+    report, t = result.source.report, result.teacher
+    print(f"teacher {args.source}: ok, sha256 {result.source.sha256}")
+    print(f"  query: {'user index + ' if t.takes_user_id else ''}{'history' if t.takes_history else 'no history (a lookup by user id)'}; "
+          f"dim {t.dim}; {t.n_items} items; scores are dot products")  # fmt: skip
+    for what in ("items", "users"):
+        if what in report:
+            r = report[what]
+            print(f"  {what}: {r['ids'] - r['unmapped_ids']} of {r['ids']} mapped, "
+                  f"{r['unmapped_interaction_share']:.2%} of the interactions unmapped")  # fmt: skip
+    if "export_check" in report:
+        print(
+            f"  ONNX export: max |user vector diff| {report['export_check']['max_abs_user_vector_diff']:.3g}"
+        )
+    return 0
+
+
 def cmd_soft_labels(args: argparse.Namespace) -> int:
     _, _, _, labels = _load_soft_labels(args)
     print(f"soft labels: {len(labels)} pairs x {labels.candidates.shape[1]} candidates")
@@ -217,6 +242,12 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from training.data import DataError
 
     errors: list[type[BaseException]] = [ConfigError, DataError]
+    try:
+        from training.teacher_spec import TeacherImportError
+
+        errors.append(TeacherImportError)
+    except ImportError:  # pandas missing: the training extra is not installed
+        pass
     try:  # bad --requests, or the service is not reachable
         from training.simulate_ab import SimulationError
 

@@ -229,3 +229,24 @@ def test_every_copied_source_gets_through_the_dockerignore():
         if parts[:1] == ["COPY"] and not any(p.startswith("--from") for p in parts):
             for source in parts[1:-1]:
                 assert source.rstrip("/") in allowed, f"Dockerfile copies {source}, .dockerignore drops it"
+
+
+def test_the_dashboard_assets_are_package_data():
+    """The image installs `.` (not editable), so the dashboard's templates and vendored assets reach it
+    only as package data: every non-Python file under app/ui/ must match a package-data glob."""
+    import fnmatch
+
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "app.ui"
+    ]
+    ui = ROOT / "app" / "ui"
+    assets = [
+        p.relative_to(ui).as_posix()
+        for p in ui.rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
+    ]
+    assert {"templates/base.html", "static/ui.js", "static/vendor/uPlot.iife.min.js"} <= set(assets)
+    missed = [
+        a for a in assets if not any(fnmatch.fnmatch(a, g) and a.count("/") == g.count("/") for g in globs)
+    ]
+    assert missed == [], f"not in [tool.setuptools.package-data] app.ui: {missed}"

@@ -86,7 +86,20 @@ class DataConfig(_Section):
         return self
 
 
+TEACHER_SOURCES = ("train", "onnx:", "python:", "tables:")
+
+
 class TeacherConfig(_Section):
+    # Where the teacher comes from (training/teacher_import.py): "train" = we train the two-tower below;
+    # "onnx:<spec.toml|json|manifest.json>" = a query graph + item matrix + id maps (a version we
+    # published imports as is); "python:package.module:factory" = a PyTorch module we export;
+    # "tables:<spec>" = user vectors + item vectors (MF/ALS), the query a lookup by user id.
+    # An imported teacher ignores every training setting below.
+    source: str = "train"
+    factory_args: dict[str, Any] = Field(default_factory=dict)  # keyword arguments of a python: factory
+    # Share of the interaction log whose user or item has no row in an imported teacher that is still
+    # accepted (those items score 0, those users are unknown to a lookup teacher). 0: every id must map.
+    max_unmapped_share: float = Field(0.0, ge=0, le=1)
     dim: int = Field(128, ge=8)
     history_len: int = Field(50, gt=0)
     # The history encoder: a causal transformer (SASRec-style), or causal pooling (recency-weighted
@@ -131,6 +144,15 @@ class TeacherConfig(_Section):
     # batch instead of the whole table. None = on with the sampled softmax in a single process (a
     # 1M x 128 table made each dense AdamW step move ~2 GB); DDP keeps dense gradients.
     sparse_embeddings: bool | None = None
+
+    @model_validator(mode="after")
+    def _known_source(self) -> TeacherConfig:
+        if self.source != "train" and not self.source.startswith(TEACHER_SOURCES[1:]):
+            raise ValueError(
+                f"teacher.source {self.source!r}: expected 'train', 'onnx:<spec>', "
+                "'python:package.module:factory' or 'tables:<spec>'"
+            )
+        return self
 
 
 class StudentConfig(_Section):

@@ -19,7 +19,11 @@ input the service scores, which has no hard label; `distill.final_history_repeat
 
 Soft labels of a pair come from the teacher's causal pass over the window the pair sits in (the
 same windows the teacher trained on), so a pair early in a window sees up to L items less context
-than the student does; the whole-history rows are scored exactly as served.
+than the student does; the whole-history rows are scored exactly as served. An imported teacher
+(training/teacher_import.py) has no causal pass: each pair's history is queried as served. A lookup
+teacher (embedding tables) gives every pair of a user the same vector: its soft labels say what the
+teacher thinks of the user as a whole (fitted on interactions after the pair too), which is what
+the student is asked to recover from the history so far.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from training.losses import (
 from training.shortlist import RECALL_QUERIES, IvfShortlist, use_ivf
 from training.student import MLPStudent, student_checkpoint
 from training.teacher import TwoTowerTeacher
+from training.teacher_protocol import Teacher, teacher_device
 from training.train import (
     FitResult,
     Pairs,
@@ -86,6 +91,9 @@ class SoftLabels:
     top_m: int
     n_pairs: int
     shortlist: dict | None = None  # IVF shortlist recall vs exact top-M (None: exact scoring)
+    # bool [R]: rows whose user the teacher knows (a lookup teacher); an unknown user's row keeps its
+    # hard label only: the teacher has no opinion of that user, and a zero vector is not one. None: all.
+    known: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.user)
@@ -114,11 +122,15 @@ def _chunk_path(folder: Path, lo: int) -> Path:
 
 
 def _teacher_chunk(
-    teacher: TwoTowerTeacher, tensors: tuple[torch.Tensor, ...], pairs: Pairs, lo: int, hi: int,
+    teacher: Teacher, tensors: tuple[torch.Tensor, ...], pairs: Pairs, lo: int, hi: int,
     items: torch.Tensor, top_m: int, n_sampled: int, proposal: torch.Tensor, seed: int,
-    shortlist: IvfShortlist | None,
+    shortlist: IvfShortlist | None, split: Split,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Candidates and logits for pairs [lo, hi): one causal pass over the windows they live in."""
+    """Candidates and logits for pairs [lo, hi): one causal pass over the windows they live in (our
+    teacher), or one query per pair from its history, as served (an imported teacher)."""
+    if not isinstance(teacher, TwoTowerTeacher):
+        vec = _final_vectors(teacher, split, pairs.user[lo:hi], pairs.pos[lo:hi])
+        return _candidates(vec, items, top_m, n_sampled, proposal, seed * 1_000_003 + lo, shortlist)
     users, inputs, _ = tensors
     win = pairs.window[lo:hi]
     uniq, inv = np.unique(win, return_inverse=True)
@@ -164,15 +176,16 @@ def _candidates(
     return cand.to(torch.int32).numpy(), logit.to(torch.float32).numpy()
 
 
-def _final_vectors(teacher: TwoTowerTeacher, split: Split, user: np.ndarray, pos: np.ndarray) -> torch.Tensor:
-    """The teacher's user vectors of these users' histories ending before `pos` (as served)."""
-    device = teacher.item_cat.device
+def _final_vectors(teacher: Teacher, split: Split, user: np.ndarray, pos: np.ndarray) -> torch.Tensor:
+    """The teacher's query vectors of these users' histories ending before `pos` (as served)."""
+    device = teacher_device(teacher)
     hist = torch.from_numpy(histories_before(split, user, pos, teacher.history_len)).to(device)
-    return teacher.user_vectors(torch.from_numpy(user).to(device), hist)
+    users = torch.from_numpy(user).to(device) if teacher.takes_user_id else None
+    return teacher.query_vectors(users, hist).to(device)
 
 
 def _final_rows(
-    teacher: TwoTowerTeacher, split: Split, items: torch.Tensor, top_m: int, n_sampled: int,
+    teacher: Teacher, split: Split, items: torch.Tensor, top_m: int, n_sampled: int,
     proposal: torch.Tensor, seed: int, shortlist: IvfShortlist | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """(user, pos, candidates, logits) for every user's whole train history, scored exactly as served."""
@@ -193,7 +206,7 @@ def _final_rows(
 
 
 def build_soft_labels(
-    teacher: TwoTowerTeacher,
+    teacher: Teacher,
     split: Split,
     cfg: PipelineConfig,
     cache_dir: Path,
@@ -206,7 +219,10 @@ def build_soft_labels(
     folder = soft_label_dir(cfg, split, cache_dir, teacher_key)
     folder.mkdir(parents=True, exist_ok=True)
     pairs = build_pairs(split, teacher.history_len)
-    tensors = window_tensors(split, pairs, teacher.history_len)
+    # the causal windows only our own teacher reads (an imported one is queried pair by pair)
+    tensors = (
+        window_tensors(split, pairs, teacher.history_len) if isinstance(teacher, TwoTowerTeacher) else ()
+    )
     proposal = negative_proposal(split)
     teacher.eval()
     cands, logits, computed = [], [], 0
@@ -225,8 +241,9 @@ def build_soft_labels(
             """Score pairs [lo, lo + CHUNK_PAIRS) and write the chunk atomically: a crash leaves no half file."""
             hi = min(lo + CHUNK_PAIRS, len(pairs.user))
             c, lg = _teacher_chunk(
-                teacher, tensors, pairs, lo, hi, items, d.top_m, d.n_sampled, proposal, cfg.seed, shortlist()
-            )
+                teacher, tensors, pairs, lo, hi, items, d.top_m, d.n_sampled, proposal, cfg.seed, shortlist(),
+                split,
+            )  # fmt: skip
             path = _chunk_path(folder, lo)
             tmp = path.with_name(f".{path.stem}.tmp.npz")
             np.savez(tmp, candidates=c, logits=lg)
@@ -276,11 +293,14 @@ def build_soft_labels(
         top_m=min(d.top_m, split.n_items),
         n_pairs=len(pairs.user),
         shortlist=_read_json(folder / SHORTLIST_FILE),
+        known=None
+        if teacher.known_users is None
+        else np.asarray(teacher.known_users)[np.concatenate([pairs.user, f_user])],
     )
 
 
 def _build_shortlist(
-    teacher: TwoTowerTeacher, split: Split, items: torch.Tensor, cfg: PipelineConfig, folder: Path
+    teacher: Teacher, split: Split, items: torch.Tensor, cfg: PipelineConfig, folder: Path
 ) -> IvfShortlist | None:
     """None (exact scoring) for small catalogs; else an IVF index whose recall of the exact top-M is
     measured on a seeded sample of served histories and written beside the chunks it produces."""
@@ -331,6 +351,7 @@ def fit_student(
         rows = np.concatenate([rows, *([finals] * d.final_history_repeats)])
         cand_all = torch.from_numpy(soft_labels.candidates.astype(np.int64))
         teach_all = torch.from_numpy(soft_labels.logits)
+        known_all = None if soft_labels.known is None else torch.from_numpy(soft_labels.known)
         top_k = min(d.rank_top_k, soft_labels.top_m)
     targets = np.full(len(users), -1, dtype=np.int64)  # -1: no hard label (whole-history rows)
     targets[: len(pairs.pos)] = split.train_items[pairs.pos]
@@ -363,15 +384,17 @@ def fit_student(
                 vec[has], tgt[has], None if logits is None else logits[has]
             )
         if distil:
+            ok = torch.ones(len(i), dtype=torch.bool) if known_all is None else known_all[i]
+            i, vec_d = i[ok], vec[ok.to(device)]
             cand = cand_all[i].to(device)  # (B, C)
             if logits is not None:
-                s_cand = logits.gather(1, cand)
+                s_cand = logits[ok.to(device)].gather(1, cand)
             else:
-                s_cand = (vec[:, None, :] * model.item_vectors_of(cand)).sum(-1)
-            if d.weight_kl > 0:
+                s_cand = (vec_d[:, None, :] * model.item_vectors_of(cand)).sum(-1)
+            if d.weight_kl > 0 and len(i):
                 loss = loss + d.weight_kl * tempered_kl_loss(s_cand, teach_all[i].to(device), d.temperature)
-            if d.weight_rank > 0:
-                cols = torch.arange(top_k, device=device).expand(len(idx), top_k)
+            if d.weight_rank > 0 and len(i):
+                cols = torch.arange(top_k, device=device).expand(len(i), top_k)
                 loss = loss + d.weight_rank * rank_loss(s_cand, cols, d.rank_lambda)
         return loss
 

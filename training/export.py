@@ -52,6 +52,7 @@ from core.manifest import (
     OnnxGraph,
     TensorSpec,
 )
+from training.teacher_protocol import HasOnnxGraph, Teacher
 
 log = logging.getLogger(__name__)
 
@@ -70,32 +71,39 @@ class ParityError(RuntimeError):
 class _UserVectors(nn.Module):
     """Wraps the query tower as `forward(*graph inputs)` so torch.onnx.export traces it alone."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, side: Side):
         super().__init__()
         self.model: Any = model
+        self.side: Side = side
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return _query_vectors(self.model, *inputs)
+        return _query_vectors(self.model, self.side, *inputs)
 
 
-def _has_user_input(model: Any) -> bool:
-    """Whether the query tower reads a user index: the teacher with a user-id table does, a
-    history-only teacher (`teacher.use_user_id = false`) and the student do not."""
-    return bool(getattr(model, "takes_user_id", False))
+def _has_user_input(model: Any, side: Side) -> bool:
+    """Whether the query graph reads a user index: a teacher with a user-id table (or a lookup by
+    user id) does; a history-only teacher and the student do not."""
+    return side == "teacher" and bool(model.takes_user_id)
 
 
-def _query_vectors(model: Any, *inputs: torch.Tensor) -> torch.Tensor:
-    """The query vectors from the graph's inputs: (user, history) or (history,)."""
-    if _has_user_input(model):
+def _query_vectors(model: Any, side: Side, *inputs: torch.Tensor) -> torch.Tensor:
+    """The query vectors from the graph's inputs: (user, history) or (history,).
+
+    The student is `MLPStudent.user_vectors(history)`; a teacher is read through
+    training.teacher_protocol.Teacher, whoever wrote it.
+    """
+    if side == "student":
         return model.user_vectors(*inputs)
-    if hasattr(model, "takes_user_id"):  # a teacher without a user table: its user argument is unused
-        return model.user_vectors(None, *inputs)
-    return model.user_vectors(*inputs)
+    teacher: Teacher = model
+    if _has_user_input(model, side):
+        user, history = inputs
+        return teacher.query_vectors(user, history)
+    return teacher.query_vectors(None, inputs[-1])
 
 
-def _input_specs(model: Any, with_k: bool) -> dict[str, TensorSpec]:
+def _input_specs(model: Any, side: Side, with_k: bool) -> dict[str, TensorSpec]:
     specs: dict[str, TensorSpec] = {}
-    if _has_user_input(model):
+    if _has_user_input(model, side):
         specs[USER_INPUT] = TensorSpec(dtype="int64", shape=["batch"])
     specs[HISTORY_INPUT] = TensorSpec(dtype="int64", shape=["batch", "history_len"])
     if with_k:
@@ -113,11 +121,11 @@ def item_matrix(model: Any) -> np.ndarray:
 def torch_user_vectors(model: Any, side: Side, users: np.ndarray | None, histories: np.ndarray) -> np.ndarray:
     """float32 [B, dim] from the PyTorch model (the reference the graphs are checked against)."""
     history = torch.as_tensor(histories, dtype=torch.long)
-    if _has_user_input(model):
+    if _has_user_input(model, side):
         assert users is not None
-        out = _query_vectors(model, torch.as_tensor(users, dtype=torch.long), history)
+        out = _query_vectors(model, side, torch.as_tensor(users, dtype=torch.long), history)
     else:
-        out = _query_vectors(model, history)
+        out = _query_vectors(model, side, history)
     return out.detach().cpu().numpy().astype(np.float32)
 
 
@@ -126,9 +134,16 @@ def export_user_graph(model: Any, side: Side, path: Path, opset: int) -> None:
 
     The TorchScript exporter (dynamo=False) is used on purpose: for a small MLP / one-layer
     transformer it is the most predictable route in torch 2.13 and needs no onnxscript rewrites.
+    An imported teacher that already is an ONNX graph (training.teacher_protocol.HasOnnxGraph) is
+    written as it is.
     """
+    if side == "teacher" and isinstance(model, HasOnnxGraph):
+        graph = model.onnx_user_graph()
+        onnx.checker.check_model(graph)
+        onnx.save(graph, str(path))
+        return
     model = model.eval()
-    wrapper = _UserVectors(model).eval()
+    wrapper = _UserVectors(model, side).eval()
     length = int(model.history_len)
     history = torch.full((2, length), int(model.padding_value), dtype=torch.long)
     history[:, -1] = 0
@@ -139,7 +154,7 @@ def export_user_graph(model: Any, side: Side, path: Path, opset: int) -> None:
         HISTORY_INPUT: {0: "batch", 1: "history_len"},
         USER_VECTOR_OUTPUT: {0: "batch"},
     }
-    if _has_user_input(model):
+    if _has_user_input(model, side):
         names = [USER_INPUT, HISTORY_INPUT]
         args = (torch.zeros(2, dtype=torch.long), history)
         dynamic[USER_INPUT] = {0: "batch"}
@@ -294,26 +309,33 @@ def export_side(
     np.save(out_dir / items_file, items, allow_pickle=False)
     build_topk_graph(out_dir / user_file, items, out_dir / topk_file)
     reduce_topk_graph(out_dir / topk_file, item_precision, int(items.shape[1]))
+    known_file = None  # a lookup teacher: which users it has a vector for (the service says who not)
+    if side == "teacher" and model.known_users is not None:
+        known_file = f"{side}_known_users.npy"
+        np.save(out_dir / known_file, np.asarray(model.known_users, dtype=bool), allow_pickle=False)
     vector = TensorSpec(dtype="float32", shape=["batch", items.shape[1]])
     return ModelCard(
         topk=OnnxGraph(
             file=topk_file,
-            inputs=_input_specs(model, with_k=True),
+            inputs=_input_specs(model, side, with_k=True),
             outputs={
                 SCORES_OUTPUT: TensorSpec(dtype="float32", shape=["batch", "k"]),
                 INDICES_OUTPUT: TensorSpec(dtype="int64", shape=["batch", "k"]),
             },
         ),
         user=OnnxGraph(
-            file=user_file, inputs=_input_specs(model, with_k=False), outputs={USER_VECTOR_OUTPUT: vector}
+            file=user_file,
+            inputs=_input_specs(model, side, with_k=False),
+            outputs={USER_VECTOR_OUTPUT: vector},
         ),
         item_vectors=items_file,
         dim=int(items.shape[1]),
         history_len=int(model.history_len),
         padding_value=int(model.padding_value),
         parameters=int(parameters),
-        oov_user=int(model.oov_user) if _has_user_input(model) else None,
+        oov_user=int(model.oov_user) if _has_user_input(model, side) else None,
         item_precision=item_precision,
+        known_users=known_file,
     )
 
 

@@ -8,7 +8,6 @@ the soft-label cache, and one small JSON record per trained model (valid metrics
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -20,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from core.manifest import DatasetInfo, Manifest, load_manifest
+from core.files import sha256_file
+from core.manifest import DatasetInfo, Manifest, TeacherSource, load_manifest
 from training import distributed
 from training.config import PipelineConfig
 from training.data import Interactions, Split, leave_last_out, load_interactions, with_validation_items
@@ -28,7 +28,7 @@ from training.ranking import padded_histories
 
 if TYPE_CHECKING:
     from training.student import MLPStudent
-    from training.teacher import TwoTowerTeacher
+    from training.teacher_protocol import Teacher
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class StageError(ValueError):
 class Trained:
     """The models a publish needs, and what their training recorded."""
 
-    teacher: TwoTowerTeacher
+    teacher: Teacher  # ours (training.teacher.TwoTowerTeacher) or an imported one
     student: MLPStudent
     scratch: MLPStudent | None = None
     sweep: list[tuple[float, MLPStudent]] = field(default_factory=list)
@@ -120,15 +120,15 @@ def _load_record(cfg: PipelineConfig, name: str, fingerprint: str) -> dict[str, 
     return record
 
 
-def sha256_path(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+def imported(cfg: PipelineConfig) -> bool:
+    """Whether the teacher is the user's own (teacher.source), not one this job trains."""
+    return cfg.teacher.source != "train"
 
 
 def train_teacher(cfg: PipelineConfig, data: Interactions, split: Split, progress: bool = True) -> Any:
+    """Train our teacher, or import and check the configured one (training/teacher_import.py)."""
+    if imported(cfg):
+        return import_teacher_stage(cfg, data)
     from training.train import fit_teacher
 
     fit = fit_teacher(training_split(cfg, split), data.catalog, cfg, Path(cfg.work_dir), progress=progress)
@@ -137,31 +137,57 @@ def train_teacher(cfg: PipelineConfig, data: Interactions, split: Split, progres
     return fit
 
 
-def load_trained_teacher(cfg: PipelineConfig, data: Interactions) -> tuple[TwoTowerTeacher, dict[str, Any]]:
+def import_teacher_stage(cfg: PipelineConfig, data: Interactions) -> Any:
+    """The imported teacher as a fit: no curve, no validation (it was trained elsewhere)."""
+    from training.teacher_import import import_teacher
+    from training.train import FitResult
+
+    result = import_teacher(cfg, data)
+    fit = FitResult(result.teacher, Path(cfg.teacher.source.partition(":")[2]), {}, [], result.seconds)
+    _save_record(cfg, "teacher", fit, data.fingerprint)
+    log.info("teacher: imported %s (sha256 %s) in %.1f s: %s", cfg.teacher.source,
+             result.source.sha256[:12], result.seconds, result.source.report)  # fmt: skip
+    return fit
+
+
+def load_trained_teacher(cfg: PipelineConfig, data: Interactions) -> tuple[Teacher, dict[str, Any]]:
+    """The teacher in work_dir, or the imported one (imported again: its checks run again)."""
     from training.teacher import load_teacher
 
+    if imported(cfg):
+        fit = import_teacher_stage(cfg, data)
+        return fit.model, _fit_record(fit)
     record = _load_record(cfg, "teacher", data.fingerprint)
     return load_teacher(Path(record["checkpoint"])), record
 
 
-def soft_labels(cfg: PipelineConfig, teacher: TwoTowerTeacher, split: Split, progress: bool = True) -> Any:
-    """Cached by the sha256 of the teacher checkpoint: rerunning with the same teacher is free."""
+def teacher_source(cfg: PipelineConfig, teacher: Teacher) -> TeacherSource:
+    """Which teacher this is, for the soft-label cache key and the manifest."""
+    if imported(cfg):
+        return teacher.source  # type: ignore[attr-defined]
+    checkpoint = Path(cfg.work_dir) / "teacher.pt"
+    digest = sha256_file(checkpoint) if checkpoint.is_file() else ""
+    return TeacherSource(source="train", kind="train", sha256=digest)
+
+
+def soft_labels(cfg: PipelineConfig, teacher: Teacher, split: Split, progress: bool = True) -> Any:
+    """Cached by the teacher's sha256 (checkpoint or imported files): rerunning with the same teacher is free."""
     from training.distill import build_soft_labels
 
-    key = sha256_path(Path(cfg.work_dir) / "teacher.pt")
+    key = teacher_source(cfg, teacher).sha256
     return build_soft_labels(
         teacher, training_split(cfg, split), cfg, Path(cfg.work_dir) / "soft_labels", key, progress=progress
     )
 
 
-def cached_shortlist(cfg: PipelineConfig, split: Split) -> dict | None:
-    """The soft-label shortlist's measured recall for the teacher in work_dir (None: exact scoring)."""
+def cached_shortlist(cfg: PipelineConfig, split: Split, teacher: Teacher) -> dict | None:
+    """The soft-label shortlist's measured recall for this teacher (None: exact scoring)."""
     from training.distill import SHORTLIST_FILE, soft_label_dir
 
-    teacher = Path(cfg.work_dir) / "teacher.pt"
-    if not teacher.is_file():
+    key = teacher_source(cfg, teacher).sha256
+    if not key:
         return None
-    folder = soft_label_dir(cfg, training_split(cfg, split), Path(cfg.work_dir) / "soft_labels", sha256_path(teacher))
+    folder = soft_label_dir(cfg, training_split(cfg, split), Path(cfg.work_dir) / "soft_labels", key)
     path = folder / SHORTLIST_FILE
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -437,7 +463,7 @@ def publish_trained(
     peer_seconds = {f"{name}_peer": float(rec["seconds"]) for name, rec in evaluation["peers"].items()}
     seconds["evaluate"] = time.perf_counter() - t0 - sum(peer_seconds.values())  # peers' tuning: apart
     seconds |= peer_seconds
-    params = {"teacher": count_parameters(trained.teacher), "student": count_parameters(trained.student)}
+    params = {"teacher": trained.teacher.n_parameters(), "student": count_parameters(trained.student)}
     if trained.scratch is not None:
         params["scratch"] = count_parameters(trained.scratch)
     context = {"parameters": params, "seconds": seconds}
@@ -459,6 +485,8 @@ def publish_trained(
         name=data.name, fingerprint=data.fingerprint,
         n_users=data.n_users, n_items=data.n_items, n_interactions=len(data),
     )  # fmt: skip
+
+    source = teacher_source(cfg, trained.teacher)
 
     def build(stage: Path) -> Manifest:
         t1 = time.perf_counter()
@@ -491,8 +519,9 @@ def publish_trained(
             "peers_skipped": evaluation["peers_skipped"],
             "gates": gates,
             "warnings": warnings,
+            "teacher_source": source.model_dump(mode="json"),
         }
-        if shortlist := cached_shortlist(cfg, split):
+        if shortlist := cached_shortlist(cfg, split, trained.teacher):
             report["soft_label_shortlist"] = shortlist
         if cfg.export.item_precision != "float32":  # the reduced student graph vs float32, same test users
             report["precision"] = metrics["precision"] = _precision(cfg, split, stage, cards["student"])
@@ -511,6 +540,7 @@ def publish_trained(
             retrieval=retrieval,
             metrics={**metrics, "parameters": params, "seconds": seconds},
             report=report_files,
+            teacher_source=source,
             **manifest_item_extra(data),
         )
 

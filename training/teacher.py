@@ -115,6 +115,9 @@ class TwoTowerTeacher(nn.Module):
         self.history_len = cfg.history_len
         self.padding_value = self.n_items
         self.takes_user_id = cfg.use_user_id  # the exported query graph reads a user index
+        self.takes_history = True
+        self.known_users = None  # the history gives anyone a query (training.teacher_protocol)
+        self.dim = cfg.dim
         self.oov_user = self.n_users
         self.temperature = cfg.temperature
         D = cfg.dim
@@ -248,6 +251,13 @@ class TwoTowerTeacher(nn.Module):
     def user_vectors(self, user: torch.Tensor | None, history: torch.Tensor) -> torch.Tensor:
         """(B, D): the query vector from the user id (when the teacher has a table) and the left-padded history."""
         return self.sequence_vectors(user, history)[:, -1]
+
+    def query_vectors(self, user: torch.Tensor | None, history: torch.Tensor) -> torch.Tensor:
+        """training.teacher_protocol.Teacher: `user_vectors`, the user ignored without a user-id table."""
+        return self.user_vectors(user if self.takes_user_id else None, history)
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def forward(self, user: torch.Tensor | None, history: torch.Tensor) -> torch.Tensor:
         return self.user_vectors(user, history)

@@ -27,6 +27,7 @@ from training.data import Catalog, Split
 from training.losses import hard_label_loss, sampled_softmax_loss
 from training.ranking import ScoreFn, evaluate
 from training.teacher import TwoTowerTeacher, attribute_table, teacher_checkpoint
+from training.teacher_protocol import Teacher
 
 log = logging.getLogger(__name__)
 
@@ -145,19 +146,19 @@ def length_bucketed_order(
 
 
 # ---- evaluation helpers -----------------------------------------------------------------------
-def teacher_score_fn(model: TwoTowerTeacher) -> ScoreFn:
+def teacher_score_fn(model: Teacher) -> ScoreFn:
     """Scores for training.ranking.evaluate: users beyond the table map to the OOV row."""
 
     def score(users: np.ndarray, histories: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            dev = next(model.parameters()).device
+            items = model.item_vectors()
+            dev = items.device
             u = torch.as_tensor(
                 np.where(users < model.n_users, users, model.oov_user), dtype=torch.long, device=dev
             )
-            vec = model.user_vectors(
-                u, trim_padding(torch.as_tensor(histories, dtype=torch.long, device=dev), model.padding_value)
-            )
-            return (vec @ model.item_vectors().T).cpu().numpy()
+            hist = trim_padding(torch.as_tensor(histories, dtype=torch.long, device=dev), model.padding_value)
+            vec = model.query_vectors(u if model.takes_user_id else None, hist)
+            return (vec.to(dev) @ items.T).cpu().numpy()
 
     return score
 

@@ -30,13 +30,29 @@ from app.experiment.ab_report import build_ab_report
 from app.experiment.assignment import Experiment
 from app.experiment.services import ExperimentServices
 from app.experiment.shadow_report import build_report, pair_info, render_html
-from app.stores.records import CANDIDATE_PAIR, TEACHER_PAIR, ComparisonRows, FeedbackError, UnitSums
+from app.experiment.timeseries import ab_timeseries, shadow_timeseries
+from app.stores.records import (
+    CANDIDATE_PAIR,
+    TEACHER_PAIR,
+    ComparisonRows,
+    ExperimentRecord,
+    FeedbackError,
+    UnitSums,
+)
 from core.agreement import agreement
 
 router = APIRouter(tags=["experiment"])
 SinceQuery = Annotated[
     DateTime | EpochSecondsQuery | None,
     Query(description="Only data from this time on: an RFC 3339 date-time or epoch seconds"),
+]
+
+
+BucketQuery = Annotated[
+    int,
+    Query(
+        ge=1, le=86_400, description="Width of a time bucket in seconds (buckets start at multiples of it)"
+    ),
 ]
 
 
@@ -73,21 +89,32 @@ async def compare(request: Request, body: RecommendRequest, model: ModelDep) -> 
     resolved = await resolve(request, body, model, ("body",), side="student")
     # one after the other: fair timings
     student, student_ms = await run(request, resolved.query_for("student"))
-    teacher, teacher_ms = await run(request, resolved.query_for("teacher"))
     s_items = item_list(model, student, body.fields)
-    t_items = item_list(model, teacher, body.fields)
     s_ids = [str(i["item_id"]) for i in s_items]
+    student_block = {
+        "items": s_items,
+        "latency_ms": student_ms,
+        "model_version": model.version,
+        "fallback": student.fallback,
+    }
+    if not model.teacher.can_score(resolved.query.user):  # a lookup teacher without this user's vector
+        return {
+            "request_id": uuid.uuid4().hex,
+            "k": body.k,
+            "student": student_block,
+            "teacher": {"available": False, "reason": "unknown user", "model_version": model.version},
+            "agreement": None,
+            "rank_changes": [],
+        }
+    teacher, teacher_ms = await run(request, resolved.query_for("teacher"))
+    t_items = item_list(model, teacher, body.fields)
     t_ids = [str(i["item_id"]) for i in t_items]
     return {
         "request_id": uuid.uuid4().hex,
         "k": body.k,
-        "student": {
-            "items": s_items,
-            "latency_ms": student_ms,
-            "model_version": model.version,
-            "fallback": student.fallback,
-        },
+        "student": student_block,
         "teacher": {
+            "available": True,
             "items": t_items,
             "latency_ms": teacher_ms,
             "model_version": model.version,
@@ -120,17 +147,22 @@ ExperimentQuery = Annotated[
 ]
 
 
+def _experiment(services: ExperimentServices, name: str | None) -> tuple[ExperimentRecord, Experiment]:
+    """The named experiment (default: the running one) and its arms; 404 when there is none."""
+    record = services.get(name)
+    if record is None:
+        what = f"no experiment named {name!r}" if name else "no experiment is running"
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{what}; GET /v1/experiments lists them")
+    return record, Experiment(record.name, record.salt, record.treatment_share, record.arms)  # type: ignore[arg-type]
+
+
 @router.get("/v1/ab/report", response_model=ABReport, responses=errors(404))
 async def ab_report(
     request: Request, since: SinceQuery = None, experiment: ExperimentQuery = None
 ) -> dict[str, Any]:
     """Per arm counts and rates; per user, the comparison with its interval, test, MDE, verdict; SRM."""
     services = _services(request)
-    record = services.get(experiment)
-    if record is None:
-        what = f"no experiment named {experiment!r}" if experiment else "no experiment is running"
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{what}; GET /v1/experiments lists them")
-    exp = Experiment(record.name, record.salt, record.treatment_share, record.arms)  # type: ignore[arg-type]
+    record, exp = _experiment(services, experiment)
     start = _since(since)
     until = record.stopped_at
 
@@ -196,3 +228,45 @@ async def shadow_report_html(request: Request, since: SinceQuery = None) -> HTML
     rows, served = await run_in_threadpool(_shadow_rows, services, _since(since))
     page = await asyncio.to_thread(render_html, build_report(rows, _since(since), served), rows)
     return HTMLResponse(page)
+
+
+@router.get("/v1/ab/timeseries", responses=errors(404))
+async def ab_timeseries_route(
+    request: Request,
+    bucket_seconds: BucketQuery = 60,
+    since: SinceQuery = None,
+    experiment: ExperimentQuery = None,
+) -> dict[str, Any]:
+    """Per time bucket, per arm: users, impressions, clicks, CTR and conversion with Wilson intervals,
+    in the bucket and cumulatively."""
+    services = _services(request)
+    record, exp = _experiment(services, experiment)
+    counts = await run_in_threadpool(
+        services.feedback.bucket_counts, exp.name, bucket_seconds, _since(since), record.stopped_at
+    )
+    return {
+        "experiment": {**experiment_out(record), "since": since},
+        **ab_timeseries(counts, list(exp.shares), bucket_seconds),
+    }
+
+
+@router.get("/v1/shadow/timeseries")
+async def shadow_timeseries_route(
+    request: Request, bucket_seconds: BucketQuery = 60, since: SinceQuery = None
+) -> dict[str, Any]:
+    """Per pair of versions, per time bucket: agreement means, the latency ratio, and the share of
+    the running experiment's control answers compared."""
+    services = _services(request)
+    exp = services.experiment
+
+    def read() -> tuple[ComparisonRows, dict[int, int]]:
+        rows, _ = _shadow_rows(services, _since(since))
+        counts = services.feedback.bucket_counts(exp.name, bucket_seconds, _since(since))
+        return rows, {b: arms.get(exp.control, {}).get("requests", 0) for b, arms in counts.items()}
+
+    rows, answers = await run_in_threadpool(read)
+    return {
+        "shadow_rate": services.shadow.rate,
+        "pair": _current_pair(request),
+        **shadow_timeseries(rows, bucket_seconds, answers),
+    }

@@ -112,6 +112,9 @@ class ShadowBlock(Coverage):
     count: int = Field(description="Comparisons (= compared)")
     error: int
     timeout: int
+    unknown_user: int = Field(
+        0, description="Not compared: a lookup teacher (embedding tables) has no vector for the user"
+    )
     errors: int = Field(description="error + timeout")
     metrics: dict[str, Summary] = Field(
         description="overlap@k, rbo, kendall_tau, ndcg_vs_teacher (vs the treatment)"

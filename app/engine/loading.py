@@ -68,7 +68,9 @@ def _npy(path: Path) -> np.ndarray:
         raise ManifestError(f"{path}: cannot read as .npy: {exc}") from exc
 
 
-def _load_side(version_dir: Path, name: str, card: ModelCard, n_items: int, opts: ort.SessionOptions) -> Side:
+def _load_side(
+    version_dir: Path, name: str, card: ModelCard, n_items: int, n_users: int, opts: ort.SessionOptions
+) -> Side:
     base = {HISTORY_INPUT} | ({USER_INPUT} if card.oov_user is not None else set())
     topk = _session(version_dir / card.topk.file, opts, base | {K_INPUT}, {SCORES_OUTPUT, INDICES_OUTPUT})
     user = _session(version_dir / card.user.file, opts, base, {USER_VECTOR_OUTPUT})
@@ -82,7 +84,15 @@ def _load_side(version_dir: Path, name: str, card: ModelCard, n_items: int, opts
             f"{version_dir / MANIFEST_FILE}: {name}.padding_value {card.padding_value} != n_items {n_items}"
         )
     vectors.setflags(write=False)
-    return Side(name, topk, user, vectors, card.history_len, card.padding_value, card.oov_user)
+    known = None
+    if card.known_users:  # a lookup teacher: the users it can score
+        known = _npy(version_dir / card.known_users).astype(bool)
+        if known.shape != (n_users,):
+            raise ManifestError(
+                f"{version_dir / card.known_users}: shape {known.shape}, expected ({n_users},)"
+            )
+        known.setflags(write=False)
+    return Side(name, topk, user, vectors, card.history_len, card.padding_value, card.oov_user, known)
 
 
 def probe(model: LoadedModel) -> None:
@@ -182,9 +192,9 @@ def load_version(
             f"{version_dir / manifest.item_category}: category codes outside [-1, {len(categories)})"
         )
     opts = session_options(intra_op_threads)
-    student = _load_side(version_dir, "student", manifest.student, n, opts)
+    student = _load_side(version_dir, "student", manifest.student, n, len(user_ids), opts)
     # A teacher without oov_user reads the history alone (a history-only teacher), like the student.
-    teacher = _load_side(version_dir, "teacher", manifest.teacher, n, opts)
+    teacher = _load_side(version_dir, "teacher", manifest.teacher, n, len(user_ids), opts)
     total = float(popularity.sum()) if n else 0.0
     popularity = popularity / total if total > 0 else np.zeros_like(popularity)
     for arr in (category, price, popularity, item_ids):

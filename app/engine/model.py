@@ -29,10 +29,17 @@ class Side:
     history_len: int
     padding_value: int
     oov_user: int | None  # teacher only
+    # A lookup teacher (embedding tables): bool [n_users], the users it has a vector for. None: the
+    # side computes a query from the history, for anyone.
+    known_users: np.ndarray | None = None
 
     @property
     def needs_user(self) -> bool:
         return self.oov_user is not None
+
+    def can_score(self, user: int | None) -> bool:
+        """False for a lookup teacher and a user it has no vector for (or no user id): never guessed."""
+        return self.known_users is None or (user is not None and bool(self.known_users[user]))
 
 
 @dataclass(frozen=True, eq=False)

@@ -174,7 +174,8 @@ def recommend_batch(queries: list[Query]) -> list[Result]:
     results: list[Result | None] = [None] * len(queries)
     groups: dict[tuple[int, str, bool], list[int]] = {}
     for i, q in enumerate(queries):
-        if not len(q.history):
+        # no history, or a lookup teacher that does not know the user: the labelled popular fallback
+        if not len(q.history) or not q.model.side(q.side).can_score(q.user):
             results[i] = _popular(q)
         else:
             groups.setdefault((id(q.model), q.side, q.eligible is not None), []).append(i)
@@ -261,13 +262,13 @@ def item_list(
         {"item_id": i, "score": s} for i, s in zip(ids, result.scores.tolist(), strict=True)
     ]
     for name in fields or ():
-        items_column = _catalogue_column(model, name, result.indices)
+        items_column = catalogue_column(model, name, result.indices)
         for item, value in zip(items, items_column, strict=True):
             item[name] = value
     return items
 
 
-def _catalogue_column(model: LoadedModel, name: str, indices: np.ndarray) -> list[object]:
+def catalogue_column(model: LoadedModel, name: str, indices: np.ndarray) -> list[object]:
     """One catalogue column for the answer's items: category name, price, or an extra column."""
     if name == "category":
         codes = model.category[indices].tolist()

@@ -151,6 +151,10 @@ class ShadowRunner:
         """Never blocks. Returns True when queued; a full queue drops the job and counts it."""
         if not self._threads or not self.sampled(job.request_id):
             return False
+        if job.candidate is None and not job.query.model.teacher.can_score(job.query.user):
+            # a lookup teacher (embedding tables) without this user's vector: counted, never guessed
+            self._fail(job, "unknown_user")
+            return False
         # The common cases at rate 1.0 under load: the teacher is over its CPU budget or busy. Both
         # drop here, on the request path, in a few microseconds and without building the job's copy.
         if self._queue.full() or time.monotonic() < self._paused_until:

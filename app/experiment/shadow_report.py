@@ -24,7 +24,7 @@ from app.stores.records import (
 
 # Report keys as the API names them (same names as /v1/compare's "agreement").
 METRIC_NAMES = {"overlap": "overlap@k", "rbo": "rbo", "kendall_tau": "kendall_tau", "ndcg": "ndcg_vs_teacher"}
-FAILURES = ("dropped", "error", "timeout")
+FAILURES = ("dropped", "error", "timeout", "unknown_user")
 
 
 def summarize(values: np.ndarray) -> dict[str, float | int | None]:

@@ -48,7 +48,9 @@ class RedisComparisonStore:
             failures[(version, kind)] = failures.get((version, kind), 0) + int(n)
         # astuple order: request_id, ts, student_version, teacher_version, k, overlap, rbo, tau, ndcg,
         # lat_s, lat_t[, pair] (members written before pairs existed end at lat_t)
-        return ComparisonRows.from_rows([(r[2], r[3], *r[5:]) for r in rows], failures)
+        return ComparisonRows.from_rows(
+            [(r[2], r[3], *r[5:]) for r in rows], failures, ts=[r[1] for r in rows]
+        )
 
     def close(self) -> None:
         self._r.close()

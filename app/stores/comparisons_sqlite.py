@@ -70,14 +70,15 @@ class SqliteComparisonStore:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT student_version, teacher_version, overlap, rbo, kendall_tau, ndcg, student_latency_ms, "
-                "teacher_latency_ms, pair FROM shadow_comparisons WHERE ts >= ? ORDER BY ts",
+                "teacher_latency_ms, pair, ts FROM shadow_comparisons WHERE ts >= ? ORDER BY ts",
                 (since,),
             ).fetchall()
             fails = self._conn.execute(
                 "SELECT student_version, kind, SUM(n) FROM shadow_failures WHERE ts >= ? GROUP BY student_version, kind",
                 (since,),
             ).fetchall()
-        return ComparisonRows.from_rows(rows, {(v, k): int(n) for v, k, n in fails})
+        failures = {(v, k): int(n) for v, k, n in fails}
+        return ComparisonRows.from_rows([r[:-1] for r in rows], failures, ts=[r[-1] for r in rows])
 
     def close(self) -> None:
         with self._lock:

@@ -19,7 +19,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 
-from app.stores.records import Event, Served, UnitSums
+from app.stores.records import ARM_COUNT_KEYS, Event, Served, UnitSums
 from app.stores.redis_client import import_redis, redact, sync_client
 from app.stores.served_log import ServedLog
 
@@ -98,19 +98,20 @@ class RedisFeedbackStore(ServedLog):
     # -- reporting --------------------------------------------------------------------------------
     def _window(
         self, experiment: str, since: float | None, until: float | None = None
-    ) -> Iterator[tuple[str, str, int, list[str]]]:
-        """(arm, unit, items shown, feedback events) of every randomised-or-anonymous answer of the
-        window [since, until), forced ones left out; read in pipelined pages."""
+    ) -> Iterator[tuple[str, str, int, list[str], float]]:
+        """(arm, unit, items shown, feedback events, ts) of every randomised-or-anonymous answer of
+        the window [since, until), forced ones left out; read in pipelined pages."""
         self.flush()
         ids = self._r.zrangebyscore(
             f"{self.prefix}served_ts:{experiment}",
             "-inf" if since is None else since,
             "+inf" if until is None else f"({until}",
+            withscores=True,
         )
         for start in range(0, len(ids), _PAGE):
             page = ids[start : start + _PAGE]
             pipe = self._r.pipeline(transaction=False)
-            for rid in page:
+            for rid, _ in page:
                 pipe.hmget(f"{self.prefix}served:{rid}", "arm", "forced", "unit", "items")
                 pipe.smembers(f"{self.prefix}fb:{rid}")
             replies = pipe.execute()
@@ -118,35 +119,27 @@ class RedisFeedbackStore(ServedLog):
                 (arm, forced, unit, items), feedback = replies[2 * i], replies[2 * i + 1]
                 if arm is None or forced == "1":
                     continue
-                yield arm, unit, len(json.loads(items)), [f.split(_SEP, 1)[0] for f in feedback]
+                yield arm, unit, len(json.loads(items)), [f.split(_SEP, 1)[0] for f in feedback], page[i][1]
 
-    def arm_counts(
-        self, experiment: str, since: float | None = None, until: float | None = None
-    ) -> dict[str, dict[str, int]]:
-        """Same counts as FeedbackStore.arm_counts, over every replica's answers."""
-        units: dict[str, set[str]] = {}
-        out: dict[str, dict[str, int]] = {}
-        for arm, unit, n_items, events in self._window(experiment, since, until):
-            c = out.setdefault(
-                arm,
-                {
-                    "users": 0,
-                    "requests": 0,
-                    "impressions": 0,
-                    "clicks": 0,
-                    "purchases": 0,
-                    "purchase_requests": 0,
-                },
-            )
+    def _counts(
+        self, experiment: str, since: float | None, until: float | None, bucket: int | None
+    ) -> dict[int, dict[str, dict[str, int]]]:
+        """Aggregated in Python over the window's answers (see the module docstring)."""
+        units: dict[tuple[int, str], set[str]] = {}
+        out: dict[int, dict[str, dict[str, int]]] = {}
+        for arm, unit, n_items, events, ts in self._window(experiment, since, until):
+            b = 0 if bucket is None else int(ts // bucket) * bucket
+            c = out.setdefault(b, {}).setdefault(arm, dict.fromkeys(ARM_COUNT_KEYS, 0))
             c["requests"] += 1
             c["impressions"] += n_items
             if unit != "anonymous":
-                units.setdefault(arm, set()).add(unit)
+                units.setdefault((b, arm), set()).add(unit)
             c["clicks"] += events.count("click")
             c["purchases"] += events.count("purchase")
             c["purchase_requests"] += "purchase" in events
-        for arm, c in out.items():
-            c["users"] = len(units.get(arm, ()))
+        for b, arms in out.items():
+            for arm, c in arms.items():
+                c["users"] = len(units.get((b, arm), ()))
         return out
 
     def unit_sums(
@@ -154,7 +147,7 @@ class RedisFeedbackStore(ServedLog):
     ) -> dict[str, UnitSums]:
         """Same sums as FeedbackStore.unit_sums, over every replica's answers."""
         sums: dict[tuple[str, str], list[int]] = {}
-        for arm, unit, n_items, events in self._window(experiment, since, until):
+        for arm, unit, n_items, events, _ in self._window(experiment, since, until):
             if unit == "anonymous":
                 continue
             row = sums.setdefault((arm, unit), [0, 0, 0, 0, 0])

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.stores.records import Event, Served, UnitSums
+from app.stores.records import ARM_COUNT_KEYS, Event, Served, UnitSums
 from app.stores.served_log import ServedLog
 from core.sqlite import connect, transaction
 
@@ -118,39 +118,31 @@ class SqliteFeedbackStore(ServedLog):
             params.append(until)
         return where, params
 
-    def arm_counts(
-        self, experiment: str, since: float | None = None, until: float | None = None
-    ) -> dict[str, dict[str, int]]:
-        """Per arm: units, requests, impressions, clicks, purchases, requests with a purchase.
-
-        Forced requests (the testing header) are left out: they are not part of the randomised split.
-        Clicks and purchases count distinct (request, item) pairs, so a double click counts once.
-        """
+    def _counts(
+        self, experiment: str, since: float | None, until: float | None, bucket: int | None
+    ) -> dict[int, dict[str, dict[str, int]]]:
+        """Two grouped queries (answers, then their feedback), grouped by bucket too when asked."""
         self.flush()
         where, params = self._window("s.experiment = ? AND s.forced = 0", experiment, since, until)
+        start = "0" if bucket is None else f"CAST(s.ts / {int(bucket)} AS INTEGER) * {int(bucket)}"
         with self._io_lock:
             base = self._conn.execute(
-                f"SELECT arm, COUNT(DISTINCT CASE WHEN unit != 'anonymous' THEN unit END), COUNT(*), "
-                f"SUM(n_items) FROM served s WHERE {where} GROUP BY arm",
+                f"SELECT {start} AS b, arm, COUNT(DISTINCT CASE WHEN unit != 'anonymous' THEN unit END), "
+                f"COUNT(*), SUM(n_items) FROM served s WHERE {where} GROUP BY b, arm",
                 params,
             ).fetchall()
             events = self._conn.execute(
-                f"SELECT s.arm, f.event, COUNT(*), COUNT(DISTINCT f.request_id) FROM feedback f "
-                f"JOIN served s ON s.request_id = f.request_id WHERE {where} GROUP BY s.arm, f.event",
+                f"SELECT {start} AS b, s.arm, f.event, COUNT(*), COUNT(DISTINCT f.request_id) FROM feedback f "
+                f"JOIN served s ON s.request_id = f.request_id WHERE {where} GROUP BY b, s.arm, f.event",
                 params,
             ).fetchall()
-        out: dict[str, dict[str, int]] = {}
-        for arm, units, requests, impressions in base:
-            out[arm] = {
-                "users": units,
-                "requests": requests,
-                "impressions": impressions or 0,
-                "clicks": 0,
-                "purchases": 0,
-                "purchase_requests": 0,
-            }
-        for arm, event, n, n_requests in events:
-            counts = out.setdefault(arm, {})
+        out: dict[int, dict[str, dict[str, int]]] = {}
+        for b, arm, units, requests, impressions in base:
+            counts = dict.fromkeys(ARM_COUNT_KEYS, 0)
+            counts.update(users=units, requests=requests, impressions=impressions or 0)
+            out.setdefault(int(b), {})[arm] = counts
+        for b, arm, event, n, n_requests in events:
+            counts = out.setdefault(int(b), {}).setdefault(arm, {})
             counts["clicks" if event == "click" else "purchases"] = n
             if event == "purchase":
                 counts["purchase_requests"] = n_requests

@@ -78,6 +78,14 @@ class FeedbackStore(Protocol):
         out), over the experiment's answers served in [since, until)."""
         ...
 
+    def bucket_counts(
+        self, experiment: str, bucket_seconds: int, since: float | None = None, until: float | None = None
+    ) -> dict[int, dict[str, dict[str, int]]]:
+        """`arm_counts` per time bucket: {bucket start (epoch seconds, a multiple of bucket_seconds):
+        {arm: counts}}, only buckets with answers. An answer's feedback counts in the answer's bucket;
+        `users` are distinct within the bucket."""
+        ...
+
     def unit_sums(
         self, experiment: str, since: float | None = None, until: float | None = None
     ) -> dict[str, UnitSums]:

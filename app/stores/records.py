@@ -9,7 +9,9 @@ from typing import Any, Literal
 import numpy as np
 
 Event = Literal["click", "purchase"]
-FailureKind = Literal["dropped", "error", "timeout"]
+# unknown_user: a lookup teacher (embedding tables) has no vector for the request's user, so there
+# is nothing to compare against (never a guess)
+FailureKind = Literal["dropped", "error", "timeout", "unknown_user"]
 # What a shadow comparison compares: the serving version's teacher with its student, or the candidate
 # version's student with the serving version's student (app/engine/candidate.py).
 PairKind = Literal["teacher_vs_student", "serving_vs_candidate"]
@@ -76,6 +78,8 @@ class FeedbackResult:
     duplicate: bool  # the same (request, item, event) was already recorded: counted once
 
 
+# The keys of FeedbackStore.arm_counts (and of each arm in bucket_counts).
+ARM_COUNT_KEYS = ("users", "requests", "impressions", "clicks", "purchases", "purchase_requests")
 UNIT_SUM_COLUMNS = ("requests", "impressions", "clicks", "purchases", "purchase_requests")
 
 
@@ -131,19 +135,28 @@ class ComparisonRows:
     teacher_latency_ms: np.ndarray  # float64 [n]
     failures: dict[tuple[str, str], int]  # (failure_key(...), kind) -> count
     pair: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=str))  # str [n]: PairKind
+    ts: np.ndarray = field(default_factory=lambda: np.zeros(0))  # float64 [n]: epoch seconds, oldest first
 
     def __post_init__(self) -> None:
         if len(self.pair) != len(self.student_version):  # rows built without pairs: teacher vs student
             object.__setattr__(self, "pair", np.full(len(self.student_version), TEACHER_PAIR))
+        if len(self.ts) != len(self.student_version):  # rows built without times: unknown (NaN)
+            object.__setattr__(self, "ts", np.full(len(self.student_version), np.nan))
 
     def __len__(self) -> int:
         return len(self.student_version)
 
     @classmethod
-    def from_rows(cls, rows: Sequence[Sequence[Any]], failures: dict[tuple[str, str], int]) -> ComparisonRows:
+    def from_rows(
+        cls,
+        rows: Sequence[Sequence[Any]],
+        failures: dict[tuple[str, str], int],
+        ts: Sequence[float] | None = None,
+    ) -> ComparisonRows:
         """From rows of (student_version, teacher_version, *METRIC_COLUMNS, student_latency_ms,
-        teacher_latency_ms[, pair]), as both stores read them; a None metric (undefined tau) becomes
-        NaN; a row without a pair (written before pairs existed) is teacher vs student."""
+        teacher_latency_ms[, pair]), as both stores read them, and each row's time; a None metric
+        (undefined tau) becomes NaN; a row without a pair (written before pairs existed) is teacher
+        vs student."""
         rows = [tuple(r) if len(r) == 9 else (*r, TEACHER_PAIR) for r in rows]
         cols = list(zip(*rows, strict=True)) if rows else [()] * 9
         num = [np.array([np.nan if v is None else v for v in col], np.float64) for col in cols[2:8]]
@@ -155,6 +168,7 @@ class ComparisonRows:
             teacher_latency_ms=num[5],
             failures=failures,
             pair=np.array(cols[8], dtype=str),
+            ts=np.array([] if ts is None else ts, np.float64),
         )
 
 

@@ -52,6 +52,13 @@ class ServedLog:
         """Where the log lives, for the writer's error messages."""
         raise NotImplementedError
 
+    def _counts(
+        self, experiment: str, since: float | None, until: float | None, bucket: int | None
+    ) -> dict[int, dict[str, dict[str, int]]]:
+        """{bucket start: {arm: counts}} of the answers stored in [since, until) (forced ones left
+        out); one bucket, 0, when `bucket` is None. The counts are FeedbackStore.arm_counts'."""
+        raise NotImplementedError
+
     # -- served answers -------------------------------------------------------------------------
     def log_served(self, served: Served) -> None:
         """O(1) and no I/O: safe to call on the request path; the writer thread stores it."""
@@ -134,3 +141,20 @@ class ServedLog:
             )
         duplicate = self._record_feedback(request_id, item_id, event)
         return FeedbackResult(request_id, item_id, event, served.arm, duplicate=duplicate)
+
+    # -- reporting --------------------------------------------------------------------------------
+    def arm_counts(
+        self, experiment: str, since: float | None = None, until: float | None = None
+    ) -> dict[str, dict[str, int]]:
+        """Per arm: units, requests, impressions, clicks, purchases, requests with a purchase.
+
+        Forced requests (the testing header) are left out: they are not part of the randomised split.
+        Clicks and purchases count distinct (request, item) pairs, so a double click counts once.
+        """
+        return self._counts(experiment, since, until, None).get(0, {})
+
+    def bucket_counts(
+        self, experiment: str, bucket_seconds: int, since: float | None = None, until: float | None = None
+    ) -> dict[int, dict[str, dict[str, int]]]:
+        """`arm_counts` per time bucket of the answers (FeedbackStore.bucket_counts)."""
+        return self._counts(experiment, since, until, bucket_seconds)

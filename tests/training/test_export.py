@@ -61,10 +61,13 @@ class StubTeacher(StubStudent):
         super().__init__(**kw)
         self.n_users, self.oov_user = n_users, n_users
         self.takes_user_id = True  # the query graph reads a user index (training.export._has_user_input)
+        self.takes_history, self.known_users, self.dim = True, None, self.items.shape[1]
         self.user_emb = nn.Embedding(n_users + 1, self.items.shape[1])
 
     def user_vectors(self, user: torch.Tensor, history: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return super().user_vectors(history) + self.user_emb(user)
+
+    query_vectors = user_vectors  # training.teacher_protocol.Teacher
 
     forward = user_vectors
 

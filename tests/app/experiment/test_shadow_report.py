@@ -28,6 +28,7 @@ def rows() -> ComparisonRows:
         student_latency_ms=np.array([1.0, 2.0, 4.0, 0.0]),
         teacher_latency_ms=np.array([2.0, 2.0, 2.0, 5.0]),
         failures={("v1", "dropped"): 3, ("v2&", "timeout"): 1, ("v3", "error"): 2},
+        ts=np.array([10.0, 20.0, 30.0, 40.0]),
     )
 
 

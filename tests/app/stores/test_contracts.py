@@ -191,6 +191,40 @@ class TestFeedbackStoreContract:
             },
         }
 
+    def test_bucket_counts_by_hand_split_arm_counts_by_the_answers_time(
+        self, backend: tuple[str, Any]
+    ) -> None:
+        clock = iter([100.0, 130.0, 170.0, 175.0, 185.0])
+        store = open_feedback(backend, clock=lambda: next(clock, 999.0))
+        try:
+            store.log_served(served("a", items=("a", "b")))  # ts 100: bucket 60
+            store.log_served(served("b", unit="user:u2", items=("a",)))  # ts 130: bucket 120
+            store.log_served(served("c", items=("a", "b", "c")))  # ts 170: bucket 120
+            store.log_served(served("d", arm="teacher", unit="user:u3", items=("a",)))  # ts 175
+            store.log_served(served("f", arm="teacher", forced=True))  # ts 185, forced: left out
+            store.add_feedback("a", "b", "click")  # feedback counts in its answer's bucket
+            store.add_feedback("c", "c", "purchase")
+            store.add_feedback("c", "a", "click")
+            buckets = store.bucket_counts("exp", 60)
+            late = store.bucket_counts("exp", 60, since=150.0)
+            assert store.bucket_counts("other", 60) == {}
+        finally:
+            store.close()
+
+        def counts(
+            users: int, requests: int, impressions: int, clicks: int, purchases: int
+        ) -> dict[str, int]:
+            return {
+                "users": users, "requests": requests, "impressions": impressions,
+                "clicks": clicks, "purchases": purchases, "purchase_requests": min(purchases, 1),
+            }  # fmt: skip
+
+        assert buckets == {
+            60: {"student": counts(1, 1, 2, 1, 0)},
+            120: {"student": counts(2, 2, 4, 1, 1), "teacher": counts(1, 1, 1, 0, 0)},
+        }
+        assert late == {120: {"student": counts(1, 1, 3, 1, 1), "teacher": counts(1, 1, 1, 0, 0)}}
+
     def test_unit_sums_by_hand_one_row_per_randomised_unit(self, backend: tuple[str, Any]) -> None:
         clock = iter([10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0])
         store = open_feedback(backend, clock=lambda: next(clock, 99.0))
@@ -274,6 +308,7 @@ class TestComparisonStoreContract:
             everything.metrics["kendall_tau"], [0.5, np.nan]
         )  # ts order; None is NaN
         assert everything.student_latency_ms.tolist() == [1.0, 1.0]
+        assert everything.ts.tolist() == [10.0, 20.0] and recent.ts.tolist() == [20.0]
         assert everything.failures == {("v1", "timeout"): 3, ("v1", "error"): 3}
         assert len(recent) == 1 and recent.failures == {("v1", "timeout"): 3, ("v1", "error"): 3}
         assert store_kinds_agree(recent)
@@ -281,4 +316,8 @@ class TestComparisonStoreContract:
 
 def store_kinds_agree(rows: Any) -> bool:
     """Both backends return the same column types (numpy arrays the report aggregates)."""
-    return rows.student_version.dtype.kind == "U" and rows.teacher_latency_ms.dtype == np.float64
+    return (
+        rows.student_version.dtype.kind == "U"
+        and rows.teacher_latency_ms.dtype == np.float64
+        and rows.ts.dtype == np.float64
+    )

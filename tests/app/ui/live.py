@@ -1,0 +1,100 @@
+"""A live service on 127.0.0.1 (uvicorn in a thread) with the dashboard's fixture data, and the
+system's headless Chromium driven by Playwright: shared by the browser tests and
+scripts/ui_screenshots.py. Playwright never downloads a browser here; it is given Debian's."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from app.config import Settings
+from app.main import create_app
+from tests.fixtures.dashboard import past_hour, publish_versions
+
+ADMIN_TOKEN = "dashboard-admin-token-0123456789"
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+
+
+def chromium_path() -> str | None:
+    """The system's Chromium, or None (the browser tests then skip, naming the package)."""
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            real = Path(
+                "/usr/lib/chromium/chromium"
+            )  # Debian's wrapper script probes the host; the binary does not
+            return str(real) if name == "chromium" and real.is_file() else found
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def dashboard_settings(root: Path, **overrides: Any) -> Settings:
+    """Two published versions (v2 served), a past hour of shadow and A/B data, admin on."""
+    models = root / "models"
+    publish_versions(models)
+    values: dict[str, Any] = {
+        "models_dir": models,
+        "history_db": root / "state" / "history.sqlite3",
+        "admin_token": ADMIN_TOKEN,
+        "experiment_teacher_share": 0.5,
+        "shadow_rate": 1.0,
+        "shadow_isolation": "thread",
+        "reload_poll_seconds": 0.0,
+    }
+    values.update(overrides)
+    settings = Settings(**values)
+    settings.state_db_path.parent.mkdir(parents=True, exist_ok=True)
+    past_hour(settings.state_db_path, time.time())
+    return settings
+
+
+@contextmanager
+def live_server(settings: Settings) -> Iterator[str]:
+    """The app served by uvicorn on a free loopback port until the block ends; yields its base URL."""
+    port = _free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="dashboard-live-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the dashboard's live server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@contextmanager
+def browser(executable: str) -> Iterator[Any]:
+    """A headless Chromium (Playwright's Browser) started from `executable`."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        instance = p.chromium.launch(
+            executable_path=executable,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--no-first-run"],
+        )
+        try:
+            yield instance
+        finally:
+            instance.close()
