@@ -17,7 +17,6 @@ import pytest
 from core.manifest import HISTORY_INPUT, K_INPUT, USER_INPUT, load_manifest, read_latest, verify_files
 from training.config import PipelineConfig, load_config
 from training.peers import implicit_missing
-from training.train import validation_split
 from training.pipeline import (
     PipelineResult,
     StageError,
@@ -28,6 +27,7 @@ from training.pipeline import (
     run_pipeline,
     training_split,
 )
+from training.train import validation_split
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
 
@@ -185,7 +185,9 @@ def test_training_split_holds_out_only_the_users_early_stopping_reads() -> None:
     assert len(fit.train_items) == len(split.train_items) + len(split.valid_users) - 20
     row = {int(u): i for i, u in enumerate(split.valid_users)}
     for u in split.valid_users[:50]:
-        expected = split.history(u).tolist() + ([] if u in set(held) else [int(split.valid_items[row[int(u)]])])
+        expected = split.history(u).tolist() + (
+            [] if u in set(held) else [int(split.valid_items[row[int(u)]])]
+        )
         assert fit.history(u).tolist() == expected
     off = load_config(TINY, ["teacher.valid_max_users=20", "eval.train_on_valid=false"])
     assert training_split(off, split) is split
