@@ -48,6 +48,23 @@ def settings_for(tmp_path: Path) -> Callable[..., Settings]:
 
 
 @pytest.fixture
+def clients_for(settings_for: Callable[..., Settings]) -> Iterator[Callable[..., TestClient]]:
+    """clients_for(models_dir, **overrides): a started app (lifespan running) per call, all closed
+    at the end of the test; for tests that need several apps or settings that differ per client."""
+    clients: list[TestClient] = []
+
+    def make(models_dir: Path, **overrides: object) -> TestClient:
+        client = TestClient(create_app(settings_for(models_dir, **overrides)))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as test_client:
         yield test_client

@@ -4,15 +4,13 @@ and the candidate's admin routes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import Settings
 from app.experiment.assignment import Experiment
-from app.main import create_app
 from tests.fixtures.tiny_model import build_tiny_version
 
 REQUEST = {"history": ["i00"], "k": 4, "exclude_seen": False}
@@ -30,18 +28,8 @@ def two_versions(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def app_for(settings_for: Callable[..., Settings], two_versions: Path) -> Iterator[Callable[..., TestClient]]:
-    clients: list[TestClient] = []
-
-    def make(**overrides: object) -> TestClient:
-        client = TestClient(create_app(settings_for(two_versions, **overrides)))
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+def app_for(clients_for: Callable[..., TestClient], two_versions: Path) -> Callable[..., TestClient]:
+    return lambda **overrides: clients_for(two_versions, **overrides)
 
 
 def _ids(body: dict) -> list[str]:

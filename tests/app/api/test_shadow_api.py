@@ -4,7 +4,7 @@ full queue drops and counts, and the report (JSON, HTML, Prometheus) shows what 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import onnxruntime as ort
@@ -21,20 +21,8 @@ EXPECTED = ["i09", "i06", "i03", "i00"]  # the tiny model's answer (see tests/fi
 
 
 @pytest.fixture
-def shadow_client(
-    settings_for: Callable[..., Settings], models_dir: Path
-) -> Iterator[Callable[..., TestClient]]:
-    clients: list[TestClient] = []
-
-    def make(**overrides: object) -> TestClient:
-        client = TestClient(create_app(settings_for(models_dir, **overrides)))
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+def shadow_client(clients_for: Callable[..., TestClient], models_dir: Path) -> Callable[..., TestClient]:
+    return lambda **overrides: clients_for(models_dir, **overrides)
 
 
 def _runner(client: TestClient) -> ShadowRunner:
