@@ -10,29 +10,12 @@ import numpy as np
 import pytest
 
 from bench.peers import fit_bpr, fit_mf, run_seeds
-from training.data import Catalog, Interactions, Split, leave_last_out
+from tests.fixtures.hand_made import hand_made_log
+from training.data import Split, leave_last_out
 from training.peers import FactorModel, Peer, fit_als, grid, train_matrix, tune
 from training.ranking import evaluate
 
 N_USERS, N_ITEMS, BLOCK, PER_USER = 40, 40, 20, 12
-
-
-def _log(user: list[int], item: list[int], timestamp: list[int], n_users: int, n_items: int) -> Interactions:
-    catalog = Catalog(
-        item_ids=np.array([f"i{i}" for i in range(n_items)]),
-        category=np.full(n_items, -1, np.int32),
-        categories=[],
-        price=np.full(n_items, np.nan, np.float32),
-    )
-    return Interactions(
-        name="hand-made",
-        user=np.array(user, np.int64),
-        item=np.array(item, np.int64),
-        timestamp=np.array(timestamp, np.int64),
-        weight=np.ones(len(user), np.float32),
-        user_ids=np.array([f"u{u}" for u in range(n_users)]),
-        catalog=catalog,
-    )
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -57,7 +40,7 @@ def checkerboard() -> Split:
         user += [u] * PER_USER
         item += picks.tolist()
         ts += list(range(PER_USER))
-    return leave_last_out(_log(user, item, ts, N_USERS, N_ITEMS))
+    return leave_last_out(hand_made_log(user, item, N_USERS, N_ITEMS, ts))
 
 
 def _block(x: np.ndarray) -> np.ndarray:
@@ -133,7 +116,9 @@ def test_grid_is_the_cartesian_product_in_order() -> None:
 
 def test_train_matrix_holds_only_train_interactions() -> None:
     # User 0: items 2, 0, 1, 3 in time order -> train {2, 0}, valid 1, test 3. User 1: 2 rows -> train only.
-    log = _log([0, 0, 0, 0, 1, 1], [2, 0, 1, 3, 3, 3], [1, 2, 3, 4, 1, 2], n_users=2, n_items=4)
+    log = hand_made_log(
+        [0, 0, 0, 0, 1, 1], [2, 0, 1, 3, 3, 3], n_users=2, n_items=4, timestamp=[1, 2, 3, 4, 1, 2]
+    )
     split = leave_last_out(log, min_interactions=3)
     dense = train_matrix(split).toarray()
     np.testing.assert_array_equal(dense, [[1, 0, 1, 0], [0, 0, 0, 2]])  # user 1's repeat summed

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.fixtures.hand_made import hand_made_log
 from training.config import load_config
-from training.data import Catalog, Interactions, Split, leave_last_out
+from training.data import Split, leave_last_out
 from training.peers import als_peer, train_matrix
 from training.pipeline import fit_peers
 from training.ranking import evaluate
@@ -25,24 +26,6 @@ pytest.importorskip("implicit", reason="the ALS peer needs the implicit package 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
 GROUPS, GROUP_ITEMS, BACKGROUND, SUBJECTS = 4, 6, 8, 3
 GRID = [{"factors": 4, "regularization": r, "alpha": 10.0, "iterations": 15} for r in (0.1, 1.0)]
-
-
-def _log(user: list[int], item: list[int], n_users: int, n_items: int) -> Interactions:
-    catalog = Catalog(
-        item_ids=np.array([f"i{i}" for i in range(n_items)]),
-        category=np.full(n_items, -1, np.int32),
-        categories=[],
-        price=np.full(n_items, np.nan, np.float32),
-    )
-    return Interactions(
-        name="hand-made",
-        user=np.array(user, np.int64),
-        item=np.array(item, np.int64),
-        timestamp=np.arange(len(user), dtype=np.int64),  # file order is time order
-        weight=np.ones(len(user), np.float32),
-        user_ids=np.array([f"u{u}" for u in range(n_users)]),
-        catalog=catalog,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +50,7 @@ def only_clue() -> tuple[Split, np.ndarray]:
             item += [lonely + len(subjects), g * GROUP_ITEMS, g * GROUP_ITEMS + 1]  # train, valid, test
             subjects.append(u)
             u += 1
-    return leave_last_out(_log(user, item, u, lonely + n_subjects)), np.array(subjects)
+    return leave_last_out(hand_made_log(user, item, u, lonely + n_subjects)), np.array(subjects)
 
 
 def _subjects_only(split: Split, subjects: np.ndarray) -> Split:
@@ -83,7 +66,7 @@ def _subjects_only(split: Split, subjects: np.ndarray) -> Split:
 
 def test_train_matrix_with_valid_adds_each_validation_item() -> None:
     # User 0: items 2, 0, 1, 3 -> train {2, 0}, valid 1, test 3. User 1: 2 rows -> train only.
-    split = leave_last_out(_log([0, 0, 0, 0, 1, 1], [2, 0, 1, 3, 3, 3], 2, 4), min_interactions=3)
+    split = leave_last_out(hand_made_log([0, 0, 0, 0, 1, 1], [2, 0, 1, 3, 3, 3], 2, 4), min_interactions=3)
     np.testing.assert_array_equal(train_matrix(split).toarray(), [[1, 0, 1, 0], [0, 0, 0, 2]])
     np.testing.assert_array_equal(
         train_matrix(split, with_valid=True).toarray(), [[1, 1, 1, 0], [0, 0, 0, 2]]
