@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -154,6 +154,17 @@ class Split:
         """float64 [n_items]: train interaction counts per item."""
         return np.bincount(self.train_items, minlength=self.n_items).astype(np.float64)
 
+    def evaluated_rows(self, rows: np.ndarray) -> Split:
+        """The split with only these evaluated rows (a bool mask or indices into valid_users); the
+        validation and test arrays stay aligned, the train arrays are shared."""
+        return replace(
+            self,
+            valid_users=self.valid_users[rows],
+            valid_items=self.valid_items[rows],
+            test_users=self.test_users[rows],
+            test_items=self.test_items[rows],
+        )
+
 
 def leave_last_out(log: Interactions, min_interactions: int = 3) -> Split:
     """Split per user by time; see `Split`. O(n log n), vectorised."""
@@ -223,16 +234,11 @@ def with_validation_items(split: Split, held_out: np.ndarray) -> Split:
     # After the user's last train interaction (the split keeps time order within a user).
     previous = np.where(counts[joins] > 0, stamps[np.maximum(last - 1, 0)], 0)
     stamps[last] = previous
-    return Split(
-        n_users=split.n_users,
-        n_items=split.n_items,
+    return replace(
+        split.evaluated_rows(held),
         train_indptr=indptr,
         train_items=items,
         train_timestamps=stamps,
-        valid_users=split.valid_users[held],
-        valid_items=split.valid_items[held],
-        test_users=split.test_users[held],
-        test_items=split.test_items[held],
         train_weights=weights,
     )
 

@@ -8,7 +8,6 @@ the student gathers each pair's left-padded history on the fly from the flat tra
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -180,13 +179,7 @@ def validation_split(split: Split, max_users: int | None, seed: int) -> Split:
     if max_users is None or len(split.valid_users) <= max_users:
         return split
     keep = np.sort(np.random.default_rng(seed).choice(len(split.valid_users), max_users, replace=False))
-    return dataclasses.replace(
-        split,
-        valid_users=split.valid_users[keep],
-        valid_items=split.valid_items[keep],
-        test_users=split.test_users[keep],
-        test_items=split.test_items[keep],
-    )
+    return split.evaluated_rows(keep)
 
 
 def save_checkpoint(payload: dict, path: Path) -> None:

@@ -8,7 +8,6 @@ on train + validation) can find the test item's group; the train-only fit knows 
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -54,14 +53,7 @@ def only_clue() -> tuple[Split, np.ndarray]:
 
 
 def _subjects_only(split: Split, subjects: np.ndarray) -> Split:
-    rows = np.isin(split.test_users, subjects)
-    return dataclasses.replace(
-        split,
-        valid_users=split.valid_users[rows],
-        valid_items=split.valid_items[rows],
-        test_users=split.test_users[rows],
-        test_items=split.test_items[rows],
-    )
+    return split.evaluated_rows(np.isin(split.test_users, subjects))
 
 
 def test_train_matrix_with_valid_adds_each_validation_item() -> None:
