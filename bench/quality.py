@@ -184,6 +184,7 @@ class SeedRun:
     peers_skipped: dict[str, str] = field(default_factory=dict)
     dataset: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    epochs: dict[str, tuple[int, int]] = field(default_factory=dict)  # model -> (epochs run, best epoch)
 
     @property
     def has_figures(self) -> bool:
@@ -204,12 +205,28 @@ def _log_tail(folder: Path, lines: int = 5) -> str:
     return " / ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
 
 
+def read_epochs(work: Path) -> dict[str, tuple[int, int]]:
+    """(epochs run, best epoch) per trained model, from work_dir's records: a model whose run ends
+    `patience` epochs after its best stopped early; one that ends at its best ran into its budget."""
+    out = {}
+    for record_path in sorted(work.glob("*.json")):
+        try:
+            curve = json.loads(record_path.read_text()).get("curve") or []
+        except (json.JSONDecodeError, AttributeError):
+            continue
+        if curve and all(NDCG in row for row in curve):
+            best = max(curve, key=lambda row: row[NDCG])
+            out[record_path.stem] = (len(curve), int(best["epoch"]))
+    return out
+
+
 def read_seed(folder: Path, seed: int) -> SeedRun:
     """The seed's published version (models/LATEST), or its refused.json on exit 3, or why there is none."""
     from core.manifest import ManifestError, load_manifest, read_latest
 
     run = json.loads((folder / RUN_FILE).read_text()) if (folder / RUN_FILE).is_file() else {}
     out = SeedRun(seed, MISSING, run.get("returncode"), run.get("wall_seconds"), run.get("command"))
+    out.epochs = read_epochs(folder / "work")
     refused, models = folder / "work" / "refused.json", folder / "models"
     version = read_latest(models) if models.is_dir() else None
     if out.returncode == EXIT_GATES or (out.returncode is None and version is None and refused.is_file()):
@@ -579,6 +596,16 @@ def render_markdown(payload: dict[str, Any], plot: str | None = None) -> str:
         if seconds["wall"]:
             stage_rows.append(["total wall (subprocess)", _cell(seconds["wall"], 1)])
         lines += ["## Stage seconds", "", markdown_table(["stage", "seconds"], stage_rows), ""]
+    trained = sorted({m for r in runs for m in r.get("epochs", {})})
+    if trained:
+        rows = [[r["seed"], *("{} / {}".format(*r["epochs"][m]) if m in r["epochs"] else "–" for m in trained)]
+                for r in runs]  # fmt: skip
+        lines += [
+            "## Epochs (run / best on validation NDCG@10)",
+            "",
+            markdown_table(["seed", *trained], rows),
+            "",
+        ]
     warned = [(r["seed"], w) for r in runs for w in r["warnings"]]
     if warned:
         lines += ["## Warnings", "", *(f"- seed {s}: {w}" for s, w in warned), ""]

@@ -303,8 +303,9 @@ class PipelineConfig(_Section):
     work_dir: Path = Path(".recdistill/work")  # checkpoints and the soft-label cache
     threads: int | None = None  # torch intra-op threads; None: torch's default
     # Wall-clock budget of the whole job in minutes (`--set budget_minutes=90`): the teacher may use
-    # `teacher_budget_share` of it and the students split what is left after the teacher and its
-    # soft labels, less `budget_reserve_share` kept for evaluation and export. Early stopping on
+    # `teacher_budget_share` of it and the students share what is left after the teacher and its
+    # soft labels, less `budget_reserve_share` kept for evaluation and export: each student, as it
+    # starts, gets its cost-weighted part of what is left (a distilled epoch costs ~2x a scratch one). Early stopping on
     # validation NDCG@10 normally ends training well before; a stage's own max_train_seconds, when
     # set, still caps it. None: no budget (epochs and patience alone decide).
     budget_minutes: float | None = Field(None, gt=0)

@@ -200,27 +200,59 @@ def _scratch_config(cfg: PipelineConfig) -> PipelineConfig:
 
 
 def train_students(
-    cfg: PipelineConfig, data: Interactions, split: Split, labels: Any, progress: bool = True
+    cfg: PipelineConfig,
+    data: Interactions,
+    split: Split,
+    labels: Any,
+    progress: bool = True,
+    pool_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """The distilled student, the scratch baseline (when configured) and one student per swept temperature."""
+    """The distilled student, the scratch baseline (when configured) and one student per swept temperature.
+
+    `pool_seconds` (the pipeline's budget left for students, see `students_pool`) is handed out as
+    the students go, by `student_cost`: each student may use its weighted share of what is left when
+    it starts, so time one student saves by stopping early goes to the ones after it.
+    """
     from training.distill import fit_student
 
     work = Path(cfg.work_dir)
     split = training_split(cfg, split)
-    fits: dict[str, Any] = {"student": fit_student(split, cfg, labels, work, progress=progress)}
-    _save_record(cfg, "student", fits["student"], data.fingerprint)
+    plan: list[tuple[str, PipelineConfig, Any, Path]] = [("student", cfg, labels, work)]
     if cfg.distill.train_scratch:
-        fits["scratch"] = fit_student(split, _scratch_config(cfg), None, work, progress=progress)
-        _save_record(cfg, "scratch", fits["scratch"], data.fingerprint)
+        plan.append(("scratch", _scratch_config(cfg), None, work))
     for temperature in cfg.distill.sweep_temperatures:
         swept = cfg.model_copy(deep=True)
         swept.distill.temperature = temperature
         name = f"sweep/T={temperature:g}"
-        fits[name] = fit_student(split, swept, labels, work / name, progress=progress)
+        plan.append((name, swept, labels, work / name))
+    fits: dict[str, Any] = {}
+    start = time.perf_counter()
+    for i, (name, stage_cfg, stage_labels, stage_work) in enumerate(plan):
+        if pool_seconds is not None:
+            left = pool_seconds - (time.perf_counter() - start)
+            weights = [student_cost(later_labels) for _, _, later_labels, _ in plan[i:]]
+            stage_cfg = stage_cfg.model_copy(deep=True)
+            stage_cfg.student.max_train_seconds = _stage_seconds(
+                stage_cfg.student.max_train_seconds, left * weights[0] / sum(weights)
+            )
+            log.info("%s: up to %.0f s of the %.0f s left", name, stage_cfg.student.max_train_seconds, left)
+        fits[name] = fit_student(split, stage_cfg, stage_labels, stage_work, progress=progress)
         _save_record(cfg, name, fits[name], data.fingerprint)
     for name, fit in fits.items():
         log.info("%s: valid %s in %.1f s", name, fit.valid_metrics, fit.seconds)
     return fits
+
+
+# A distilled epoch also scores the soft-label candidates (top_m + n_sampled per example) and
+# their KL and ranking terms. Converged on Amazon Beauty (configs/shop.toml) the distilled student
+# took 874 s against the scratch student's 512 s (bench/results/quality_amazon-beauty_converged.md),
+# so a distilled student is given twice a scratch student's share of the students' budget.
+DISTILLED_COST = 2.0
+
+
+def student_cost(labels: Any) -> float:
+    """A student's weight in the students' budget: distilled (soft labels) or scratch (None)."""
+    return 1.0 if labels is None else DISTILLED_COST
 
 
 def load_trained(cfg: PipelineConfig, data: Interactions) -> Trained:
@@ -558,26 +590,23 @@ def _stage_seconds(limit: float | None, budget: float | None) -> float | None:
     return budget if limit is None else min(limit, budget)
 
 
-def budgeted(cfg: PipelineConfig, stage: str, elapsed: float) -> PipelineConfig:
-    """cfg with the stage's max_train_seconds cut to its share of `cfg.budget_minutes`.
-
-    stage "teacher": `teacher_budget_share` of the budget. stage "students": what is left after
-    `elapsed` seconds, less the reserve for evaluation and export, split evenly over the students
-    to train (distilled, scratch, each swept temperature).
-    """
+def budgeted(cfg: PipelineConfig, elapsed: float = 0.0) -> PipelineConfig:
+    """cfg with the teacher's max_train_seconds cut to `teacher_budget_share` of `cfg.budget_minutes`."""
     if cfg.budget_minutes is None:
         return cfg
-    total = cfg.budget_minutes * 60.0
     out = cfg.model_copy(deep=True)
-    if stage == "teacher":
-        out.teacher.max_train_seconds = _stage_seconds(
-            cfg.teacher.max_train_seconds, cfg.teacher_budget_share * total
-        )
-    else:
-        n = 1 + int(cfg.distill.train_scratch) + len(cfg.distill.sweep_temperatures)
-        left = total * (1.0 - cfg.budget_reserve_share) - elapsed
-        out.student.max_train_seconds = _stage_seconds(cfg.student.max_train_seconds, left / n)
+    out.teacher.max_train_seconds = _stage_seconds(
+        cfg.teacher.max_train_seconds, cfg.teacher_budget_share * cfg.budget_minutes * 60.0 - elapsed
+    )
     return out
+
+
+def students_pool(cfg: PipelineConfig, elapsed: float) -> float | None:
+    """Seconds of `cfg.budget_minutes` left for the students after `elapsed`, less the reserve for
+    evaluation and export (None: no budget). `train_students` shares it out."""
+    if cfg.budget_minutes is None:
+        return None
+    return max(cfg.budget_minutes * 60.0 * (1.0 - cfg.budget_reserve_share) - elapsed, 0.0)
 
 
 def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult | None:
@@ -592,13 +621,13 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult |
     start = t0 = time.perf_counter()
     data, split = load_data(cfg)
     seconds["data"] = time.perf_counter() - t0
-    teacher_fit = train_teacher(budgeted(cfg, "teacher", 0.0), data, split, progress)
+    teacher_fit = train_teacher(budgeted(cfg, time.perf_counter() - start), data, split, progress)
     seconds["teacher"] = teacher_fit.seconds
     t0 = time.perf_counter()
     labels = soft_labels(cfg, teacher_fit.model, split, progress)
     seconds["soft_labels"] = time.perf_counter() - t0
-    student_cfg = budgeted(cfg, "students", time.perf_counter() - start)
-    fits = train_students(student_cfg, data, split, labels, progress)
+    pool = students_pool(cfg, time.perf_counter() - start)
+    fits = train_students(cfg, data, split, labels, progress, pool_seconds=pool)
     for name, fit in fits.items():
         seconds[name] = fit.seconds
     if not distributed.is_main():  # torchrun: one model, published by rank 0

@@ -180,6 +180,19 @@ def test_read_refused_seed_keeps_its_figures(tmp_path: Path) -> None:
     assert run.parameters == {} and run.gates == {"status": "failed"} and run.has_figures
 
 
+def test_epochs_run_and_best_come_from_the_work_records_and_are_drawn(tmp_path: Path) -> None:
+    (tmp_path / "work").mkdir()
+    curve = [{"epoch": e, "ndcg@10": v} for e, v in [(1, 0.01), (2, 0.03), (3, 0.02), (4, 0.025)]]
+    (tmp_path / "work" / "student.json").write_text(json.dumps({"curve": curve}))
+    (tmp_path / "work" / "teacher.json").write_text(json.dumps({"curve": []}))  # imported: no curve
+    (tmp_path / "work" / "refused.json").write_text(json.dumps({"test": _test()}))  # not a record
+    assert q.read_epochs(tmp_path / "work") == {"student": (4, 2)}
+    run = _run(0)
+    run.epochs = {"student": (4, 2)}
+    _, (_, md_path, _) = q.write_outputs("amazon-beauty", [run], _meta(), tmp_path / "out")
+    assert "| seed | student |\n| --- | --- |\n| 0 | 4 / 2 |" in md_path.read_text()
+
+
 def test_an_earlier_refusal_is_not_read_when_this_run_published(tmp_path: Path) -> None:
     _publish(tmp_path, {"metrics": {"test": _test()}, "test_history": "train+valid"})
     (tmp_path / "work").mkdir()
