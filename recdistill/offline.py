@@ -38,12 +38,24 @@ def _load_data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 
 def _load_soft_labels(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
-    """(config, interactions, split, soft labels) from the teacher in work_dir (cached when possible)."""
-    from training.pipeline import load_trained_teacher, soft_labels
+    """(config, interactions, split, soft labels) from the models in work_dir (cached when possible):
+    the teacher's, or with `distill.soft_labels_from = "teacher+scratch"` the teacher's and the
+    scratch student's, which `recdistill student` trains first."""
+    from training.pipeline import StageError, ensemble_soft_labels, load_trained_teacher, soft_labels
+    from training.student import load_student
 
     cfg, data, split = _load_data(args)
     teacher, _ = load_trained_teacher(cfg, data)
-    return cfg, data, split, soft_labels(cfg, teacher, split, progress=_progress(args))
+    if cfg.distill.soft_labels_from == "teacher":
+        return cfg, data, split, soft_labels(cfg, teacher, split, progress=_progress(args))
+    scratch = Path(cfg.work_dir) / "scratch.pt"
+    if not scratch.is_file():
+        raise StageError(
+            f"{scratch}: no scratch student; distill.soft_labels_from = 'teacher+scratch' needs it: "
+            "run `recdistill student`, which trains it first"
+        )
+    labels = ensemble_soft_labels(cfg, teacher, load_student(scratch), split, progress=_progress(args))
+    return cfg, data, split, labels
 
 
 # --- subcommands --------------------------------------------------------------------------------------
@@ -143,10 +155,11 @@ def cmd_soft_labels(args: argparse.Namespace) -> int:
 
 
 def cmd_student(args: argparse.Namespace) -> int:
-    from training.pipeline import train_students
+    from training.pipeline import load_trained_teacher, train_students
 
-    cfg, data, split, labels = _load_soft_labels(args)
-    for name, fit in train_students(cfg, data, split, labels, progress=_progress(args)).items():
+    cfg, data, split = _load_data(args)
+    teacher, _ = load_trained_teacher(cfg, data)
+    for name, fit in train_students(cfg, data, split, teacher, progress=_progress(args)).items():
         print(f"{name}: {fit.checkpoint} in {fit.seconds:.1f} s; valid {_metrics_line(fit.valid_metrics)}")
     return 0
 

@@ -193,6 +193,10 @@ class DistillConfig(_Section):
     # label): this many copies per epoch, soft-label losses only. 0 = off.
     final_history_repeats: int = Field(0, ge=0)
     train_scratch: bool = True  # also train the scratch baseline for the report
+    # Whose logits the soft labels carry: the teacher's, or the sum of the teacher's and the scratch
+    # student's (training/teacher_ensemble.py; the scratch student is then trained first). The sum
+    # helps where a small model from scratch ranks about as well as the teacher (sparse shop logs).
+    soft_labels_from: Literal["teacher", "teacher+scratch"] = "teacher"
     sweep_temperatures: list[float] = Field(default_factory=list)  # optional sweep for the report
     # How the teacher's top-M candidates are found: "exact" scores every pair against the whole
     # catalog; "ivf" searches a faiss IVF index over the teacher's item vectors (its recall of the
@@ -202,6 +206,15 @@ class DistillConfig(_Section):
     shortlist_min_items: int = Field(200_000, gt=0)
     shortlist_nlist: int | None = Field(None, ge=1)  # None: ~4 sqrt(n_items)
     shortlist_nprobe: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _ensemble_needs_the_scratch_student(self) -> DistillConfig:
+        if self.soft_labels_from == "teacher+scratch" and not self.train_scratch:
+            raise ValueError(
+                "distill.soft_labels_from = 'teacher+scratch' needs the scratch student: "
+                "set distill.train_scratch = true"
+            )
+        return self
 
 
 class ExportConfig(_Section):

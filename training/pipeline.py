@@ -8,6 +8,7 @@ the soft-label cache, and one small JSON record per trained model (valid metrics
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -180,6 +181,23 @@ def soft_labels(cfg: PipelineConfig, teacher: Teacher, split: Split, progress: b
     )
 
 
+def ensemble_soft_labels(
+    cfg: PipelineConfig, teacher: Teacher, scratch: MLPStudent, split: Split, progress: bool = True
+) -> Any:
+    """Soft labels from teacher + scratch student (`distill.soft_labels_from = "teacher+scratch"`),
+    cached by both models' sha256."""
+    from training.distill import build_soft_labels
+    from training.teacher_ensemble import TeacherPlusStudent
+
+    scratch_ckpt = Path(cfg.work_dir) / "scratch.pt"
+    digest = sha256_file(scratch_ckpt) if scratch_ckpt.is_file() else ""
+    key = hashlib.sha256(f"{teacher_source(cfg, teacher).sha256}+{digest}".encode()).hexdigest()
+    return build_soft_labels(
+        TeacherPlusStudent(teacher, scratch), training_split(cfg, split), cfg,
+        Path(cfg.work_dir) / "soft_labels", key, progress=progress,
+    )  # fmt: skip
+
+
 def cached_shortlist(cfg: PipelineConfig, split: Split, teacher: Teacher) -> dict | None:
     """The soft-label shortlist's measured recall for this teacher (None: exact scoring)."""
     from training.distill import SHORTLIST_FILE, soft_label_dir
@@ -203,11 +221,17 @@ def train_students(
     cfg: PipelineConfig,
     data: Interactions,
     split: Split,
-    labels: Any,
+    teacher: Teacher,
+    labels: Any = None,
     progress: bool = True,
     pool_seconds: float | None = None,
+    seconds: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """The distilled student, the scratch baseline (when configured) and one student per swept temperature.
+
+    The distilled students learn from `labels` when given, else from the soft labels of
+    `distill.soft_labels_from` (cached): the teacher's, or teacher + scratch, for which the scratch
+    student is trained first. Their computing time goes to `seconds["soft_labels"]`.
 
     `pool_seconds` (the pipeline's budget left for students, see `students_pool`) is handed out as
     the students go, by `student_cost`: each student may use its weighted share of what is left when
@@ -216,27 +240,39 @@ def train_students(
     from training.distill import fit_student
 
     work = Path(cfg.work_dir)
-    split = training_split(cfg, split)
-    plan: list[tuple[str, PipelineConfig, Any, Path]] = [("student", cfg, labels, work)]
+    full_split, split = split, training_split(cfg, split)
+    ensemble = cfg.distill.soft_labels_from == "teacher+scratch"
+    plan: list[tuple[str, PipelineConfig, bool, Path]] = [("student", cfg, True, work)]
     if cfg.distill.train_scratch:
-        plan.append(("scratch", _scratch_config(cfg), None, work))
+        plan.insert(0 if ensemble else 1, ("scratch", _scratch_config(cfg), False, work))
     for temperature in cfg.distill.sweep_temperatures:
         swept = cfg.model_copy(deep=True)
         swept.distill.temperature = temperature
         name = f"sweep/T={temperature:g}"
-        plan.append((name, swept, labels, work / name))
+        plan.append((name, swept, True, work / name))
     fits: dict[str, Any] = {}
     start = time.perf_counter()
-    for i, (name, stage_cfg, stage_labels, stage_work) in enumerate(plan):
+    for i, (name, stage_cfg, distilled, stage_work) in enumerate(plan):
+        if distilled and labels is None:
+            t0 = time.perf_counter()
+            labels = (
+                ensemble_soft_labels(cfg, teacher, fits["scratch"].model, full_split, progress)
+                if ensemble
+                else soft_labels(cfg, teacher, full_split, progress)
+            )
+            if seconds is not None:
+                seconds["soft_labels"] = time.perf_counter() - t0
         if pool_seconds is not None:
             left = pool_seconds - (time.perf_counter() - start)
-            weights = [student_cost(later_labels) for _, _, later_labels, _ in plan[i:]]
+            weights = [student_cost(later) for _, _, later, _ in plan[i:]]
             stage_cfg = stage_cfg.model_copy(deep=True)
             stage_cfg.student.max_train_seconds = _stage_seconds(
                 stage_cfg.student.max_train_seconds, left * weights[0] / sum(weights)
             )
             log.info("%s: up to %.0f s of the %.0f s left", name, stage_cfg.student.max_train_seconds, left)
-        fits[name] = fit_student(split, stage_cfg, stage_labels, stage_work, progress=progress)
+        fits[name] = fit_student(
+            split, stage_cfg, labels if distilled else None, stage_work, progress=progress
+        )
         _save_record(cfg, name, fits[name], data.fingerprint)
     for name, fit in fits.items():
         log.info("%s: valid %s in %.1f s", name, fit.valid_metrics, fit.seconds)
@@ -250,9 +286,9 @@ def train_students(
 DISTILLED_COST = 2.0
 
 
-def student_cost(labels: Any) -> float:
-    """A student's weight in the students' budget: distilled (soft labels) or scratch (None)."""
-    return 1.0 if labels is None else DISTILLED_COST
+def student_cost(distilled: bool) -> float:
+    """A student's weight in the students' budget: distilled (soft labels) or scratch."""
+    return DISTILLED_COST if distilled else 1.0
 
 
 def load_trained(cfg: PipelineConfig, data: Interactions) -> Trained:
@@ -623,11 +659,15 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult |
     seconds["data"] = time.perf_counter() - t0
     teacher_fit = train_teacher(budgeted(cfg, time.perf_counter() - start), data, split, progress)
     seconds["teacher"] = teacher_fit.seconds
-    t0 = time.perf_counter()
-    labels = soft_labels(cfg, teacher_fit.model, split, progress)
-    seconds["soft_labels"] = time.perf_counter() - t0
+    labels = None
+    if cfg.distill.soft_labels_from == "teacher":  # teacher+scratch: after the scratch student
+        t0 = time.perf_counter()
+        labels = soft_labels(cfg, teacher_fit.model, split, progress)
+        seconds["soft_labels"] = time.perf_counter() - t0
     pool = students_pool(cfg, time.perf_counter() - start)
-    fits = train_students(cfg, data, split, labels, progress, pool_seconds=pool)
+    fits = train_students(
+        cfg, data, split, teacher_fit.model, labels, progress, pool_seconds=pool, seconds=seconds
+    )
     for name, fit in fits.items():
         seconds[name] = fit.seconds
     if not distributed.is_main():  # torchrun: one model, published by rank 0

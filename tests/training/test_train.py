@@ -75,10 +75,14 @@ def test_students_share_the_pool_by_cost_and_pass_on_what_an_early_stop_saves(mo
     monkeypatch.setattr(training.distill, "fit_student", fake_fit)
     data = hand_made_log([0, 0, 0, 1, 1, 1], [0, 1, 2, 2, 1, 0], 2, 3)
     cfg = PipelineConfig.model_validate({"work_dir": str(tmp_path), "distill": {"train_scratch": True}})
-    pipeline.train_students(cfg, data, leave_last_out(data), object(), progress=False, pool_seconds=300.0)
+    pipeline.train_students(
+        cfg, data, leave_last_out(data), object(), object(), progress=False, pool_seconds=300.0
+    )
     assert caps == {"student": pytest.approx(200.0), "scratch": pytest.approx(250.0)}
     cfg.student.max_train_seconds = 100.0  # the stage's own cap still wins
-    pipeline.train_students(cfg, data, leave_last_out(data), object(), progress=False, pool_seconds=300.0)
+    pipeline.train_students(
+        cfg, data, leave_last_out(data), object(), object(), progress=False, pool_seconds=300.0
+    )
     assert caps == {"student": pytest.approx(100.0), "scratch": pytest.approx(100.0)}
-    pipeline.train_students(cfg, data, leave_last_out(data), object(), progress=False)  # no pool
+    pipeline.train_students(cfg, data, leave_last_out(data), object(), object(), progress=False)  # no pool
     assert caps == {"student": 100.0, "scratch": 100.0}
