@@ -293,6 +293,11 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         out += [f"Ranked for {report['test_users']} test users (`eval.max_users` caps a seeded sample).", ""]
     if report.get("test_history") is not None:
         out += [f"Test protocol: {PROTOCOLS.get(report['test_history'], report['test_history'])}.", ""]
+    if report.get("soft_labels_from") == "teacher+scratch":
+        out += [
+            "Soft labels: the sum of the teacher's and the scratch student's logits (`distill.soft_labels_from`).",
+            "",
+        ]
     out += peers_markdown(report)
     out += gates_markdown(report.get("gates"))
     if report.get("soft_label_shortlist"):

@@ -588,6 +588,7 @@ def publish_trained(
             "gates": gates,
             "warnings": warnings,
             "teacher_source": source.model_dump(mode="json"),
+            "soft_labels_from": cfg.distill.soft_labels_from,
         }
         if shortlist := cached_shortlist(cfg, split, trained.teacher):
             report["soft_label_shortlist"] = shortlist

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,12 @@ def test_pipeline_trains_scratch_first_and_distils_from_the_sum(tmp_path: Path) 
     assert len(caches) == 1  # the sum's labels only: no teacher-only labels were computed
     assert not caches[0].startswith(sha256_file(work / "teacher.pt")[:16])  # keyed by both models
     assert result.seconds["soft_labels"] > 0
+    report = json.loads((result.version_dir / "report.json").read_text())
+    assert report["soft_labels_from"] == "teacher+scratch"
+    assert (
+        "the sum of the teacher's and the scratch student's logits"
+        in (result.version_dir / "report.md").read_text()
+    )
 
 
 def test_stage_commands_train_scratch_before_the_sums_soft_labels(tmp_path: Path, capsys) -> None:
