@@ -173,6 +173,10 @@ class StudentConfig(_Section):
     full_softmax_max_items: int = Field(100_000, gt=0)
     n_negatives: int = Field(2048, gt=0)
     sparse_embeddings: bool | None = None  # as TeacherConfig.sparse_embeddings
+    # After training, each student's scores get - penalty * log(1 + train count), the penalty chosen
+    # from these (and 0) on validation by the one-standard-error rule (training/calibrate.py).
+    # Empty = off: the student is served as trained.
+    popularity_penalties: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(default_factory=list)
 
 
 class DistillConfig(_Section):

@@ -298,6 +298,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             "Soft labels: the sum of the teacher's and the scratch student's logits (`distill.soft_labels_from`).",
             "",
         ]
+    out += calibration_markdown(report.get("calibration"))
     out += peers_markdown(report)
     out += gates_markdown(report.get("gates"))
     if report.get("soft_label_shortlist"):
@@ -350,6 +351,27 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         out += ["## Time", ""] + [f"- {stage}: {sec:.1f} s" for stage, sec in timings.items()] + [""]
     out += [f"![{name}]({name})" for name in report.get("plots", [])]
     return "\n".join(out).rstrip() + "\n"
+
+
+def calibration_markdown(calibration: Mapping[str, Any] | None) -> list[str]:
+    """One line per calibrated student: the popularity penalty its scores carry and why."""
+    if not calibration:
+        return []
+    out = []
+    for name, c in calibration.items():
+        i = c["penalties"].index(c["chosen"])
+        out.append(
+            f"- {name}: popularity penalty {c['chosen']:g} (valid ndcg@10 {c['valid_ndcg'][i]:.4f}, "
+            f"coverage@10 {c['valid_coverage'][i]:.3f}; without: {c['valid_ndcg'][0]:.4f}, "
+            f"{c['valid_coverage'][0]:.3f})"
+        )
+    return [
+        "Scores carry - penalty x log(1 + train count), the largest penalty within one standard error "
+        "of the best validation NDCG (`student.popularity_penalties`, training/calibrate.py):",
+        "",
+        *out,
+        "",
+    ]
 
 
 def peers_markdown(report: Mapping[str, Any]) -> list[str]:

@@ -25,7 +25,7 @@ from core.manifest import DatasetInfo, Manifest, TeacherSource, load_manifest
 from training import distributed
 from training.config import PipelineConfig
 from training.data import Interactions, Split, leave_last_out, load_interactions, with_validation_items
-from training.ranking import padded_histories
+from training.ranking import evaluate, padded_histories
 
 if TYPE_CHECKING:
     from training.student import MLPStudent
@@ -102,6 +102,8 @@ def _save_record(cfg: PipelineConfig, name: str, fit: Any, fingerprint: str) -> 
         "curve": fit.curve,
         "seconds": fit.seconds,
     }
+    if getattr(fit, "calibration", None) is not None:
+        record["calibration"] = fit.calibration
     path = _record_path(cfg, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     if distributed.is_main():  # torchrun: rank 0 writes the records, as it writes the checkpoints
@@ -193,7 +195,7 @@ def ensemble_soft_labels(
     digest = sha256_file(scratch_ckpt) if scratch_ckpt.is_file() else ""
     key = hashlib.sha256(f"{teacher_source(cfg, teacher).sha256}+{digest}".encode()).hexdigest()
     return build_soft_labels(
-        TeacherPlusStudent(teacher, scratch), training_split(cfg, split), cfg,
+        TeacherPlusStudent(teacher, scratch.uncalibrated()), training_split(cfg, split), cfg,
         Path(cfg.work_dir) / "soft_labels", key, progress=progress,
     )  # fmt: skip
 
@@ -273,10 +275,29 @@ def train_students(
         fits[name] = fit_student(
             split, stage_cfg, labels if distilled else None, stage_work, progress=progress
         )
+        if stage_cfg.student.popularity_penalties:
+            calibrate_fit(fits[name], split, stage_cfg)
         _save_record(cfg, name, fits[name], data.fingerprint)
     for name, fit in fits.items():
         log.info("%s: valid %s in %.1f s", name, fit.valid_metrics, fit.seconds)
     return fits
+
+
+def calibrate_fit(fit: Any, split: Split, cfg: PipelineConfig) -> None:
+    """In place: the popularity penalty chosen on `split`'s validation users (training/calibrate.py),
+    saved into the fit's checkpoint; its validation metrics become the calibrated model's."""
+    from training.calibrate import calibrate_popularity
+    from training.student import student_checkpoint
+    from training.train import save_checkpoint, student_score_fn, validation_split
+
+    sc, e = cfg.student, cfg.eval
+    vsplit = validation_split(split, sc.valid_max_users, cfg.seed)  # the users early stopping read
+    result = calibrate_popularity(fit.model, vsplit, sc.popularity_penalties, e.k)
+    save_checkpoint(student_checkpoint(fit.model), Path(fit.checkpoint))
+    fit.valid_metrics = evaluate(
+        student_score_fn(fit.model), vsplit, "valid", sc.history_len, e.k, e.recall_k, e.batch_size
+    )
+    fit.calibration = result.as_record()
 
 
 # A distilled epoch also scores the soft-label candidates (top_m + n_sampled per example) and
@@ -336,7 +357,10 @@ def trained_from_fits(teacher_fit: Any, fits: dict[str, Any]) -> Trained:
 
 
 def _fit_record(fit: Any) -> dict[str, Any]:
-    return {"valid_metrics": fit.valid_metrics, "curve": fit.curve, "seconds": fit.seconds}
+    record = {"valid_metrics": fit.valid_metrics, "curve": fit.curve, "seconds": fit.seconds}
+    if getattr(fit, "calibration", None) is not None:
+        record["calibration"] = fit.calibration
+    return record
 
 
 # --- evaluate, export, publish -----------------------------------------------------------------------
@@ -590,6 +614,9 @@ def publish_trained(
             "teacher_source": source.model_dump(mode="json"),
             "soft_labels_from": cfg.distill.soft_labels_from,
         }
+        calibration = {n: r["calibration"] for n, r in trained.records.items() if r.get("calibration")}
+        if calibration:
+            report["calibration"] = calibration
         if shortlist := cached_shortlist(cfg, split, trained.teacher):
             report["soft_label_shortlist"] = shortlist
         if cfg.export.item_precision != "float32":  # the reduced student graph vs float32, same test users

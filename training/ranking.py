@@ -69,12 +69,14 @@ def hit_rate(ranks: np.ndarray, k: int) -> float:
     return float(np.mean(ranks < k)) if len(ranks) else 0.0
 
 
+def ndcg_gains(ranks: np.ndarray, k: int) -> np.ndarray:
+    """float64 [B]: each user's NDCG@k with one relevant item, 1/log2(rank + 2) inside the top-k, else 0."""
+    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+
 def ndcg(ranks: np.ndarray, k: int) -> float:
-    """Mean NDCG@k with one relevant item: 1/log2(rank + 2) inside the top-k, else 0."""
-    if not len(ranks):
-        return 0.0
-    gains = np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
-    return float(np.mean(gains))
+    """Mean NDCG@k with one relevant item (the mean of `ndcg_gains`)."""
+    return float(np.mean(ndcg_gains(ranks, k))) if len(ranks) else 0.0
 
 
 def mrr(ranks: np.ndarray) -> float:
@@ -100,18 +102,16 @@ def summarize(
     }
 
 
-def evaluate(
+def rank_targets(
     score_fn: ScoreFn,
     split: Split,
     stage: Stage,
     history_len: int,
     k: int = 10,
-    recall_k: int = 50,
     batch_size: int = 512,
-    return_topk: bool = False,
     test_history: TestHistory = "train+valid",
-) -> dict[str, float] | tuple[dict[str, float], np.ndarray]:
-    """Score every evaluated user over the full catalog and summarise.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Score every evaluated user over the full catalog: (ranks [U], top-k lists [U, k]).
 
     valid: history = train items, target = validation item, train items excluded.
     test:  history = train items + the validation item (standard protocol; `test_history="train"`:
@@ -131,5 +131,21 @@ def evaluate(
         all_top.append(top_k(scores, k))
     ranks = np.concatenate(all_ranks) if all_ranks else np.zeros(0, np.int64)
     top = np.concatenate(all_top) if all_top else np.zeros((0, k), np.int64)
+    return ranks, top
+
+
+def evaluate(
+    score_fn: ScoreFn,
+    split: Split,
+    stage: Stage,
+    history_len: int,
+    k: int = 10,
+    recall_k: int = 50,
+    batch_size: int = 512,
+    return_topk: bool = False,
+    test_history: TestHistory = "train+valid",
+) -> dict[str, float] | tuple[dict[str, float], np.ndarray]:
+    """`rank_targets`, summarised (HR, NDCG, recall, MRR, coverage)."""
+    ranks, top = rank_targets(score_fn, split, stage, history_len, k, batch_size, test_history)
     metrics = summarize(ranks, top, split.n_items, k, recall_k)
     return (metrics, top) if return_topk else metrics

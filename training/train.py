@@ -38,6 +38,7 @@ class FitResult:
     valid_metrics: dict[str, float]
     curve: list[dict]  # one dict per epoch: epoch, loss, seconds and the validation metrics
     seconds: float
+    calibration: dict | None = None  # the popularity penalty chosen after training (students only)
 
 
 # ---- examples ---------------------------------------------------------------------------------
