@@ -176,7 +176,9 @@ class StudentConfig(_Section):
     # After training, each student's scores get - penalty * log(1 + train count), the penalty chosen
     # from these (and 0) on validation by the one-standard-error rule (training/calibrate.py).
     # Empty = off: the student is served as trained.
-    popularity_penalties: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(default_factory=list)
+    popularity_penalties: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        default_factory=list
+    )
 
 
 class DistillConfig(_Section):

@@ -14,6 +14,9 @@ from typing import Any
 import pytest
 
 from bench import quality as q
+from bench import quality_checks as qchecks
+from bench import quality_render as qrender
+from bench import quality_runs as qruns
 from core.manifest import (
     DatasetInfo,
     FileEntry,
@@ -48,19 +51,19 @@ def _test(teacher: float = 0.06, student: float = 0.058, scratch: float = 0.05, 
     }
 
 
-def _run(seed: int = 0, status: str = q.PUBLISHED, wall: float = 600.0, **test: float) -> q.SeedRun:
-    return q.SeedRun(
+def _run(seed: int = 0, status: str = qruns.PUBLISHED, wall: float = 600.0, **test: float) -> qruns.SeedRun:
+    return qruns.SeedRun(
         seed,
         status,
-        returncode=0 if status == q.PUBLISHED else 3,
+        returncode=0 if status == qruns.PUBLISHED else 3,
         wall_seconds=wall,
-        test=q._numbers(_test(**test)),
+        test=qruns._numbers(_test(**test)),
         parameters={"teacher": 1_000_000, "student": 100_000, "scratch": 100_000}
-        if status == q.PUBLISHED
+        if status == qruns.PUBLISHED
         else {},
         seconds={"teacher": 300.0 + seed, "student": 100.0},
         test_history="train+valid",
-        gates={"status": "passed" if status == q.PUBLISHED else "failed"},
+        gates={"status": "passed" if status == qruns.PUBLISHED else "failed"},
     )
 
 
@@ -160,7 +163,7 @@ def test_read_published_seed(tmp_path: Path) -> None:
         "peers_skipped": {},
     }
     _publish(tmp_path, report)
-    run = q.read_seed(tmp_path, 4)
+    run = qruns.read_seed(tmp_path, 4)
     assert (run.seed, run.status, run.version, run.wall_seconds) == (4, "published", "v1", 123.0)
     assert run.test["teacher"]["ndcg@10"] == 0.06 and "users" not in run.test["teacher"]
     assert run.parameters == {"teacher": 2000, "student": 100, "scratch": 100}
@@ -175,7 +178,7 @@ def test_read_refused_seed_keeps_its_figures(tmp_path: Path) -> None:
                "warnings": []}  # fmt: skip
     (tmp_path / "work" / "refused.json").write_text(json.dumps(refused))
     (tmp_path / "run.json").write_text(json.dumps({"command": "c", "returncode": 3, "wall_seconds": 9.0}))
-    run = q.read_seed(tmp_path, 1)
+    run = qruns.read_seed(tmp_path, 1)
     assert run.status == "refused" and run.test["student"]["ndcg@10"] == 0.01
     assert run.parameters == {} and run.gates == {"status": "failed"} and run.has_figures
 
@@ -186,18 +189,37 @@ def test_epochs_run_and_best_come_from_the_work_records_and_are_drawn(tmp_path: 
     (tmp_path / "work" / "student.json").write_text(json.dumps({"curve": curve}))
     (tmp_path / "work" / "teacher.json").write_text(json.dumps({"curve": []}))  # imported: no curve
     (tmp_path / "work" / "refused.json").write_text(json.dumps({"test": _test()}))  # not a record
-    assert q.read_epochs(tmp_path / "work") == {"student": (4, 2)}
+    assert qruns.read_epochs(tmp_path / "work") == {"student": (4, 2)}
     run = _run(0)
     run.epochs = {"student": (4, 2)}
-    _, (_, md_path, _) = q.write_outputs("amazon-beauty", [run], _meta(), tmp_path / "out")
+    _, (_, md_path, _) = qrender.write_outputs("amazon-beauty", [run], _meta(), tmp_path / "out")
     assert "| seed | student |\n| --- | --- |\n| 0 | 4 / 2 |" in md_path.read_text()
+
+
+def test_each_students_popularity_penalty_comes_from_its_record_and_is_tabled(tmp_path: Path) -> None:
+    (tmp_path / "work").mkdir()
+    calibration = {"rule": "one-standard-error", "penalties": [0.0, 0.3], "chosen": 0.3}
+    (tmp_path / "work" / "student.json").write_text(json.dumps({"curve": [], "calibration": calibration}))
+    (tmp_path / "work" / "scratch.json").write_text(
+        json.dumps({"curve": [], "calibration": calibration | {"chosen": 0.0}})
+    )
+    (tmp_path / "work" / "teacher.json").write_text(json.dumps({"curve": []}))  # never calibrated
+    assert qruns.read_penalties(tmp_path / "work") == {"scratch": 0.0, "student": 0.3}
+    run = _run(0)
+    run.penalties = {"scratch": 0.0, "student": 0.3}
+    _, (_, md_path, _) = qrender.write_outputs("amazon-beauty", [run], _meta(), tmp_path / "out")
+    text = md_path.read_text()
+    assert (
+        "## Popularity penalty" in text
+        and "| seed | scratch | student |\n| --- | --- | --- |\n| 0 | 0 | 0.3 |" in text
+    )
 
 
 def test_an_earlier_refusal_is_not_read_when_this_run_published(tmp_path: Path) -> None:
     _publish(tmp_path, {"metrics": {"test": _test()}, "test_history": "train+valid"})
     (tmp_path / "work").mkdir()
     (tmp_path / "work" / "refused.json").write_text(json.dumps({"test": _test(student=0.0)}))
-    assert q.read_seed(tmp_path, 0).status == "published"
+    assert qruns.read_seed(tmp_path, 0).status == "published"
 
 
 def test_read_failed_and_missing_seeds(tmp_path: Path) -> None:
@@ -206,18 +228,18 @@ def test_read_failed_and_missing_seeds(tmp_path: Path) -> None:
         json.dumps({"command": "c", "returncode": 2, "wall_seconds": 1.0})
     )
     (tmp_path / "a" / "pipeline.log").write_text("loading\nrecdistill pipeline: error: bad column\n")
-    failed = q.read_seed(tmp_path / "a", 0)
+    failed = qruns.read_seed(tmp_path / "a", 0)
     assert failed.status == "failed" and "bad column" in (failed.error or "") and not failed.has_figures
-    assert q.read_seed(tmp_path / "nothing", 1).status == "missing"
+    assert qruns.read_seed(tmp_path / "nothing", 1).status == "missing"
 
 
 # --- aggregation ---------------------------------------------------------------------------------
 
 
 def test_models_are_aggregated_over_seeds_with_spread() -> None:
-    runs = [_run(0, teacher=0.05), _run(1, teacher=0.07), _run(2, q.FAILED)]
+    runs = [_run(0, teacher=0.05), _run(1, teacher=0.07), _run(2, qruns.FAILED)]
     runs[2].test = {}
-    models = q.summarize_models(runs)
+    models = qchecks.summarize_models(runs)
     assert list(models) == ["teacher", "student", "scratch", "popularity", "als"]
     ndcg = models["teacher"]["test"]["ndcg@10"]
     assert ndcg["mean"] == pytest.approx(0.06) and ndcg["std"] == pytest.approx(0.0141421356)
@@ -226,11 +248,11 @@ def test_models_are_aggregated_over_seeds_with_spread() -> None:
 
 
 def test_refused_seeds_count_in_the_figures_but_not_in_parameters() -> None:
-    runs = [_run(0, teacher=0.05), _run(1, q.REFUSED, teacher=0.09)]
-    assert q.summarize_models(runs)["teacher"]["test"]["ndcg@10"]["mean"] == pytest.approx(0.07)
-    params = q.summarize_parameters(runs)
+    runs = [_run(0, teacher=0.05), _run(1, qruns.REFUSED, teacher=0.09)]
+    assert qchecks.summarize_models(runs)["teacher"]["test"]["ndcg@10"]["mean"] == pytest.approx(0.07)
+    params = qchecks.summarize_parameters(runs)
     assert params["ratio_per_seed"] == {0: 10.0} and params["models"]["teacher"]["values"] == [1_000_000.0]
-    seconds = q.summarize_seconds(runs)
+    seconds = qchecks.summarize_seconds(runs)
     assert seconds["stages"]["teacher"]["mean"] == pytest.approx(300.5) and seconds["wall"]["mean"] == 600.0
 
 
@@ -238,80 +260,86 @@ def test_refused_seeds_count_in_the_figures_but_not_in_parameters() -> None:
 
 
 def test_teacher_target() -> None:
-    assert q.check_teacher_target([_run(teacher=0.048)], 0.048).status == "PASS"
-    assert q.check_teacher_target([_run(teacher=0.0479)], 0.048).status == "FAIL"
-    assert q.check_teacher_target([_run(teacher=0.5)], None).status == "N/A"
-    by_name = {c.name: c.status for c in q.compute_checks([_run(teacher=0.0479)], "amazon-beauty")}
+    assert qchecks.check_teacher_target([_run(teacher=0.048)], 0.048).status == "PASS"
+    assert qchecks.check_teacher_target([_run(teacher=0.0479)], 0.048).status == "FAIL"
+    assert qchecks.check_teacher_target([_run(teacher=0.5)], None).status == "N/A"
+    by_name = {c.name: c.status for c in qchecks.compute_checks([_run(teacher=0.0479)], "amazon-beauty")}
     assert by_name["teacher ndcg@10 >= target 0.048"] == "FAIL"
-    assert q.compute_checks([_run(teacher=0.0479)], "amazon-beauty", teacher_target=0.04)[0].status == "PASS"
-    assert q.compute_checks([_run(teacher=0.0479)], "my-shop")[0].status == "N/A"
-    assert q.compute_checks([_run(teacher=0.10)], "ml-100k")[0].status == "PASS"
+    assert (
+        qchecks.compute_checks([_run(teacher=0.0479)], "amazon-beauty", teacher_target=0.04)[0].status
+        == "PASS"
+    )
+    assert qchecks.compute_checks([_run(teacher=0.0479)], "my-shop")[0].status == "N/A"
+    assert qchecks.compute_checks([_run(teacher=0.10)], "ml-100k")[0].status == "PASS"
 
 
 def test_teacher_vs_als_on_the_mean_with_each_seed_said() -> None:
-    assert q.check_teacher_vs_als([_run(teacher=0.048, als=0.04)]).status == "PASS"  # exactly 1.2x
-    assert q.check_teacher_vs_als([_run(teacher=0.0479, als=0.04)]).status == "FAIL"
-    mixed = q.check_teacher_vs_als([_run(0, teacher=0.06, als=0.04), _run(1, teacher=0.047, als=0.04)])
+    assert qchecks.check_teacher_vs_als([_run(teacher=0.048, als=0.04)]).status == "PASS"  # exactly 1.2x
+    assert qchecks.check_teacher_vs_als([_run(teacher=0.0479, als=0.04)]).status == "FAIL"
+    mixed = qchecks.check_teacher_vs_als([_run(0, teacher=0.06, als=0.04), _run(1, teacher=0.047, als=0.04)])
     assert mixed.status == "PASS"  # mean 0.0535 >= 0.048, though seed 1 alone is below
     assert "seed 0: 0.0600 vs 1.2 x 0.0400 = 0.0480 PASS" in mixed.detail
     assert "seed 1: 0.0470 vs 1.2 x 0.0400 = 0.0480 FAIL" in mixed.detail
     no_als = _run()
     del no_als.test["als"]
-    assert q.check_teacher_vs_als([no_als]).status == "N/A"
+    assert qchecks.check_teacher_vs_als([no_als]).status == "N/A"
 
 
 def test_student_vs_teacher() -> None:
-    assert q.check_student_vs_teacher([_run(teacher=0.06, student=0.057)]).status == "PASS"  # 95%
-    assert q.check_student_vs_teacher([_run(teacher=0.06, student=0.0569)]).status == "FAIL"
+    assert qchecks.check_student_vs_teacher([_run(teacher=0.06, student=0.057)]).status == "PASS"  # 95%
+    assert qchecks.check_student_vs_teacher([_run(teacher=0.06, student=0.0569)]).status == "FAIL"
 
 
 def test_parameter_ratio() -> None:
     run = _run()
-    assert q.check_parameter_ratio([run]).status == "PASS"  # exactly 10x
+    assert qchecks.check_parameter_ratio([run]).status == "PASS"  # exactly 10x
     run.parameters["student"] = 100_001
-    assert q.check_parameter_ratio([run]).status == "FAIL"
-    assert q.check_parameter_ratio([_run(status=q.REFUSED)]).status == "N/A"
+    assert qchecks.check_parameter_ratio([run]).status == "FAIL"
+    assert qchecks.check_parameter_ratio([_run(status=qruns.REFUSED)]).status == "N/A"
 
 
 def test_student_above_scratch_in_every_seed() -> None:
-    assert q.check_student_vs_scratch([_run(0, student=0.051, scratch=0.05)]).status == "PASS"
-    tie = q.check_student_vs_scratch(
+    assert qchecks.check_student_vs_scratch([_run(0, student=0.051, scratch=0.05)]).status == "PASS"
+    tie = qchecks.check_student_vs_scratch(
         [_run(0, student=0.06, scratch=0.05), _run(1, student=0.05, scratch=0.05)]
     )
     assert tie.status == "FAIL" and tie.detail.startswith("1/2 seeds")  # strictly above, in every seed
 
 
 def test_coverage() -> None:
-    assert q.check_coverage([_run(cov_teacher=0.4, cov_student=0.2)]).status == "PASS"  # exactly half
-    assert q.check_coverage([_run(cov_teacher=0.4, cov_student=0.1999)]).status == "FAIL"
+    assert qchecks.check_coverage([_run(cov_teacher=0.4, cov_student=0.2)]).status == "PASS"  # exactly half
+    assert qchecks.check_coverage([_run(cov_teacher=0.4, cov_student=0.1999)]).status == "FAIL"
 
 
 def test_wall_time_is_required_on_beauty_only() -> None:
-    limit = q.MAX_WALL_MINUTES * 60
-    assert q.check_wall_time([_run(wall=limit)], "amazon-beauty").status == "PASS"
-    assert q.check_wall_time([_run(0, wall=10.0), _run(1, wall=limit + 1)], "amazon-beauty").status == "FAIL"
-    other = q.check_wall_time([_run(wall=limit + 1)], "amazon-sports")
+    limit = qchecks.MAX_WALL_MINUTES * 60
+    assert qchecks.check_wall_time([_run(wall=limit)], "amazon-beauty").status == "PASS"
+    assert (
+        qchecks.check_wall_time([_run(0, wall=10.0), _run(1, wall=limit + 1)], "amazon-beauty").status
+        == "FAIL"
+    )
+    other = qchecks.check_wall_time([_run(wall=limit + 1)], "amazon-sports")
     assert other.status == "N/A" and "30.0 min" in other.detail
 
 
 def test_refused_seeds_fail_the_gate_check() -> None:
-    ok = q.check_not_refused([_run(0), _run(1)])
+    ok = qchecks.check_not_refused([_run(0), _run(1)])
     assert ok.status == "PASS" and ok.detail == "0 of 2 refused"
-    refused = q.check_not_refused([_run(0), _run(1, q.REFUSED), _run(2, q.REFUSED)])
+    refused = qchecks.check_not_refused([_run(0), _run(1, qruns.REFUSED), _run(2, qruns.REFUSED)])
     assert refused.status == "FAIL" and refused.detail == "2 of 3 refused (seeds [1, 2])"
     overridden = _run(0)
     overridden.gates = {"status": "overridden"}
-    assert q.check_not_refused([overridden]).status == "FAIL"
+    assert qchecks.check_not_refused([overridden]).status == "FAIL"
 
 
 def test_protocol_and_completion() -> None:
     train_only = _run(1)
     train_only.test_history = "train"
-    assert q.check_protocol([_run(0)]).status == "PASS"
-    assert q.check_protocol([_run(0), train_only]).status == "FAIL"
-    failed = q.SeedRun(2, q.FAILED, 1, error="exit 1: boom")
-    assert q.check_completed([_run(0)]).status == "PASS"
-    assert q.check_completed([_run(0), failed]).status == "FAIL"
+    assert qchecks.check_protocol([_run(0)]).status == "PASS"
+    assert qchecks.check_protocol([_run(0), train_only]).status == "FAIL"
+    failed = qruns.SeedRun(2, qruns.FAILED, 1, error="exit 1: boom")
+    assert qchecks.check_completed([_run(0)]).status == "PASS"
+    assert qchecks.check_completed([_run(0), failed]).status == "FAIL"
 
 
 # --- the report ----------------------------------------------------------------------------------
@@ -319,21 +347,21 @@ def test_protocol_and_completion() -> None:
 
 def _meta() -> dict[str, Any]:
     return {"command": "python -m bench.quality --data x", "commands": ["python -m recdistill.cli pipeline ..."],
-            "jobs": 2, "machine": q.machine_info()}  # fmt: skip
+            "jobs": 2, "machine": qrender.machine_info()}  # fmt: skip
 
 
 def test_markdown_states_the_protocol_and_the_table(tmp_path: Path) -> None:
-    runs = [_run(0), _run(1, q.REFUSED, student=0.01)]
-    payload, (json_path, md_path, png) = q.write_outputs("amazon-beauty", runs, _meta(), tmp_path)
+    runs = [_run(0), _run(1, qruns.REFUSED, student=0.01)]
+    payload, (json_path, md_path, png) = qrender.write_outputs("amazon-beauty", runs, _meta(), tmp_path)
     md = md_path.read_text()
-    assert q.PROTOCOL_LINE in md
+    assert qchecks.PROTOCOL_LINE in md
     assert "| model | ndcg@10 | hr@10 | recall@50 | coverage@10 |" in md
     assert "| teacher | 0.0600 ± 0.0000 |" in md
     assert "| student | 0.0340 ± 0.0339 |" in md  # (0.058 + 0.01) / 2; sample std 0.03394
     assert "![NDCG@10 per model](quality_amazon-beauty.png)" in md and png.stat().st_size > 0
     assert "python -m recdistill.cli pipeline ..." in md
     saved = json.loads(json_path.read_text())
-    assert saved["refused_seeds"] == [1] and saved["protocol"] == q.PROTOCOL_LINE
+    assert saved["refused_seeds"] == [1] and saved["protocol"] == qchecks.PROTOCOL_LINE
     assert saved["reference"]["published_sasrec_ndcg@10"] == 0.0531
     status = {c["name"]: c["status"] for c in saved["checks"]}
     assert status["no seed refused by the publish gate"] == "FAIL"
@@ -350,7 +378,7 @@ def test_summarize_only_rebuilds_from_disk_without_training(
     for seed in (0, 2):
         report = {"metrics": {"test": _test(teacher=0.05 + seed / 100)}, "test_history": "train+valid",
                   "parameters": {"teacher": 2000, "student": 100}, "seconds": {"teacher": 1.0}}  # fmt: skip
-        _publish(q.seed_dir(root, "amazon-sports", seed), report)
+        _publish(qruns.seed_dir(root, "amazon-sports", seed), report)
     rc = q.main(
         [
             "--data",

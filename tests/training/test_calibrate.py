@@ -96,7 +96,11 @@ def test_calibrate_popularity_leaves_the_model_with_the_rules_choice() -> None:
     result = calibrate_popularity(model, split, [2.0, 0.5])
     assert result.penalties == [0.0, 0.5, 2.0]  # 0 always a candidate, sorted
     best = max(result.valid_ndcg)
-    tied = [p for p, n in zip(result.penalties, result.valid_ndcg) if n >= best - result.standard_error]
+    tied = [
+        p
+        for p, n in zip(result.penalties, result.valid_ndcg, strict=True)
+        if n >= best - result.standard_error
+    ]
     assert result.chosen == max(tied)
     if result.chosen:
         expected = popularity_bias(split, result.chosen)
@@ -107,7 +111,9 @@ def test_calibrate_popularity_leaves_the_model_with_the_rules_choice() -> None:
 
 def test_pipeline_calibrates_every_student_and_publishes_the_calibrated_vectors(tmp_path: Path) -> None:
     sets = [f"models_dir={tmp_path / 'models'}", f"work_dir={tmp_path / 'work'}"]
-    cfg = load_config(TINY, [*sets, "student.popularity_penalties=[0.25, 1.0]", "distill.soft_labels_from=teacher+scratch"])
+    cfg = load_config(
+        TINY, [*sets, "student.popularity_penalties=[0.25, 1.0]", "distill.soft_labels_from=teacher+scratch"]
+    )
     result = run_pipeline(cfg, progress=False)
     work = tmp_path / "work"
     for name in ("student", "scratch"):
