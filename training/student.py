@@ -47,7 +47,9 @@ class MLPStudent(nn.Module):
         nn.init.normal_(self.item_emb.weight, std=0.05)
         with torch.no_grad():
             self.item_emb.weight[self.n_items].zero_()
-        # (N + 1,) score bias, the padding row 0; None = uncalibrated (always so while training)
+        # (N + 1,) score bias, the padding row 0; None = uncalibrated (always so while training).
+        # A plain attribute, not a buffer: checkpoints without one still load, and `.to()` does not
+        # move it (calibration happens on the host, after training).
         self.score_bias: torch.Tensor | None = None
 
     def calibrate(self, bias: torch.Tensor | None) -> MLPStudent:
