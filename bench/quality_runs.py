@@ -68,31 +68,38 @@ def _log_tail(folder: Path, lines: int = 5) -> str:
     return " / ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
 
 
+def work_records(work: Path) -> dict[str, dict[str, Any]]:
+    """Each stage's record in work_dir (`<name>.json`, a JSON object), by name; unreadable ones skipped."""
+    out = {}
+    for record_path in sorted(work.glob("*.json")):
+        try:
+            record = json.loads(record_path.read_text())
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            out[record_path.stem] = record
+    return out
+
+
 def read_epochs(work: Path) -> dict[str, tuple[int, int]]:
     """(epochs run, best epoch) per trained model, from work_dir's records: a model whose run ends
     `patience` epochs after its best stopped early; one that ends at its best ran into its budget."""
     out = {}
-    for record_path in sorted(work.glob("*.json")):
-        try:
-            curve = json.loads(record_path.read_text()).get("curve") or []
-        except (json.JSONDecodeError, AttributeError):
-            continue
+    for name, record in work_records(work).items():
+        curve = record.get("curve") or []
         if curve and all(NDCG in row for row in curve):
             best = max(curve, key=lambda row: row[NDCG])
-            out[record_path.stem] = (len(curve), int(best["epoch"]))
+            out[name] = (len(curve), int(best["epoch"]))
     return out
 
 
 def read_penalties(work: Path) -> dict[str, float]:
     """The popularity penalty each calibrated student carries (training/calibrate.py), from work_dir's records."""
     out = {}
-    for record_path in sorted(work.glob("*.json")):
-        try:
-            calibration = json.loads(record_path.read_text()).get("calibration")
-        except (json.JSONDecodeError, AttributeError):
-            continue
+    for name, record in work_records(work).items():
+        calibration = record.get("calibration")
         if isinstance(calibration, dict) and "chosen" in calibration:
-            out[record_path.stem] = float(calibration["chosen"])
+            out[name] = float(calibration["chosen"])
     return out
 
 

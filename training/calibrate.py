@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from training.data import Split
-from training.ranking import coverage, ndcg_gains, rank_targets
+from training.ranking import coverage, ndcg_gains, rank_targets, summarize
 from training.student import MLPStudent
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ class Calibration:
     valid_coverage: list[float]
     standard_error: float  # of the best penalty's mean NDCG@k
     chosen: float
+    metrics: dict[str, float]  # the calibrated model's validation metrics (ranking.summarize)
 
     def as_record(self) -> dict[str, object]:
         return {
@@ -70,16 +71,17 @@ def one_standard_error_choice(penalties: Sequence[float], gains: np.ndarray) -> 
 
 
 def calibrate_popularity(
-    model: MLPStudent, split: Split, penalties: Sequence[float], k: int = 10
+    model: MLPStudent, split: Split, penalties: Sequence[float], k: int = 10, recall_k: int = 50
 ) -> Calibration:
     """Choose the penalty on `split`'s validation users and leave `model` calibrated with it."""
     from training.train import student_score_fn
 
     grid = sorted({0.0, *map(float, penalties)})
-    gains, covers = [], []
+    ranked, gains, covers = [], [], []
     for penalty in grid:
         model.calibrate(popularity_bias(split, penalty) if penalty else None)
         ranks, top = rank_targets(student_score_fn(model), split, "valid", model.history_len, k)
+        ranked.append((ranks, top))
         gains.append(ndcg_gains(ranks, k))
         covers.append(coverage(top, split.n_items))
     matrix = np.stack(gains)
@@ -91,6 +93,7 @@ def calibrate_popularity(
         valid_coverage=covers,
         standard_error=se,
         chosen=grid[chosen],
+        metrics=summarize(*ranked[chosen], split.n_items, k, recall_k),
     )
     log.info(
         "popularity penalty %g (one-SE rule over %s): valid ndcg@%d %.4f, coverage@%d %.3f (penalty 0: %.4f, %.3f)",

@@ -25,7 +25,7 @@ from core.manifest import DatasetInfo, Manifest, TeacherSource, load_manifest
 from training import distributed
 from training.config import PipelineConfig
 from training.data import Interactions, Split, leave_last_out, load_interactions, with_validation_items
-from training.ranking import evaluate, padded_histories
+from training.ranking import padded_histories
 
 if TYPE_CHECKING:
     from training.student import MLPStudent
@@ -288,15 +288,13 @@ def calibrate_fit(fit: Any, split: Split, cfg: PipelineConfig) -> None:
     saved into the fit's checkpoint; its validation metrics become the calibrated model's."""
     from training.calibrate import calibrate_popularity
     from training.student import student_checkpoint
-    from training.train import save_checkpoint, student_score_fn, validation_split
+    from training.train import save_checkpoint, validation_split
 
     sc, e = cfg.student, cfg.eval
     vsplit = validation_split(split, sc.valid_max_users, cfg.seed)  # the users early stopping read
-    result = calibrate_popularity(fit.model, vsplit, sc.popularity_penalties, e.k)
+    result = calibrate_popularity(fit.model, vsplit, sc.popularity_penalties, e.k, e.recall_k)
     save_checkpoint(student_checkpoint(fit.model), Path(fit.checkpoint))
-    fit.valid_metrics = evaluate(
-        student_score_fn(fit.model), vsplit, "valid", sc.history_len, e.k, e.recall_k, e.batch_size
-    )
+    fit.valid_metrics = result.metrics
     fit.calibration = result.as_record()
 
 

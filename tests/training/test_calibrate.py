@@ -17,9 +17,9 @@ from training.calibrate import calibrate_popularity, one_standard_error_choice, 
 from training.config import ConfigError, StudentConfig, load_config
 from training.data import leave_last_out
 from training.pipeline import load_data, run_pipeline, training_split
-from training.ranking import ndcg_gains
+from training.ranking import evaluate, ndcg_gains
 from training.student import MLPStudent, load_student, student_checkpoint
-from training.train import save_checkpoint
+from training.train import save_checkpoint, student_score_fn
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
 
@@ -102,6 +102,9 @@ def test_calibrate_popularity_leaves_the_model_with_the_rules_choice() -> None:
         if n >= best - result.standard_error
     ]
     assert result.chosen == max(tied)
+    i = result.penalties.index(result.chosen)
+    assert result.metrics == evaluate(student_score_fn(model), split, "valid", model.history_len)
+    assert result.metrics["ndcg@10"] == pytest.approx(result.valid_ndcg[i])
     if result.chosen:
         expected = popularity_bias(split, result.chosen)
         assert torch.allclose(model.item_vectors()[:, -1], expected)
@@ -117,10 +120,12 @@ def test_pipeline_calibrates_every_student_and_publishes_the_calibrated_vectors(
     result = run_pipeline(cfg, progress=False)
     work = tmp_path / "work"
     for name in ("student", "scratch"):
-        record = json.loads((work / f"{name}.json").read_text())["calibration"]
+        saved = json.loads((work / f"{name}.json").read_text())
+        record = saved["calibration"]
         assert record["rule"] == "one-standard-error" and record["penalties"] == [0.0, 0.25, 1.0]
         i = record["penalties"].index(record["chosen"])
         assert record["valid_ndcg"][i] >= max(record["valid_ndcg"]) - record["standard_error"]
+        assert saved["valid_metrics"]["ndcg@10"] == pytest.approx(record["valid_ndcg"][i])  # as served
     report = json.loads((result.version_dir / "report.json").read_text())
     chosen = json.loads((work / "student.json").read_text())["calibration"]["chosen"]
     assert report["calibration"]["student"]["chosen"] == chosen
