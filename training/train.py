@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from training import distributed
+from training.averaging import EpochAverage
 from training.config import PipelineConfig, StudentConfig, TeacherConfig
 from training.data import Catalog, Split
 from training.losses import hard_label_loss, sampled_softmax_loss
@@ -245,11 +247,14 @@ def train_loop(
     progress: bool,
     desc: str,
     order_fn: Callable[[np.random.Generator], np.ndarray] | None = None,
+    average_halflife_epochs: float | None = None,
 ) -> tuple[list[dict], dict[str, float], float]:
     """AdamW over shuffled example indices; validate each epoch; keep the best weights by `metric`.
 
     `order_fn(rng)` gives each epoch's permutation of the examples (default: uniform), consumed
-    `batch_size` at a time (e.g. `length_bucketed_order`).
+    `batch_size` at a time (e.g. `length_bucketed_order`). With `average_halflife_epochs`, each
+    epoch validates the moving average of the weights instead (training/averaging.py), and the best
+    averaged weights are the ones kept.
 
     Stops after `patience` epochs without improvement, or when `max_seconds` is spent (the
     current epoch is cut short and still validated). Returns (curve, best metrics, seconds) with
@@ -269,6 +274,11 @@ def train_loop(
         torch.manual_seed(seed * 1_000_003 + ctx.rank)
     rng = np.random.default_rng(seed)
     opts = make_optimizers(model, lr, weight_decay)
+    average = (
+        EpochAverage(model, average_halflife_epochs, n_examples, batch_size)
+        if average_halflife_epochs
+        else None
+    )
     t0 = time.perf_counter()
     curve: list[dict] = []
     best: dict[str, float] = {}
@@ -291,6 +301,8 @@ def train_loop(
             loss.backward()
             for opt in opts:
                 opt.step()
+            if average is not None:
+                average.update()
             total += loss.detach().item()
             batches += 1
             if max_seconds is not None and distributed.any_rank(time.perf_counter() - t0 > max_seconds):
@@ -300,13 +312,16 @@ def train_loop(
         mean_loss = distributed.mean_over_ranks(total, batches)  # a collective: every rank calls it
         stop = False
         if ctx.is_main:  # rank 0 validates and decides; a single process is rank 0
-            metrics = validate()
+            with average.applied() if average is not None else nullcontext():
+                metrics = validate()
+                improved = not best or metrics[metric] > best[metric]
+                if improved:
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             row = {"epoch": epoch, "loss": mean_loss, "seconds": time.perf_counter() - t0, **metrics}
             curve.append(row)
             log.info("%s epoch %d: loss %.4f %s %.4f", desc, epoch, row["loss"], metric, metrics[metric])
-            if not best or metrics[metric] > best[metric]:
+            if improved:
                 best, stale = metrics, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 stale += 1
             stop = stale >= patience or out_of_time
@@ -352,7 +367,7 @@ def fit_stage(
         metric=f"ndcg@{cfg.eval.k}", lr=stage.lr, weight_decay=stage.weight_decay,
         batch_size=stage.batch_size, epochs=stage.epochs, patience=stage.patience,
         max_seconds=stage.max_train_seconds, seed=cfg.seed, progress=progress, desc=desc,
-        order_fn=order_fn,
+        order_fn=order_fn, average_halflife_epochs=stage.average_halflife_epochs,
     )  # fmt: skip
     model.cpu()  # soft labels, evaluation and export run on the host
     save_checkpoint(checkpoint(model), path)
