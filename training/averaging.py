@@ -46,7 +46,7 @@ class EpochAverage:
     @contextmanager
     def applied(self) -> Iterator[None]:
         """The averaged parameters in the model for the block's duration, the raw ones restored after."""
-        params = [p for p in self.model.parameters()]
+        params = list(self.model.parameters())
         raw = [p.detach().clone() for p in params]
         with torch.no_grad():
             for p, a in zip(params, self.average.module.parameters(), strict=True):
