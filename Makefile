@@ -29,8 +29,10 @@ pipeline: venv
 serve: venv
 	$(BIN)/recdistill serve --models models --port $(PORT)
 
-## The whole test suite (CPU only, seeded).
+## The whole test suite (CPU only, seeded). First installs what the tests need beyond Python packages
+## (redis-server, chromium, wrk as root; the ml-100k cache), naming anything it could not install.
 test: venv
+	bash scripts/test-deps.sh
 	$(BIN)/python -m pytest
 
 lint: venv
