@@ -1,5 +1,5 @@
-"""The service's commands (`serve`, `events export`, `catalogue export`): they import `app` and `core` only, never `training`
-or torch, so they run in the torch-free serving image."""
+"""The service's commands (`serve`, `events export`, `catalogue export`): they import `app` and `core`
+only, never `training` or torch, so they run in the torch-free serving image."""
 
 from __future__ import annotations
 

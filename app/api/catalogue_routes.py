@@ -112,7 +112,7 @@ def _item(request: Request, item_id: str) -> dict[str, Any]:
 
 @router.get("/v1/catalogue", response_model=CatalogueOverview)
 async def catalogue_overview(request: Request) -> dict[str, Any]:
-    """Every item with an override or a registration, as this replica serves them, and the overlay's generation."""
+    """Every item with an override or a registration as this replica serves it, and the generation."""
     catalogue, model = _catalogue(request), _serving(request)
     snapshot = catalogue.snapshot
     return {
@@ -176,7 +176,7 @@ async def change_items(request: Request, body: CatalogueBulkChange) -> dict[str,
     responses=errors(400, 401, 403, 409, 413, 503),
 )
 async def register_item(request: Request, body: CatalogueRegistration) -> dict[str, Any]:
-    """Register an item the served version does not know, with its metadata, for the next retrain; 409 if known."""
+    """Register an item no version knows, with its metadata, for the next retrain; 409 if known."""
     await _change(request, _one("register", body.item_id, body.changes()), lambda _: "body.item_id")
     return _item(request, body.item_id)
 

@@ -4,9 +4,10 @@
 assignment, computed once) and prepares the query (ids to indices, filters to an eligible set over
 the live catalogue, whose unavailable items are never eligible) into one `ResolvedRequest`. When the
 stored history cannot be read (the shared store is down), the request is answered from the popular
-order and its answer says so (`fallback: "history_unavailable"`); reads never fail on the store. `answer` runs it through the micro-batcher and builds the response; the
-after-answer hooks (the served log, the shadow teacher) get the same object inside an `Answer`, and
-`/v1/compare` runs both sides of one `ResolvedRequest`, so nothing is read or assigned twice.
+order and its answer says so (`fallback: "history_unavailable"`): a read never fails on the store.
+`answer` runs it through the micro-batcher and builds the response; the after-answer hooks (the
+served log, the shadow teacher) get the same object inside an `Answer`, and `/v1/compare` runs both
+sides of one `ResolvedRequest`, so nothing is read or assigned twice.
 """
 
 from __future__ import annotations
