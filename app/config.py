@@ -77,6 +77,19 @@ class Settings(BaseSettings):
     # SQLite the one replica changes it itself). 0: never.
     experiment_refresh_seconds: float = Field(default=2.0, ge=0.0)
 
+    # The live catalogue overlay (app/engine/catalogue_live.py): how often a replica compares the
+    # overlay's generation in the shared state with its own (one GET or SELECT) and reloads it when it
+    # changed. A change made through this replica applies here at once. 0: never poll.
+    catalogue_poll_seconds: float = Field(default=1.0, ge=0.0)
+    # When the shared store fails (app/stores/outage.py): a user_id request waits at most this long
+    # for its history, then is answered from the popular order (`fallback: "history_unavailable"`).
+    store_read_timeout_ms: float = Field(default=250.0, gt=0.0, le=60_000.0)
+    # A write (event, admin change) waits at most this long, then answers 503 with Retry-After.
+    store_write_timeout_ms: float = Field(default=2000.0, gt=0.0, le=60_000.0)
+    # After a failure, calls fail fast for this long before the store is tried again (also the
+    # Retry-After of the 503s, rounded up to whole seconds).
+    store_retry_seconds: float = Field(default=1.0, gt=0.0, le=60.0)
+
     # The dashboard at /ui (app/ui/): pages, their JSON helpers and the per-minute traffic ring.
     ui: bool = True
     # How often the traffic ring snapshots the request counters (the overview's rates and percentiles).

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -49,6 +49,34 @@ class Metrics:
         self.events = Counter(
             "recdistill_events_total", "Interactions appended to the history store", registry=r
         )
+        # The shared store (app/stores/outage.py): a degraded read is also counted in
+        # recdistill_recommendations_total{fallback="history_unavailable"}.
+        self.store_up = Gauge(
+            "recdistill_store_up",
+            "1 while the shared store's last read (or write) succeeded, 0 while it fails",
+            ["operation"],
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "recdistill_store_errors_total",
+            "Shared store reads and writes that failed (a degraded answer or a 503)",
+            ["operation"],
+            registry=r,
+        )
+        for op in ("read", "write"):
+            self.store_up.labels(op).set(1)
+            self.store_errors.labels(op)
+        self.catalogue_generation = Gauge(
+            "recdistill_catalogue_generation",
+            "The live catalogue overlay's generation served here",
+            registry=r,
+        )
+        self.catalogue_entries = Gauge(
+            "recdistill_catalogue_entries",
+            "Items with a catalogue override here, by kind",
+            ["kind"],
+            registry=r,
+        )
         self.model.info({"version": "none"})
         # Labelled children, looked up once: `labels()` validates and hashes its labels on every
         # call, which is measurable per request on the event loop.
@@ -71,6 +99,17 @@ class Metrics:
         if child is None:
             child = self._recommendation_series[key] = self.recommendations.labels(*key)
         child.inc()
+
+    def set_store_up(self, operation: str, up: bool) -> None:
+        self.store_up.labels(operation).set(1 if up else 0)
+
+    def count_store_error(self, operation: str) -> None:
+        self.store_errors.labels(operation).inc()
+
+    def set_catalogue(self, generation: int, counts: dict[str, int]) -> None:
+        self.catalogue_generation.set(generation)
+        for kind, n in counts.items():
+            self.catalogue_entries.labels(kind).set(n)
 
     def set_model(self, version: str) -> None:
         self.model.info({"version": version})

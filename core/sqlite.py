@@ -43,13 +43,18 @@ def transaction(conn: sqlite3.Connection, immediate: bool = False) -> Iterator[s
     """BEGIN (IMMEDIATE: take the write lock now), COMMIT on a clean exit, ROLLBACK on any exception.
 
     Without the rollback a failed statement would leave the shared connection inside a transaction
-    that the next caller's BEGIN refuses."""
+    that the next caller's BEGIN refuses.
+
+    Regression: a full disk (SQLITE_FULL) or an I/O error makes SQLite roll the transaction back by
+    itself; the ROLLBACK here then failed with "cannot rollback - no transaction is active", and that
+    error replaced the real one ("database or disk is full") in the caller's 503 and in the log."""
     conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
     try:
         yield conn
         conn.execute("COMMIT")  # with synchronous=FULL this fsyncs the WAL before returning
     except BaseException:
-        conn.execute("ROLLBACK")  # also when the COMMIT itself failed (a disk error)
+        if conn.in_transaction:  # also when the COMMIT itself failed, unless SQLite rolled back already
+            conn.execute("ROLLBACK")
         raise
 
 

@@ -162,6 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True)
     export.add_argument("--since", type=int, default=None, help="only events at or after these epoch seconds")
     export.set_defaults(func="service.cmd_events_export", needs=None)
+    catalogue = sub.add_parser("catalogue", help="the service's live catalogue").add_subparsers(
+        dest="catalogue_command", required=True
+    )
+    items = catalogue.add_parser(
+        "export", help="export the catalogue with the live overlay and registered items as an item file"
+    )
+    items.add_argument("--out", required=True, help="the CSV to write (the next retrain's data.items_path)")
+    items.add_argument("--models", default="models", help="the models folder (as for serve)")
+    items.add_argument("--version", default=None, help="default: the served one (the pin, else LATEST)")
+    items.set_defaults(func="service.cmd_catalogue_export", needs=None)
     _models_parser(sub)
     return parser
 
@@ -213,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             getattr(args, "data_command", None),
             getattr(args, "teacher_command", None),
             getattr(args, "events_command", None),
+            getattr(args, "catalogue_command", None),
             getattr(args, "models_command", None),
         )
         if a

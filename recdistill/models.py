@@ -33,6 +33,15 @@ def _latest(models_dir: Path) -> str | None:
         raise versions.VersionError(str(exc)) from exc
 
 
+def served_version(models_dir: Path) -> str:
+    """The version the replicas serve: the pin, else LATEST; VersionError when there is neither."""
+    pin = _pins(models_dir).get()
+    version = pin.version if pin is not None else _latest(models_dir)
+    if version is None:
+        raise versions.VersionError(f"{models_dir}: nothing published (no pin, no LATEST)")
+    return version
+
+
 def _num(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 

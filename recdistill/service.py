@@ -1,5 +1,5 @@
-"""The service's commands (`serve`, `events export`): they import `app` and `core` only, never `training`
-or torch, so they run in the torch-free serving image."""
+"""The service's commands (`serve`, `events export`, `catalogue export`): they import `app` and `core`
+only, never `training` or torch, so they run in the torch-free serving image."""
 
 from __future__ import annotations
 
@@ -29,11 +29,27 @@ def cmd_events_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_catalogue_export(args: argparse.Namespace) -> int:
+    """The catalogue as the service knows it (the served version, or `--version`, with the live
+    overlay of the store RECDISTILL_* selects) as the item file of the next retrain."""
+    from app.config import load_settings
+    from app.stores.catalogue_export import export_catalogue
+    from recdistill.models import served_version
+
+    models = Path(args.models)
+    version = args.version or served_version(models)
+    count, registered = export_catalogue(load_settings(models_dir=models), version, Path(args.out))
+    print(f"{count} items of version {version} ({registered} registered) written to {args.out}")
+    return 0
+
+
 def user_errors() -> tuple[type[BaseException], ...]:
     """The service's exceptions that mean bad input or configuration, not a bug."""
     from app.config import SettingsError
+    from app.engine.versions import VersionError
+    from app.stores.pins import PinError
 
-    errors: tuple[type[BaseException], ...] = (SettingsError,)
+    errors: tuple[type[BaseException], ...] = (SettingsError, VersionError, PinError)
     try:
         from redis import RedisError
     except ImportError:

@@ -35,30 +35,65 @@ def _ping(port: int) -> bool:
         return False
 
 
+class RedisProcess:
+    """A redis-server on one loopback port that a test may kill (SIGKILL) and start again on the
+    same port: an outage and a recovery, as a replica sees them."""
+
+    def __init__(self, binary: str, workdir: Path, port: int):
+        self.binary, self.workdir, self.port = binary, workdir, port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir)]
+        args += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
+        args += ["--logfile", str(self.workdir / "redis.log")]
+        self._proc = proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while not _ping(self.port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log = self.workdir / "redis.log"
+                tail = log.read_text()[-2000:] if log.exists() else ""
+                raise RuntimeError(f"redis-server on port {self.port} did not start: {tail}")
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no goodbye to the clients."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
+
 @contextmanager
-def redis_server(workdir: Path) -> Iterator[str]:
-    """Yield the URL of a fresh redis-server; skip the test when redis-server or redis-py is missing."""
+def redis_process(workdir: Path) -> Iterator[RedisProcess]:
+    """A started `RedisProcess`; skip the test when redis-server or redis-py is missing."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
     pytest.importorskip("redis", reason="the redis client is not installed (pip install 'recdistill[redis]')")
     workdir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", ""]
-    args += ["--appendonly", "no", "--daemonize", "no", "--logfile", str(workdir / "redis.log")]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = RedisProcess(binary, workdir, _free_port())
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while not _ping(port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log = (workdir / "redis.log").read_text() if (workdir / "redis.log").exists() else ""
-                raise RuntimeError(f"redis-server on port {port} did not start: {log[-2000:]}")
-            time.sleep(0.02)
-        yield f"redis://127.0.0.1:{port}/0"
+        server.start()
+        yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        server.stop()
+
+
+@contextmanager
+def redis_server(workdir: Path) -> Iterator[str]:
+    """Yield the URL of a fresh redis-server; skip the test when redis-server or redis-py is missing."""
+    with redis_process(workdir) as server:
+        yield server.url

@@ -6,6 +6,7 @@ a thread hop per dependency per request (measured ~0.3 ms each under load on the
 from __future__ import annotations
 
 import hmac
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -59,8 +60,19 @@ async def require_admin(request: Request) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid admin token")
 
 
+async def require_writable(request: Request) -> AsyncIterator[None]:
+    """A route that writes to the shared store: while its writes are failing, 503 at once (no wait on
+    a store that just failed, see app.stores.outage); a route that completes counts as a success."""
+    health = request.app.state.store_health
+    if health.fail_fast("write"):
+        raise health.unavailable("write")
+    yield
+    health.succeeded("write")
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[ModelStore, Depends(get_store)]
 ModelDep = Annotated[LoadedModel, Depends(get_model)]
 HistoryDep = Annotated[HistoryStore, Depends(get_history)]
 AdminDep = Depends(require_admin)
+WritableDep = Depends(require_writable)

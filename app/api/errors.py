@@ -69,3 +69,22 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     if exc.status_code == 405 and (methods := documented_methods(request.app, request.url.path)):
         exc = StarletteHTTPException(405, exc.detail, headers={"Allow": ", ".join(sorted(methods))})
     return await http_exception_handler(request, exc)
+
+
+async def store_unavailable_handler(request: Request, exc: Exception) -> Response:
+    """503 with `Retry-After` for a storage failure anywhere (app.stores.outage.storage_errors): a
+    write that could not be made durable, or a read with nothing else to answer from. Never a 500
+    with a traceback, and the connection stays open. A raw client error (a route that reached the
+    store without the guard) is recorded in the app's StoreHealth here: a GET as a read, else a write."""
+    from app.stores.outage import StoreUnavailable
+
+    if isinstance(exc, StoreUnavailable):
+        unavailable = exc
+    else:
+        op = "read" if request.method in ("GET", "HEAD") else "write"
+        unavailable = request.app.state.store_health.failed(op, exc)
+    return JSONResponse(
+        status_code=503,
+        content={"detail": str(unavailable)},
+        headers={"Retry-After": str(unavailable.retry_after)},
+    )

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from app.api.ab_schemas import ABReport
-from app.api.deps import ModelDep
+from app.api.deps import ModelDep, WritableDep
 from app.api.errors import invalid
 from app.api.openapi import errors
 from app.api.request import resolve, run
@@ -89,13 +89,13 @@ async def compare(request: Request, body: RecommendRequest, model: ModelDep) -> 
     resolved = await resolve(request, body, model, ("body",), side="student")
     # one after the other: fair timings
     student, student_ms = await run(request, resolved.query_for("student"))
-    s_items = item_list(model, student, body.fields)
+    s_items = item_list(model, student, body.fields, resolved.view)
     s_ids = [str(i["item_id"]) for i in s_items]
     student_block = {
         "items": s_items,
         "latency_ms": student_ms,
         "model_version": model.version,
-        "fallback": student.fallback,
+        "fallback": resolved.fallback(student),
     }
     if not model.teacher.can_score(resolved.query.user):  # a lookup teacher without this user's vector
         return {
@@ -107,7 +107,7 @@ async def compare(request: Request, body: RecommendRequest, model: ModelDep) -> 
             "rank_changes": [],
         }
     teacher, teacher_ms = await run(request, resolved.query_for("teacher"))
-    t_items = item_list(model, teacher, body.fields)
+    t_items = item_list(model, teacher, body.fields, resolved.view)
     t_ids = [str(i["item_id"]) for i in t_items]
     return {
         "request_id": uuid.uuid4().hex,
@@ -118,14 +118,16 @@ async def compare(request: Request, body: RecommendRequest, model: ModelDep) -> 
             "items": t_items,
             "latency_ms": teacher_ms,
             "model_version": model.version,
-            "fallback": teacher.fallback,
+            "fallback": resolved.fallback(teacher),
         },
         "agreement": agreement(s_ids, t_ids, body.k),
         "rank_changes": rank_changes(s_ids, t_ids),
     }
 
 
-@router.post("/v1/feedback", status_code=201, responses=errors(400, 404, 409, 413))
+@router.post(
+    "/v1/feedback", status_code=201, dependencies=[WritableDep], responses=errors(400, 404, 409, 413, 503)
+)
 async def feedback(request: Request, body: FeedbackIn) -> dict[str, Any]:
     """A click or purchase on an item of a served answer; 201 once it is on disk."""
     try:

@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from fastapi import HTTPException, Request, status
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -92,13 +91,16 @@ class EdgeMiddleware:
 
 
 async def _call_fast(endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
-    """Run `endpoint` as the router would, with the app's handlers for HTTP and validation errors;
-    anything else propagates to Starlette's ServerErrorMiddleware (500), as on a normal route."""
+    """Run `endpoint` as the router would, with the app's exception handlers (HTTP and validation
+    errors, storage failures); anything else propagates to Starlette's ServerErrorMiddleware (500),
+    as on a normal route."""
     request = Request(scope, receive)
     try:
         response = await endpoint(request)
-    except (HTTPException, RequestValidationError) as exc:
+    except Exception as exc:
         handlers = scope["app"].exception_handlers
-        handler = next(handlers[cls] for cls in type(exc).__mro__ if cls in handlers)
+        handler = next((handlers[cls] for cls in type(exc).__mro__ if cls in handlers), None)
+        if handler is None or handlers.get(Exception) is handler:
+            raise
         response = await handler(request, exc)
     await response(scope, receive, send)

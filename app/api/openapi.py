@@ -24,13 +24,24 @@ _WHY = {
     404: "A named thing does not exist (a category of the served model, a served request id, a model version)",
     409: "The request conflicts with what is stored (a refused version, no version to roll back to, a pin that cannot be read or written, an item not in the served answer)",
     413: "The body exceeds RECDISTILL_MAX_BODY_BYTES",
-    503: "No model version is loaded yet",
+    503: "No model version is loaded yet, or the shared store cannot be read or make the write durable "
+    "now: nothing was stored; retry after `Retry-After` seconds",
+}
+_RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
 }
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route: each status with its reason and the `{"detail": "..."}` body."""
-    return {code: {"model": ErrorDetail, "description": _WHY[code]} for code in codes}
+    return {
+        code: {
+            "model": ErrorDetail,
+            "description": _WHY[code],
+            **({"headers": _RETRY_AFTER} if code == 503 else {}),
+        }
+        for code in codes
+    }
 
 
 def _array_branch(prop: dict[str, Any]) -> dict[str, Any]:

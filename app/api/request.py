@@ -1,10 +1,13 @@
 """The one request path: a recommendation request is resolved once, answered, then handed to hooks.
 
 `resolve` reads the history (the request's, else the user's stored one), decides the arm (the A/B
-assignment, computed once) and prepares the query (ids to indices, filters to an eligible set) into
-one `ResolvedRequest`. `answer` runs it through the micro-batcher and builds the response; the
-after-answer hooks (the served log, the shadow teacher) get the same object inside an `Answer`, and
-`/v1/compare` runs both sides of one `ResolvedRequest`, so nothing is read or assigned twice.
+assignment, computed once) and prepares the query (ids to indices, filters to an eligible set over
+the live catalogue, whose unavailable items are never eligible) into one `ResolvedRequest`. When the
+stored history cannot be read (the shared store is down), the request is answered from the popular
+order and its answer says so (`fallback: "history_unavailable"`): a read never fails on the store.
+`answer` runs it through the micro-batcher and builds the response; the after-answer hooks (the
+served log, the shadow teacher) get the same object inside an `Answer`, and `/v1/compare` runs both
+sides of one `ResolvedRequest`, so nothing is read or assigned twice.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from fastapi.exceptions import RequestValidationError
 from app.api.errors import invalid
 from app.api.schemas import Arm, RecommendRequest
 from app.config import Settings
+from app.engine.catalogue import CatalogueView
+from app.engine.catalogue_live import LiveCatalogue
 from app.engine.model import LoadedModel
 from app.engine.recommender import Prepared, Query, Result, UnknownCategory, item_list, prepare
 from app.experiment.assignment import (
@@ -30,6 +35,7 @@ from app.experiment.assignment import (
     AssignmentError,
     Experiment,
 )
+from app.stores.outage import StoreUnavailable
 
 Loc = tuple[Any, ...]
 
@@ -42,8 +48,10 @@ class ResolvedRequest:
     model: LoadedModel
     history: list[str]  # the raw history that conditions the answer, most recent last
     assignment: Assignment  # the arm, the unit it was decided over, whether a header forced it
-    prepared: Prepared  # the arm's query, and the history ids the model does not know
+    prepared: Prepared  # the arm's query, the history ids the model does not know, the catalogue view
     experiment: str = ""  # the running experiment's name when the arm was assigned ("": none)
+    catalogue: LiveCatalogue | None = None  # the live overlay (None: the trained catalogue)
+    history_unavailable: bool = False  # the stored history could not be read: answered without it
 
     @property
     def arm(self) -> Arm:
@@ -58,10 +66,21 @@ class ResolvedRequest:
         query = self.prepared.query
         return query if query.side == side else replace(query, side=side)
 
+    @property
+    def view(self) -> CatalogueView:
+        return self.prepared.view
+
     def student_query_for(self, model: LoadedModel) -> Query:
         """The same request prepared for another version's student (the candidate in shadow): ids map
-        to that version's catalogue. Raises HTTPException for a category that catalogue lacks."""
-        return prepare_request(model, self.body, self.history, "student", ("body",)).query
+        to that version's catalogue, with the overlay applied. Raises HTTPException for a category
+        that catalogue lacks."""
+        view = None if self.catalogue is None else self.catalogue.view(model)
+        return prepare_request(model, self.body, self.history, "student", ("body",), view).query
+
+    def fallback(self, result: Result) -> str | None:
+        """The answer's `fallback`: "history_unavailable" when the stored history could not be read
+        (the answer is then the popular order), else the result's ("popular" or None)."""
+        return "history_unavailable" if self.history_unavailable else result.fallback
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,9 +151,14 @@ def side_of(arm: str) -> str:
 
 
 def prepare_request(
-    model: LoadedModel, req: RecommendRequest, history: list[str], side: str, loc: Loc
+    model: LoadedModel,
+    req: RecommendRequest,
+    history: list[str],
+    side: str,
+    loc: Loc,
+    view: CatalogueView | None = None,
 ) -> Prepared:
-    """`prepare` with the request's options and filters; an unknown category is a 422 at `loc`."""
+    """`prepare` with the request's options and filters over `view`; an unknown category is a 404."""
     f = req.filters
     try:
         return prepare(
@@ -148,12 +172,14 @@ def prepare_request(
             min_price=f.min_price if f else None,
             max_price=f.max_price if f else None,
             side=side,
+            view=view,
         )
     except UnknownCategory as exc:
         # 404, not 422: the request is valid against the schema; the served model lacks the category.
         where = ".".join(str(p) for p in (*loc[1:], "filters", "categories", exc.position))
+        known = model.categories if view is None else view.categories
         raise HTTPException(
-            status.HTTP_404_NOT_FOUND, f"{where}: {exc}; the served model knows {model.categories}"
+            status.HTTP_404_NOT_FOUND, f"{where}: {exc}; the served model knows {known}"
         ) from exc
 
 
@@ -165,11 +191,15 @@ async def resolve(
     state = request.app.state
     if errors := limit_errors(body, state.settings, loc):
         raise RequestValidationError(errors)
+    unread = False
     if body.history is not None:
         history = body.history
     elif body.user_id is not None:
-        rows = await state.history.history(body.user_id, state.settings.max_history)
-        history = [h.item_id for h in rows]
+        try:
+            rows = await state.history.history(body.user_id, state.settings.max_history)
+            history = [h.item_id for h in rows]
+        except StoreUnavailable:  # recorded by the store's guard; the answer says so
+            history, unread = [], True
     else:
         history = []
     experiment = state.experiment.experiment
@@ -185,8 +215,9 @@ async def resolve(
             model = candidate
     if body.fields and (errors := field_errors(body, model, loc)):
         raise RequestValidationError(errors)
-    prepared = prepare_request(model, body, history, side_of(assignment.arm), loc)
-    return ResolvedRequest(body, model, history, assignment, prepared, experiment.name)
+    catalogue: LiveCatalogue = state.catalogue
+    prepared = prepare_request(model, body, history, side_of(assignment.arm), loc, catalogue.view(model))
+    return ResolvedRequest(body, model, history, assignment, prepared, experiment.name, catalogue, unread)
 
 
 async def run(request: Request, query: Query) -> tuple[Result, float]:
@@ -200,15 +231,16 @@ async def answer(request: Request, resolved: ResolvedRequest) -> dict[str, Any]:
     """The response to a resolved request; the after-answer hooks run on it before it is returned."""
     state = request.app.state
     result, inference_ms = await run(request, resolved.query)
+    fallback = resolved.fallback(result)
     response = {
         "request_id": uuid.uuid4().hex,
         "model_version": resolved.model.version,
         "arm": resolved.arm,
-        "items": item_list(resolved.model, result, resolved.body.fields),
-        "fallback": result.fallback,
+        "items": item_list(resolved.model, result, resolved.body.fields, resolved.view),
+        "fallback": fallback,
         "unknown_items": resolved.prepared.unknown_items,
     }
-    state.metrics.count_recommendation(resolved.arm, result.fallback)
+    state.metrics.count_recommendation(resolved.arm, fallback)
     if state.after_answer:
         done = Answer(resolved, response, inference_ms)
         for hook in state.after_answer:

@@ -91,7 +91,11 @@ async def recommend_batch_route(
 
 
 @router.post(
-    "/v1/events", response_model=EventsAccepted, status_code=201, tags=["history"], responses=errors(400, 413)
+    "/v1/events",
+    response_model=EventsAccepted,
+    status_code=201,
+    tags=["history"],
+    responses=errors(400, 413, 503),
 )
 async def post_events(
     request: Request,
@@ -99,7 +103,7 @@ async def post_events(
     settings: SettingsDep,
     body: Annotated[EventIn | Annotated[list[EventIn], Field(min_length=1)], Body()],
 ) -> Response:
-    """Append interactions to users' histories; 201 only once they are on disk."""
+    """Append interactions to users' histories; 201 only once they are durable, else 503."""
     events = body if isinstance(body, list) else [body]
     if not events:
         raise invalid(("body",), "no events given", "too_short")
@@ -123,7 +127,9 @@ async def post_events(
     return json_response({"accepted": len(rows), "unknown_items": unknown}, status_code=201)
 
 
-@router.get("/v1/users/{user_id}/history", response_model=UserHistory, tags=["history"])
+@router.get(
+    "/v1/users/{user_id}/history", response_model=UserHistory, tags=["history"], responses=errors(503)
+)
 async def user_history(
     user_id: str, history: HistoryDep, settings: SettingsDep, limit: int | None = Query(None, ge=1)
 ) -> Response:
@@ -177,12 +183,21 @@ async def live() -> Health:
 
 
 @router.get("/health/ready", response_model=Health, tags=["health"], responses={503: {"model": Health}})
-async def ready(store: StoreDep) -> Response:
-    """Ready only with a model loaded."""
+async def ready(request: Request, store: StoreDep) -> Response:
+    """Ready with a model loaded; "degraded" (still 200) while the shared store fails."""
+    # A store outage is not a reason to leave the balancer: every replica shares the store, so they
+    # would all leave at once, while each still answers reads (degraded) and refuses writes with 503.
+    health = request.app.state.store_health
+    state = health.summary()
     model = store.current
     if model is None:
-        return json_response({"status": "not ready", "model_version": None, "detail": store.last_error}, 503)
-    return json_response({"status": "ready", "model_version": model.version, "detail": None})
+        body = {"status": "not ready", "model_version": None, "detail": store.last_error, "store": state}
+        return json_response(body, 503)
+    detail = health.describe()
+    status_ = "ready" if detail is None else "degraded"
+    return json_response(
+        {"status": status_, "model_version": model.version, "detail": detail, "store": state}
+    )
 
 
 @router.get("/metrics", tags=["health"], response_class=PlainTextResponse)

@@ -71,7 +71,12 @@ class RecommendResponse(BaseModel):
     model_version: str
     arm: Arm
     items: list[ScoredItem]
-    fallback: Literal["popular"] | None
+    fallback: Literal["popular", "history_unavailable"] | None = Field(
+        description='null: the model ranked the items. "popular": the history held no item the model '
+        'knows, so the items are the most popular ones under the same filters. "history_unavailable": '
+        "the user's stored history could not be read (the shared store is down), so the items are the "
+        "most popular ones under the same filters and `exclude_seen` could not apply"
+    )
     unknown_items: list[str]
 
 
@@ -133,7 +138,26 @@ class ErrorDetail(BaseModel):
     detail: str
 
 
+class StoreOperation(BaseModel):
+    ok: bool
+    failing_since: str | None = Field(None, description="RFC 3339; when the current failure began")
+    error: str | None = None
+    failures: int = Field(0, description="Failed attempts since it began failing")
+
+
+class StoreState(BaseModel):
+    """The shared store (history, served answers, catalogue overlay) as this replica sees it."""
+
+    backend: str
+    reads: StoreOperation
+    writes: StoreOperation
+
+
 class Health(BaseModel):
-    status: str
+    status: str = Field(
+        description='"ready"; "degraded": ready, but the shared store is failing (reads degrade, '
+        'writes answer 503); "not ready": no model loaded (503); "ok" for liveness'
+    )
     model_version: str | None = None
     detail: str | None = None
+    store: StoreState | None = None

@@ -8,6 +8,8 @@ Three paths, chosen per query:
 - filtered (category and/or price): the `user` graph gives the user vector and numpy scores only the
   eligible items (argpartition), so k come back whenever k are eligible;
 - cold start (no known item in the history): popularity order under the same filters, flagged.
+Prices, categories and the items never to serve come from the request's `CatalogueView` (the trained
+catalogue with the live overlay applied, app/engine/catalogue.py), folded into `exclude`/`eligible`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.engine.ann import AnnIndex
+from app.engine.catalogue import EMPTY, CatalogueView, trained_view, unavailable_filter
 from app.engine.model import LoadedModel, Side
 from core.manifest import (
     HISTORY_INPUT,
@@ -30,7 +33,6 @@ from core.manifest import (
 )
 from core.topk import top_k_of
 
-EMPTY = np.zeros(0, np.int64)
 log = logging.getLogger(__name__)
 
 
@@ -57,7 +59,10 @@ class Result:
 
 
 def eligible_items(
-    model: LoadedModel, category_codes: list[int] | None, min_price: float | None, max_price: float | None
+    catalogue: CatalogueView | LoadedModel,
+    category_codes: list[int] | None,
+    min_price: float | None,
+    max_price: float | None,
 ) -> np.ndarray | None:
     """Sorted item indices passing the category and price filters; None when neither is set.
 
@@ -68,11 +73,11 @@ def eligible_items(
     if not category_codes and min_price is None and max_price is None:
         return None
     if category_codes:
-        parts = [model.items_by_category[c] for c in dict.fromkeys(category_codes)]
+        parts = [catalogue.items_by_category[c] for c in dict.fromkeys(category_codes)]
         cand = parts[0] if len(parts) == 1 else np.sort(np.concatenate(parts))
-        price = model.price[cand]
+        price = catalogue.price[cand]
     else:
-        cand, price = None, model.price
+        cand, price = None, catalogue.price
     keep = np.ones(len(price), bool)
     if min_price is not None:
         keep &= price >= min_price  # NaN compares False
@@ -133,30 +138,36 @@ def _plain(side: Side, queries: list[Query]) -> list[Result]:
     return results
 
 
+def _drop(cand: np.ndarray, exclude: np.ndarray) -> np.ndarray:
+    """`cand` (sorted, unique) without the ids of `exclude` (unique, any order): a binary search per
+    excluded id and one copy, never a pass that builds a catalogue-sized mask."""
+    if not len(exclude):
+        return cand
+    pos = np.searchsorted(cand, exclude)
+    inside = pos < len(cand)
+    pos = pos[inside]
+    hit = pos[cand[pos] == exclude[inside]]
+    return np.delete(cand, hit) if len(hit) else cand
+
+
 def _filtered(side: Side, queries: list[Query]) -> list[Result]:
     """User vectors from one ORT run, then exact numpy scoring of each query's eligible items.
 
     A small eligible set is gathered and scored alone; when it covers more than a quarter of the
-    catalogue, one matvec over the whole (contiguous) item matrix with a mask is cheaper than
-    gathering most of its rows.
+    catalogue, one matvec over the whole (contiguous) item matrix is cheaper than gathering most of
+    its rows. Excluded ids leave the sorted eligible set by binary search (`_drop`): building a
+    catalogue-sized mask instead cost ~0.2 ms per request at 100k items.
     """
     (user_vectors,) = side.user.run([USER_VECTOR_OUTPUT], _feeds(side, queries))
     results = []
     for row, q in enumerate(queries):
         assert q.eligible is not None
-        n = q.model.n_items
-        if len(q.eligible) * 4 > n:
-            allowed = np.zeros(n, bool)
-            allowed[q.eligible] = True
-            allowed[q.exclude] = False
-            cand = np.flatnonzero(allowed)
+        cand = _drop(q.eligible, q.exclude)
+        if len(q.eligible) * 4 > q.model.n_items:
             scores = side.item_vectors @ user_vectors[row]
             results.append(Result(*top_k_of(cand, scores[cand], q.k), None))
-            continue
-        cand = q.eligible
-        if len(q.exclude):
-            cand = cand[~np.isin(cand, q.exclude, assume_unique=True)]
-        results.append(Result(*top_k_of(cand, side.item_vectors[cand] @ user_vectors[row], q.k), None))
+        else:
+            results.append(Result(*top_k_of(cand, side.item_vectors[cand] @ user_vectors[row], q.k), None))
     return results
 
 
@@ -204,6 +215,7 @@ class UnknownCategory(ValueError):
 class Prepared:
     query: Query
     unknown_items: list[str]  # history ids the model does not know, first occurrence order
+    view: CatalogueView  # the catalogue the query was prepared against (the answer's fields read it)
 
 
 def prepare(
@@ -218,8 +230,11 @@ def prepare(
     min_price: float | None = None,
     max_price: float | None = None,
     side: str = "student",
+    view: CatalogueView | None = None,
 ) -> Prepared:
-    """Map raw ids to indices and filters to an eligible set. Raises UnknownCategory."""
+    """Map raw ids to indices and filters to an eligible set over `view` (default: the trained
+    catalogue); the view's unavailable items are never eligible. Raises UnknownCategory."""
+    view = trained_view(model) if view is None else view
     index = model.item_index
     known: list[int] = []
     unknown: dict[str, None] = {}
@@ -236,46 +251,53 @@ def prepare(
             excluded.add(i)
     codes: list[int] = []
     for pos, name in enumerate(categories or ()):
-        code = model.category_index.get(name)
+        code = view.category_index.get(name)
         if code is None:
             raise UnknownCategory(name, pos)
         codes.append(code)
+    exclude, eligible = unavailable_filter(
+        view,
+        np.fromiter(excluded, np.int64, len(excluded)) if excluded else EMPTY,
+        eligible_items(view, codes, min_price, max_price),
+    )
     query = Query(
         model=model,
         history=np.array(known, np.int64),
         k=k,
-        exclude=np.fromiter(excluded, np.int64, len(excluded)) if excluded else EMPTY,
-        eligible=eligible_items(model, codes, min_price, max_price),
+        exclude=exclude,
+        eligible=eligible,
         user=None if user_id is None else model.user_index.get(user_id),
         side=side,
     )
-    return Prepared(query, list(unknown))
+    return Prepared(query, list(unknown), view)
 
 
 def item_list(
-    model: LoadedModel, result: Result, fields: Sequence[str] | None = None
+    model: LoadedModel, result: Result, fields: Sequence[str] | None = None, view: CatalogueView | None = None
 ) -> list[dict[str, object]]:
     """[{item_id, score}] in rank order, as the API returns it; with `fields` (names from
-    `model.item_fields`), each item also carries those catalogue columns (None where unknown)."""
+    `model.item_fields`), each item also carries those catalogue columns from `view` (default: the
+    trained catalogue), None where unknown."""
     ids = model.item_ids[result.indices].tolist()
     items: list[dict[str, object]] = [
         {"item_id": i, "score": s} for i, s in zip(ids, result.scores.tolist(), strict=True)
     ]
     for name in fields or ():
-        items_column = catalogue_column(model, name, result.indices)
+        items_column = catalogue_column(view or model, name, result.indices)
         for item, value in zip(items, items_column, strict=True):
             item[name] = value
     return items
 
 
-def catalogue_column(model: LoadedModel, name: str, indices: np.ndarray) -> list[object]:
+def catalogue_column(catalogue: CatalogueView | LoadedModel, name: str, indices: np.ndarray) -> list[object]:
     """One catalogue column for the answer's items: category name, price, or an extra column."""
     if name == "category":
-        codes = model.category[indices].tolist()
-        return [model.categories[c] if c >= 0 else None for c in codes]
+        codes = catalogue.category[indices].tolist()
+        return [catalogue.categories[c] if c >= 0 else None for c in codes]
     if name == "price":
-        return [None if p != p else p for p in model.price[indices].astype(np.float64).tolist()]  # NaN: None
-    return [v or None for v in model.item_extra[name][indices].tolist()]
+        prices = catalogue.price[indices].astype(np.float64).tolist()
+        return [None if p != p else p for p in prices]  # NaN: None
+    return [v or None for v in catalogue.item_extra[name][indices].tolist()]
 
 
 def limit_blas_threads() -> Callable[[], None]:

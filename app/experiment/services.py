@@ -27,6 +27,7 @@ from app.engine.model_store import ModelStore
 from app.experiment.assignment import ARM_PAIRS, ArmsKind, Experiment
 from app.experiment.shadow import ShadowJob, ShadowMetrics, ShadowRunner
 from app.stores.factory import open_state_stores
+from app.stores.outage import storage_errors
 from app.stores.records import ExperimentExists, ExperimentRecord, Served
 
 if TYPE_CHECKING:
@@ -243,11 +244,20 @@ async def follow_experiments(services: ExperimentServices, interval_s: float) ->
     """Re-read the running experiment every `interval_s` (off the loop), so a start or stop through
     any replica reaches this one; errors are logged and the current experiment stays."""
     loop = asyncio.get_running_loop()
+    storage = storage_errors()
+    failing = False
     while True:
         await asyncio.sleep(interval_s)
         try:
             await loop.run_in_executor(None, services.refresh)
+            failing = False
         except asyncio.CancelledError:
             raise
+        except storage as exc:  # the store is down: one line per outage, not a traceback per poll
+            if not failing:
+                log.error(
+                    "experiment follower: cannot read the shared state (%s); keeping the current one", exc
+                )
+            failing = True
         except Exception:
             log.exception("experiment follower: cannot read the shared state; keeping the current one")

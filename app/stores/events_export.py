@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from app.config import Settings
@@ -22,14 +22,14 @@ COLUMNS = ("user_id", "item_id", "timestamp", "event")
 _SCAN = 1000  # keys per SCAN / pipeline page
 
 
-def _write_csv(out_csv: Path, rows: Iterable[tuple[object, ...]]) -> int:
-    """The rows under COLUMNS, atomically (temp file, fsync, rename): a pipeline never reads half."""
+def write_csv(out_csv: Path, rows: Iterable[Sequence[object]], columns: Sequence[str] = COLUMNS) -> int:
+    """The rows under `columns`, atomically (temp file, fsync, rename): a pipeline never reads half."""
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     count = 0
     with open_atomic(out_csv, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(COLUMNS)
+        writer.writerow(columns)
         for row in rows:
             writer.writerow(row)
             count += 1
@@ -51,7 +51,7 @@ def export_events(db_path: Path, out_csv: Path, since: int | None = None) -> int
         if since is not None:
             query += " AND ts >= ?"
             params = (since,)
-        return _write_csv(out_csv, conn.execute(query + " ORDER BY ts, id", params))
+        return write_csv(out_csv, conn.execute(query + " ORDER BY ts, id", params))
     finally:
         conn.close()
 
@@ -79,7 +79,7 @@ def export_events_redis(url: str, prefix: str, out_csv: Path, since: int | None 
     finally:
         r.close()
     rows.sort()  # timestamp, then the global sequence number: arrival order, as SQLite's rowid
-    return _write_csv(out_csv, ((user, item, ts, event) for ts, _, user, item, event in rows))
+    return write_csv(out_csv, ((user, item, ts, event) for ts, _, user, item, event in rows))
 
 
 def export_from_settings(settings: Settings, out_csv: Path, since: int | None = None) -> tuple[int, str]:

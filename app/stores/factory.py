@@ -6,7 +6,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from app.config import Settings
-from app.stores.protocols import ComparisonStore, ExperimentStore, FeedbackStore, HistoryStore
+from app.stores.protocols import (
+    CatalogueStore,
+    ComparisonStore,
+    ExperimentStore,
+    FeedbackStore,
+    HistoryStore,
+)
 
 
 class StateStores(NamedTuple):
@@ -37,10 +43,11 @@ def open_state_stores(settings: Settings) -> StateStores:
 
         assert settings.redis_url is not None
         url, prefix = settings.redis_url.get_secret_value(), settings.redis_prefix
+        timeout = settings.store_write_timeout_ms / 1000  # a lost Redis: a bounded wait, then a 503
         return StateStores(
-            RedisFeedbackStore(url, prefix),
-            RedisComparisonStore(url, prefix),
-            RedisExperimentStore(url, prefix),
+            RedisFeedbackStore(url, prefix, timeout=timeout),
+            RedisComparisonStore(url, prefix, timeout),
+            RedisExperimentStore(url, prefix, timeout),
         )
     from app.stores.comparisons_sqlite import SqliteComparisonStore
     from app.stores.experiments_sqlite import SqliteExperimentStore
@@ -52,3 +59,17 @@ def open_state_stores(settings: Settings) -> StateStores:
         SqliteComparisonStore(path),
         SqliteExperimentStore(path, settings.history_synchronous),
     )
+
+
+def open_catalogue(settings: Settings) -> CatalogueStore:
+    """The live catalogue overlay: the SQLite state db, or Redis. Its client times out like a write
+    (RECDISTILL_STORE_WRITE_TIMEOUT_MS), so an admin change or a poll never hangs on a lost store."""
+    timeout = settings.store_write_timeout_ms / 1000
+    if settings.history_backend == "redis":
+        from app.stores.catalogue_redis import RedisCatalogueStore
+
+        assert settings.redis_url is not None
+        return RedisCatalogueStore(settings.redis_url.get_secret_value(), settings.redis_prefix, timeout)
+    from app.stores.catalogue_sqlite import SqliteCatalogueStore
+
+    return SqliteCatalogueStore(settings.state_db_path, settings.history_synchronous)

@@ -156,18 +156,24 @@ class RedisPinStore:
             raise PinError(f"{self.where}: cannot clear the {self.what}: {exc}") from exc
 
 
-def open_pins(models_dir: Path, backend: str, redis_url: str | None, prefix: str) -> PinStore:
-    """The pin store the settings select (see the module docstring): Redis with the redis backend."""
+def open_pins(
+    models_dir: Path, backend: str, redis_url: str | None, prefix: str, timeout: float = 5.0
+) -> PinStore:
+    """The pin store the settings select (see the module docstring): Redis with the redis backend.
+    `timeout`: seconds a Redis call may take (the service passes a short one: `/v1/models` reads
+    the pin, and must not hang on a Redis that stopped answering)."""
     if backend == "redis":
         assert redis_url is not None  # Settings refuses redis without a URL
-        return RedisPinStore(redis_url, prefix)
+        return RedisPinStore(redis_url, prefix, timeout)
     return FilePinStore(models_dir)
 
 
-def open_candidate_marks(models_dir: Path, backend: str, redis_url: str | None, prefix: str) -> PinStore:
+def open_candidate_marks(
+    models_dir: Path, backend: str, redis_url: str | None, prefix: str, timeout: float = 5.0
+) -> PinStore:
     """Where the admin-set candidate lives, chosen like the pin: `<prefix>models:candidate` with the
     redis backend, else the file `CANDIDATE` beside LATEST."""
     if backend == "redis":
         assert redis_url is not None  # Settings refuses redis without a URL
-        return RedisPinStore(redis_url, prefix, key=CANDIDATE_KEY, what="candidate")
+        return RedisPinStore(redis_url, prefix, timeout, key=CANDIDATE_KEY, what="candidate")
     return FilePinStore(models_dir, CANDIDATE_FILE, what="candidate")

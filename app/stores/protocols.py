@@ -13,6 +13,8 @@ from typing import Protocol
 import numpy as np
 
 from app.stores.records import (
+    CatalogueChange,
+    CatalogueSnapshot,
     Comparison,
     ComparisonRows,
     Event,
@@ -137,6 +139,27 @@ class ExperimentStore(Protocol):
 
     def update(self, record: ExperimentRecord) -> None:
         """Replace the stored experiment of `record.name` (stop, reset)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class CatalogueStore(Protocol):
+    """The live catalogue overlay (availability, price, category, extra fields, registered items),
+    shared by every replica. Blocking calls: the service runs them off the event loop."""
+
+    def generation(self) -> int:
+        """A number that grows with every update (0: never updated): what each replica polls."""
+        ...
+
+    def snapshot(self) -> CatalogueSnapshot:
+        """Every entry, with the generation they make up (read in one consistent step)."""
+        ...
+
+    def update(self, item_ids: Sequence[str], change: CatalogueChange) -> int:
+        """Atomically, for each item: read its entry, store what `change` returns (None: delete);
+        then bump the generation and return it. Durable before it returns. An exception from
+        `change` aborts the whole update: nothing is stored."""
         ...
 
     def close(self) -> None: ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -205,3 +205,53 @@ class ExperimentRecord:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ExperimentRecord:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """An operator's word on one item, laid over what the served version was trained with (the live
+    catalogue overlay, app/engine/catalogue.py). It applies to every version that knows the item.
+
+    `price` and `category` None: the trained value stands. `fields`: extra catalogue columns (title,
+    url, ...) by name. `registered`: an item the operator added before any version knew it; kept so
+    that `recdistill catalogue export` hands its metadata to the next retrain.
+    """
+
+    item_id: str
+    available: bool = True  # False: never served, by any arm, the shadow or /v1/compare
+    price: float | None = None
+    category: str | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    registered: bool = False
+    updated_at: float = 0.0  # epoch seconds of the last change
+
+    @property
+    def empty(self) -> bool:
+        """Nothing overridden and not registered: the entry can be deleted."""
+        return (
+            self.available
+            and self.price is None
+            and self.category is None
+            and not self.fields
+            and not self.registered
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "fields": dict(self.fields)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CatalogueEntry:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class CatalogueSnapshot:
+    """Every catalogue entry, read together with the generation they make up."""
+
+    generation: int  # 0: never updated
+    entries: dict[str, CatalogueEntry]
+
+
+# Given an item id and its stored entry (None: none), the entry to store (None: delete it). It may
+# raise to abort the whole update; a store may call it more than once (a retried transaction).
+CatalogueChange = Callable[[str, CatalogueEntry | None], CatalogueEntry | None]

@@ -110,12 +110,26 @@ class ServedLog:
         return len(batch)
 
     def _run(self) -> None:
+        """Flush every interval. A failing store is logged once per outage (one line, no traceback:
+        the storage failed, not the code), and its answers stay buffered until a flush succeeds."""
+        failing = False
         while not self._closed.is_set():
             self._wake.wait(self._flush_interval)
             try:
-                self.flush()
-            except self._flush_errors:
-                logger.exception("served-answer log (%s): flush failed; will retry", self._describe())
+                written = self.flush()
+            except self._flush_errors as exc:
+                if not failing:
+                    logger.error(
+                        "served-answer log (%s): flush failed (%s: %s); answers stay buffered, retrying",
+                        self._describe(), type(exc).__name__, exc,
+                    )  # fmt: skip
+                failing = True
+                continue
+            if failing:
+                logger.warning(
+                    "served-answer log (%s): flushing again (%d answers stored)", self._describe(), written
+                )
+                failing = False
 
     def _stop_writer(self) -> None:
         self._closed.set()
