@@ -36,8 +36,17 @@ def _positive_int(raw: str) -> int:
     return value
 
 
-def _config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="configs/synthetic.toml", help="pipeline config (TOML)")
+DEFAULT_CONFIG = "configs/synthetic.toml"  # the built-in shop, from the repository root
+
+
+def _config_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    """--config and --set; `required`: a command about the user's own data has no default to fall back on."""
+    if required:
+        parser.add_argument("--config", required=True, help="pipeline config (TOML) naming the data")
+    else:
+        parser.add_argument(
+            "--config", default=DEFAULT_CONFIG, help=f"pipeline config (TOML; {DEFAULT_CONFIG})"
+        )
     parser.add_argument(
         "--set",
         action="append",
@@ -107,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--cache-dir", default="data/cache")
     fetch.set_defaults(func="offline.cmd_data_fetch", needs="training")
     check = data.add_parser("check", help="load and validate the configured data; print a summary")
-    _config_args(check)
+    _config_args(check, required=True)
     check.set_defaults(func="offline.cmd_data_check", needs="training")
     teacher = add(
         "teacher", "offline.cmd_teacher", "train (or import: teacher.source) the teacher into work_dir"
