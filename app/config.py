@@ -5,11 +5,18 @@ Validators fail fast at start-up so a bad deployment never reaches its first req
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.names import closest
+
+log = logging.getLogger(__name__)
 
 
 class Settings(BaseSettings):
@@ -122,6 +129,19 @@ class Settings(BaseSettings):
 
 
 ENV_PREFIX = "RECDISTILL_"
+# RECDISTILL_* variables that are not settings of the service: read by the test and build scripts.
+NOT_SETTINGS = frozenset(
+    {
+        "RECDISTILL_ML100K_CACHE",  # the MovieLens-100k cache the tests use (scripts/test-deps.sh)
+        "RECDISTILL_REQUIRE_ALL_TESTS",  # a skipped test fails the run (.ci/run, tests/conftest.py)
+        "RECDISTILL_VENV_BIN",  # scripts/test-deps.sh
+        "RECDISTILL_SKIP_DOCKER_TEST",  # .ci/run
+        "RECDISTILL_IMAGE",  # scripts/docker-test.sh, with the three below
+        "RECDISTILL_READY_SECS",
+        "RECDISTILL_ENGINE",
+        "RECDISTILL_PYTHON",
+    }
+)
 
 
 class SettingsError(ValueError):
@@ -145,8 +165,28 @@ def settings_error_line(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One line per `RECDISTILL_*` name in `environ` that is no setting (a typo such as
+    RECDISTILL_SHADOWRATE would otherwise be ignored without a word), naming the closest setting."""
+    fields = [name.upper() for name in Settings.model_fields]
+    lines = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper[len(ENV_PREFIX) :] in fields or upper in NOT_SETTINGS:
+            continue
+        # Compared without the prefix every name shares, which would make any two names look alike.
+        match = closest(upper[len(ENV_PREFIX) :], fields)
+        lines.append(
+            f"{name}: not a setting, ignored" + (f" (did you mean {ENV_PREFIX}{match}?)" if match else "")
+        )
+    return lines
+
+
 def load_settings(**overrides: object) -> Settings:
-    """`Settings` from the environment (plus explicit overrides); SettingsError, one line, on bad input."""
+    """`Settings` from the environment (plus explicit overrides); SettingsError, one line, on bad input.
+    An unknown `RECDISTILL_*` variable is a warning, not an error: the service still starts."""
+    for line in unknown_variables(os.environ):
+        log.warning(line)
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

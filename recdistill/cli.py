@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -36,8 +37,17 @@ def _positive_int(raw: str) -> int:
     return value
 
 
-def _config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="configs/synthetic.toml", help="pipeline config (TOML)")
+DEFAULT_CONFIG = "configs/synthetic.toml"  # the built-in shop, from the repository root
+
+
+def _config_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    """--config and --set; `required`: a command about the user's own data has no default to fall back on."""
+    if required:
+        parser.add_argument("--config", required=True, help="pipeline config (TOML) naming the data")
+    else:
+        parser.add_argument(
+            "--config", default=DEFAULT_CONFIG, help=f"pipeline config (TOML; {DEFAULT_CONFIG})"
+        )
     parser.add_argument(
         "--set",
         action="append",
@@ -53,20 +63,25 @@ def _models_parser(sub: Any) -> None:
     models = sub.add_parser("models", help="published versions: list, show, diff, promote, pin, rollback")
     cmds = models.add_subparsers(dest="models_command", required=True)
 
-    def add(name: str, func: str, help_: str) -> argparse.ArgumentParser:
+    def add(name: str, func: str, help_: str, json: bool = False) -> argparse.ArgumentParser:
         p = cmds.add_parser(name, help=help_, description=help_)
         p.add_argument("--models", default="models", help="the models folder (as for serve)")
+        if json:
+            p.add_argument("--json", action="store_true", help="the raw form, as JSON (for scripts)")
         p.set_defaults(func=f"models.{func}", needs=None)
         return p
 
     add(
-        "list", "cmd_list", "every version: created_at, dataset, NDCG@10, sizes, LATEST and pinned"
-    ).add_argument("--json", action="store_true")
-    add("show", "cmd_show", "one version's manifest summary").add_argument("version")
-    diff = add("diff", "cmd_diff", "two versions' offline metrics, agreement and sizes side by side")
+        "list", "cmd_list", "every version: created_at, dataset, NDCG@10, sizes, LATEST and pinned", json=True
+    )
+    show = add(
+        "show", "cmd_show", "one version on one screen: data, models, metrics, gates, parity, files", True
+    )
+    show.add_argument("version")
+    diff = add("diff", "cmd_diff", "two versions' offline metrics, agreement and sizes: what differs", True)
     diff.add_argument("a")
     diff.add_argument("b")
-    diff.add_argument("--json", action="store_true")
+    diff.add_argument("--all", action="store_true", help="every row, also the values that are the same")
     add("promote", "cmd_promote", "verify a version and switch LATEST to it").add_argument("version")
     add(
         "pin", "cmd_pin", "verify a version and pin it: every replica serves it, polling never moves"
@@ -107,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--cache-dir", default="data/cache")
     fetch.set_defaults(func="offline.cmd_data_fetch", needs="training")
     check = data.add_parser("check", help="load and validate the configured data; print a summary")
-    _config_args(check)
+    _config_args(check, required=True)
     check.set_defaults(func="offline.cmd_data_check", needs="training")
     teacher = add(
         "teacher", "offline.cmd_teacher", "train (or import: teacher.source) the teacher into work_dir"
@@ -237,6 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `recdistill models show V | head`: the reader stopped; not an error to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 141  # as a command killed by SIGPIPE
     except Exception as exc:
         if type(exc).__name__ == "GateError":  # one line per failed gate; no version, LATEST untouched
             print("\n".join(exc.lines), file=sys.stderr)  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ from app.config import load_settings
 from app.engine import versions
 from app.engine.model_store import ReloadRefused, latest_version
 from app.stores.pins import Pin, PinError, PinStore, open_pins
+from recdistill.model_views import diff_lines, list_lines, show_lines, state
 
 
 def _pins(models_dir: Path) -> PinStore:
@@ -42,8 +43,14 @@ def served_version(models_dir: Path) -> str:
     return version
 
 
-def _num(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+def _folder(args: argparse.Namespace) -> Path:
+    """--models, which must be a folder: a typo would otherwise read as "no versions"."""
+    models = Path(args.models)
+    if not models.is_dir():
+        raise versions.VersionError(
+            f"{models}: no such folder (--models names the folder versions are published to)"
+        )
+    return models
 
 
 def _print_json(payload: Any) -> None:
@@ -51,59 +58,41 @@ def _print_json(payload: Any) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    models = Path(args.models)
+    models = _folder(args)
     pin = _pins(models).get()
     rows = versions.list_versions(models, _latest(models), pin.version if pin else None)
     if args.json:
         _print_json(rows)
-        return 0
-    if not rows:
-        print(f"no versions under {models}")
-        return 0
-    header = f"{'version':<24} {'created_at':<26} {'dataset':<12} {'ndcg@10 T':>10} {'ndcg@10 S':>10}"
-    print(header + f" {'parameters T/S':>19} {'MB':>8}  flags")
-    for r in rows:
-        flags = " ".join(f for f, on in (("LATEST", r["latest"]), ("PINNED", r["pinned"])) if on)
-        if r["error"]:
-            print(f"{r['version']:<24} unreadable: {r['error']}  {flags}".rstrip())
-            continue
-        p, ndcg = r["parameters"], r["ndcg@10"]
-        print(
-            f"{r['version']:<24} {r['created_at']:<26} {r['dataset']:<12} {_num(ndcg['teacher']):>10} "
-            f"{_num(ndcg['student']):>10} {p['teacher']:>9,}/{p['student']:<9,} "
-            f"{r['bytes']['total'] / 1e6:>8.2f}  {flags}".rstrip()
-        )
+    elif not rows:
+        print(f"no versions under {models} (`recdistill pipeline` publishes one)")
+    else:
+        print("\n".join(list_lines(rows)))
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    _print_json(versions.show(Path(args.models), args.version))
+    models = _folder(args)
+    summary = versions.show(models, args.version)
+    if args.json:
+        _print_json(summary)
+        return 0
+    pin = _pins(models).get()
+    flags = state(_latest(models) == args.version, pin is not None and pin.version == args.version)
+    print("\n".join(show_lines(summary, models / args.version, flags)))
     return 0
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    d = versions.diff(Path(args.models), args.a, args.b)
+    d = versions.diff(_folder(args), args.a, args.b)
     if args.json:
         _print_json(d)
-        return 0
-    a, b = d["a"], d["b"]
-    print(f"{'':<32} {a:>14} {b:>14} {'delta':>12}")
-    print(f"{'created_at':<32} {d['created_at'][a][:19]:>14} {d['created_at'][b][:19]:>14}")
-    if not d["same_dataset"]:
-        print("datasets differ (fingerprints): metrics are not directly comparable")
-    for section in ("test", "agreement", "parameters", "bytes"):
-        for key, row in d[section].items():
-            digits = 0 if section in ("parameters", "bytes") else 4
-            delta = row["delta"]
-            shown = "-" if delta is None else f"{delta:+.{digits}f}"
-            print(
-                f"{section + ' ' + key:<32} {_num(row[a], digits):>14} {_num(row[b], digits):>14} {shown:>12}"
-            )
+    else:
+        print("\n".join(diff_lines(d, everything=args.all)))
     return 0
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    models = Path(args.models)
+    models = _folder(args)
     versions.promote(models, args.version)
     pin = _pins(models).get()
     note = f" (pinned to {pin.version}: served once unpinned)" if pin else ""
@@ -112,7 +101,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_pin(args: argparse.Namespace) -> int:
-    models = Path(args.models)
+    models = _folder(args)
     versions.verify(models, args.version)
     store = _pins(models)
     store.set(Pin.now(args.version, "cli"))
@@ -121,7 +110,7 @@ def cmd_pin(args: argparse.Namespace) -> int:
 
 
 def cmd_unpin(args: argparse.Namespace) -> int:
-    models = Path(args.models)
+    models = _folder(args)
     store = _pins(models)
     pin = store.get()
     store.clear()
@@ -132,7 +121,7 @@ def cmd_unpin(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     """Pin the version published before the current one (the pin, else LATEST)."""
-    models = Path(args.models)
+    models = _folder(args)
     store = _pins(models)
     pin = store.get()
     current = pin.version if pin else _latest(models)

@@ -15,12 +15,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from recdistill.cli import DEFAULT_CONFIG
+
 
 def _load(args: argparse.Namespace) -> Any:
     from training.config import load_config
 
     if not Path(args.config).is_file():
-        raise FileNotFoundError(f"{args.config}: no such config file")
+        default = " (the default when --config is not given: run from the repository root, or pass --config)"
+        raise FileNotFoundError(
+            f"{args.config}: no such config file{default if args.config == DEFAULT_CONFIG else ''}"
+        )
     return load_config(Path(args.config), args.set)
 
 

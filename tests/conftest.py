@@ -22,4 +22,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if skipped and exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if reporter is not None:
-            reporter.write_line(f"{REQUIRE_ALL}=1: {skipped} test(s) skipped; every test must run here", red=True)
+            reporter.write_line(
+                f"{REQUIRE_ALL}=1: {skipped} test(s) skipped; every test must run here", red=True
+            )

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from core.names import did_you_mean, model_keys
+
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the file or key."""
@@ -369,34 +371,40 @@ def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
-def _format_validation(err: ValidationError, origin: str) -> str:
-    lines = [f"{origin}: invalid configuration"]
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        lines.append(f"  {loc}: {e['msg']}")
-    return "\n".join(lines)
+def _format_validation(err: ValidationError, path: Path | None, set_keys: list[str]) -> str:
+    """One clause per error naming where the value came from (the file, or the `--set` that set it)
+    and its full dotted key; an unknown key also names the closest valid one."""
+    clauses = []
+    for e in err.errors(include_url=False):
+        key, unknown = ".".join(str(p) for p in e["loc"]), e["type"] == "extra_forbidden"
+        under = [k for k in set_keys if k.startswith(key + ".")]  # a section's check, a set key under it
+        setter = next((k for k in set_keys if k == key or key.startswith(k + ".")), None)
+        setter = setter or (under[0] if unknown and under else None)  # --set a.b.c where a.b is unknown
+        where = f"--set {setter}" if setter else str(path or "defaults") + (" and --set" if under else "")
+        where += "" if setter == key or not key else f": {key}"
+        why = f"unknown key{did_you_mean(key, model_keys(PipelineConfig))}" if unknown else str(e["msg"])
+        clauses.append(f"{where}: {why.removeprefix('Value error, ')}")
+    return "; ".join(clauses)
 
 
 def load_config(path: Path | None, overrides: list[str] | None = None) -> PipelineConfig:
     """Read a TOML config (or the defaults when path is None) and apply `key=value` overrides."""
     tree: dict[str, Any] = {}
-    origin = "defaults"
     if path is not None:
-        origin = str(path)
         try:
             tree = tomllib.loads(Path(path).read_text())
         except FileNotFoundError as exc:
             raise ConfigError(f"{path}: no such config file") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    set_keys = []
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r}: expected key=value")
+        set_keys.append(key.strip())
         _set_path(tree, key.strip(), _parse_value(raw.strip()))
     try:
         return PipelineConfig.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(
-            _format_validation(exc, origin + (" with --set overrides" if overrides else ""))
-        ) from exc
+        raise ConfigError(_format_validation(exc, path, set_keys)) from exc

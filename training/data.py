@@ -430,6 +430,18 @@ def extend_interactions(
     )
 
 
+def _require_files(cfg: DataConfig) -> None:
+    """DataError naming the missing file and the config key that named it, before anything is read."""
+    if cfg.source == "file" and cfg.path is None:
+        raise DataError("data.path is required when data.source = 'file'")
+    named = [("data.path", cfg.path), ("data.items_path", cfg.items_path)] if cfg.source == "file" else []
+    named += [(f"data.extra_paths[{i}]", path) for i, path in enumerate(cfg.extra_paths)]
+    for key, path in named:
+        if path is not None and not Path(path).is_file():
+            relative = "" if Path(path).is_absolute() else f", relative to {Path.cwd()}"
+            raise DataError(f"no such file (named by {key}{relative})", file=str(path))
+
+
 def load_interactions(cfg: DataConfig, *, seed: int = 0) -> Interactions:
     """The configured source, then every `cfg.extra_paths` log appended in order.
 
@@ -444,9 +456,8 @@ def load_interactions(cfg: DataConfig, *, seed: int = 0) -> Interactions:
     from training.synthetic import generate_synthetic
     from training.tabular import read_items
 
+    _require_files(cfg)
     if cfg.source == "file":
-        if cfg.path is None:
-            raise DataError("data.path is required when data.source = 'file'")
         items = (
             read_items(cfg.items_path, cfg.item_columns, cfg.attribute_separator)
             if cfg.items_path is not None

@@ -156,6 +156,8 @@ def show(models_dir: Path, version: str) -> dict[str, Any]:
         "retrieval": m.retrieval.model_dump(mode="json"),
         "metrics": m.metrics,
         "parity": m.parity,
+        "teacher_source": m.teacher_source.model_dump(mode="json") if m.teacher_source else None,
+        "report": m.report,
     }
 
 

@@ -51,6 +51,53 @@ def test_unknown_set_key_and_malformed_set_exit_2(capsys) -> None:
     assert "expected key=value" in capsys.readouterr().err
 
 
+def test_unknown_config_key_names_the_closest_valid_one(tmp_path: Path, capsys) -> None:
+    """Regression: an unknown key answered "Extra inputs are not permitted", naming neither the fix nor
+    where the key came from."""
+    assert main(["data", "check", "--config", str(TINY), "--set", "teacher.epochz=3"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == "recdistill data check: error: --set teacher.epochz: unknown key (did you mean teacher.epochs?)\n"
+    )
+    cfg = tmp_path / "shop.toml"
+    cfg.write_text("[student]\nhiden = [32]\n")
+    assert main(["data", "check", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"recdistill data check: error: {cfg}: student.hiden: unknown key (did you mean student.hidden?)\n"
+    )
+
+
+def test_a_missing_data_file_names_the_config_key(tmp_path: Path, capsys) -> None:
+    """Regression: the message named the file but not `data.path`, the key that named it."""
+    cfg = tmp_path / "file.toml"
+    cfg.write_text(f'[data]\nsource = "file"\npath = "{tmp_path / "orders.csv"}"\n')
+    assert main(["data", "check", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"recdistill data check: error: {tmp_path / 'orders.csv'}: no such file (named by data.path)\n"
+    )
+
+
+def test_data_check_needs_a_config(capsys) -> None:
+    """Regression: without --config it checked configs/synthetic.toml, a default the user never named."""
+    with pytest.raises(SystemExit) as exc:
+        main(["data", "check"])
+    assert exc.value.code == 2
+    assert "the following arguments are required: --config" in capsys.readouterr().err
+
+
+def test_a_missing_default_config_says_it_was_the_default(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)  # outside the repository: configs/synthetic.toml is not here
+    assert main(["teacher"]) == 2
+    assert capsys.readouterr().err == (
+        "recdistill teacher: error: configs/synthetic.toml: no such config file (the default when --config "
+        "is not given: run from the repository root, or pass --config)\n"
+    )
+
+
 def test_missing_config_file_exits_2(tmp_path: Path, capsys) -> None:
     assert main(["pipeline", "--config", str(tmp_path / "nope.toml")]) == 2
     assert "nope.toml" in capsys.readouterr().err

@@ -363,6 +363,38 @@ def test_load_interactions_file_source_needs_a_path():
         load_interactions(DataConfig(source="file"))
 
 
+def test_a_missing_data_file_names_the_file_and_the_config_key_that_named_it(tmp_path, monkeypatch):
+    """Regression: a missing data file was named, but not `data.path`, the key the user must fix."""
+    log = write(tmp_path / "log.csv", "user_id,item_id,timestamp\nu1,A,1\n")
+    gone = tmp_path / "gone.csv"
+    cases = [
+        (DataConfig(source="file", path=gone), f"{gone}: no such file (named by data.path)"),
+        (
+            DataConfig(source="file", path=log, items_path=gone),
+            f"{gone}: no such file (named by data.items_path)",
+        ),
+        (
+            DataConfig(source="synthetic", extra_paths=[log, gone]),
+            f"{gone}: no such file (named by data.extra_paths[1])",
+        ),
+    ]
+    for cfg, message in cases:
+        with pytest.raises(DataError) as err:
+            load_interactions(cfg)
+        assert str(err.value) == message
+    monkeypatch.chdir(tmp_path)  # a relative path says where it was looked for
+    with pytest.raises(DataError) as err:
+        load_interactions(DataConfig(source="file", path=Path("data/orders.csv")))
+    assert str(err.value) == f"data/orders.csv: no such file (named by data.path, relative to {tmp_path})"
+    # a file the source does not read is not required: items_path belongs to source = "file"
+    synthetic = DataConfig(
+        source="synthetic",
+        items_path=gone,
+        synthetic=SyntheticConfig(n_users=20, n_items=10, n_interactions=60),
+    )
+    assert load_interactions(synthetic).n_users > 0
+
+
 def test_load_interactions_synthetic_adds_the_pipeline_seed():
     small = SyntheticConfig(n_users=30, n_items=40, n_interactions=300, n_categories=4, seed=3)
     cfg = DataConfig(source="synthetic", synthetic=small)
