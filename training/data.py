@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 NO_CATEGORY = -1
+# A user evaluated by leave_last_out gives their own validation and test interaction: fewer than two
+# rows would take one from the user before them in the sorted log.
+MIN_EVALUATED_INTERACTIONS = 2
 
 
 class DataError(ValueError):
@@ -166,10 +169,24 @@ class Split:
         )
 
 
+def time_order(log: Interactions) -> np.ndarray:
+    """int64 [n]: the rows grouped by user, each user's oldest first (a stable sort: ties keep file
+    order). The one order of a user's interactions: the split, the service's seed and the holdout."""
+    return np.lexsort((log.timestamp, log.user))
+
+
 def leave_last_out(log: Interactions, min_interactions: int = 3) -> Split:
-    """Split per user by time; see `Split`. O(n log n), vectorised."""
-    # lexsort is stable: primary key user, secondary timestamp, ties keep file order.
-    order = np.lexsort((log.timestamp, log.user))
+    """Split per user by time; see `Split`. O(n log n), vectorised.
+
+    Raises ValueError when `min_interactions` < 2: a user with one interaction would take their
+    validation row from the user before them, so one user's test item became another's train item.
+    """
+    if min_interactions < MIN_EVALUATED_INTERACTIONS:
+        raise ValueError(
+            f"min_interactions must be at least {MIN_EVALUATED_INTERACTIONS}, got {min_interactions}: "
+            "an evaluated user needs a validation and a test interaction of their own"
+        )
+    order = time_order(log)
     users, items, ts, w = log.user[order], log.item[order], log.timestamp[order], log.weight[order]
     counts = np.bincount(users, minlength=log.n_users)
     ends = np.cumsum(counts)  # one past each user's last row
