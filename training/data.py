@@ -24,6 +24,8 @@ NO_CATEGORY = -1
 # A user evaluated by leave_last_out gives their own validation and test interaction: fewer than two
 # rows would take one from the user before them in the sorted log.
 MIN_EVALUATED_INTERACTIONS = 2
+NO_EVENT = -1  # Interactions.event code of a row whose log names no event type
+_MAX_EVENT_TYPES = int(np.iinfo(np.int16).max)
 
 
 class DataError(ValueError):
@@ -92,6 +94,11 @@ class Interactions:
     weight: np.ndarray  # float32 [n]
     user_ids: np.ndarray  # str [n_users]
     catalog: Catalog
+    # Event types, kept when a log has an event column (data.columns.event) so the service's history
+    # can tell a view from a purchase: int16 [n] codes into `event_types`, NO_EVENT where the row's
+    # log had none. None: no log named event types.
+    event: np.ndarray | None = None
+    event_types: tuple[str, ...] = ()
 
     @property
     def n_users(self) -> int:
@@ -121,7 +128,17 @@ class Interactions:
         digest.update("\x1f".join(self.catalog.attributes).encode())
         for ids in (self.user_ids, self.catalog.item_ids):
             digest.update("\x1f".join(ids.tolist()).encode())
+        if self.event is not None:  # a log without event types keeps the fingerprint it always had
+            digest.update(np.ascontiguousarray(self.event).tobytes())
+            digest.update("\x1f".join(self.event_types).encode())
         return digest.hexdigest()
+
+    def event_names(self) -> np.ndarray | None:
+        """str [n]: each row's event type ("" where its log named none), or None without event types."""
+        if self.event is None:
+            return None
+        names = np.array([*self.event_types, ""], dtype=str)
+        return names[np.where(self.event == NO_EVENT, len(self.event_types), self.event)]
 
 
 @dataclass(frozen=True)
@@ -287,6 +304,7 @@ class RawLog:
     item: np.ndarray  # str [n]
     timestamp: np.ndarray  # int64 [n], epoch seconds
     weight: np.ndarray  # float32 [n]
+    event: np.ndarray | None = None  # str [n]: the event column (data.columns.event); None: none
 
     def __len__(self) -> int:
         return len(self.user)
@@ -318,6 +336,7 @@ def build_interactions(name: str, log: RawLog, items: RawItems | None = None) ->
     all_items, item_ids = index_ids(np.concatenate([np.asarray(log.item, dtype=str), meta_ids]))
     item = all_items[: len(log)]
     catalog = make_catalog(item_ids, items, all_items[len(log) :])
+    event, event_types = (None, ()) if log.event is None else event_codes(*index_ids(log.event))
     return Interactions(
         name=name,
         user=user,
@@ -326,7 +345,16 @@ def build_interactions(name: str, log: RawLog, items: RawItems | None = None) ->
         weight=np.asarray(log.weight, dtype=np.float32),
         user_ids=user_ids,
         catalog=catalog,
+        event=event,
+        event_types=event_types,
     )
+
+
+def event_codes(codes: np.ndarray, types: np.ndarray | list[str]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """(int16 codes, event type names) for `Interactions.event`; DataError past int16's range."""
+    if len(types) > _MAX_EVENT_TYPES:
+        raise DataError(f"{len(types)} distinct event types; at most {_MAX_EVENT_TYPES} are supported")
+    return np.asarray(codes).astype(np.int16), tuple(str(t) for t in types)
 
 
 def make_catalog(item_ids: np.ndarray, items: RawItems | None, meta_rows: np.ndarray) -> Catalog:
@@ -407,7 +435,8 @@ def append_log(base: Interactions, log: RawLog) -> Interactions:
     """
     user, user_ids = _extend_ids(base.user_ids, log.user)
     item, item_ids = _extend_ids(base.catalog.item_ids, log.item)
-    return extend_interactions(base, user, item, log.timestamp, log.weight, user_ids, item_ids)
+    events = None if log.event is None else event_codes(*_extend_ids(np.array(base.event_types), log.event))
+    return extend_interactions(base, user, item, log.timestamp, log.weight, user_ids, item_ids, events)
 
 
 def extend_interactions(
@@ -418,11 +447,13 @@ def extend_interactions(
     weight: np.ndarray,
     user_ids: np.ndarray,
     item_ids: np.ndarray,
+    events: tuple[np.ndarray, tuple[str, ...]] | None = None,
 ) -> Interactions:
     """`base` followed by rows already indexed against `user_ids`/`item_ids`, base's maps extended.
 
     The one place that appends (append_log here, append_files in training/stream.py), so both give
     the same result: new items get NO_CATEGORY and a NaN price, as an event log carries no metadata.
+    `events`: the new rows' (codes, event types), the types extending base's (None: no event column).
     """
     n_new = len(item_ids) - base.n_items
     old = base.catalog
@@ -436,6 +467,13 @@ def extend_interactions(
         attr_index=old.attr_index,
         extra={name: np.concatenate([col, np.full(n_new, "", dtype=str)]) for name, col in old.extra.items()},
     )
+    event, event_types = base.event, base.event_types
+    if events is not None or base.event is not None:
+        new, event_types = events if events is not None else (None, base.event_types)
+        event = np.concatenate([
+            base.event if base.event is not None else np.full(len(base), NO_EVENT, np.int16),
+            new if new is not None else np.full(len(user), NO_EVENT, np.int16),
+        ]).astype(np.int16)  # fmt: skip
     return Interactions(
         name=base.name,
         user=np.concatenate([base.user, user]),
@@ -444,6 +482,8 @@ def extend_interactions(
         weight=np.concatenate([base.weight, np.asarray(weight, dtype=np.float32)]),
         user_ids=user_ids,
         catalog=catalog,
+        event=event,
+        event_types=event_types,
     )
 
 
