@@ -408,10 +408,16 @@ def evaluate_all(cfg: PipelineConfig, data: Interactions, split: Split, trained:
     models["student"] = (student_score_fn(trained.student), trained.student.history_len)
     if trained.scratch is not None:
         models["scratch"] = (student_score_fn(trained.scratch), trained.scratch.history_len)
+    if (source := soft_label_source(cfg, trained)) is not None:  # what the student learned from
+        models[SOFT_LABEL_SOURCE] = (teacher_score_fn(source), source.history_len)
     peers, peer_records, peers_skipped = fit_peers(cfg, full, split)
     models |= peers
     metrics, tops = evaluate_models(split, models, e.k, e.recall_k, e.batch_size, test_history=e.test_history)
-    agreement = {name: mean_agreement(tops[name], tops["teacher"], e.k) for name in tops if name != "teacher"}
+    agreement = {
+        name: mean_agreement(tops[name], tops["teacher"], e.k)
+        for name in tops
+        if name not in ("teacher", SOFT_LABEL_SOURCE)
+    }
     sweep = []
     for temperature, model in trained.sweep:
         swept, _ = evaluate_models(
@@ -429,6 +435,21 @@ def evaluate_all(cfg: PipelineConfig, data: Interactions, split: Split, trained:
         "test_users": len(split.test_users), "test_history": e.test_history,
         "peers": peer_records, "peers_skipped": peers_skipped, "reported_users": split.test_users,
     }  # fmt: skip
+
+
+# The test-metrics row of the soft labels' source when it is not the teacher itself.
+SOFT_LABEL_SOURCE = "teacher+scratch"
+
+
+def soft_label_source(cfg: PipelineConfig, trained: Trained) -> Teacher | None:
+    """The model the soft labels came from when it is not the teacher (`distill.soft_labels_from =
+    "teacher+scratch"`: the sum of the teacher and the uncalibrated scratch student, as
+    `ensemble_soft_labels` builds it), so the report sets the student beside what it learned from."""
+    from training.teacher_ensemble import TeacherPlusStudent
+
+    if cfg.distill.soft_labels_from != "teacher+scratch" or trained.scratch is None:
+        return None
+    return TeacherPlusStudent(trained.teacher, trained.scratch.uncalibrated())  # type: ignore[return-value]
 
 
 def _parity(cfg: PipelineConfig, split: Split, model: Any, side: str, card: Any, stage: Path) -> dict:
