@@ -184,7 +184,7 @@ class RedisHistoryStore:
         if not len(items) == len(ts) == len(kinds) == len(users):
             raise ValueError("seed arrays differ in length")
         logged_users, stale = self._users_with("e"), self._users_with("s")
-        bounds = np.flatnonzero(np.r_[True, users[1:] != users[:-1], True]).tolist()
+        bounds = np.flatnonzero(np.r_[True, users[1:] != users[:-1], True]).tolist() if len(users) else [0]
         groups = [(users[lo], lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
         seq = (r.incrby(self.prefix + "seq", len(users)) - len(users) + 1) if len(users) else 0
         members = _SeedMembers()

@@ -96,6 +96,22 @@ class TestHistoryStoreContract:
         assert rows(u) == [("a", 5, "view"), ("d", 8, None)]  # v1's seed rows replaced by v2's
         assert w == []
 
+    def test_an_empty_seed_removes_the_old_one_and_keeps_the_events(self, backend: tuple[str, Any]) -> None:
+        async def scenario() -> tuple[int, list[Interaction]]:
+            store = open_history(backend)
+            try:
+                await store.seed("v1", ["u"], ["a"], [1])
+                await store.append([Interaction("u", "b", 2, "click")])
+                empty = np.zeros(0, str)
+                return store.seed_from_arrays("v2", empty, empty, np.zeros(0, np.int64)), await store.history(
+                    "u", 5
+                )
+            finally:
+                await store.close()
+
+        added, u = run(scenario())
+        assert added == 0 and rows(u) == [("b", 2, "click")]
+
     def test_seed_rows_keep_their_event_types_and_their_order_in_time_ties(
         self, backend: tuple[str, Any]
     ) -> None:
