@@ -99,11 +99,18 @@ class RecordingTeacher:
         return self._items.numel()
 
 
-def leak_config(tmp_path: Path, min_interactions: int, train_on_valid: bool, valid_max_users: int | None):
+def leak_config(
+    tmp_path: Path,
+    min_interactions: int,
+    train_on_valid: bool,
+    valid_max_users: int | None,
+    test_history: str,
+):
     cfg = load_config(
         None,
         [
             f"data.min_interactions={min_interactions}",
+            f"eval.test_history={test_history}",
             f"eval.train_on_valid={'true' if train_on_valid else 'false'}",
             f"work_dir={tmp_path / 'work'}",
             "distill.top_m=3",
@@ -128,14 +135,18 @@ def test_the_config_refuses_fewer_than_two_interactions_and_so_does_the_split() 
 
 @pytest.mark.parametrize("min_interactions", [2, 3, 5])
 @pytest.mark.parametrize(("train_on_valid", "valid_max_users"), [(True, None), (True, 2), (False, None)])
+@pytest.mark.parametrize("test_history", ["train+valid", "train"])  # the ALS peer's refit follows it
 def test_no_test_item_reaches_training_counts_soft_labels_or_peers(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     min_interactions: int,
     train_on_valid: bool,
     valid_max_users: int | None,
+    test_history: str,
 ) -> None:
-    cfg: PipelineConfig = leak_config(tmp_path, min_interactions, train_on_valid, valid_max_users)
+    cfg: PipelineConfig = leak_config(
+        tmp_path, min_interactions, train_on_valid, valid_max_users, test_history
+    )
     log, test_item = leak_log(min_interactions)
     split = leave_last_out(log, cfg.data.min_interactions)
     held = np.array(sorted(test_item.values()), np.int64)
