@@ -223,7 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--name", default="run")
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = p.parse_args(argv)
-    command = "python -m bench.served_history " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = (
+        "python -m bench.served_history " + " ".join(argv if argv is not None else sys.argv[1:])
+    ).strip()
     payload, ok = run(args, command)
     name = f"served_history_{args.name}"
     png = plot_replay(payload["replay"], Path(args.out) / f"{name}.png").name if "replay" in payload else None
