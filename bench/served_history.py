@@ -143,6 +143,7 @@ def render(payload: dict[str, Any], plot: str | None) -> str:
     lines = [
         f"# What the service knows about known users: {payload['name']}",
         f"Version `{payload['version']}` served in process; log `{payload['log']}`, its first {known['users']:,} users.",
+        *([payload["note"]] if payload.get("note") else []),
         markdown_table(
             ["check", "users", "passed"],
             [
@@ -197,7 +198,7 @@ def run(args: argparse.Namespace, command: str) -> tuple[dict[str, Any], bool]:
     logs = log_histories(args.log, args.users)
     with served(args.models) as client:
         payload: dict[str, Any] = {
-            "name": args.name, "log": str(args.log), "command": command,
+            "name": args.name, "log": str(args.log), "command": command, "note": args.note,
             "version": client.get("/v1/models").json()["version"],
             "known_users": check_known_users(client, logs, args.k),
         }  # fmt: skip
@@ -221,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=50)
     p.add_argument("--replay", action="store_true", help="also replay the holdout with explicit test queries")
     p.add_argument("--name", default="run")
+    p.add_argument("--note", default="", help="how the version was built, for the results file")
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = p.parse_args(argv)
     command = (

@@ -41,7 +41,7 @@ def _holdout() -> bytes:
 
 def _args(models: Path, log: Path, out: Path, **kw: object) -> argparse.Namespace:
     return argparse.Namespace(
-        models=models, log=log, users=kw.get("users"), k=50, replay=True, name="t", out=out
+        models=models, log=log, users=kw.get("users"), k=50, replay=True, name="t", out=out, note=""
     )
 
 
