@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     # FULL: every acknowledged event is fsynced into the WAL before the 2xx (survives power loss,
     # not only kill -9). NORMAL+WAL survives a process crash but may lose the last commits on power loss.
     history_synchronous: Literal["FULL", "NORMAL"] = "FULL"
-    seed_history: bool = True  # seed the store from a version's training interactions on first load
+    seed_history: bool = True  # seed the store from a version's log (seed_interactions) on first load
     # Many replicas behind a load balancer: "redis" keeps histories, served answers, feedback and shadow comparisons
     # in one shared Redis (app/stores/history_redis.py, app/stores/state_redis.py); needs the `redis` extra.
     history_backend: Literal["sqlite", "redis"] = "sqlite"

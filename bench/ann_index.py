@@ -8,9 +8,10 @@ first whose recall on one set of 1,000 users reaches --min-recall (the exporter 
 export.ann_tune_recall, for headroom); its recall is then read on another 1,000 users.
 
 Vectors: `--version-dir models/<version>` takes a published model's own: its student item vectors,
-and user vectors from its student user graph over the last history_len training items of 2,000
-seeded users (from seed_interactions); `--vectors DIR` reads DIR/items.npy float32 [n_items, dim]
-and DIR/users.npy float32 [>= 2,000, dim]; otherwise two synthetic kinds:
+and user vectors from its student user graph over the last history_len items of 2,000 sampled
+users' histories as the service holds them (seed_interactions: the whole log); `--vectors DIR`
+reads DIR/items.npy float32 [n_items, dim] and DIR/users.npy float32 [>= 2,000, dim]; otherwise
+two synthetic kinds:
   - clustered: what trained embeddings look like. Items are drawn from a mixture of --clusters
     Gaussian clusters of Zipf-like sizes, with a log-normal norm spread (popular items get long
     vectors under a softmax loss); users mix 1-3 cluster directions plus noise.
@@ -91,7 +92,7 @@ def load_vectors(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def version_vectors(version_dir: Path, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(items, users) of a published version: its student's item matrix, and its student's user
-    vectors for the training histories of 2 * N_QUERIES seeded users (onnxruntime, as served)."""
+    vectors for the stored histories of 2 * N_QUERIES sampled users (onnxruntime, as served)."""
     import onnxruntime as ort
 
     from core.manifest import HISTORY_INPUT, USER_VECTOR_OUTPUT, load_manifest

@@ -13,7 +13,14 @@ from typing import Any
 ML100K = "ml-100k"
 LOG_FILE, RUN_FILE = "pipeline.log", "run.json"
 EXIT_GATES = 3  # `recdistill pipeline`'s exit status when a publish gate refused the version
-MODELS = ("teacher", "student", "scratch", "popularity", "als")
+MODELS = (
+    "teacher",
+    "teacher+scratch",
+    "student",
+    "scratch",
+    "popularity",
+    "als",
+)  # teacher+scratch: the soft labels' source
 METRICS = ("ndcg@10", "hr@10", "recall@50", "coverage@10")
 NDCG, COVERAGE = "ndcg@10", "coverage@10"
 STANDARD = "train+valid"

@@ -124,8 +124,16 @@ class Manifest(BaseModel):
     # `item_extra_columns` ("" = unknown). None: the version has no extra columns.
     item_extra: str | None = None
     item_extra_columns: list[str] = Field(default_factory=list)
-    seed_interactions: str | None = "seed_interactions.npz"  # arrays user, item, timestamp (train)
-    holdout: str | None = "holdout.npz"  # arrays user, item: each evaluated user's test item (simulate-ab)
+    # The interactions the service seeds its history store with: arrays user, item, timestamp (int64,
+    # by user then time) and, when the log has event types, event (int16 code, -1 none) + event_types.
+    seed_interactions: str | None = "seed_interactions.npz"
+    # What the seed holds: "log" = every interaction of the log the version was trained from (train,
+    # validation and test rows); "train" = the train split only, as versions published before said
+    # nothing (each user's last two interactions are then missing from the service's history).
+    seed_scope: Literal["train", "log"] = "train"
+    # Each evaluated user's test item and the test query the report ranked it from, for honest
+    # replays (training/published_log.py lists the arrays; older versions: user and item only).
+    holdout: str | None = "holdout.npz"
     retrieval: Retrieval = Field(default_factory=Retrieval)
     parity: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)

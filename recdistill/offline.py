@@ -222,9 +222,10 @@ def summary(manifest: dict[str, Any], version_dir: Path, seconds: float) -> str:
     ]
     if test:
         cols = [c for c in next(iter(test.values())) if c != "users"]
-        lines.append(f"{'test':<12}" + "".join(f"{c:>13}" for c in cols))
+        width = max(12, *(len(name) + 1 for name in test))  # e.g. "teacher+scratch", the soft labels' source
+        lines.append(f"{'test':<{width}}" + "".join(f"{c:>13}" for c in cols))
         for name, row in test.items():
-            lines.append(f"{name:<12}" + "".join(f"{row.get(c, float('nan')):>13.4f}" for c in cols))
+            lines.append(f"{name:<{width}}" + "".join(f"{row.get(c, float('nan')):>13.4f}" for c in cols))
         lines.append("")
     agreement = metrics.get("agreement", {}).get("student")
     if agreement:

@@ -10,7 +10,9 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from training.data import MIN_EVALUATED_INTERACTIONS
 
 from core.names import did_you_mean, model_keys
 
@@ -70,7 +72,9 @@ class DataConfig(_Section):
     # retrain -> publish -> reload loop without hand work.
     extra_paths: list[Path] = Field(default_factory=list)
     cache_dir: Path = Path("data/cache")
-    min_interactions: int = Field(3, ge=1)  # users below this stay in train only
+    # Users with fewer interactions stay in train only. At least 2: an evaluated user gives one
+    # validation and one test interaction of their own (training.data.leave_last_out).
+    min_interactions: int = 3
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     # Interaction files are read this many rows at a time (training/stream.py): memory stays ~20 bytes
     # per interaction plus one chunk, so a log larger than memory as text can still be trained on.
@@ -78,6 +82,16 @@ class DataConfig(_Section):
     # Event type -> weight multiplier, applied when columns.event is set ({"view": 1, "purchase": 5}).
     # Empty: weights come from the weight column or are 1.0. Non-empty: an unlisted event is an error.
     event_weights: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(default_factory=dict)
+
+    @field_validator("min_interactions")
+    @classmethod
+    def _two_rows_to_evaluate(cls, value: int) -> int:
+        if value < MIN_EVALUATED_INTERACTIONS:
+            raise ValueError(
+                f"must be at least {MIN_EVALUATED_INTERACTIONS}, got {value}: an evaluated user needs "
+                "a validation and a test interaction of their own"
+            )
+        return value
 
     @model_validator(mode="after")
     def _event_weights_need_an_event_column(self) -> DataConfig:

@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 NO_CATEGORY = -1
+# A user evaluated by leave_last_out gives their own validation and test interaction: fewer than two
+# rows would take one from the user before them in the sorted log.
+MIN_EVALUATED_INTERACTIONS = 2
+NO_EVENT = -1  # Interactions.event code of a row whose log names no event type
+_MAX_EVENT_TYPES = int(np.iinfo(np.int16).max)
 
 
 class DataError(ValueError):
@@ -89,6 +94,11 @@ class Interactions:
     weight: np.ndarray  # float32 [n]
     user_ids: np.ndarray  # str [n_users]
     catalog: Catalog
+    # Event types, kept when a log has an event column (data.columns.event) so the service's history
+    # can tell a view from a purchase: int16 [n] codes into `event_types`, NO_EVENT where the row's
+    # log had none. None: no log named event types.
+    event: np.ndarray | None = None
+    event_types: tuple[str, ...] = ()
 
     @property
     def n_users(self) -> int:
@@ -118,7 +128,17 @@ class Interactions:
         digest.update("\x1f".join(self.catalog.attributes).encode())
         for ids in (self.user_ids, self.catalog.item_ids):
             digest.update("\x1f".join(ids.tolist()).encode())
+        if self.event is not None:  # a log without event types keeps the fingerprint it always had
+            digest.update(np.ascontiguousarray(self.event).tobytes())
+            digest.update("\x1f".join(self.event_types).encode())
         return digest.hexdigest()
+
+    def event_names(self) -> np.ndarray | None:
+        """str [n]: each row's event type ("" where its log named none), or None without event types."""
+        if self.event is None:
+            return None
+        names = np.array([*self.event_types, ""], dtype=str)
+        return names[np.where(self.event == NO_EVENT, len(self.event_types), self.event)]
 
 
 @dataclass(frozen=True)
@@ -166,10 +186,24 @@ class Split:
         )
 
 
+def time_order(log: Interactions) -> np.ndarray:
+    """int64 [n]: the rows grouped by user, each user's oldest first (a stable sort: ties keep file
+    order). The one order of a user's interactions: the split, the service's seed and the holdout."""
+    return np.lexsort((log.timestamp, log.user))
+
+
 def leave_last_out(log: Interactions, min_interactions: int = 3) -> Split:
-    """Split per user by time; see `Split`. O(n log n), vectorised."""
-    # lexsort is stable: primary key user, secondary timestamp, ties keep file order.
-    order = np.lexsort((log.timestamp, log.user))
+    """Split per user by time; see `Split`. O(n log n), vectorised.
+
+    Raises ValueError when `min_interactions` < 2: a user with one interaction would take their
+    validation row from the user before them, so one user's test item became another's train item.
+    """
+    if min_interactions < MIN_EVALUATED_INTERACTIONS:
+        raise ValueError(
+            f"min_interactions must be at least {MIN_EVALUATED_INTERACTIONS}, got {min_interactions}: "
+            "an evaluated user needs a validation and a test interaction of their own"
+        )
+    order = time_order(log)
     users, items, ts, w = log.user[order], log.item[order], log.timestamp[order], log.weight[order]
     counts = np.bincount(users, minlength=log.n_users)
     ends = np.cumsum(counts)  # one past each user's last row
@@ -270,6 +304,7 @@ class RawLog:
     item: np.ndarray  # str [n]
     timestamp: np.ndarray  # int64 [n], epoch seconds
     weight: np.ndarray  # float32 [n]
+    event: np.ndarray | None = None  # str [n]: the event column (data.columns.event); None: none
 
     def __len__(self) -> int:
         return len(self.user)
@@ -301,6 +336,7 @@ def build_interactions(name: str, log: RawLog, items: RawItems | None = None) ->
     all_items, item_ids = index_ids(np.concatenate([np.asarray(log.item, dtype=str), meta_ids]))
     item = all_items[: len(log)]
     catalog = make_catalog(item_ids, items, all_items[len(log) :])
+    event, event_types = (None, ()) if log.event is None else event_codes(*index_ids(log.event))
     return Interactions(
         name=name,
         user=user,
@@ -309,7 +345,16 @@ def build_interactions(name: str, log: RawLog, items: RawItems | None = None) ->
         weight=np.asarray(log.weight, dtype=np.float32),
         user_ids=user_ids,
         catalog=catalog,
+        event=event,
+        event_types=event_types,
     )
+
+
+def event_codes(codes: np.ndarray, types: np.ndarray | list[str]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """(int16 codes, event type names) for `Interactions.event`; DataError past int16's range."""
+    if len(types) > _MAX_EVENT_TYPES:
+        raise DataError(f"{len(types)} distinct event types; at most {_MAX_EVENT_TYPES} are supported")
+    return np.asarray(codes).astype(np.int16), tuple(str(t) for t in types)
 
 
 def make_catalog(item_ids: np.ndarray, items: RawItems | None, meta_rows: np.ndarray) -> Catalog:
@@ -390,7 +435,8 @@ def append_log(base: Interactions, log: RawLog) -> Interactions:
     """
     user, user_ids = _extend_ids(base.user_ids, log.user)
     item, item_ids = _extend_ids(base.catalog.item_ids, log.item)
-    return extend_interactions(base, user, item, log.timestamp, log.weight, user_ids, item_ids)
+    events = None if log.event is None else event_codes(*_extend_ids(np.array(base.event_types), log.event))
+    return extend_interactions(base, user, item, log.timestamp, log.weight, user_ids, item_ids, events)
 
 
 def extend_interactions(
@@ -401,11 +447,13 @@ def extend_interactions(
     weight: np.ndarray,
     user_ids: np.ndarray,
     item_ids: np.ndarray,
+    events: tuple[np.ndarray, tuple[str, ...]] | None = None,
 ) -> Interactions:
     """`base` followed by rows already indexed against `user_ids`/`item_ids`, base's maps extended.
 
     The one place that appends (append_log here, append_files in training/stream.py), so both give
     the same result: new items get NO_CATEGORY and a NaN price, as an event log carries no metadata.
+    `events`: the new rows' (codes, event types), the types extending base's (None: no event column).
     """
     n_new = len(item_ids) - base.n_items
     old = base.catalog
@@ -419,6 +467,13 @@ def extend_interactions(
         attr_index=old.attr_index,
         extra={name: np.concatenate([col, np.full(n_new, "", dtype=str)]) for name, col in old.extra.items()},
     )
+    event, event_types = base.event, base.event_types
+    if events is not None or base.event is not None:
+        new, event_types = events if events is not None else (None, base.event_types)
+        event = np.concatenate([
+            base.event if base.event is not None else np.full(len(base), NO_EVENT, np.int16),
+            new if new is not None else np.full(len(user), NO_EVENT, np.int16),
+        ]).astype(np.int16)  # fmt: skip
     return Interactions(
         name=base.name,
         user=np.concatenate([base.user, user]),
@@ -427,6 +482,8 @@ def extend_interactions(
         weight=np.concatenate([base.weight, np.asarray(weight, dtype=np.float32)]),
         user_ids=user_ids,
         catalog=catalog,
+        event=event,
+        event_types=event_types,
     )
 
 

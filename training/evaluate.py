@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MODEL_ORDER = ("teacher", "student", "scratch", "als", "popularity")
+MODEL_ORDER = ("teacher", "teacher+scratch", "student", "scratch", "als", "popularity")
 PROTOCOLS = {
     "train+valid": "standard leave-one-out (test query = train items + the validation item; "
     "full ranking, seen items excluded)",
@@ -295,7 +295,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         out += [f"Test protocol: {PROTOCOLS.get(report['test_history'], report['test_history'])}.", ""]
     if report.get("soft_labels_from") == "teacher+scratch":
         out += [
-            "Soft labels: the sum of the teacher's and the scratch student's logits (`distill.soft_labels_from`).",
+            "Soft labels: the sum of the teacher's and the scratch student's logits (`distill.soft_labels_from`); "
+            "row `teacher+scratch` ranks that sum, the model the student learned from.",
             "",
         ]
     out += calibration_markdown(report.get("calibration"))

@@ -408,10 +408,16 @@ def evaluate_all(cfg: PipelineConfig, data: Interactions, split: Split, trained:
     models["student"] = (student_score_fn(trained.student), trained.student.history_len)
     if trained.scratch is not None:
         models["scratch"] = (student_score_fn(trained.scratch), trained.scratch.history_len)
+    if (source := soft_label_source(cfg, trained)) is not None:  # what the student learned from
+        models[SOFT_LABEL_SOURCE] = (teacher_score_fn(source), source.history_len)
     peers, peer_records, peers_skipped = fit_peers(cfg, full, split)
     models |= peers
     metrics, tops = evaluate_models(split, models, e.k, e.recall_k, e.batch_size, test_history=e.test_history)
-    agreement = {name: mean_agreement(tops[name], tops["teacher"], e.k) for name in tops if name != "teacher"}
+    agreement = {
+        name: mean_agreement(tops[name], tops["teacher"], e.k)
+        for name in tops
+        if name not in ("teacher", SOFT_LABEL_SOURCE)
+    }
     sweep = []
     for temperature, model in trained.sweep:
         swept, _ = evaluate_models(
@@ -427,8 +433,23 @@ def evaluate_all(cfg: PipelineConfig, data: Interactions, split: Split, trained:
     return {
         "test": metrics, "agreement": agreement, "sweep": sweep, "scatter": scatter,
         "test_users": len(split.test_users), "test_history": e.test_history,
-        "peers": peer_records, "peers_skipped": peers_skipped,
+        "peers": peer_records, "peers_skipped": peers_skipped, "reported_users": split.test_users,
     }  # fmt: skip
+
+
+# The test-metrics row of the soft labels' source when it is not the teacher itself.
+SOFT_LABEL_SOURCE = "teacher+scratch"
+
+
+def soft_label_source(cfg: PipelineConfig, trained: Trained) -> Teacher | None:
+    """The model the soft labels came from when it is not the teacher (`distill.soft_labels_from =
+    "teacher+scratch"`: the sum of the teacher and the uncalibrated scratch student, as
+    `ensemble_soft_labels` builds it), so the report sets the student beside what it learned from."""
+    from training.teacher_ensemble import TeacherPlusStudent
+
+    if cfg.distill.soft_labels_from != "teacher+scratch" or trained.scratch is None:
+        return None
+    return TeacherPlusStudent(trained.teacher, trained.scratch.uncalibrated())  # type: ignore[return-value]
 
 
 def _parity(cfg: PipelineConfig, split: Split, model: Any, side: str, card: Any, stage: Path) -> dict:
@@ -465,8 +486,13 @@ def _precision(cfg: PipelineConfig, split: Split, stage: Path, card: Any) -> dic
     )
 
 
-def write_data_files(stage: Path, data: Interactions, split: Split) -> None:
-    """The id maps, metadata, popularity, seed interactions and holdout the service reads."""
+def write_data_files(
+    stage: Path, data: Interactions, split: Split, reported_users: np.ndarray, test_history: str
+) -> None:
+    """The id maps, metadata, popularity, the seed (the whole log) and the holdout (the test queries
+    of `split`, `reported_users` marking the report's sample): see training/published_log.py."""
+    from training.published_log import write_holdout, write_seed
+
     cat = data.catalog
     np.save(stage / "items.npy", np.asarray(cat.item_ids).astype(str), allow_pickle=False)
     np.save(stage / "users.npy", np.asarray(data.user_ids).astype(str), allow_pickle=False)
@@ -474,11 +500,8 @@ def write_data_files(stage: Path, data: Interactions, split: Split) -> None:
     (stage / "categories.json").write_text(json.dumps(list(cat.categories)) + "\n")
     np.save(stage / "item_price.npy", cat.price.astype(np.float32), allow_pickle=False)
     np.save(stage / "popularity.npy", split.item_popularity(), allow_pickle=False)
-    np.savez(
-        stage / "seed_interactions.npz",
-        user=split.train_users, item=split.train_items, timestamp=split.train_timestamps,
-    )  # fmt: skip
-    np.savez(stage / "holdout.npz", user=split.test_users, item=split.test_items)
+    write_seed(stage, data)
+    write_holdout(stage, split, reported_users, test_history)
     if cat.extra:  # the manifest names it (item_extra, item_extra_columns): see manifest_item_extra
         np.savez(stage / ITEM_EXTRA_FILE, **{name: col.astype(str) for name, col in cat.extra.items()})
 
@@ -591,7 +614,7 @@ def publish_trained(
         student_items = np.load(stage / cards["student"].item_vectors, allow_pickle=False)
         retrieval = retrieval_for_student(cfg, split, trained.student, student_items, stage)
         seconds["retrieval"] = time.perf_counter() - t1
-        write_data_files(stage, data, split)
+        write_data_files(stage, data, split, evaluation["reported_users"], evaluation["test_history"])
         report = {
             "version": version,
             "dataset": dataset.model_dump(),
@@ -635,6 +658,7 @@ def publish_trained(
             metrics={**metrics, "parameters": params, "seconds": seconds},
             report=report_files,
             teacher_source=source,
+            seed_scope="log",
             **manifest_item_extra(data),
         )
 

@@ -8,8 +8,8 @@ RecBole and the published Amazon figures): it is the user's train items *plus th
 which is what a live service sees (everything the user did before). `test_history="train"` keeps
 the older, harder query of train items only; on sparse shop logs the two differ a lot (ALS on
 Amazon Beauty: NDCG@10 0.024 with train only, 0.034 standard), so every figure says which it used.
-Ranks count strictly better-scored items, so a tie goes in the model's favour only if it is an
-exact float tie; see `target_ranks`.
+An item scoring exactly as the target counts against the model (`target_ranks`): a model that cannot
+tell the target from other items has not ranked it above them.
 """
 
 from __future__ import annotations
@@ -59,9 +59,21 @@ def exclude_seen(
 
 
 def target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """int64 [B]: how many items score strictly higher than each row's target (0 = ranked first)."""
-    target_scores = scores[np.arange(len(targets)), targets][:, None]
-    return (scores > target_scores).sum(axis=1).astype(np.int64)
+    """int64 [B]: how many other items score at least as high as each row's target (0 = ranked first).
+
+    Ties count against the model. Counting only strictly better items put a constant scorer's
+    target first every time: a lookup teacher's all-zero vector for an unknown user, or the
+    popularity peer's integer counts, won ties they had no information to win. The alternative, the
+    expected rank under a random order of the tied items, is not what the metrics need: HR@k and
+    NDCG@k of the expected rank differ from their expected values when a tie straddles the cut-off
+    (Amazon Beauty, popularity peer: HR@10 0.0120 from the mid-rank, 0.0115 expected over tie
+    orders, 0.0110 with ties against it), so this rule is the simple lower bound, exact on integer
+    ranks. A NaN target score ranks last.
+    """
+    rows = np.arange(len(targets))
+    target_scores = scores[rows, targets][:, None]
+    at_least = (scores >= target_scores).sum(axis=1) - 1  # the target itself is not counted
+    return np.where(np.isnan(target_scores[:, 0]), scores.shape[1] - 1, at_least).astype(np.int64)
 
 
 def hit_rate(ranks: np.ndarray, k: int) -> float:

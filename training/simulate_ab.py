@@ -1,9 +1,12 @@
 """`recdistill simulate-ab`: replay held-out interactions against a running service's A/B experiment.
 
 Each simulated request picks a held-out (user, item) pair of the published version, asks
-`/v1/recommend` for that user (the service conditions on the user's stored history), and clicks
-when the held-out item is in the answer; a seeded fraction of clicks becomes a purchase. The
-service's `/v1/ab/report` then has real numbers to show. numpy + httpx only: no torch, no training.
+`/v1/recommend` with that user's test query as an explicit `history` (training/published_log.py:
+the service's stored history holds the whole log, test item included, so asking by `user_id` alone
+would hand the model the answer; the user id still decides the sticky A/B arm), and clicks when the
+held-out item is in the answer; a seeded fraction of clicks becomes a purchase. The service's
+`/v1/ab/report` then has real numbers to show. A version published before test queries were asks
+by `user_id` (its seed is the train split) and the output says so. numpy + httpx only: no torch.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import httpx
 import numpy as np
 
 from core.manifest import load_manifest, read_latest
+from training.published_log import Holdout, read_holdout, replay_body, replay_words
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +28,8 @@ class SimulationError(RuntimeError):
     """The simulation cannot run: nothing published, no holdout, or the service cannot be reached."""
 
 
-def load_holdout(models_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(user ids, item ids) as raw strings, one row per held-out interaction of models/LATEST."""
+def load_holdout(models_dir: Path) -> Holdout:
+    """The holdout of models/LATEST in raw ids (training/published_log.py)."""
     models_dir = Path(models_dir)
     version = read_latest(models_dir)
     if version is None:
@@ -34,19 +38,12 @@ def load_holdout(models_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     manifest = load_manifest(version_dir)
     if not manifest.holdout:
         raise SimulationError(f"{version_dir / 'manifest.json'}: this version publishes no holdout")
-    path = version_dir / manifest.holdout
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            users, items = np.asarray(npz["user"], np.int64), np.asarray(npz["item"], np.int64)
         user_ids = np.load(version_dir / manifest.user_ids, allow_pickle=False).astype(str)
         item_ids = np.load(version_dir / manifest.item_ids, allow_pickle=False).astype(str)
-    except (OSError, KeyError, ValueError) as exc:
-        raise SimulationError(f"{path}: cannot read arrays 'user' and 'item': {exc}") from exc
-    if len(users) != len(items) or not len(users):
-        raise SimulationError(f"{path}: needs equally long, non-empty 'user' and 'item' arrays")
-    if users.min() < 0 or users.max() >= len(user_ids) or items.min() < 0 or items.max() >= len(item_ids):
-        raise SimulationError(f"{path}: user or item indices outside the published id maps")
-    return user_ids[users], item_ids[items]
+        return read_holdout(version_dir, manifest.holdout, user_ids, item_ids)
+    except (OSError, ValueError) as exc:  # HoldoutError is a ValueError
+        raise SimulationError(str(exc)) from exc
 
 
 def simulate_ab(
@@ -67,9 +64,9 @@ def simulate_ab(
     """
     if requests < 1:
         raise SimulationError(f"--requests must be at least 1, got {requests}")
-    users, items = load_holdout(models_dir)
+    holdout = load_holdout(models_dir)
     rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(users), requests)
+    picks = rng.integers(0, len(holdout), requests)
     buy = rng.random(requests) < purchase_rate  # drawn up front: the same seed gives the same run
     owns_client = client is None
     http = client if client is not None else httpx.Client(base_url=base_url, timeout=timeout_s)
@@ -77,8 +74,8 @@ def simulate_ab(
     failed = 0
     try:
         for n, row in enumerate(picks.tolist()):
-            user, held_out = str(users[row]), str(items[row])
-            r = http.post("/v1/recommend", json={"user_id": user, "k": k})
+            user, held_out = str(holdout.user_ids[row]), str(holdout.items[row])
+            r = http.post("/v1/recommend", json=replay_body(holdout, row, k))
             if r.status_code != 200:
                 failed += 1
                 if failed <= 3:
@@ -113,7 +110,13 @@ def simulate_ab(
     finally:
         if owns_client:
             http.close()
-    return {"requests": requests, "failed": failed, "by_arm": tally, "report": report.json()}
+    return {
+        "requests": requests,
+        "failed": failed,
+        "query": replay_words(holdout),
+        "by_arm": tally,
+        "report": report.json(),
+    }
 
 
 def _pct(value: float | None) -> str:
@@ -123,7 +126,7 @@ def _pct(value: float | None) -> str:
 def format_summary(result: dict[str, Any]) -> str:
     """A few human lines from `simulate_ab`'s result, for the CLI (the full JSON is in the report)."""
     report = result["report"]
-    lines = [f"sent {result['requests']} requests ({result['failed']} failed)"]
+    lines = [f"sent {result['requests']} requests ({result['failed']} failed)", f"  {result['query']}"]
     for arm, stats in report["arms"].items():
         ctr, conv = stats["ctr"], stats["conversion"]
         lines.append(

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from training.config import ColumnMap
-from training.data import Interactions, RawItems, extend_interactions, make_catalog
+from training.data import Interactions, RawItems, event_codes, extend_interactions, make_catalog
 from training.tabular import iter_log
 
 logger = logging.getLogger(__name__)
@@ -64,13 +64,28 @@ class _LogBuffer:
     """Per-chunk arrays kept as compactly as the contract allows, joined into int64/float32 at the end."""
 
     def __init__(self) -> None:
-        self._parts: dict[str, list[np.ndarray]] = {"user": [], "item": [], "timestamp": [], "weight": []}
+        self._parts: dict[str, list[np.ndarray]] = {
+            "user": [], "item": [], "timestamp": [], "weight": [], "event": [],
+        }  # fmt: skip
 
-    def add(self, user: np.ndarray, item: np.ndarray, timestamp: np.ndarray, weight: np.ndarray) -> None:
+    def add(
+        self,
+        user: np.ndarray,
+        item: np.ndarray,
+        timestamp: np.ndarray,
+        weight: np.ndarray,
+        event: np.ndarray | None = None,
+    ) -> None:
         self._parts["user"].append(_compact(user))
         self._parts["item"].append(_compact(item))
         self._parts["timestamp"].append(np.asarray(timestamp, dtype=np.int64))
         self._parts["weight"].append(np.asarray(weight, dtype=np.float32))
+        if event is not None:  # every file has the event column, or none does (data.columns.event)
+            self._parts["event"].append(np.asarray(event, dtype=np.int16))
+
+    def events(self) -> np.ndarray | None:
+        """int16 [n]: the event codes (None when no chunk had an event column); empties that part."""
+        return self._join("event", np.int16) if self._parts["event"] else None
 
     def _join(self, key: str, dtype: type) -> np.ndarray:
         parts = self._parts[key]
@@ -104,17 +119,28 @@ class _Reader:
     users: IdMap = field(default_factory=IdMap)
     items: IdMap = field(default_factory=IdMap)
     buffer: _LogBuffer = field(default_factory=_LogBuffer)
+    events: IdMap = field(default_factory=IdMap)  # event type -> code (data.columns.event)
 
     def read(self, path: Path) -> int:
         """Stream one file into the buffer, growing the id maps; returns the number of interactions read."""
         n = 0
         chunks = iter_log(path, self.columns, chunk_rows=self.chunk_rows, event_weights=self.event_weights)
         for chunk in chunks:
+            event = None if chunk.event is None else self.events.index(chunk.event)
             self.buffer.add(
-                self.users.index(chunk.user), self.items.index(chunk.item), chunk.timestamp, chunk.weight
+                self.users.index(chunk.user),
+                self.items.index(chunk.item),
+                chunk.timestamp,
+                chunk.weight,
+                event,
             )
             n += len(chunk)
         return n
+
+    def finish_events(self) -> tuple[np.ndarray, tuple[str, ...]] | None:
+        """(codes, event types) of everything read, or None when no file had an event column."""
+        codes = self.buffer.events()
+        return None if codes is None else event_codes(codes, self.events.ids())
 
     def append(self, paths: Sequence[Path]) -> None:
         """Read each appended log in order, logging what each one added."""
@@ -147,6 +173,7 @@ def stream_interactions(
     reader.read(Path(path))
     meta_rows = reader.items.index(items.item) if items is not None else np.zeros(0, dtype=np.int64)
     reader.append(extra_paths)
+    events = reader.finish_events()
     user, item, timestamp, weight = reader.buffer.finish()
     return Interactions(
         name=name,
@@ -156,6 +183,8 @@ def stream_interactions(
         weight=weight,
         user_ids=reader.users.ids(),
         catalog=make_catalog(reader.items.ids(), items, meta_rows),
+        event=None if events is None else events[0],
+        event_types=() if events is None else events[1],
     )
 
 
@@ -169,6 +198,10 @@ def append_files(
 ) -> Interactions:
     """Append log files after `base` (same result as `append_log` of each), streaming each file."""
     reader = _Reader(columns, chunk_rows, event_weights, IdMap(base.user_ids), IdMap(base.catalog.item_ids))
+    reader.events = IdMap(base.event_types)
     reader.append(paths)
+    events = reader.finish_events()
     user, item, timestamp, weight = reader.buffer.finish()
-    return extend_interactions(base, user, item, timestamp, weight, reader.users.ids(), reader.items.ids())
+    return extend_interactions(
+        base, user, item, timestamp, weight, reader.users.ids(), reader.items.ids(), events
+    )

@@ -319,6 +319,7 @@ class LogChunk:
     item: pd.Series  # str [n], stripped
     timestamp: np.ndarray  # int64 [n]
     weight: np.ndarray  # float32 [n]
+    event: pd.Series | None = None  # str [n], stripped: the event column (None: data.columns.event unset)
 
     def __len__(self) -> int:
         return len(self.timestamp)
@@ -333,14 +334,17 @@ def parse_log(table: Table, columns: ColumnMap, event_weights: Mapping[str, floa
         weight = parse_numbers(table, columns.weight, "weight", allow_missing=False)
     else:
         weight = np.ones(len(table))
+    event = None
     if columns.event:
         weight = weight * parse_event_weights(table, columns.event, event_weights or {})
+        event = table.columns[columns.event].astype(str).str.strip()
     return LogChunk(
         source=table.file,
         user=user,
         item=item,
         timestamp=timestamp,
         weight=weight.astype(np.float32),
+        event=event,
     )
 
 
@@ -380,6 +384,9 @@ def read_log(
         item=np.concatenate([c.item.to_numpy(dtype=str) for c in chunks]),
         timestamp=np.concatenate([c.timestamp for c in chunks]),
         weight=np.concatenate([c.weight for c in chunks]),
+        event=None
+        if columns.event is None
+        else np.concatenate([c.event.to_numpy(dtype=str) for c in chunks]),  # type: ignore[union-attr]
     )
 
 

@@ -8,6 +8,7 @@ probe request answers sane top-k lists. Anything that fails raises ManifestError
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +31,8 @@ from core.manifest import (
     load_manifest,
     verify_files,
 )
+
+log = logging.getLogger(__name__)
 
 
 def session_options(intra_op_threads: int) -> ort.SessionOptions:
@@ -224,8 +227,12 @@ def load_version(
     return model
 
 
-def read_seed(model: LoadedModel) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """The version's training interactions as raw (user_ids, item_ids, timestamps), or None."""
+def read_seed(
+    model: LoadedModel,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """The version's seed interactions as raw (user_ids, item_ids, timestamps, event types or None;
+    "" where a row has none), or None when it names no seed. Versions published before the seed held
+    the whole log (manifest seed_scope "train") and before it held event types still load."""
     name = model.manifest.seed_interactions
     if not name:
         return None
@@ -237,6 +244,8 @@ def read_seed(model: LoadedModel) -> tuple[np.ndarray, np.ndarray, np.ndarray] |
                 npz["item"].astype(np.int64),
                 npz["timestamp"].astype(np.int64),
             )
+            codes = npz["event"].astype(np.int64) if "event" in npz.files else None
+            types = npz["event_types"].astype(str) if codes is not None else np.zeros(0, str)
     except (OSError, KeyError, ValueError) as exc:
         raise ManifestError(f"{path}: cannot read arrays user, item, timestamp: {exc}") from exc
     user_ids = np.array(list(model.user_index), dtype=str)
@@ -244,4 +253,15 @@ def read_seed(model: LoadedModel) -> tuple[np.ndarray, np.ndarray, np.ndarray] |
         users.min() < 0 or users.max() >= len(user_ids) or items.min() < 0 or items.max() >= model.n_items
     ):
         raise ManifestError(f"{path}: user or item indices outside the id maps")
-    return user_ids[users], model.item_ids[items], ts
+    events = None
+    if codes is not None:
+        if len(codes) != len(users) or (len(codes) and (codes.min() < -1 or codes.max() >= len(types))):
+            raise ManifestError(f"{path}: 'event' needs {len(users)} codes in [-1, {len(types)})")
+        events = np.append(types, "")[np.where(codes < 0, len(types), codes)]
+    if model.manifest.seed_scope == "train":
+        log.warning(
+            "version %s seeds its train split only (published before the seed held the whole log): "
+            "each user's last two interactions are missing from the history store until it is republished",
+            model.version,
+        )
+    return user_ids[users], model.item_ids[items], ts, events

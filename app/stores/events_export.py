@@ -2,8 +2,8 @@
 
 Both history backends: the SQLite history file, or the Redis the replicas share (`e:<user>` sorted
 sets, see app/stores/history_redis.py). Only logged events are written, never the seed rows: those
-are the training data the served version was built from, so exporting them would count every training
-interaction twice at the next retrain. Columns: user_id,item_id,timestamp,event (timestamp in epoch
+are the log the served version was built from, so exporting them would count every interaction of it
+twice at the next retrain. Columns: user_id,item_id,timestamp,event (timestamp in epoch
 seconds; event empty when not given), oldest first, ties in arrival order.
 """
 

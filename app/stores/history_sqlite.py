@@ -13,6 +13,7 @@ the newest commits may be lost if the machine loses power.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import sqlite3
 import threading
@@ -39,6 +40,35 @@ CREATE TABLE IF NOT EXISTS interactions (
 );
 CREATE INDEX IF NOT EXISTS ix_interactions_user ON interactions (user_id, ts, id, item_id);
 CREATE TABLE IF NOT EXISTS seeded_versions (version TEXT PRIMARY KEY, rows INTEGER NOT NULL, at INTEGER NOT NULL);
+"""
+
+# Seeding, inside one transaction (SqliteHistoryStore.seed_sync). The version's rows go to a temp
+# table in the order given (rowid); `seed_skip` holds, for each (user, item, timestamp) that a logged
+# event has, the first n equal seed rows, n = how many such events were logged; the rest are inserted.
+_SEED_TEMP = (  # statements one by one: executescript would commit the open transaction first
+    "CREATE TEMP TABLE IF NOT EXISTS seed_in (user_id TEXT, item_id TEXT, ts INTEGER, event TEXT)",
+    "CREATE TEMP TABLE IF NOT EXISTS seed_skip (rid INTEGER PRIMARY KEY)",
+    "DELETE FROM seed_in",
+    "DELETE FROM seed_skip",
+)
+_SEED_INSERT_SKIPS = """
+INSERT INTO seed_skip
+WITH logged AS (
+    SELECT s.rowid AS rid, s.user_id, s.item_id, s.ts FROM seed_in s WHERE EXISTS (
+        SELECT 1 FROM interactions e WHERE e.user_id = s.user_id AND e.ts = s.ts
+        AND e.item_id = s.item_id AND e.source = 'event')
+), numbered AS (
+    SELECT rid, user_id, item_id, ts,
+           ROW_NUMBER() OVER (PARTITION BY user_id, item_id, ts ORDER BY rid) AS n FROM logged
+)
+SELECT rid FROM numbered WHERE n <= (
+    SELECT COUNT(*) FROM interactions e WHERE e.user_id = numbered.user_id AND e.ts = numbered.ts
+    AND e.item_id = numbered.item_id AND e.source = 'event')
+"""
+_SEED_INSERT = """
+INSERT INTO interactions (user_id, item_id, ts, event, source)
+SELECT user_id, item_id, ts, event, 'seed' FROM seed_in
+WHERE rowid NOT IN (SELECT rid FROM seed_skip) ORDER BY rowid
 """
 
 
@@ -85,32 +115,35 @@ class SqliteHistoryStore:
             )
 
     def seed_sync(
-        self, version: str, user_ids: Sequence[str], item_ids: Sequence[str], timestamps: Sequence[int]
+        self,
+        version: str,
+        user_ids: Sequence[str],
+        item_ids: Sequence[str],
+        timestamps: Sequence[int],
+        events: Sequence[str | None] | None = None,
     ) -> int:
-        """Swap the seed rows for this version's, once per version.
+        """Swap the seed rows for this version's, once per version, in one transaction.
 
-        The previous version's seed rows are removed (a retrained version's training data supersedes
-        them). A seed row equal to a logged event (same user, item and timestamp: the event came back
-        through `export_events` and retraining) is skipped so it is not counted twice.
+        The previous version's seed rows are removed (a retrained version's log supersedes them);
+        logged events are never touched. A seed row equal to a logged event (same user, item and
+        timestamp: the event came back through `recdistill events export` and a retrain) is skipped
+        so it is not counted twice, and exactly as often as it was logged: two equal seed rows
+        against one logged event keep one. Rows keep the order given (ties in time: that order).
         """
         conn = self._writer
         if conn.execute("SELECT 1 FROM seeded_versions WHERE version = ?", (version,)).fetchone():
             return 0
+        kinds = (e or None for e in events) if events is not None else itertools.repeat(None, len(user_ids))
+        rows = zip(user_ids, item_ids, (int(t) for t in timestamps), kinds, strict=True)
         with transaction(conn, immediate=True):
             conn.execute("DELETE FROM interactions WHERE source = 'seed'")
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS seed_in (user_id TEXT, item_id TEXT, ts INTEGER)")
-            conn.execute("DELETE FROM seed_in")
-            conn.executemany(
-                "INSERT INTO seed_in VALUES (?, ?, ?)",
-                zip(user_ids, item_ids, (int(t) for t in timestamps), strict=True),
-            )
-            added = conn.execute(
-                "INSERT INTO interactions (user_id, item_id, ts, event, source) "
-                "SELECT s.user_id, s.item_id, s.ts, NULL, 'seed' FROM seed_in s WHERE NOT EXISTS ("
-                " SELECT 1 FROM interactions e WHERE e.user_id = s.user_id AND e.ts = s.ts"
-                " AND e.item_id = s.item_id AND e.source = 'event')"
-            ).rowcount
-            conn.execute("DELETE FROM seed_in")
+            for statement in _SEED_TEMP:
+                conn.execute(statement)
+            conn.executemany("INSERT INTO seed_in (user_id, item_id, ts, event) VALUES (?, ?, ?, ?)", rows)
+            conn.execute(_SEED_INSERT_SKIPS)
+            added = conn.execute(_SEED_INSERT).rowcount
+            for statement in _SEED_TEMP[2:]:  # empty the temp tables again
+                conn.execute(statement)
             conn.execute("INSERT INTO seeded_versions VALUES (?, ?, ?)", (version, added, int(time.time())))
         return added
 
@@ -147,20 +180,31 @@ class SqliteHistoryStore:
                 loop.call_soon_threadsafe(_settle, future, error)
 
     async def seed(
-        self, version: str, user_ids: Sequence[str], item_ids: Sequence[str], timestamps: Sequence[int]
+        self,
+        version: str,
+        user_ids: Sequence[str],
+        item_ids: Sequence[str],
+        timestamps: Sequence[int],
+        events: Sequence[str | None] | None = None,
     ) -> int:
         return await asyncio.get_running_loop().run_in_executor(
-            self._executor, self.seed_sync, version, user_ids, item_ids, timestamps
+            self._executor, self.seed_sync, version, user_ids, item_ids, timestamps, events
         )
 
     def seed_from_arrays(
-        self, version: str, user_ids: np.ndarray, item_ids: np.ndarray, timestamps: np.ndarray
+        self,
+        version: str,
+        user_ids: np.ndarray,
+        item_ids: np.ndarray,
+        timestamps: np.ndarray,
+        events: np.ndarray | None = None,
     ) -> int:
         """Seed from the model's npz arrays (raw ids already looked up), on the writer thread; blocks.
         A database error is logged and 0 returned (the version is served without the seed)."""
         future = self._executor.submit(
-            self.seed_sync, version, user_ids.tolist(), item_ids.tolist(), timestamps.tolist()
-        )
+            self.seed_sync, version, user_ids.tolist(), item_ids.tolist(), timestamps.tolist(),
+            None if events is None else events.tolist(),
+        )  # fmt: skip
         try:
             return future.result()
         except sqlite3.Error:

@@ -39,13 +39,26 @@ class HistoryStore(Protocol):
         ...
 
     async def seed(
-        self, version: str, user_ids: Sequence[str], item_ids: Sequence[str], timestamps: Sequence[int]
+        self,
+        version: str,
+        user_ids: Sequence[str],
+        item_ids: Sequence[str],
+        timestamps: Sequence[int],
+        events: Sequence[str | None] | None = None,
     ) -> int:
-        """Replace the seed interactions with this version's (once per version); return rows added."""
+        """Replace the seed interactions with this version's (once per version); return rows added.
+
+        Logged events stay; a seed row equal to a logged event (user, item, timestamp) is skipped as
+        often as that event was logged. `events`: each row's event type (None or "": none)."""
         ...
 
     def seed_from_arrays(
-        self, version: str, user_ids: np.ndarray, item_ids: np.ndarray, timestamps: np.ndarray
+        self,
+        version: str,
+        user_ids: np.ndarray,
+        item_ids: np.ndarray,
+        timestamps: np.ndarray,
+        events: np.ndarray | None = None,
     ) -> int:
         """`seed` from the model's arrays, blocking (the model loader's thread calls it). A storage
         error is logged and 0 returned: the version is then served without the seed."""

@@ -89,10 +89,22 @@ def test_published_files_match_the_data(tiny) -> None:
     np.testing.assert_array_equal(np.load(out / "items.npy", allow_pickle=False), data.catalog.item_ids)
     assert np.load(out / "users.npy", allow_pickle=False).dtype.kind == "U"
     np.testing.assert_array_equal(np.load(out / "popularity.npy"), split.item_popularity())
+    assert result.manifest.seed_scope == "log"
     with np.load(out / "seed_interactions.npz", allow_pickle=False) as z:
-        assert len(z["user"]) == len(z["item"]) == len(z["timestamp"]) == len(split.train_items)
+        seed_user, seed_item = z["user"], z["item"]
+        assert len(seed_user) == len(z["timestamp"]) == len(data) > len(split.train_items)  # the whole log
+        assert (np.diff(seed_user) >= 0).all() and "event" not in z.files  # by user; no event column
+    ends = np.searchsorted(seed_user, split.test_users, side="right")  # one past each user's last row
+    np.testing.assert_array_equal(seed_item[ends - 1], split.test_items)  # the test row ends the history
+    np.testing.assert_array_equal(seed_item[ends - 2], split.valid_items)
     with np.load(out / "holdout.npz", allow_pickle=False) as z:
         np.testing.assert_array_equal(z["item"], split.test_items)
+        np.testing.assert_array_equal(z["valid_item"], split.valid_items)
+        assert str(z["test_history"]) == "train+valid" and z["reported"].all()  # eval.max_users: none
+        indptr, query = z["query_indptr"], z["query_item"]
+    for row, user in enumerate(split.test_users[:20]):  # the test query: train items, then validation
+        expected = [*split.history(int(user)).tolist(), int(split.valid_items[row])]
+        assert query[indptr[row] : indptr[row + 1]].tolist() == expected
     assert json.loads((out / "categories.json").read_text()) == list(data.catalog.categories)
 
 

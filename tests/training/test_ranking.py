@@ -52,10 +52,26 @@ def test_exclude_seen_masks_train_items_and_the_extra_item() -> None:
     ]
 
 
-def test_target_ranks_count_strictly_better_items_only() -> None:
-    scores = np.array([[0.1, 0.5, 0.3, 0.9], [1.0, 1.0, 0.0, 2.0]], np.float32)
-    # row 0: target 2 (0.3) is beaten by 0.5 and 0.9 -> 2; row 1: target 1 ties item 0, beaten by 2.0 -> 1
-    np.testing.assert_array_equal(target_ranks(scores, np.array([2, 1])), [2, 1])
+def test_target_ranks_count_ties_against_the_model() -> None:
+    scores = np.array([[0.1, 0.5, 0.3, 0.9], [1.0, 1.0, 0.0, 2.0], [-np.inf, 0.2, 0.2, 0.2]], np.float32)
+    # row 0: target 2 (0.3) is beaten by 0.5 and 0.9 -> 2
+    # row 1: target 1 (1.0) ties item 0 and is beaten by 2.0 -> 2 (the tie counts against it)
+    # row 2: target 3 ties items 1 and 2; the excluded item (-inf) is below it -> 2
+    np.testing.assert_array_equal(target_ranks(scores, np.array([2, 1, 3])), [2, 2, 2])
+
+
+def test_a_constant_scorer_ranks_no_target_first() -> None:
+    """Regression: ranks counted only strictly better items, so a scorer that gives every item the
+    same score (a lookup teacher's zero vector for an unknown user) ranked every target first."""
+    scores = np.zeros((4, 2000), np.float32)
+    ranks = target_ranks(scores, np.array([0, 7, 1000, 1999]))
+    np.testing.assert_array_equal(ranks, [1999, 1999, 1999, 1999])  # every other item ties it
+    assert (ranks >= 999).all() and hit_rate(ranks, 10) == 0.0
+
+
+def test_a_nan_target_score_ranks_last() -> None:
+    scores = np.array([[0.5, np.nan, 0.1]], np.float32)
+    np.testing.assert_array_equal(target_ranks(scores, np.array([1])), [2])
 
 
 def test_top_k_orders_by_score_and_breaks_ties_by_lower_index() -> None:

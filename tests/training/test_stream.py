@@ -256,3 +256,33 @@ def test_cli_data_check_exits_2_on_an_unknown_event(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{log}, row 3, column 'kind': unknown event type 'return'" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("chunk_rows", CHUNKS)
+def test_event_types_travel_with_their_rows_through_every_path(tmp_path, files, shop_frame, chunk_rows):
+    """The service's history keeps a view apart from a purchase, so the log keeps each row's type."""
+    extra = write(tmp_path / "events.csv", "user_id,item_id,timestamp,qty,kind\nnewbie,fresh,6,1,cart\n")
+    streamed = stream_interactions("log", files["csv"], COLUMNS, extra_paths=[extra], chunk_rows=chunk_rows)
+    first_seen = list(dict.fromkeys(shop_frame["kind"]))  # event types are coded by first appearance
+    assert streamed.event_types == (*first_seen, "cart")
+    assert streamed.event_names().tolist() == [*shop_frame["kind"], "cart"]
+    one_shot = append_log(
+        build_interactions("log", read_log(files["csv"], COLUMNS)), read_log(extra, COLUMNS)
+    )
+    assert one_shot.fingerprint == streamed.fingerprint
+    # a base without event types (the synthetic shop) gains them for the appended rows only
+    base = generate_synthetic(SyntheticConfig(n_users=5, n_items=6, n_interactions=20, n_categories=2))
+    grown = append_files(base, [extra], COLUMNS, chunk_rows=chunk_rows)
+    assert grown.event_names().tolist() == [""] * 20 + ["cart"]
+    assert grown.event_types == ("cart",)
+
+
+def test_event_types_change_the_fingerprint_only_when_a_log_has_them(files):
+    plain = stream_interactions("log", files["csv"], ColumnMap(weight="qty"))
+    typed = stream_interactions("log", files["csv"], ColumnMap(weight="qty", event="kind"))
+    assert plain.event is None and plain.event_names() is None
+    assert typed.event is not None and typed.fingerprint != plain.fingerprint
+    assert (
+        plain.fingerprint
+        == build_interactions("log", read_log(files["csv"], ColumnMap(weight="qty"))).fingerprint
+    )

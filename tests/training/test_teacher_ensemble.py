@@ -89,10 +89,15 @@ def test_pipeline_trains_scratch_first_and_distils_from_the_sum(tmp_path: Path) 
     assert result.seconds["soft_labels"] > 0
     report = json.loads((result.version_dir / "report.json").read_text())
     assert report["soft_labels_from"] == "teacher+scratch"
-    assert (
-        "the sum of the teacher's and the scratch student's logits"
-        in (result.version_dir / "report.md").read_text()
-    )
+    markdown = (result.version_dir / "report.md").read_text()
+    assert "the sum of the teacher's and the scratch student's logits" in markdown
+    # the soft labels' source is ranked beside the student, on the same users, and is no teacher peer
+    test = report["metrics"]["test"]
+    assert set(test["teacher+scratch"]) == set(test["student"])
+    assert test["teacher+scratch"]["users"] == test["student"]["users"] > 0
+    assert "| teacher+scratch |" in markdown and "teacher+scratch" not in report["agreement"]
+    teacher_row = markdown.index("| teacher |")
+    assert teacher_row < markdown.index("| teacher+scratch |") < markdown.index("| student |")
 
 
 def test_stage_commands_train_scratch_before_the_sums_soft_labels(tmp_path: Path, capsys) -> None:

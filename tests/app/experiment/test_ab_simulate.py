@@ -2,6 +2,8 @@
 
 u0's stored history is i00, i03 (shoes), so with k = 3 the answer is i09, i06, ... and a held-out
 i09 is always a hit; u1's history is books and a toy, so a held-out i00 never makes its top 3.
+Those holdouts are in the older format (no test queries: the replay asks by user_id). A holdout with
+test queries is replayed with the query as the history: u0 with the query [i01] (books) gets i10.
 """
 
 from __future__ import annotations
@@ -37,12 +39,33 @@ def _run(models: Path, settings_for: Callable[..., Settings], **kwargs: object) 
         return simulate_ab("http://testserver", models, client=client, k=3, **kwargs)  # type: ignore[arg-type]
 
 
+def test_a_published_test_query_is_sent_as_the_history_not_the_stored_one(
+    tmp_path: Path, settings_for: Callable[..., Settings]
+) -> None:
+    arrays = tiny_arrays()
+    buf = io.BytesIO()
+    np.savez(
+        buf, user=np.array([0]), item=np.array([10]), valid_item=np.array([1]),
+        query_indptr=np.array([0, 1]), query_item=np.array([1]), reported=np.array([True]),
+        test_history=np.array("train+valid"),
+    )  # fmt: skip
+    arrays.extra_files = {"holdout.npz": buf.getvalue()}
+    models = tmp_path / "query-models"
+    build_version(models, "v1", arrays)
+    result = _run(models, settings_for, requests=6, seed=2, purchase_rate=0.0)
+    # by u0's stored history (shoes) i10 would never be in the top 3; by the query [i01] it is first
+    assert sum(t["clicks"] for t in result["by_arm"].values()) == 6
+    assert result["query"].startswith("query: each user's test query (train + validation items)")
+    assert result["query"] in format_summary(result)
+
+
 def test_every_request_is_a_hit_when_the_held_out_item_is_top_ranked(
     tmp_path: Path, settings_for: Callable[..., Settings]
 ) -> None:
     models = _models(tmp_path, [(0, 9)])  # (u0, i09)
     result = _run(models, settings_for, requests=12, seed=3, purchase_rate=1.0)
     assert result["failed"] == 0
+    assert "stored history of user_id" in result["query"]  # an older holdout: no test queries
     [(arm, tally)] = result["by_arm"].items()  # one user: one (sticky) arm
     assert tally == {"requests": 12, "clicks": 12, "purchases": 12}
     report_arm = result["report"]["arms"][arm]

@@ -96,6 +96,87 @@ class TestHistoryStoreContract:
         assert rows(u) == [("a", 5, "view"), ("d", 8, None)]  # v1's seed rows replaced by v2's
         assert w == []
 
+    def test_an_empty_seed_removes_the_old_one_and_keeps_the_events(self, backend: tuple[str, Any]) -> None:
+        async def scenario() -> tuple[int, list[Interaction]]:
+            store = open_history(backend)
+            try:
+                await store.seed("v1", ["u"], ["a"], [1])
+                await store.append([Interaction("u", "b", 2, "click")])
+                empty = np.zeros(0, str)
+                return store.seed_from_arrays("v2", empty, empty, np.zeros(0, np.int64)), await store.history(
+                    "u", 5
+                )
+            finally:
+                await store.close()
+
+        added, u = run(scenario())
+        assert added == 0 and rows(u) == [("b", 2, "click")]
+
+    def test_seed_rows_keep_their_event_types_and_their_order_in_time_ties(
+        self, backend: tuple[str, Any]
+    ) -> None:
+        async def scenario() -> tuple[int, list[Interaction]]:
+            store = open_history(backend)
+            try:
+                added = store.seed_from_arrays(
+                    "v1", np.array(["u", "u", "u", "u"]), np.array(["c", "a", "b", "d"]),
+                    np.array([7, 5, 7, 9], np.int64), np.array(["view", "purchase", "", "cart"]),
+                )  # fmt: skip
+                return added, await store.history("u", 10)
+            finally:
+                await store.close()
+
+        added, u = run(scenario())
+        assert added == 4
+        # time order; c and b tie at 7 and keep the order given; "" is no event type
+        assert rows(u) == [("a", 5, "purchase"), ("c", 7, "view"), ("b", 7, None), ("d", 9, "cart")]
+
+    def test_reseeding_skips_each_logged_event_exactly_once_and_loses_none(
+        self, backend: tuple[str, Any]
+    ) -> None:
+        """A retrain's log holds the events the service logged (exported, then data.extra_paths): each
+        comes back as a seed row, and must be in the history once, as the logged event it is."""
+
+        async def scenario() -> tuple[list[int], list[Interaction], list[Interaction], list[Interaction]]:
+            store = open_history(backend)
+            try:
+                added = [await store.seed("v1", ["u", "w"], ["a", "z"], [1, 1])]
+                await store.append([Interaction("u", "b", 5, "click"), Interaction("u", "c", 6, "purchase")])
+                await store.append([Interaction("u", "c", 6, "purchase"), Interaction("x", "q", 2, None)])
+                # v2's log: u's old row, the three logged events (c twice), a row equal to a logged
+                # event but a third time (kept: it was logged twice only), and a new one; w is gone
+                added.append(
+                    await store.seed(
+                        "v2",
+                        ["u", "u", "u", "u", "u", "u"],
+                        ["a", "b", "c", "c", "c", "d"],
+                        [1, 5, 6, 6, 6, 8],
+                        ["view", None, "purchase", "purchase", "purchase", "view"],
+                    )
+                )
+                added.append(await store.seed("v2", ["u"], ["zz"], [99]))  # once per version
+                return (
+                    added,
+                    await store.history("u", 10),
+                    await store.history("w", 10),
+                    await store.history("x", 10),
+                )
+            finally:
+                await store.close()
+
+        added, u, w, x = run(scenario())
+        assert added == [2, 3, 0]  # v2: a, the third c, d
+        assert rows(u) == [
+            ("a", 1, "view"),
+            ("b", 5, "click"),  # logged events keep their own event types
+            ("c", 6, "purchase"),
+            ("c", 6, "purchase"),
+            ("c", 6, "purchase"),  # the seed's third c: one more than was logged
+            ("d", 8, "view"),
+        ]
+        assert w == []  # v1's seed of a user v2 does not hold is gone
+        assert rows(x) == [("q", 2, None)]  # a logged event outside the seed stays
+
 
 # -- FeedbackStore ------------------------------------------------------------------------------------
 
