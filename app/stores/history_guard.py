@@ -64,14 +64,24 @@ class GuardedHistoryStore:
         health.succeeded("write")
 
     async def seed(
-        self, version: str, user_ids: Sequence[str], item_ids: Sequence[str], timestamps: Sequence[int]
+        self,
+        version: str,
+        user_ids: Sequence[str],
+        item_ids: Sequence[str],
+        timestamps: Sequence[int],
+        events: Sequence[str | None] | None = None,
     ) -> int:
-        return await self.inner.seed(version, user_ids, item_ids, timestamps)
+        return await self.inner.seed(version, user_ids, item_ids, timestamps, events)
 
     def seed_from_arrays(
-        self, version: str, user_ids: np.ndarray, item_ids: np.ndarray, timestamps: np.ndarray
+        self,
+        version: str,
+        user_ids: np.ndarray,
+        item_ids: np.ndarray,
+        timestamps: np.ndarray,
+        events: np.ndarray | None = None,
     ) -> int:
-        return self.inner.seed_from_arrays(version, user_ids, item_ids, timestamps)
+        return self.inner.seed_from_arrays(version, user_ids, item_ids, timestamps, events)
 
     async def close(self) -> None:
         await self.inner.close()
