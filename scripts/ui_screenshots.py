@@ -1,4 +1,4 @@
-"""Screenshots of every dashboard page into docs/ (README.md links them): a live service on the
+"""Screenshots of every dashboard page into docs/ (docs/service.md links them): a live service on the
 fixture data (tests/fixtures/dashboard.py), some traffic, then headless Chromium.
 
     PYTHONPATH=. python scripts/ui_screenshots.py [docs] [--traffic-seconds 40]

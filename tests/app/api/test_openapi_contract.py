@@ -4,7 +4,7 @@ A bounded, seeded run (a few hundred generated cases, seconds) on a real server 
 hand-computable tiny model and the admin API on. It fails on any server error, undocumented status
 or content type, schema-valid request refused, schema-violating request accepted, or response that
 does not match its schema. The long run (tens of thousands of cases) uses the same command with a
-larger --max-examples; see README.md.
+larger --max-examples; see docs/service.md.
 """
 
 from __future__ import annotations

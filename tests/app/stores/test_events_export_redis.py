@@ -1,6 +1,6 @@
 """`recdistill events export` on both history backends: the Redis the replicas share (a real
 redis-server) gives the same CSV as SQLite for the same events (regression: the command read SQLite
-only, so the retraining loop broke with the README's Redis set-up)."""
+only, so the retraining loop broke with the Redis set-up of docs/operations.md)."""
 
 from __future__ import annotations
 
