@@ -3,7 +3,8 @@
 `resolve` reads the history (the request's, else the user's stored one), decides the arm (the A/B
 assignment, computed once) and prepares the query (ids to indices, filters to an eligible set) into
 one `ResolvedRequest`. `answer` runs it through the micro-batcher and builds the response; the
-after-answer hooks (the served log, the shadow teacher) get the same object inside an `Answer`, and
+after-answer hooks (the served log, the shadow teacher) get the same object inside an `Answer` (the
+after-failure hooks get it alone when the answer fails, for the A/B error rate), and
 `/v1/compare` runs both sides of one `ResolvedRequest`, so nothing is read or assigned twice.
 """
 
@@ -74,6 +75,7 @@ class Answer:
 
 
 AfterAnswer = Callable[[Answer], Awaitable[None]]
+AfterFailure = Callable[[ResolvedRequest], None]  # an answer that failed after its arm was assigned
 
 
 def limit_errors(req: RecommendRequest, settings: Settings, loc: Loc) -> list[dict[str, Any]]:
@@ -199,7 +201,12 @@ async def run(request: Request, query: Query) -> tuple[Result, float]:
 async def answer(request: Request, resolved: ResolvedRequest) -> dict[str, Any]:
     """The response to a resolved request; the after-answer hooks run on it before it is returned."""
     state = request.app.state
-    result, inference_ms = await run(request, resolved.query)
+    try:
+        result, inference_ms = await run(request, resolved.query)
+    except Exception:
+        for failed in getattr(state, "after_failure", ()):  # the A/B error-rate guardrail counts it
+            failed(resolved)
+        raise
     response = {
         "request_id": uuid.uuid4().hex,
         "model_version": resolved.model.version,
