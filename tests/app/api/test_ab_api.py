@@ -183,7 +183,10 @@ def test_answers_log_their_latency_and_fallback_and_a_failed_answer_counts_again
             raise RuntimeError("inference failed")
 
         batcher.submit = broken
-        assert client.post("/v1/recommend", json={"user_id": teacher, "history": ["i00"], "k": 3}).status_code == 500
+        assert (
+            client.post("/v1/recommend", json={"user_id": teacher, "history": ["i00"], "k": 3}).status_code
+            == 500
+        )
         batcher.submit = submit
         report = client.get("/v1/ab/report").json()
     arm = report["guardrails"]["arms"]["teacher"]

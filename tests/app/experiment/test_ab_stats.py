@@ -21,7 +21,6 @@ from app.experiment.ab_stats import (
 )
 from app.experiment.proportions import Z_95, Z_POWER_80, two_proportion_ztest
 
-
 # -- user-level ratio metrics: the delta method ------------------------------------------------------
 # Control users (clicks, impressions): (1, 4), (0, 2), (3, 6): R_c = 4 / 12 = 1/3. Residuals
 # x - R y = -1/3, -2/3, 1 (sum 0); sum r² = 1/9 + 4/9 + 1 = 14/9, / (n - 1) = 7/9; the same as
