@@ -141,9 +141,11 @@ class Verdict(BaseModel):
     relative: Relative
     mde: float | None
     mde_relative: float | None
-    target_relative_effect: float = Field(description="= planned_lift")
+    target_relative_effect: float = Field(
+        description="The lift users_needed is for: ?lift=, else planned_lift"
+    )
     users_needed: dict[str, int] | None = Field(
-        description="Users per arm for the always-valid test to find planned_lift with this power"
+        description="Users per arm for the always-valid test to find target_relative_effect with this power"
     )
     more_users_needed: dict[str, int] | None
     expected_conclusion: Conclusion | None = Field(description="When, at the current traffic (while not yet)")
@@ -153,7 +155,9 @@ class Verdict(BaseModel):
 
 class FixedHorizon(Reading):
     note: str
-    users_needed: dict[str, int] | None = Field(description="The fixed-horizon sample size for planned_lift")
+    users_needed: dict[str, int] | None = Field(
+        description="The fixed-horizon sample size for target_relative_effect"
+    )
 
 
 class GuardrailTest(BaseModel):

@@ -187,9 +187,20 @@ def _planned_lift(record: ExperimentRecord) -> float:
     return PLANNED_LIFT if record.planned_lift is None else record.planned_lift
 
 
+LiftQuery = Annotated[
+    float | None,
+    Query(
+        gt=0.0,
+        le=10.0,
+        description="The relative CTR change users_needed and expected_conclusion are quoted for "
+        "(0.05: 5%); default: the experiment's planned lift. The test itself stays tuned to the plan",
+    ),
+]
+
+
 @router.get("/v1/ab/report", response_model=ABReport, responses=errors(404))
 async def ab_report(
-    request: Request, since: SinceQuery = None, experiment: ExperimentQuery = None
+    request: Request, since: SinceQuery = None, experiment: ExperimentQuery = None, lift: LiftQuery = None
 ) -> dict[str, Any]:
     """The randomised arms' counts; per metric the always-valid comparison (CUPED), its fixed-horizon
     reading, the guardrails, SRM and the verdict in words; anonymous traffic apart."""
@@ -201,7 +212,7 @@ async def ab_report(
     elapsed = (record.stopped_at or data.now) - counted_from
     report = build_ab_report(
         data.rows, exp.shares, exp.control, exp.treatment, pre=data.pre, planned_lift=_planned_lift(record),
-        elapsed_s=elapsed, stopped_at=record.stopped_at, now=data.now,
+        target_lift=lift, elapsed_s=elapsed, stopped_at=record.stopped_at, now=data.now,
     )  # fmt: skip
     info = experiment_out(record)
     in_split = int((~data.rows.error).sum())

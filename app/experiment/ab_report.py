@@ -165,6 +165,7 @@ def build_ab_report(
     *,
     pre: UnitSums | None = None,
     planned_lift: float = PLANNED_LIFT,
+    target_lift: float | None = None,
     elapsed_s: float | None = None,
     stopped_at: float | None = None,
     now: float = 0.0,
@@ -218,11 +219,8 @@ def build_ab_report(
         have = (totals[control]["users"], totals[treatment]["users"])
         plannable = 0 < share_c < 1
         c_est, t_est = primary.cuped.control, primary.cuped.treatment
-        needed = (
-            users_needed(c_est, t_est, planned_lift, share_c, planned_lift=planned_lift)
-            if plannable
-            else None
-        )
+        target = planned_lift if target_lift is None else target_lift
+        needed = users_needed(c_est, t_est, target, share_c, planned_lift=planned_lift) if plannable else None
         conclusion = expected_conclusion(needed, have, elapsed_s, now) if word == "not yet" else None
         verdict_body = {
             "metric": PRIMARY_METRIC,
@@ -232,7 +230,18 @@ def build_ab_report(
             "verdict": word,
             "method": "always_valid",
             "summary": summary(
-                word, d, control, treatment, have, needed, conclusion, planned_lift, guards, srm, stopped_at
+                word,
+                d,
+                control,
+                treatment,
+                have,
+                needed,
+                conclusion,
+                target,
+                target == planned_lift,
+                guards,
+                srm,
+                stopped_at,
             ),
             "alpha": ALPHA,
             "power": POWER,
@@ -245,7 +254,7 @@ def build_ab_report(
             "relative": {"lift": d.lift, "low": d.lift_low, "high": d.lift_high},
             "mde": d.mde,
             "mde_relative": d.mde_relative,
-            "target_relative_effect": planned_lift,
+            "target_relative_effect": target,
             "users_needed": None if needed is None else {control: needed[0], treatment: needed[1]},
             "more_users_needed": None
             if needed is None
@@ -257,9 +266,7 @@ def build_ab_report(
         plain_c, plain_t = (
             ratio_estimate(*(getattr(s, col) for col in METRICS[PRIMARY_METRIC])) for s in (c_sums, t_sums)
         )
-        fixed_needed = (
-            fixed_horizon_users_needed(plain_c, plain_t, planned_lift, share_c) if plannable else None
-        )
+        fixed_needed = fixed_horizon_users_needed(plain_c, plain_t, target, share_c) if plannable else None
         fixed_body = {
             **_difference(primary.fixed_horizon),
             "note": "valid only for a sample size fixed in advance and read once; the verdict does not use it",

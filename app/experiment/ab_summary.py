@@ -53,7 +53,8 @@ def summary(
     have: tuple[int, int],
     needed: tuple[int, int] | None,
     conclusion: dict[str, Any] | None,
-    planned_lift: float,
+    target_lift: float,
+    planned: bool,
     guards: dict[str, Any],
     srm: SampleRatio,
     stopped_at: float | None,
@@ -77,7 +78,8 @@ def summary(
     if d.mde_relative is not None:
         tail += f". The smallest lift detectable now with 80% power is {pct(d.mde_relative, False)}"
     if needed is not None:
-        tail += f"; finding the planned {planned_lift:.0%} lift needs about {max(needed):,} users per arm"
+        which = "the planned" if planned else "a"
+        tail += f"; finding {which} {target_lift:.0%} lift needs about {max(needed):,} users per arm"
         if conclusion is not None and stopped_at is None:
             hours = conclusion["hours_left"]
             tail += (

@@ -47,7 +47,7 @@
     const srm = r.srm;
     return [
       v.relative ? card("CTR per user, relative", signed(v.relative.lift), `interval ${signed(v.relative.low)} to ${signed(v.relative.high)} · p = ${fmt(v.p_value, 3)}`) : null,
-      needed ? card(`Users needed for a ${pct(v.planned_lift, 0)} lift`, `${fmt(Math.max(...needed))} per arm`,
+      needed ? card(`Users needed for a ${pct(v.target_relative_effect, 0)} lift`, `${fmt(Math.max(...needed))} per arm`,
         `${fmt(Math.max(...Object.values(v.more_users_needed)))} more · detectable now: ${pct(v.mde_relative)}`) : null,
       conclusion ? card("Expected conclusion", conclusion.hours_left <= 0 ? "now" : `${fmt(conclusion.hours_left, 1)} h`,
         `at ${when(conclusion.at)}, at ${fmt(Math.min(...conclusion.users_per_hour), 0)} new users/h per arm`) : null,

@@ -195,3 +195,8 @@ def test_answers_log_their_latency_and_fallback_and_a_failed_answer_counts_again
     assert arm["latency_p99_ms"] is not None and arm["latency_p99_ms"] > 0
     assert report["arms"]["teacher"]["requests"] == 2  # the failed one is not an answer
     assert set(report["guardrails"]["tests"]) == {"error_rate", "latency_p99", "fallback_share"}
+
+
+def test_a_lift_to_quote_users_needed_for_must_be_positive(client: TestClient) -> None:
+    bad = client.get("/v1/ab/report?lift=0")
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "lift"]

@@ -213,3 +213,18 @@ def test_too_few_users_and_a_closed_arm() -> None:
     closed = report(STUDENT, shares={"student": 1.0, "teacher": 0.0})
     assert closed["verdict"]["users_needed"] is None  # no teacher share: no sample size to quote
     assert closed["per_user"]["teacher"]["units"] == 0
+
+
+def test_users_needed_can_be_asked_for_another_lift_without_retuning_the_test() -> None:
+    parts = (_users("student", 300, 0.05, 16), _users("teacher", 300, 0.05, 17))
+    planned, smaller = report(*parts), report(*parts, target_lift=0.05)
+    assert (
+        smaller["verdict"]["target_relative_effect"] == 0.05
+        and planned["verdict"]["target_relative_effect"] == 0.15
+    )
+    assert smaller["verdict"]["users_needed"]["student"] > 4 * planned["verdict"]["users_needed"]["student"]
+    assert (
+        smaller["comparison"]["ctr"]["low"] == planned["comparison"]["ctr"]["low"]
+    )  # same test, same interval
+    assert "finding a 5% lift needs about" in smaller["verdict"]["summary"]
+    assert "finding the planned 15% lift needs about" in planned["verdict"]["summary"]
