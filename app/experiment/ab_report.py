@@ -18,7 +18,6 @@ from typing import Any
 from app.experiment.ab_stats import (
     RatioDifference,
     fixed_horizon_difference,
-    fixed_horizon_users_needed,
     ratio_difference,
     ratio_estimate,
     users_needed,
@@ -266,7 +265,9 @@ def build_ab_report(
         plain_c, plain_t = (
             ratio_estimate(*(getattr(s, col) for col in METRICS[PRIMARY_METRIC])) for s in (c_sums, t_sums)
         )
-        fixed_needed = fixed_horizon_users_needed(plain_c, plain_t, target, share_c) if plannable else None
+        fixed_needed = (
+            users_needed(plain_c, plain_t, target, share_c, method="fixed_horizon") if plannable else None
+        )
         fixed_body = {
             **_difference(primary.fixed_horizon),
             "note": "valid only for a sample size fixed in advance and read once; the verdict does not use it",

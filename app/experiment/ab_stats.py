@@ -29,7 +29,6 @@ z_{0.975} (fixed horizon; Kohavi et al. ch. 17). `users_needed` solves the same 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -210,31 +209,6 @@ def power(effect: float, se: float, z_crit: float = Z_95) -> float:
     return normal_sf(z_crit - shift) + normal_sf(z_crit + shift)
 
 
-def _sample_size(
-    control: RatioEstimate,
-    treatment: RatioEstimate,
-    relative_effect: float,
-    control_share: float,
-    signal: Callable[[float], float | None],
-) -> tuple[int, int] | None:
-    """Users (control, treatment) for an effect δ = relative_effect × R_c when the test needs
-    δ / SE = signal(δ): N = (signal / δ)² (σ_c² / w_c + σ_t² / w_t), n_arm = ⌈N · w_arm⌉. None when
-    the variances or a positive control rate are not known yet."""
-    if not 0 < control_share < 1 or relative_effect <= 0:
-        raise ValueError(
-            f"need 0 < control_share < 1 and relative_effect > 0, got {control_share}, {relative_effect}"
-        )
-    if control.unit_variance is None or treatment.unit_variance is None or not control.rate:
-        return None
-    effect = relative_effect * control.rate
-    s = signal(effect)
-    if s is None:
-        return None
-    w_c, w_t = control_share, 1.0 - control_share
-    total = (s / effect) ** 2 * (control.unit_variance / w_c + treatment.unit_variance / w_t)
-    return math.ceil(total * w_c), math.ceil(total * w_t)
-
-
 def users_needed(
     control: RatioEstimate,
     treatment: RatioEstimate,
@@ -244,28 +218,28 @@ def users_needed(
     z_power: float = Z_POWER_80,
     *,
     planned_lift: float = PLANNED_LIFT,
+    method: Method = "always_valid",
 ) -> tuple[int, int] | None:
-    """Users (control, treatment) for the always-valid test to find `relative_effect` × the control
-    rate with power z_power by the time they are in (earlier looks only add to it), split as now
-    (control_share of the two arms) and with today's per-user variances: the signal it needs is
-    s = required_signal(τ / δ) (`app.experiment.sequential`)."""
-    tau = planned_lift * pooled_rate(control, treatment)
-    return _sample_size(
-        control,
-        treatment,
-        relative_effect,
-        control_share,
-        lambda effect: required_signal(tau / effect, z_power, alpha_of(z_crit)) if tau > 0 else None,
-    )
-
-
-def fixed_horizon_users_needed(
-    control: RatioEstimate,
-    treatment: RatioEstimate,
-    relative_effect: float,
-    control_share: float = 0.5,
-    z_crit: float = Z_95,
-    z_power: float = Z_POWER_80,
-) -> tuple[int, int] | None:
-    """The fixed-horizon sample size: the signal it needs is z_crit + z_power."""
-    return _sample_size(control, treatment, relative_effect, control_share, lambda _: z_crit + z_power)
+    """Users (control, treatment) to find an effect δ = relative_effect × the control rate with power
+    z_power, split as now (control_share of the two arms) and with today's per-user variances:
+    N = (s / δ)² (σ_c² / w_c + σ_t² / w_t), n_arm = ⌈N · w_arm⌉, where s = δ / SE is the signal the
+    test needs: s = required_signal(τ / δ) for the always-valid test (by the time they are in; earlier
+    looks only add to it; `app.experiment.sequential`), z_crit + z_power for the fixed horizon.
+    None when the variances or a positive control rate are not known yet."""
+    if not 0 < control_share < 1 or relative_effect <= 0:
+        raise ValueError(
+            f"need 0 < control_share < 1 and relative_effect > 0, got {control_share}, {relative_effect}"
+        )
+    if control.unit_variance is None or treatment.unit_variance is None or not control.rate:
+        return None
+    effect = relative_effect * control.rate
+    if method == "fixed_horizon":
+        s = z_crit + z_power
+    else:
+        tau = planned_lift * pooled_rate(control, treatment)
+        if tau <= 0:
+            return None
+        s = required_signal(tau / effect, z_power, alpha_of(z_crit))
+    w_c, w_t = control_share, 1.0 - control_share
+    total = (s / effect) ** 2 * (control.unit_variance / w_c + treatment.unit_variance / w_t)
+    return math.ceil(total * w_c), math.ceil(total * w_t)

@@ -12,7 +12,6 @@ import pytest
 from app.experiment.ab_stats import (
     RatioDifference,
     fixed_horizon_difference,
-    fixed_horizon_users_needed,
     power,
     ratio_difference,
     ratio_estimate,
@@ -172,9 +171,9 @@ def test_users_needed_by_hand() -> None:
     14408.45 users, 7205 per arm. The fixed horizon needs (2.8015852 × 60)² × 0.2222 = 6279.1: 3140."""
     c, t = ratio_estimate(*CONTROL), ratio_estimate(*TREATMENT)
     assert users_needed(c, t, 0.05) == (7205, 7205)
-    assert fixed_horizon_users_needed(c, t, 0.05) == (3140, 3140)
+    assert users_needed(c, t, 0.05, method="fixed_horizon") == (3140, 3140)
     # 80/20 fixed: N = (168.095)² (7/144 / 0.8 + 9/144 / 0.2) = 10546.9 -> 8438, 2110.
-    assert fixed_horizon_users_needed(c, t, 0.05, control_share=0.8) == (8438, 2110)
+    assert users_needed(c, t, 0.05, control_share=0.8, method="fixed_horizon") == (8438, 2110)
     assert users_needed(ratio_estimate(np.array([1]), np.array([2])), t, 0.05) is None
     with pytest.raises(ValueError, match="control_share"):
         users_needed(c, t, 0.05, control_share=1.0)

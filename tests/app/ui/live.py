@@ -26,6 +26,16 @@ ADMIN_TOKEN = "dashboard-admin-token-0123456789"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 
 
+def require_browser() -> None:
+    """Skip the calling test module, saying why, where playwright or Chromium is missing (.ci/run
+    installs Debian's `chromium`; the dev extra brings playwright)."""
+    import pytest
+
+    pytest.importorskip("playwright", reason="playwright is not installed (the dev extra)")
+    if chromium_path() is None:
+        pytest.skip("Chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
+
+
 def chromium_path() -> str | None:
     """The system's Chromium, or None (the browser tests then skip, naming the package)."""
     for name in CHROMIUM_NAMES:

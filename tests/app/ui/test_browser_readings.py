@@ -9,48 +9,13 @@ Skips (saying why) only where Chromium is not installed; .ci/run installs Debian
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 
 import pytest
 
-from tests.app.ui.live import (
-    ADMIN_TOKEN,
-    Watched,
-    browser,
-    call,
-    chromium_path,
-    dashboard_settings,
-    live_server,
-)
+from tests.app.ui.live import ADMIN_TOKEN, Watched, call, require_browser
 
-pytest.importorskip("playwright", reason="playwright is not installed (the dev extra)")
-CHROMIUM = chromium_path()
-if CHROMIUM is None:
-    pytest.skip("Chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with live_server(dashboard_settings(tmp_path_factory.mktemp("readings"))) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    assert CHROMIUM is not None
-    with browser(CHROMIUM) as instance:
-        yield instance
-
-
-@pytest.fixture
-def watched(chromium: Any) -> Iterator[Watched]:
-    context = chromium.new_context(viewport={"width": 1400, "height": 900})
-    try:
-        yield Watched(context.new_page())
-    finally:
-        context.close()
+require_browser()
 
 
 def _open(watched: Watched, url: str) -> None:
