@@ -71,17 +71,26 @@ def publish_twin(models_dir: Path, version: str | None = None) -> str:
 @dataclass
 class Population:
     """Who sends requests: known users (ids from the version), new users, sessions and anonymous
-    callers, each unit with its own click propensity; returning units are drawn more often."""
+    callers, each unit with its own click propensity. How often a unit comes back follows its own
+    activity, LogNormal(0, 1): some units return often, none carries the experiment alone."""
 
     known: list[str]
     items: list[str]
     rng: np.random.Generator
+    size: int = 5000  # units of each kind that may come back
     propensity: dict[str, float] = field(default_factory=dict)
+    pools: dict[str, tuple[list[str], np.ndarray]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        known = [str(u) for u in self.rng.permutation(self.known)[: self.size]]
+        for kind in ("user", "new_user", "session"):
+            ids = known if kind == "user" else [f"{kind}-{i}" for i in range(self.size)]
+            activity = self.rng.lognormal(0.0, 1.0, len(ids))
+            self.pools[kind] = (ids, activity / activity.sum())
 
     def _unit(self, kind: str) -> str:
-        n = len(self.known) if kind == "user" else 500
-        rank = min(int(self.rng.zipf(1.3)) - 1, n - 1)  # a few units return often
-        return self.known[rank] if kind == "user" else f"{kind}-{rank}"
+        ids, weights = self.pools[kind]
+        return ids[int(self.rng.choice(len(ids), p=weights))]
 
     def request(self) -> tuple[dict[str, Any], dict[str, str], float]:
         """(body, headers, this unit's click propensity) of one recommend request."""
