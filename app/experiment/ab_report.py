@@ -26,7 +26,7 @@ from app.experiment.ab_stats import (
 from app.experiment.ab_summary import summary
 from app.experiment.cuped import Cuped, cuped_estimates, pre_period
 from app.experiment.guardrails import guardrails
-from app.experiment.proportions import Z_95, srm_check, two_proportion_ztest, wilson_interval
+from app.experiment.proportions import Z_95, SampleRatio, srm_check, two_proportion_ztest, wilson_interval
 from app.experiment.sequential import ALPHA, PLANNED_LIFT
 from app.stores.records import UNIT_SUM_COLUMNS, AnswerRows, UnitSums, unit_sums_of
 
@@ -156,6 +156,105 @@ def _anonymous(rows: AnswerRows, control: str) -> dict[str, Any]:
     }
 
 
+def _per_user(arm_sums: UnitSums, totals: dict[str, int]) -> dict[str, Any]:
+    """One arm's per-user rates with their delta-method 95% interval (descriptive, per arm)."""
+    metrics = {}
+    for metric, (num, den) in METRICS.items():
+        e = ratio_estimate(getattr(arm_sums, num), getattr(arm_sums, den))
+        low = high = None
+        if e.rate is not None and e.se is not None:
+            low, high = max(0.0, e.rate - Z_95 * e.se), min(1.0, e.rate + Z_95 * e.se)
+        metrics[metric] = {"rate": e.rate, "se": e.se, "low": low, "high": high}
+    counts = {k: v for k, v in totals.items() if k != "users"}
+    return {"units": totals["users"], **counts, "metrics": metrics}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the experiment was planned for and where it stands: the inputs of the verdict's words."""
+
+    planned_lift: float
+    target_lift: float  # the lift users needed are quoted for
+    control_share: float  # the control's share of the two arms
+    have: tuple[int, int]  # users so far (control, treatment)
+    elapsed_s: float | None
+    stopped_at: float | None
+    now: float
+
+
+def _verdict(
+    primary: Reading,
+    word: str,
+    control: str,
+    treatment: str,
+    plan: Plan,
+    guards: dict[str, Any],
+    srm: SampleRatio,
+) -> dict[str, Any]:
+    d, cu = primary.difference, primary.cuped
+    plannable = 0 < plan.control_share < 1
+    needed = (
+        users_needed(
+            cu.control, cu.treatment, plan.target_lift, plan.control_share, planned_lift=plan.planned_lift
+        )
+        if plannable
+        else None
+    )
+    conclusion = (
+        expected_conclusion(needed, plan.have, plan.elapsed_s, plan.now) if word == "not yet" else None
+    )
+    have = plan.have
+    words = summary(
+        word, d, control, treatment, have, needed, conclusion, plan.target_lift,
+        plan.target_lift == plan.planned_lift, guards, srm, plan.stopped_at,
+    )  # fmt: skip
+    return {
+        "metric": PRIMARY_METRIC,
+        "metric_definition": PRIMARY_DEFINITION,
+        "control": control,
+        "treatment": treatment,
+        "verdict": word,
+        "method": "always_valid",
+        "summary": words,
+        "alpha": ALPHA,
+        "power": POWER,
+        "planned_lift": plan.planned_lift,
+        "cuped_applied": cu.theta is not None,
+        "variance_reduction": cu.variance_reduction,
+        "low": d.low,
+        "high": d.high,
+        "p_value": d.p_value,
+        "relative": {"lift": d.lift, "low": d.lift_low, "high": d.lift_high},
+        "mde": d.mde,
+        "mde_relative": d.mde_relative,
+        "target_relative_effect": plan.target_lift,
+        "users_needed": None if needed is None else {control: needed[0], treatment: needed[1]},
+        "more_users_needed": None
+        if needed is None
+        else {control: max(0, needed[0] - have[0]), treatment: max(0, needed[1] - have[1])},
+        "expected_conclusion": conclusion,
+        "stopped": plan.stopped_at is not None,
+        "stopped_at": plan.stopped_at,
+    }
+
+
+def _fixed_horizon(
+    primary: Reading, c_sums: UnitSums, t_sums: UnitSums, control: str, treatment: str, plan: Plan
+) -> dict[str, Any]:
+    """The primary metric read as a fixed-horizon test, with the sample size that test would need."""
+    plain = [ratio_estimate(*(getattr(s, col) for col in METRICS[PRIMARY_METRIC])) for s in (c_sums, t_sums)]
+    needed = None
+    if 0 < plan.control_share < 1:
+        needed = users_needed(
+            plain[0], plain[1], plan.target_lift, plan.control_share, method="fixed_horizon"
+        )
+    return {
+        **_difference(primary.fixed_horizon),
+        "note": "valid only for a sample size fixed in advance and read once; the verdict does not use it",
+        "users_needed": None if needed is None else {control: needed[0], treatment: needed[1]},
+    }
+
+
 def build_ab_report(
     rows: AnswerRows,
     shares: Mapping[str, float],
@@ -174,8 +273,9 @@ def build_ab_report(
 
     `arms` and `per_user` count the randomised units only; `anonymous` the rest. `comparison` is per
     metric treatment - control: the always-valid reading (CUPED where a pre-period exists), its
-    `fixed_horizon` reading and the per-impression test (for comparison only). `elapsed_s` (the time
-    the experiment has run) dates `expected_conclusion`; `stopped_at` marks a stopped experiment.
+    `fixed_horizon` reading and the per-impression test (for comparison only). The verdict's users
+    needed are quoted for `target_lift` (default: the planned lift); `elapsed_s` (the time the
+    experiment has run) dates `expected_conclusion`; `stopped_at` marks a stopped experiment.
     """
     sums = unit_sums_of(rows)
     arm_sums = {arm: sums.get(arm, NO_UNITS) for arm in shares}
@@ -191,18 +291,6 @@ def build_ab_report(
     }
     names = list(shares)
     srm = srm_check([totals[a]["users"] for a in names], [shares[a] for a in names])
-    per_user: dict[str, Any] = {}
-    for arm in shares:
-        metrics = {}
-        for metric, (num, den) in METRICS.items():
-            e = ratio_estimate(getattr(arm_sums[arm], num), getattr(arm_sums[arm], den))
-            low = high = None
-            if e.rate is not None and e.se is not None:
-                low, high = max(0.0, e.rate - Z_95 * e.se), min(1.0, e.rate + Z_95 * e.se)
-            metrics[metric] = {"rate": e.rate, "se": e.se, "low": low, "high": high}
-        per_user[arm] = {"units": totals[arm]["users"], **totals[arm], "metrics": metrics}
-        del per_user[arm]["users"]
-
     comparison: dict[str, Any] = {}
     verdict_body = fixed_body = guards = None
     if control in shares and treatment in shares:
@@ -210,76 +298,20 @@ def build_ab_report(
         readings = {m: read_metric(c_sums, t_sums, m, pre, planned_lift) for m in METRICS}
         comparison = {m: _comparison(r, totals[control], totals[treatment], m) for m, r in readings.items()}
         guards = guardrails(rows, control, treatment, srm)
-        primary = readings[PRIMARY_METRIC]
-        d = primary.difference
-        word = f"stop: {guards['stop']}" if guards["stop"] else verdict(d)
+        word = f"stop: {guards['stop']}" if guards["stop"] else verdict(readings[PRIMARY_METRIC].difference)
         live = shares[control] + shares[treatment]
-        share_c = shares[control] / live if live > 0 else 0.0
-        have = (totals[control]["users"], totals[treatment]["users"])
-        plannable = 0 < share_c < 1
-        c_est, t_est = primary.cuped.control, primary.cuped.treatment
-        target = planned_lift if target_lift is None else target_lift
-        needed = users_needed(c_est, t_est, target, share_c, planned_lift=planned_lift) if plannable else None
-        conclusion = expected_conclusion(needed, have, elapsed_s, now) if word == "not yet" else None
-        verdict_body = {
-            "metric": PRIMARY_METRIC,
-            "metric_definition": PRIMARY_DEFINITION,
-            "control": control,
-            "treatment": treatment,
-            "verdict": word,
-            "method": "always_valid",
-            "summary": summary(
-                word,
-                d,
-                control,
-                treatment,
-                have,
-                needed,
-                conclusion,
-                target,
-                target == planned_lift,
-                guards,
-                srm,
-                stopped_at,
-            ),
-            "alpha": ALPHA,
-            "power": POWER,
-            "planned_lift": planned_lift,
-            "cuped_applied": primary.cuped.theta is not None,
-            "variance_reduction": primary.cuped.variance_reduction,
-            "low": d.low,
-            "high": d.high,
-            "p_value": d.p_value,
-            "relative": {"lift": d.lift, "low": d.lift_low, "high": d.lift_high},
-            "mde": d.mde,
-            "mde_relative": d.mde_relative,
-            "target_relative_effect": target,
-            "users_needed": None if needed is None else {control: needed[0], treatment: needed[1]},
-            "more_users_needed": None
-            if needed is None
-            else {control: max(0, needed[0] - have[0]), treatment: max(0, needed[1] - have[1])},
-            "expected_conclusion": conclusion,
-            "stopped": stopped_at is not None,
-            "stopped_at": stopped_at,
-        }
-        plain_c, plain_t = (
-            ratio_estimate(*(getattr(s, col) for col in METRICS[PRIMARY_METRIC])) for s in (c_sums, t_sums)
-        )
-        fixed_needed = (
-            users_needed(plain_c, plain_t, target, share_c, method="fixed_horizon") if plannable else None
-        )
-        fixed_body = {
-            **_difference(primary.fixed_horizon),
-            "note": "valid only for a sample size fixed in advance and read once; the verdict does not use it",
-            "users_needed": None
-            if fixed_needed is None
-            else {control: fixed_needed[0], treatment: fixed_needed[1]},
-        }
+        plan = Plan(
+            planned_lift, planned_lift if target_lift is None else target_lift,
+            shares[control] / live if live > 0 else 0.0, (totals[control]["users"], totals[treatment]["users"]),
+            elapsed_s, stopped_at, now,
+        )  # fmt: skip
+        verdict_body = _verdict(readings[PRIMARY_METRIC], word, control, treatment, plan, guards, srm)
+        fixed_body = _fixed_horizon(readings[PRIMARY_METRIC], c_sums, t_sums, control, treatment, plan)
     return {
         "arms": arms,
         "anonymous": _anonymous(rows, control),
         "comparison": comparison,
-        "per_user": per_user,
+        "per_user": {arm: _per_user(arm_sums[arm], totals[arm]) for arm in shares},
         "verdict": verdict_body,
         "verdict_uses": "always_valid",
         "fixed_horizon": fixed_body,
