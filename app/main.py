@@ -188,6 +188,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.after_answer = []  # async hooks on every Answer (app.api.request); the lifespan adds some
+    app.state.after_failure = []  # hooks on every answer that failed after its arm was assigned
     app.state.shadow_metrics = ShadowMetrics(app.state.metrics.registry)
     app.state.store = ModelStore(settings.models_dir)  # replaced in the lifespan; empty until then
     app.state.candidate = CandidateSlot(settings.models_dir)  # likewise

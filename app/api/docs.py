@@ -1,8 +1,13 @@
-"""`/docs` from local assets: Swagger UI as the `swagger-ui-bundle` package ships it, mounted under
-`/docs/assets`, so the page works offline (FastAPI's default page loads its script and CSS from a
-CDN and is blank without the network)."""
+"""`/docs` from local assets: Swagger UI 5 (it reads the OpenAPI 3.1 document FastAPI writes),
+vendored under app/ui/static/vendor/swagger-ui/ with its licence and mounted under `/docs/assets`, so
+the page works offline. FastAPI's default page loads its script from a CDN (blank without the
+network), and the `swagger-ui-bundle` package ships Swagger UI 4.15, which cannot read 3.1
+("Unable to render this definition").
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
@@ -10,13 +15,12 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 ASSETS_URL = "/docs/assets"
+ASSETS_DIR = Path(__file__).resolve().parents[1] / "ui" / "static" / "vendor" / "swagger-ui"
 
 
 def install_docs(app: FastAPI) -> None:
-    """Serve `/docs` (and its OAuth2 redirect) with Swagger UI's files from the installed package."""
-    from swagger_ui_bundle import swagger_ui_path  # a service dependency; imported where it is used
-
-    app.mount(ASSETS_URL, StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui-assets")
+    """Serve `/docs` (and its OAuth2 redirect) with the vendored Swagger UI files."""
+    app.mount(ASSETS_URL, StaticFiles(directory=str(ASSETS_DIR)), name="swagger-ui-assets")
 
     async def docs(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")

@@ -7,7 +7,10 @@ The services behind them (assignment, the served-answer log, the shadow teacher)
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -26,18 +29,22 @@ from app.api.rollout_schemas import ShadowReport
 from app.api.schemas import Id, RecommendRequest
 from app.api.types import DateTime, EpochSecondsQuery, epoch_seconds
 from app.engine.recommender import item_list
-from app.experiment.ab_report import build_ab_report
+from app.experiment.ab_report import build_ab_report, pre_period_window
+from app.experiment.ab_timeseries import ab_timeseries
 from app.experiment.assignment import Experiment
+from app.experiment.sequential import PLANNED_LIFT
 from app.experiment.services import ExperimentServices
 from app.experiment.shadow_report import build_report, pair_info, render_html
-from app.experiment.timeseries import ab_timeseries, shadow_timeseries
+from app.experiment.timeseries import shadow_timeseries
 from app.stores.records import (
     CANDIDATE_PAIR,
     TEACHER_PAIR,
+    AnswerRows,
     ComparisonRows,
     ExperimentRecord,
     FeedbackError,
     UnitSums,
+    unit_totals,
 )
 from core.agreement import agreement
 
@@ -158,46 +165,76 @@ def _experiment(services: ExperimentServices, name: str | None) -> tuple[Experim
     return record, Experiment(record.name, record.salt, record.treatment_share, record.arms)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True)
+class _ABData:
+    """What the A/B report and its time series read for one experiment, once."""
+
+    rows: AnswerRows  # the experiment's answers in the window
+    pre: UnitSums  # each user's answers before the experiment started (CUPED)
+    served: int  # answers served by any version and arm since the window's start
+    now: float
+
+
+def _read_ab(services: ExperimentServices, record: ExperimentRecord, start: float | None) -> _ABData:
+    store, until = services.feedback, record.stopped_at
+    return _ABData(
+        store.answer_rows(record.name, start, until),
+        unit_totals(store.answer_rows(None, *pre_period_window(record.started_at))),
+        sum(store.served_counts(start if start is not None else record.started_at, until).values()),
+        time.time(),
+    )
+
+
+def _planned_lift(record: ExperimentRecord) -> float:
+    return PLANNED_LIFT if record.planned_lift is None else record.planned_lift
+
+
+LiftQuery = Annotated[
+    float | None,
+    Query(
+        gt=0.0,
+        le=10.0,
+        description="The relative CTR change users_needed and expected_conclusion are quoted for "
+        "(0.05: 5%); default: the experiment's planned lift. The test itself stays tuned to the plan",
+    ),
+]
+
+
 @router.get("/v1/ab/report", response_model=ABReport, responses=errors(404))
 async def ab_report(
-    request: Request, since: SinceQuery = None, experiment: ExperimentQuery = None
+    request: Request, since: SinceQuery = None, experiment: ExperimentQuery = None, lift: LiftQuery = None
 ) -> dict[str, Any]:
-    """Per arm counts and rates; per user, the comparison with its interval, test, MDE, verdict; SRM."""
+    """The randomised arms' counts; per metric the always-valid comparison (CUPED), its fixed-horizon
+    reading, the guardrails, SRM and the verdict in words; anonymous traffic apart."""
     services = _services(request)
     record, exp = _experiment(services, experiment)
     start = _since(since)
-    until = record.stopped_at
-
-    def read() -> tuple[dict[str, dict[str, int]], dict[str, UnitSums], dict[str, int]]:
-        store = services.feedback
-        return (
-            store.arm_counts(exp.name, start, until),
-            store.unit_sums(exp.name, start, until),
-            store.served_counts(start if start is not None else record.started_at, until),
-        )
-
-    counts, unit_sums, served = await run_in_threadpool(read)
-    report = build_ab_report(counts, exp.shares, unit_sums, control=exp.control, treatment=exp.treatment)
+    data = await run_in_threadpool(_read_ab, services, record, start)
+    counted_from = max(start if start is not None else -math.inf, record.reset_at or record.started_at)
+    elapsed = (record.stopped_at or data.now) - counted_from
+    report = build_ab_report(
+        data.rows, exp.shares, exp.control, exp.treatment, pre=data.pre, planned_lift=_planned_lift(record),
+        target_lift=lift, elapsed_s=elapsed, stopped_at=record.stopped_at, now=data.now,
+    )  # fmt: skip
     info = experiment_out(record)
-    in_split = sum(c.get("requests", 0) for c in counts.values())
-    served_total = sum(served.values())
+    in_split = int((~data.rows.error).sum())
     return {
         "experiment": {**info, "since": since},
         "pair": info["pair"],
         "coverage": {
-            "served": served_total,
+            "served": data.served,
             "in_experiment": in_split,
-            "coverage": in_split / served_total if served_total else None,
+            "coverage": in_split / data.served if data.served else None,
         },
         **report,
-        "comparison": report["teacher_vs_student"],
-        "teacher_vs_student": report["teacher_vs_student"] if exp.arms == "teacher_vs_student" else {},
+        "teacher_vs_student": report["comparison"] if exp.arms == "teacher_vs_student" else {},
     }
 
 
-def _shadow_rows(services: ExperimentServices, since: float | None) -> tuple[ComparisonRows, dict[str, int]]:
+def _shadow_rows(services: ExperimentServices, since: float | None) -> tuple[ComparisonRows, AnswerRows]:
+    """The comparisons of the window and every experiment's answers in it (each pair's coverage)."""
     services.shadow.flush()  # persist what the worker still buffers so the report counts it
-    return services.comparisons.load(since), services.feedback.served_counts(since)
+    return services.comparisons.load(since), services.feedback.answer_rows(None, since)
 
 
 def _current_pair(request: Request) -> dict[str, Any] | None:
@@ -215,11 +252,11 @@ def _current_pair(request: Request) -> dict[str, Any] | None:
 async def shadow_report(request: Request, since: SinceQuery = None) -> dict[str, Any]:
     """Agreement, latency and coverage of the shadow comparisons, overall and per pair of versions."""
     services = _services(request)
-    rows, served = await run_in_threadpool(_shadow_rows, services, _since(since))
+    rows, answers = await run_in_threadpool(_shadow_rows, services, _since(since))
     return {
         "shadow_rate": services.shadow.rate,
         "pair": _current_pair(request),
-        **build_report(rows, _since(since), served),
+        **build_report(rows, _since(since), answers, services.shadow.timeout_s),
     }
 
 
@@ -227,8 +264,9 @@ async def shadow_report(request: Request, since: SinceQuery = None) -> dict[str,
 async def shadow_report_html(request: Request, since: SinceQuery = None) -> HTMLResponse:
     """The shadow report as a page with inline SVG plots."""
     services = _services(request)
-    rows, served = await run_in_threadpool(_shadow_rows, services, _since(since))
-    page = await asyncio.to_thread(render_html, build_report(rows, _since(since), served), rows)
+    rows, answers = await run_in_threadpool(_shadow_rows, services, _since(since))
+    report = build_report(rows, _since(since), answers, services.shadow.timeout_s)
+    page = await asyncio.to_thread(render_html, report, rows)
     return HTMLResponse(page)
 
 
@@ -239,17 +277,21 @@ async def ab_timeseries_route(
     since: SinceQuery = None,
     experiment: ExperimentQuery = None,
 ) -> dict[str, Any]:
-    """Per time bucket, per arm: users, impressions, clicks, CTR and conversion with Wilson intervals,
-    in the bucket and cumulatively."""
+    """Per time bucket, per arm: users, impressions, clicks, CTR and conversion (in the bucket and
+    cumulatively), the anonymous answers apart, and the always-valid interval of the primary
+    metric's difference up to the bucket's end."""
     services = _services(request)
     record, exp = _experiment(services, experiment)
-    counts = await run_in_threadpool(
-        services.feedback.bucket_counts, exp.name, bucket_seconds, _since(since), record.stopped_at
+    data = await run_in_threadpool(_read_ab, services, record, _since(since))
+    series = await asyncio.to_thread(
+        ab_timeseries,
+        data.rows,
+        [exp.control, exp.treatment],
+        bucket_seconds,
+        data.pre,
+        _planned_lift(record),
     )
-    return {
-        "experiment": {**experiment_out(record), "since": since},
-        **ab_timeseries(counts, list(exp.shares), bucket_seconds),
-    }
+    return {"experiment": {**experiment_out(record), "since": since}, **series}
 
 
 @router.get("/v1/shadow/timeseries")
@@ -257,18 +299,10 @@ async def shadow_timeseries_route(
     request: Request, bucket_seconds: BucketQuery = 60, since: SinceQuery = None
 ) -> dict[str, Any]:
     """Per pair of versions, per time bucket: agreement means, the latency ratio, and the share of
-    the running experiment's control answers compared."""
+    the pair's shadowable answers compared (counted from the pair's start)."""
     services = _services(request)
-    exp = services.experiment
-
-    def read() -> tuple[ComparisonRows, dict[int, int]]:
-        rows, _ = _shadow_rows(services, _since(since))
-        counts = services.feedback.bucket_counts(exp.name, bucket_seconds, _since(since))
-        return rows, {b: arms.get(exp.control, {}).get("requests", 0) for b, arms in counts.items()}
-
-    rows, answers = await run_in_threadpool(read)
-    return {
-        "shadow_rate": services.shadow.rate,
-        "pair": _current_pair(request),
-        **shadow_timeseries(rows, bucket_seconds, answers),
-    }
+    rows, answers = await run_in_threadpool(_shadow_rows, services, _since(since))
+    series = await asyncio.to_thread(
+        shadow_timeseries, rows, bucket_seconds, answers, services.shadow.timeout_s
+    )
+    return {"shadow_rate": services.shadow.rate, "pair": _current_pair(request), **series}

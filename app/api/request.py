@@ -7,7 +7,8 @@ stored history cannot be read (the shared store is down), the request is answere
 order and its answer says so (`fallback: "history_unavailable"`): a read never fails on the store.
 `answer` runs it through the micro-batcher and builds the response; the after-answer hooks (the
 served log, the shadow teacher) get the same object inside an `Answer`, and `/v1/compare` runs both
-sides of one `ResolvedRequest`, so nothing is read or assigned twice.
+sides of one `ResolvedRequest`, so nothing is read or assigned twice. When the answer fails, the
+after-failure hooks get the request alone (the A/B error-rate guardrail counts it).
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class Answer:
 
 
 AfterAnswer = Callable[[Answer], Awaitable[None]]
+AfterFailure = Callable[[ResolvedRequest], None]  # an answer that failed after its arm was assigned
 
 
 def limit_errors(req: RecommendRequest, settings: Settings, loc: Loc) -> list[dict[str, Any]]:
@@ -230,7 +232,12 @@ async def run(request: Request, query: Query) -> tuple[Result, float]:
 async def answer(request: Request, resolved: ResolvedRequest) -> dict[str, Any]:
     """The response to a resolved request; the after-answer hooks run on it before it is returned."""
     state = request.app.state
-    result, inference_ms = await run(request, resolved.query)
+    try:
+        result, inference_ms = await run(request, resolved.query)
+    except Exception:
+        for failed in getattr(state, "after_failure", ()):  # the A/B error-rate guardrail counts it
+            failed(resolved)
+        raise
     fallback = resolved.fallback(result)
     response = {
         "request_id": uuid.uuid4().hex,

@@ -21,6 +21,7 @@ from app.api.rollout_schemas import (
 )
 from app.engine.candidate import CandidateSlot
 from app.engine.model_store import ModelStore, ReloadRefused
+from app.experiment.sequential import PLANNED_LIFT
 from app.experiment.services import ExperimentConflict, ExperimentServices
 from app.experiment.shadow_report import pair_info
 from app.stores.pins import PinError
@@ -56,6 +57,7 @@ def experiment_out(record: ExperimentRecord) -> dict[str, Any]:
         "reset_at": _time(record.reset_at),
         "running": record.running,
         "source": record.source,
+        "planned_lift": PLANNED_LIFT if record.planned_lift is None else record.planned_lift,
     }
 
 
@@ -145,7 +147,9 @@ async def start_experiment(request: Request, body: ExperimentRequest) -> dict[st
     share = body.candidate_share if body.arms == "serving_vs_candidate" else body.teacher_share
     share = (body.teacher_share or body.candidate_share or 0.0) if share is None else share
     try:
-        record = await run_in_threadpool(_services(request).start, body.name, body.arms, share)
+        record = await run_in_threadpool(
+            _services(request).start, body.name, body.arms, share, body.planned_lift
+        )
     except ExperimentConflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     return experiment_out(record)

@@ -42,6 +42,13 @@ class ExperimentRequest(_Body):
     candidate_share: JsonFloat | None = Field(
         None, ge=0.0, le=1.0, description="Share of units on the candidate"
     )
+    planned_lift: JsonFloat | None = Field(
+        None,
+        gt=0.0,
+        le=10.0,
+        description="The relative CTR change the experiment is planned to detect (0.05: 5%); it tunes "
+        "the always-valid test (found fastest near it) and the users-needed figure. Default 0.15",
+    )
 
 
 class ArmSide(BaseModel):
@@ -75,6 +82,7 @@ class ExperimentOut(BaseModel):
     source: Literal["api", "settings"] = Field(
         description="POST /admin/experiments, or RECDISTILL_EXPERIMENT_*"
     )
+    planned_lift: float = Field(description="The relative effect the always-valid test is tuned for")
 
 
 class ExperimentList(BaseModel):
@@ -90,7 +98,10 @@ class ExperimentReset(BaseModel):
 class Coverage(BaseModel):
     """What share of the traffic a report covers."""
 
-    served: int = Field(description="Answers served in the window (by the control version, per pair)")
+    served: int = Field(
+        description="Answers the shadow could sample in the window (the control version's student, with "
+        "items, no fallback), per pair from its first comparison on"
+    )
     sampled: int = Field(
         description="Answers sent to the comparison: compared + dropped + timed out + errors"
     )
@@ -127,9 +138,13 @@ class ShadowPairBlock(ShadowBlock):
     pair: Pair
     student_version: str = Field(description="The serving student's version (= pair.control.version)")
     teacher_version: str = Field(description="The other side's version (= pair.treatment.version)")
+    counted_from: float | None = Field(None, description="Epoch seconds of the pair's first comparison")
 
 
 class ShadowReport(ShadowBlock):
+    """The top-level figures count every pair together (how much was compared); each pair's own
+    agreement and latency are in `by_version`: read those, a blend of two pairs describes neither."""
+
     shadow_rate: float
     pair: Pair | None = Field(description="What the shadow compares now: the candidate when one is loaded")
     since: str | None

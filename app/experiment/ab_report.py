@@ -1,28 +1,34 @@
-"""The `/v1/ab/report` body: per-arm counts, the user-level comparison with its verdict, and SRM.
+"""The `/v1/ab/report` body: per-arm counts of the randomised traffic (anonymous traffic apart), the
+user-level comparison per metric with its always-valid interval, CUPED, the guardrails, the verdict
+in words and when the experiment can be expected to conclude.
 
-The statistics are `app.experiment.ab_stats`'s (the delta method over per-user sums; its docstring
-gives the method and sources). This module only shapes them into the report.
+The statistics are `ab_stats` (delta method), `sequential` (the always-valid confidence sequence),
+`cuped` and `guardrails`; their docstrings give methods and sources. One rule everywhere: the
+verdict, the interval and the p-value of the primary metric come from one always-valid
+RatioDifference, so the words cannot contradict the numbers. The fixed-horizon reading (the z-test
+for a team that fixed its sample size in advance) is kept apart under `fixed_horizon`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from app.experiment.ab_stats import (
-    ALPHA,
-    Z_95,
-    Proportion,
     RatioDifference,
-    RatioEstimate,
+    fixed_horizon_difference,
     ratio_difference,
     ratio_estimate,
-    srm_check,
-    two_proportion_ztest,
     users_needed,
     verdict,
-    wilson_interval,
 )
-from app.stores.records import UNIT_SUM_COLUMNS, UnitSums
+from app.experiment.ab_summary import summary
+from app.experiment.cuped import Cuped, cuped_estimates, pre_period
+from app.experiment.guardrails import guardrails
+from app.experiment.proportions import Z_95, SampleRatio, srm_check, two_proportion_ztest, wilson_interval
+from app.experiment.sequential import ALPHA, PLANNED_LIFT
+from app.stores.records import UNIT_SUM_COLUMNS, AnswerRows, UnitSums, unit_sums_of
 
 # metric -> (numerator column, denominator column) of UnitSums; all are higher-is-better.
 METRICS: dict[str, tuple[str, str]] = {
@@ -31,34 +37,57 @@ METRICS: dict[str, tuple[str, str]] = {
     "purchases_per_impression": ("purchases", "impressions"),
 }
 PRIMARY_METRIC = "ctr"  # the metric the verdict is read from
-TARGET_LIFT = 0.05  # the relative effect "users needed" is quoted for
+PRIMARY_DEFINITION = (
+    "CTR per user: clicks / impressions summed over each arm's randomised users, analysed over users "
+    "(delta method); not the per-impression CTR"
+)
 POWER = 0.8
-_COUNT_KEYS = ("users", "requests", "impressions", "clicks", "purchases")
+PRE_PERIOD_DAYS = 14.0  # CUPED's covariate: each user's answers and clicks this long before the start
+NO_UNITS = UnitSums.from_rows([])
 
 
-def _interval(p: Proportion) -> dict[str, float | int | None]:
+@dataclass(frozen=True)
+class Reading:
+    """One metric's comparison as the verdict uses it: the always-valid difference of the CUPED
+    estimates where a pre-period exists (else the plain ones), the CUPED bookkeeping, and the plain
+    fixed-horizon reading."""
+
+    difference: RatioDifference
+    cuped: Cuped
+    fixed_horizon: RatioDifference
+
+
+def read_metric(
+    control: UnitSums,
+    treatment: UnitSums,
+    metric: str,
+    pre: UnitSums | None = None,
+    planned_lift: float = PLANNED_LIFT,
+) -> Reading:
+    """The comparison of one metric between two arms' per-unit sums (the report and the interval over
+    time both call this, so the chart's last point is the report's interval)."""
+    num, den = METRICS[metric]
+    arms = [(getattr(s, num), getattr(s, den)) for s in (control, treatment)]
+    pres = [pre_period(s.units, pre if pre is not None else NO_UNITS, num, den) for s in (control, treatment)]
+    cuped = cuped_estimates(arms[0], arms[1], pres[0], pres[1])
+    plain = [ratio_estimate(*arm) for arm in arms]
+    return Reading(
+        ratio_difference(cuped.control, cuped.treatment, planned_lift=planned_lift),
+        cuped,
+        fixed_horizon_difference(plain[0], plain[1]),
+    )
+
+
+def _totals(sums: UnitSums) -> dict[str, int]:
+    return {"users": len(sums), **{col: int(getattr(sums, col).sum()) for col in UNIT_SUM_COLUMNS}}
+
+
+def _interval(successes: int, trials: int) -> dict[str, float | None]:
+    p = wilson_interval(min(successes, trials), trials)
     return {"rate": p.rate, "low": p.low, "high": p.high}
 
 
-def _estimates(sums: UnitSums) -> dict[str, RatioEstimate]:
-    return {
-        metric: ratio_estimate(getattr(sums, num), getattr(sums, den))
-        for metric, (num, den) in METRICS.items()
-    }
-
-
-def _arm_per_user(sums: UnitSums, estimates: dict[str, RatioEstimate]) -> dict[str, object]:
-    metrics = {}
-    for metric, e in estimates.items():
-        low = high = None
-        if e.rate is not None and e.se is not None:
-            low, high = max(0.0, e.rate - Z_95 * e.se), min(1.0, e.rate + Z_95 * e.se)
-        metrics[metric] = {"rate": e.rate, "se": e.se, "low": low, "high": high}
-    totals = {col: int(getattr(sums, col).sum()) for col in UNIT_SUM_COLUMNS}
-    return {"units": len(sums), **totals, "metrics": metrics}
-
-
-def _comparison(d: RatioDifference) -> dict[str, object]:
+def _difference(d: RatioDifference) -> dict[str, Any]:
     return {
         "diff": d.diff,
         "low": d.low,
@@ -73,136 +102,220 @@ def _comparison(d: RatioDifference) -> dict[str, object]:
     }
 
 
-def _pct(x: float) -> str:
-    return f"{x:+.2%}"
+def _comparison(reading: Reading, c: Mapping[str, int], t: Mapping[str, int], metric: str) -> dict[str, Any]:
+    d, cu = reading.difference, reading.cuped
+    num, den = METRICS[metric]
+    old = two_proportion_ztest(min(c[num], c[den]), c[den], min(t[num], t[den]), t[den])
+    return {
+        **_difference(d),
+        "method": "always_valid",
+        "critical_value": d.critical,
+        "mixing_scale": d.tau,
+        "cuped": {
+            "applied": cu.theta is not None,
+            "theta": cu.theta,
+            "users_with_pre_period": list(cu.users_with_pre),
+            "variance_reduction": cu.variance_reduction,
+        },
+        "fixed_horizon": _difference(reading.fixed_horizon),
+        "per_impression": {
+            "diff": old.diff,
+            "low": old.low,
+            "high": old.high,
+            "z": old.z,
+            "p_value": old.p_value,
+        },  # fmt: skip
+    }
 
 
-def _summary(
+def expected_conclusion(
+    needed: tuple[int, int] | None, have: tuple[int, int], elapsed_s: float | None, now: float
+) -> dict[str, Any] | None:
+    """When the users needed can be expected in, at the rate new users joined each arm so far."""
+    if needed is None or not elapsed_s or elapsed_s <= 0:
+        return None
+    rates = [n / elapsed_s * 3600.0 for n in have]  # new users per hour, per arm
+    if any(r <= 0 for r in rates):
+        return None
+    hours = max(max(0, need - got) / rate for need, got, rate in zip(needed, have, rates, strict=True))
+    return {"users_per_hour": rates, "hours_left": hours, "at": now + hours * 3600.0}
+
+
+def _anonymous(rows: AnswerRows, control: str) -> dict[str, Any]:
+    """Answers with neither user nor session id: served by the control arm, never randomised, so
+    outside the comparison; counted here so the page can show them apart."""
+    anon = rows.where((rows.unit == "anonymous") & ~rows.error)
+    impressions, clicks = int(anon.impressions.sum()), int(anon.clicks.sum())
+    return {
+        "served_by": control,
+        "requests": len(anon),
+        "impressions": impressions,
+        "clicks": clicks,
+        "purchases": int(anon.purchases.sum()),
+        "ctr": _interval(clicks, impressions),
+    }
+
+
+def _per_user(arm_sums: UnitSums, totals: dict[str, int]) -> dict[str, Any]:
+    """One arm's per-user rates with their delta-method 95% interval (descriptive, per arm)."""
+    metrics = {}
+    for metric, (num, den) in METRICS.items():
+        e = ratio_estimate(getattr(arm_sums, num), getattr(arm_sums, den))
+        low = high = None
+        if e.rate is not None and e.se is not None:
+            low, high = max(0.0, e.rate - Z_95 * e.se), min(1.0, e.rate + Z_95 * e.se)
+        metrics[metric] = {"rate": e.rate, "se": e.se, "low": low, "high": high}
+    counts = {k: v for k, v in totals.items() if k != "users"}
+    return {"units": totals["users"], **counts, "metrics": metrics}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the experiment was planned for and where it stands: the inputs of the verdict's words."""
+
+    planned_lift: float
+    target_lift: float  # the lift users needed are quoted for
+    control_share: float  # the control's share of the two arms
+    have: tuple[int, int]  # users so far (control, treatment)
+    elapsed_s: float | None
+    stopped_at: float | None
+    now: float
+
+
+def _verdict(
+    primary: Reading,
     word: str,
-    metric: str,
     control: str,
     treatment: str,
-    d: RatioDifference,
-    srm_warning: str | None,
-    needed: tuple[int, int] | None,
-    units: tuple[int, int],
-) -> str:
-    if srm_warning is not None:
-        return f"not yet: {srm_warning}"
-    if d.diff is None or d.z is None:
-        return (
-            f"not yet: {metric} needs at least 2 users with {METRICS[metric][1]} and some variation in "
-            f"each arm (have {units[0]} {control}, {units[1]} {treatment})"
+    plan: Plan,
+    guards: dict[str, Any],
+    srm: SampleRatio,
+) -> dict[str, Any]:
+    d, cu = primary.difference, primary.cuped
+    plannable = 0 < plan.control_share < 1
+    needed = (
+        users_needed(
+            cu.control, cu.treatment, plan.target_lift, plan.control_share, planned_lift=plan.planned_lift
         )
-    size = (
-        f"{_pct(d.lift)} relative (95% CI {_pct(d.lift_low)} to {_pct(d.lift_high)})"  # type: ignore[arg-type]
-        if d.lift is not None
-        else f"{d.diff:+.4g} absolute"
+        if plannable
+        else None
     )
-    head = f"{treatment} vs {control} on {metric}: {size}, p = {d.p_value:.3g}, {units[0]} + {units[1]} users"
-    if word != "not yet":
-        return f"{treatment} is {word} than {control} — {head}"
-    mde = _pct(d.mde_relative) if d.mde_relative is not None else f"{d.mde:.4g}"
-    tail = f"; the smallest change detectable now (80% power) is {mde.lstrip('+')}"
-    if needed is not None:
-        tail += (
-            f"; detecting a {TARGET_LIFT:.0%} change needs about {needed[0]} {control} and "
-            f"{needed[1]} {treatment} users"
+    conclusion = (
+        expected_conclusion(needed, plan.have, plan.elapsed_s, plan.now) if word == "not yet" else None
+    )
+    have = plan.have
+    words = summary(
+        word, d, control, treatment, have, needed, conclusion, plan.target_lift,
+        plan.target_lift == plan.planned_lift, guards, srm, plan.stopped_at,
+    )  # fmt: skip
+    return {
+        "metric": PRIMARY_METRIC,
+        "metric_definition": PRIMARY_DEFINITION,
+        "control": control,
+        "treatment": treatment,
+        "verdict": word,
+        "method": "always_valid",
+        "summary": words,
+        "alpha": ALPHA,
+        "power": POWER,
+        "planned_lift": plan.planned_lift,
+        "cuped_applied": cu.theta is not None,
+        "variance_reduction": cu.variance_reduction,
+        "low": d.low,
+        "high": d.high,
+        "p_value": d.p_value,
+        "relative": {"lift": d.lift, "low": d.lift_low, "high": d.lift_high},
+        "mde": d.mde,
+        "mde_relative": d.mde_relative,
+        "target_relative_effect": plan.target_lift,
+        "users_needed": None if needed is None else {control: needed[0], treatment: needed[1]},
+        "more_users_needed": None
+        if needed is None
+        else {control: max(0, needed[0] - have[0]), treatment: max(0, needed[1] - have[1])},
+        "expected_conclusion": conclusion,
+        "stopped": plan.stopped_at is not None,
+        "stopped_at": plan.stopped_at,
+    }
+
+
+def _fixed_horizon(
+    primary: Reading, c_sums: UnitSums, t_sums: UnitSums, control: str, treatment: str, plan: Plan
+) -> dict[str, Any]:
+    """The primary metric read as a fixed-horizon test, with the sample size that test would need."""
+    plain = [ratio_estimate(*(getattr(s, col) for col in METRICS[PRIMARY_METRIC])) for s in (c_sums, t_sums)]
+    needed = None
+    if 0 < plan.control_share < 1:
+        needed = users_needed(
+            plain[0], plain[1], plan.target_lift, plan.control_share, method="fixed_horizon"
         )
-    return f"not yet — {head}{tail}"
+    return {
+        **_difference(primary.fixed_horizon),
+        "note": "valid only for a sample size fixed in advance and read once; the verdict does not use it",
+        "users_needed": None if needed is None else {control: needed[0], treatment: needed[1]},
+    }
 
 
 def build_ab_report(
-    counts: Mapping[str, Mapping[str, int]],
+    rows: AnswerRows,
     shares: Mapping[str, float],
-    unit_sums: Mapping[str, UnitSums] | None = None,
     control: str = "student",
     treatment: str = "teacher",
-) -> dict[str, object]:
-    """The `/v1/ab/report` body from per-arm counts (FeedbackStore.arm_counts), per-unit sums
-    (FeedbackStore.unit_sums) and the configured shares.
+    *,
+    pre: UnitSums | None = None,
+    planned_lift: float = PLANNED_LIFT,
+    target_lift: float | None = None,
+    elapsed_s: float | None = None,
+    stopped_at: float | None = None,
+    now: float = 0.0,
+) -> dict[str, Any]:
+    """The `/v1/ab/report` body from the experiment's answers (FeedbackStore.answer_rows), the
+    configured shares and the users' pre-period sums (None: no CUPED).
 
-    `arms` describes all traffic (anonymous answers included) with per-impression Wilson intervals;
-    `per_user` and the comparison count the randomised units only (anonymous answers are always the
-    student's, never randomised, so they stay out of the test);
-    `teacher_vs_student` (treatment - control) is user-level: diff, interval, z and p from the one
-    delta-method SE, its relative lift, MDE and verdict per metric, beside the old per-impression
-    test under `per_impression` (for comparison only: it ignores that users are the unit).
+    `arms` and `per_user` count the randomised units only; `anonymous` the rest. `comparison` is per
+    metric treatment - control: the always-valid reading (CUPED where a pre-period exists), its
+    `fixed_horizon` reading and the per-impression test (for comparison only). The verdict's users
+    needed are quoted for `target_lift` (default: the planned lift); `elapsed_s` (the time the
+    experiment has run) dates `expected_conclusion`; `stopped_at` marks a stopped experiment.
     """
-    unit_sums = unit_sums or {}
-    arms: dict[str, dict[str, object]] = {}
-    users: list[int] = []
-    for arm in shares:
-        c = {"users": 0, "requests": 0, "impressions": 0, "clicks": 0, "purchases": 0, "purchase_requests": 0}
-        c.update(counts.get(arm, {}))
-        clicks = min(c["clicks"], c["impressions"])
-        users.append(c["users"])
-        arms[arm] = {
-            **{key: c[key] for key in _COUNT_KEYS},
+    sums = unit_sums_of(rows)
+    arm_sums = {arm: sums.get(arm, NO_UNITS) for arm in shares}
+    totals = {arm: _totals(arm_sums[arm]) for arm in shares}
+    arms = {
+        arm: {
+            **{k: c[k] for k in ("users", "requests", "impressions", "clicks", "purchases")},
             "share": shares[arm],
-            "ctr": _interval(wilson_interval(clicks, c["impressions"])),
-            "conversion": _interval(wilson_interval(c["purchase_requests"], c["requests"])),
+            "ctr": _interval(c["clicks"], c["impressions"]),
+            "conversion": _interval(c["purchase_requests"], c["requests"]),
         }
+        for arm, c in totals.items()
+    }
     names = list(shares)
-    srm = srm_check(users, [shares[a] for a in names])
-    no_units = UnitSums.from_rows([])
-    arm_sums = {arm: unit_sums.get(arm, no_units) for arm in shares}
-    estimates = {arm: _estimates(arm_sums[arm]) for arm in shares}
-    per_user = {arm: _arm_per_user(arm_sums[arm], estimates[arm]) for arm in shares}
-
-    comparison: dict[str, object] = {}
-    verdict_body: dict[str, object] | None = None
-    if control in arms and treatment in arms:
-        s, t = counts.get(control, {}), counts.get(treatment, {})
-        diffs = {m: ratio_difference(estimates[control][m], estimates[treatment][m]) for m in METRICS}
-        for metric, d in diffs.items():
-            comparison[metric] = _comparison(d)
-        for metric, num, den in (
-            ("ctr", "clicks", "impressions"),
-            ("conversion", "purchase_requests", "requests"),
-        ):
-            old = two_proportion_ztest(
-                min(s.get(num, 0), s.get(den, 0)),
-                s.get(den, 0),
-                min(t.get(num, 0), t.get(den, 0)),
-                t.get(den, 0),
-            )
-            comparison[metric]["per_impression"] = {  # type: ignore[index]
-                "diff": old.diff, "low": old.low, "high": old.high, "z": old.z, "p_value": old.p_value,
-            }  # fmt: skip
-        d = diffs[PRIMARY_METRIC]
-        word = verdict(d) if not srm.mismatch else "not yet"
+    srm = srm_check([totals[a]["users"] for a in names], [shares[a] for a in names])
+    comparison: dict[str, Any] = {}
+    verdict_body = fixed_body = guards = None
+    if control in shares and treatment in shares:
+        c_sums, t_sums = arm_sums[control], arm_sums[treatment]
+        readings = {m: read_metric(c_sums, t_sums, m, pre, planned_lift) for m in METRICS}
+        comparison = {m: _comparison(r, totals[control], totals[treatment], m) for m, r in readings.items()}
+        guards = guardrails(rows, control, treatment, srm)
+        word = f"stop: {guards['stop']}" if guards["stop"] else verdict(readings[PRIMARY_METRIC].difference)
         live = shares[control] + shares[treatment]
-        needed = None
-        if word == "not yet" and live > 0 and 0 < shares[control] < live:
-            needed = users_needed(
-                estimates[control][PRIMARY_METRIC],
-                estimates[treatment][PRIMARY_METRIC],
-                TARGET_LIFT,
-                control_share=shares[control] / live,
-            )
-        units = (estimates[control][PRIMARY_METRIC].units, estimates[treatment][PRIMARY_METRIC].units)
-        verdict_body = {
-            "metric": PRIMARY_METRIC,
-            "control": control,
-            "treatment": treatment,
-            "verdict": word,
-            "summary": _summary(word, PRIMARY_METRIC, control, treatment, d, srm.warning, needed, units),
-            "alpha": ALPHA,
-            "power": POWER,
-            "mde": d.mde,
-            "mde_relative": d.mde_relative,
-            "target_relative_effect": TARGET_LIFT,
-            "users_needed": None if needed is None else {control: needed[0], treatment: needed[1]},
-            "more_users_needed": None
-            if needed is None
-            else {control: max(0, needed[0] - units[0]), treatment: max(0, needed[1] - units[1])},
-        }
+        plan = Plan(
+            planned_lift, planned_lift if target_lift is None else target_lift,
+            shares[control] / live if live > 0 else 0.0, (totals[control]["users"], totals[treatment]["users"]),
+            elapsed_s, stopped_at, now,
+        )  # fmt: skip
+        verdict_body = _verdict(readings[PRIMARY_METRIC], word, control, treatment, plan, guards, srm)
+        fixed_body = _fixed_horizon(readings[PRIMARY_METRIC], c_sums, t_sums, control, treatment, plan)
     return {
         "arms": arms,
-        "teacher_vs_student": comparison,
-        "per_user": per_user,
+        "anonymous": _anonymous(rows, control),
+        "comparison": comparison,
+        "per_user": {arm: _per_user(arm_sums[arm], totals[arm]) for arm in shares},
         "verdict": verdict_body,
+        "verdict_uses": "always_valid",
+        "fixed_horizon": fixed_body,
+        "guardrails": guards,
         "srm": {
             "unit": "users",
             "observed": dict(zip(names, srm.observed, strict=True)),
@@ -210,7 +323,13 @@ def build_ab_report(
             "chi2": srm.chi2,
             "dof": srm.dof,
             "p_value": srm.p_value,
+            "always_valid_p": srm.always_valid_p,
             "mismatch": srm.mismatch,
             "warning": srm.warning,
         },
     }
+
+
+def pre_period_window(started_at: float) -> tuple[float, float]:
+    """[start - PRE_PERIOD_DAYS, start): the answers CUPED's covariate is read from."""
+    return started_at - PRE_PERIOD_DAYS * 86400.0, started_at

@@ -19,6 +19,7 @@ ARM_PAIRS: dict[str, tuple[Arm, Arm]] = {
     "teacher_vs_student": ("student", "teacher"),
     "serving_vs_candidate": ("serving", "candidate"),
 }
+SERVING_ARMS: tuple[Arm, ...] = ("student", "serving")  # answered by the serving version's student
 FORCE_ARM_HEADER = "X-Recdistill-Arm"  # testing only: pins the arm of one request
 SESSION_HEADER = "X-Session-Id"  # the unit for anonymous callers
 _SCALE = float(1 << 64)

@@ -18,13 +18,14 @@ import asyncio
 import logging
 import threading
 import time
+import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from app.config import Settings
 from app.engine.candidate import CandidateSlot
 from app.engine.model_store import ModelStore
-from app.experiment.assignment import ARM_PAIRS, ArmsKind, Experiment
+from app.experiment.assignment import ARM_PAIRS, SERVING_ARMS, ArmsKind, Experiment
 from app.experiment.shadow import ShadowJob, ShadowMetrics, ShadowRunner
 from app.stores.factory import open_state_stores
 from app.stores.outage import storage_errors
@@ -33,11 +34,10 @@ from app.stores.records import ExperimentExists, ExperimentRecord, Served
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from app.api.request import Answer
+    from app.api.request import Answer, ResolvedRequest
 
 log = logging.getLogger(__name__)
 NO_EXPERIMENT = ""  # the experiment name answers are logged under while none runs
-SERVING_ARMS = ("student", "serving")  # arms answered by the serving version's student
 
 
 class ExperimentConflict(RuntimeError):
@@ -120,9 +120,12 @@ class ExperimentServices:
         if current != self.record:
             self._activate(current)
 
-    def start(self, name: str, arms: ArmsKind, share: float) -> ExperimentRecord:
+    def start(
+        self, name: str, arms: ArmsKind, share: float, planned_lift: float | None = None
+    ) -> ExperimentRecord:
         """Start a named experiment (the settings' one, if it runs, is stopped); ExperimentConflict
-        when another started one runs, the name is taken, or version arms have no candidate loaded."""
+        when another started one runs, the name is taken, or version arms have no candidate loaded.
+        `planned_lift` tunes its always-valid test (None: the default, sequential.PLANNED_LIFT)."""
         if arms not in ARM_PAIRS:
             raise ValueError(f"arms must be one of {sorted(ARM_PAIRS)}")
         with self._lock:
@@ -141,7 +144,7 @@ class ExperimentServices:
                 treatment = candidate.version
             record = ExperimentRecord(
                 name, arms, share, self.settings.experiment_salt, started_at=time.time(),
-                control_version=serving, treatment_version=treatment,
+                control_version=serving, treatment_version=treatment, planned_lift=planned_lift,
             )  # fmt: skip
             try:
                 self.experiments.create(record)
@@ -203,6 +206,8 @@ class ExperimentServices:
                 response["model_version"],
                 items,
                 forced=assignment.forced,
+                latency_ms=done.inference_ms,
+                fallback=response["fallback"],
             )
         )
         # `active` first: with the shadow off no job is built (the request path's cheapest exit).
@@ -218,6 +223,22 @@ class ExperimentServices:
                     replay=None if candidate is None else resolved.student_query_for,
                 )
             )
+
+    def after_failure(self, resolved: ResolvedRequest) -> None:
+        """Log an answer that failed after its arm was assigned (no items): the A/B error rate."""
+        assignment = resolved.assignment
+        self.feedback.log_served(
+            Served(
+                uuid.uuid4().hex,
+                resolved.experiment,
+                assignment.arm,
+                assignment.unit,
+                resolved.model.version,
+                (),
+                forced=assignment.forced,
+                error=True,
+            )
+        )
 
     def close(self) -> None:
         self.shadow.stop()
@@ -237,6 +258,7 @@ def open_experiment(
         store.listeners.append(services.shadow.prepare)
     app.state.experiment = services
     app.state.after_answer.append(services.after_answer)
+    app.state.after_failure.append(services.after_failure)
     return services
 
 

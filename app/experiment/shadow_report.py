@@ -1,4 +1,10 @@
-"""The shadow report: agreement and latency of the teacher vs the student, as JSON and as an HTML page.
+"""The shadow report: agreement and latency of each pair the shadow compared (the serving version's
+student against its teacher, or against a candidate version's student), as JSON and as an HTML page.
+
+Every figure belongs to one pair: two comparisons (a teacher that agrees 0.15 with its student, a
+byte-identical candidate that agrees 1.0) averaged into one number describe neither. A pair's
+coverage counts the answers the shadow could have sampled (the serving student's, with items and no
+fallback) from the pair's first comparison on, not the answers served before the pair existed.
 
 Aggregation is numpy over the stored comparisons; the page draws its histograms as inline SVG so the
 service needs no plotting library (matplotlib stays on the offline side).
@@ -8,15 +14,16 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
+from app.experiment.assignment import SERVING_ARMS
 from app.stores.records import (
     METRIC_COLUMNS,
     TEACHER_PAIR,
+    AnswerRows,
     ComparisonRows,
     failure_key,
     parse_failure_key,
@@ -40,6 +47,53 @@ def summarize(values: np.ndarray) -> dict[str, float | int | None]:
         "p50": float(p50),
         "p90": float(p90),
     }
+
+
+def shadowable(answers: AnswerRows) -> np.ndarray:
+    """[n] bool: the answers the shadow samples from (the serving student's, with items, no fallback)."""
+    return np.isin(answers.arm, SERVING_ARMS) & ~answers.error & ~answers.fallback & (answers.impressions > 0)
+
+
+PairKey = tuple[str, str, str]  # (kind, control version, treatment version)
+
+
+def pair_windows(rows: ComparisonRows, lead_s: float = 0.0) -> dict[PairKey, tuple[float, float]]:
+    """Per pair, the time its answers count from and until: from its first comparison less `lead_s`
+    (the shadow's timeout: a compared answer was served at most that long before its comparison) to
+    its last comparison, or to the end of the window for the pair its control version was compared
+    in last (still running)."""
+    timed = np.isfinite(rows.ts)
+    out: dict[PairKey, tuple[float, float]] = {}
+    for key in zip(
+        rows.pair.tolist(), rows.student_version.tolist(), rows.teacher_version.tolist(), strict=True
+    ):
+        if key in out:
+            continue
+        mask = (
+            timed
+            & (rows.pair == key[0])
+            & (rows.student_version == key[1])
+            & (rows.teacher_version == key[2])
+        )
+        if mask.any():
+            out[key] = (float(rows.ts[mask].min()) - lead_s, float(rows.ts[mask].max()))
+    for version in {k[1] for k in out}:
+        latest = max((k for k in out if k[1] == version), key=lambda k: out[k][1])
+        out[latest] = (out[latest][0], math.inf)
+    return out
+
+
+def served_in_pair(answers: AnswerRows | None, key: PairKey, window: tuple[float, float] | None) -> int:
+    """The shadowable answers of the pair's control version inside its window (0 without either)."""
+    if answers is None or window is None:
+        return 0
+    mask = (
+        shadowable(answers)
+        & (answers.version == key[1])
+        & (answers.ts >= window[0])
+        & (answers.ts <= window[1])
+    )
+    return int(mask.sum())
 
 
 def _block(rows: ComparisonRows, mask: np.ndarray, failures: dict[str, int]) -> dict[str, Any]:
@@ -85,19 +139,21 @@ def pair_info(kind: str, control_version: str, treatment_version: str) -> dict[s
 
 
 def build_report(
-    rows: ComparisonRows, since: float | None = None, served: Mapping[str, int] | None = None
+    rows: ComparisonRows, since: float | None = None, answers: AnswerRows | None = None, lead_s: float = 0.0
 ) -> dict[str, Any]:
-    """The `/v1/shadow/report` body: totals, then the same block per pair (teacher vs student of one
-    version, or a serving version's student vs a candidate's), each with its coverage: `served`
-    holds the answers served in the window per model version (FeedbackStore.served_counts)."""
-    served = served or {}
+    """The `/v1/shadow/report` body: one block per pair (teacher vs student of one version, or a
+    serving version's student vs a candidate's), each with its coverage from the pair's start
+    (`answers`: FeedbackStore.answer_rows of the window, every experiment), and the same totals over
+    every pair together (for counting; the dashboard reads the pairs). `lead_s`: see pair_windows."""
+    windows = pair_windows(rows, lead_s)
     total_fail = {kind: sum(n for (_, k), n in rows.failures.items() if k == kind) for kind in FAILURES}
     total = _block(rows, np.ones(len(rows), bool), total_fail)
+    served_total = sum(served_in_pair(answers, key, window) for key, window in windows.items())
     report: dict[str, Any] = {
         "since": None if since is None else datetime.fromtimestamp(since, UTC).isoformat(),
         **total,
         "errors": total_fail["error"] + total_fail["timeout"],
-        **_coverage(total["count"], total_fail, sum(served.values())),
+        **_coverage(total["count"], total_fail, served_total),
         "by_version": [],
     }
     keys = {
@@ -107,19 +163,21 @@ def build_report(
         )
     }
     keys |= {parse_failure_key(key) for key, _ in rows.failures}  # pairs with failures only
-    for kind, student_v, teacher_v in sorted(keys):
+    for key in sorted(keys):
+        kind, student_v, teacher_v = key
         mask = (rows.pair == kind) & (rows.student_version == student_v) & (rows.teacher_version == teacher_v)
-        key = failure_key(kind, student_v, teacher_v)
-        fails = {fail: rows.failures.get((key, fail), 0) for fail in FAILURES}
+        fails = {fail: rows.failures.get((failure_key(*key), fail), 0) for fail in FAILURES}
         block = _block(rows, mask, fails)
         block["errors"] = fails["error"] + fails["timeout"]
+        window = windows.get(key)
         report["by_version"].append(
             {
-                "pair": pair_info(kind, student_v, teacher_v),
+                "pair": pair_info(*key),
                 "student_version": student_v,
                 "teacher_version": teacher_v,
                 **block,
-                **_coverage(block["count"], fails, served.get(student_v, 0)),
+                **_coverage(block["count"], fails, served_in_pair(answers, key, window)),
+                "counted_from": None if window is None else window[0],
             }
         )
     return report
@@ -167,11 +225,21 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
+def ratio_label(pair: dict[str, Any]) -> str:
+    """What a pair's latency ratio divides: "teacher / student", "candidate / serving"."""
+    return f"{pair['treatment']['arm']} / {pair['control']['arm']}"
+
+
 def _table(block: dict[str, Any]) -> str:
+    pair = block["pair"]
     head = "<tr><th>metric</th><th>n</th><th>mean</th><th>p10</th><th>p50</th><th>p90</th></tr>"
     rows = [(name, s) for name, s in block["metrics"].items()]
-    rows += [("latency ratio (teacher/student)", block["latency_ratio"])]
-    rows += [(f"latency ms ({side})", s) for side, s in block["latency_ms"].items()]
+    rows += [(f"latency ratio {ratio_label(pair)}", block["latency_ratio"])]
+    sides = {"student": pair["control"], "teacher": pair["treatment"]}
+    rows += [
+        (f"latency ms ({sides[side]['arm']} {sides[side]['version']})", s)
+        for side, s in block["latency_ms"].items()
+    ]
     body = "".join(
         f"<tr><td>{html.escape(name)}</td>"
         + "".join(f"<td>{_fmt(s[c])}</td>" for c in ("n", "mean", "p10", "p50", "p90"))
@@ -181,37 +249,49 @@ def _table(block: dict[str, Any]) -> str:
     return f"<table>{head}{body}</table>"
 
 
-def render_html(report: dict[str, Any], rows: ComparisonRows) -> str:
-    """A self-contained page: totals, one histogram per agreement metric and the latency ratio, and a
-    table per model version."""
-    ratio = np.where(
-        rows.student_latency_ms > 0,
-        rows.teacher_latency_ms / np.maximum(rows.student_latency_ms, 1e-12),
-        np.nan,
-    )
-    finite_ratio = ratio[np.isfinite(ratio)]
-    ratio_hi = float(max(2.0, math.ceil(np.percentile(finite_ratio, 99)) if len(finite_ratio) else 2.0))
+def _pair_section(block: dict[str, Any], rows: ComparisonRows) -> str:
+    """One pair: its coverage, a histogram per agreement metric and of its latency ratio, its table."""
+    pair = block["pair"]
+    mask = (rows.pair == pair["kind"]) & (rows.student_version == block["student_version"])
+    mask &= rows.teacher_version == block["teacher_version"]
+    student, teacher = rows.student_latency_ms[mask], rows.teacher_latency_ms[mask]
+    ratio = np.where(student > 0, teacher / np.maximum(student, 1e-12), np.nan)
+    finite = ratio[np.isfinite(ratio)]
+    ratio_hi = float(max(2.0, math.ceil(np.percentile(finite, 99)) if len(finite) else 2.0))
+    name = pair["name"]
     plots = [
-        svg_histogram(rows.metrics[m], -1.0 if m == "kendall_tau" else 0.0, 1.0, title=METRIC_NAMES[m])
+        svg_histogram(
+            rows.metrics[m][mask],
+            -1.0 if m == "kendall_tau" else 0.0,
+            1.0,
+            title=f"{METRIC_NAMES[m]} · {name}",
+        )
         for m in METRIC_COLUMNS
     ]
-    plots.append(svg_histogram(ratio, 0.0, ratio_hi, title="latency ratio teacher/student"))
-    versions = "".join(
-        f"<h3>{html.escape(v['pair']['name'])}</h3>"
-        f"<p>compared {v['count']} of {v['served']} served (coverage {_fmt(v['coverage'])}), "
-        f"dropped {v['dropped']}, errors {v['error']}, timeouts {v['timeout']}</p>" + _table(v)
-        for v in report["by_version"]
-    )
-    since = f" since {html.escape(report['since'])}" if report["since"] else ""
+    plots.append(svg_histogram(ratio, 0.0, ratio_hi, title=f"latency ratio {ratio_label(pair)} · {name}"))
+    since = ""
+    if block.get("counted_from") is not None:
+        since = f" since {datetime.fromtimestamp(block['counted_from'], UTC).isoformat(timespec='seconds')}"
     return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>recdistill shadow report</title>"
+        f"<section class='pair'><h2>{html.escape(name)}</h2>"
+        f"<p>compared {block['count']} of {block['served']} shadowable answers{since} (coverage "
+        f"{_fmt(block['coverage'])}), dropped {block['dropped']}, errors {block['error']}, timeouts {block['timeout']}</p>"
+        f"<div>{''.join(plots)}</div>{_table(block)}</section>"
+    )
+
+
+def render_html(report: dict[str, Any], rows: ComparisonRows) -> str:
+    """A self-contained page: per pair of versions, its coverage, a histogram per agreement metric and
+    of the latency ratio, and its table (no figure mixes two pairs)."""
+    since = f" since {html.escape(report['since'])}" if report["since"] else ""
+    sections = "".join(_pair_section(block, rows) for block in report["by_version"])
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>recdistill shadow comparisons</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1em}"
         "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td:first-child{text-align:left}"
         "svg{margin:4px;border:1px solid #eee}</style></head><body>"
-        f"<h1>Teacher in shadow{since}</h1>"
-        f"<p>compared {report['count']}, dropped {report['dropped']}, errors {report['error']}, "
-        f"timeouts {report['timeout']}</p>"
-        f"<div>{''.join(plots)}</div>"
-        f"<h2>All versions</h2>{_table(report)}<h2>By model version</h2>{versions or '<p>no comparisons yet</p>'}"
+        f"<h1>Shadow comparisons{since}</h1>"
+        f"<p>{len(report['by_version'])} pair(s) compared; each section below is one pair.</p>"
+        f"{sections or '<p>no comparisons yet</p>'}"
         "</body></html>"
     )

@@ -1,23 +1,18 @@
-"""The shadow comparisons and the A/B counts bucketed by time, for the dashboard's "over time" charts.
+"""The shadow comparisons bucketed by time, for the Shadow page's "over time" charts (the A/B
+experiment's are `ab_timeseries`).
 
-The reports (`shadow_report`, `ab_report`) answer "how does it stand now"; these answer "how did it
-move": the same agreement metrics per (student, teacher) version pair per bucket, and the same per-arm
-counts and per-impression Wilson intervals per bucket and cumulatively. The user-level test, the MDE
-and the SRM check stay in `/v1/ab/report`: a per-bucket user-level test would only invite peeking.
+The report (`shadow_report`) answers "how does it stand now"; this answers "how did it move": the
+same agreement metrics per pair of versions per bucket.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from app.experiment.ab_stats import wilson_interval
-from app.experiment.shadow_report import METRIC_NAMES, pair_info
-from app.stores.records import ARM_COUNT_KEYS, METRIC_COLUMNS, ComparisonRows
-
-BucketCounts = Mapping[int, Mapping[str, Mapping[str, int]]]  # FeedbackStore.bucket_counts
+from app.experiment.shadow_report import METRIC_NAMES, pair_info, pair_windows, ratio_label, shadowable
+from app.stores.records import METRIC_COLUMNS, AnswerRows, ComparisonRows
 
 
 def bucket_starts(ts: np.ndarray, bucket_seconds: int) -> np.ndarray:
@@ -31,33 +26,49 @@ def _finite_mean(values: np.ndarray) -> float | None:
 
 
 def shadow_timeseries(
-    rows: ComparisonRows, bucket_seconds: int, answers: Mapping[int, int]
+    rows: ComparisonRows, bucket_seconds: int, answers: AnswerRows | None = None, lead_s: float = 0.0
 ) -> dict[str, Any]:
     """Per pair (kind, control version, treatment version), per bucket: comparisons, the mean of each
-    agreement metric, the median treatment/control latency ratio, and the share of the control's
-    answers of that bucket that were compared (`answers`: bucket start -> answers served). Rows with
-    no known time (NaN) are left out."""
+    agreement metric, the median treatment/control latency ratio, and the share of that bucket's
+    shadowable answers of the control version compared, counted from the pair's start (`answers`:
+    every experiment's, so a bucket keeps its share when the next experiment starts; `lead_s`: see
+    shadow_report.pair_windows). Rows with no known time (NaN) are left out."""
     timed = np.isfinite(rows.ts)
     starts = np.where(timed, bucket_starts(np.where(timed, rows.ts, 0.0), bucket_seconds), -1)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(
             rows.student_latency_ms > 0, rows.teacher_latency_ms / rows.student_latency_ms, np.nan
         )
+    windows = pair_windows(rows, lead_s)
+    if answers is not None:
+        eligible = answers.where(shadowable(answers))
+        answer_starts = bucket_starts(eligible.ts, bucket_seconds)
     keys = zip(rows.pair.tolist(), rows.student_version.tolist(), rows.teacher_version.tolist(), strict=True)
     out = []
-    for kind, student_v, teacher_v in sorted(set(keys)):
+    for key in sorted(set(keys)):
+        kind, student_v, teacher_v = key
         in_pair = (
             timed
             & (rows.pair == kind)
             & (rows.student_version == student_v)
             & (rows.teacher_version == teacher_v)
         )
+        low, high = windows.get(key, (np.inf, -np.inf))
         buckets = []
         for b in np.unique(starts[in_pair]).tolist():
             mask = in_pair & (starts == b)
             n = int(mask.sum())
             finite_ratio = ratio[mask][np.isfinite(ratio[mask])]
-            served = int(answers.get(b, 0))
+            served = 0
+            if answers is not None:
+                served = int(
+                    (
+                        (answer_starts == b)
+                        & (eligible.version == student_v)
+                        & (eligible.ts >= low)
+                        & (eligible.ts <= high)
+                    ).sum()
+                )
             buckets.append(
                 {
                     "start": b,
@@ -65,44 +76,17 @@ def shadow_timeseries(
                     **{METRIC_NAMES[m]: _finite_mean(rows.metrics[m][mask]) for m in METRIC_COLUMNS},
                     "latency_ratio_p50": float(np.median(finite_ratio)) if len(finite_ratio) else None,
                     "served": served,
-                    "share_compared": n / served if served else None,
+                    "share_compared": min(1.0, n / served) if served else None,
                 }
             )
+        pair = pair_info(kind, student_v, teacher_v)
         out.append(
             {
-                "pair": pair_info(kind, student_v, teacher_v),
+                "pair": pair,
+                "latency_ratio": ratio_label(pair),
                 "student_version": student_v,
                 "teacher_version": teacher_v,
                 "buckets": buckets,
             }
         )
     return {"bucket_seconds": bucket_seconds, "pairs": out}
-
-
-def _rates(c: Mapping[str, int]) -> dict[str, dict[str, float | None]]:
-    """CTR (clicks / impressions) and conversion (answers with a purchase / answers), Wilson 95%."""
-    out = {}
-    for name, num, den in (("ctr", "clicks", "impressions"), ("conversion", "purchase_requests", "requests")):
-        p = wilson_interval(min(c[num], c[den]), c[den])
-        out[name] = {"rate": p.rate, "low": p.low, "high": p.high}
-    return out
-
-
-def ab_timeseries(counts: BucketCounts, arms: list[str], bucket_seconds: int) -> dict[str, Any]:
-    """Per bucket, per arm: the counts of that bucket with their rates, and the cumulative counts
-    (every bucket up to and including this one; users are not summed, a user returns) with theirs."""
-    running = {arm: dict.fromkeys(ARM_COUNT_KEYS[1:], 0) for arm in arms}
-    buckets = []
-    for b in sorted(counts):
-        row: dict[str, Any] = {"start": b, "arms": {}}
-        for arm in arms:
-            c = {**dict.fromkeys(ARM_COUNT_KEYS, 0), **counts[b].get(arm, {})}
-            for key in running[arm]:
-                running[arm][key] += c[key]
-            row["arms"][arm] = {
-                **c,
-                **_rates(c),
-                "cumulative": {**running[arm], **_rates(running[arm])},
-            }
-        buckets.append(row)
-    return {"bucket_seconds": bucket_seconds, "arms": arms, "buckets": buckets}

@@ -1,10 +1,11 @@
 """Redis-backed served-answer log and feedback, so `/v1/ab/report` counts every replica's answers.
 
 Layout (under `prefix`):
-- `served:<request_id>` hash (experiment, arm, forced, unit, model_version, items JSON, ts) and
-  `served_ts:<experiment>` sorted set request_id -> ts, for `since` windows;
-- `served_by_version:<model_version>` sorted set request_id -> ts: the answers each version served,
-  for the shadow report's coverage;
+- `served:<request_id>` hash (experiment, arm, forced, unit, model_version, items JSON, ts, and
+  latency_ms, fallback, error when known) and `served_ts:<experiment>` sorted set request_id -> ts,
+  for `since` windows;
+- `served_by_version:<model_version>` sorted set request_id -> ts: the answers each version served
+  (failed ones left out), for the shadow report's coverage;
 - `fb:<request_id>` set of "event\\x1fitem" (SADD gives the duplicate flag atomically).
 Served answers are buffered and written by a thread every `flush_interval` (no I/O on the request
 path), by the same `ServedLog` code as the SQLite store. Feedback that reaches another replica before
@@ -19,7 +20,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 
-from app.stores.records import ARM_COUNT_KEYS, Event, Served, UnitSums
+from app.stores.records import ARM_COUNT_KEYS, AnswerRows, Event, Served
 from app.stores.redis_client import import_redis, redact, sync_client
 from app.stores.served_log import ServedLog
 
@@ -76,10 +77,14 @@ class RedisFeedbackStore(ServedLog):
                     "items": json.dumps(s.items),
                     "forced": "1" if s.forced else "0",
                     "ts": repr(s.ts),
+                    "error": "1" if s.error else "0",
+                    **({} if s.latency_ms is None else {"latency_ms": repr(s.latency_ms)}),
+                    **({} if s.fallback is None else {"fallback": s.fallback}),
                 },
             )
             pipe.zadd(f"{self.prefix}served_ts:{s.experiment}", {s.request_id: s.ts})
-            pipe.zadd(f"{self.prefix}served_by_version:{s.model_version}", {s.request_id: s.ts})
+            if not s.error:
+                pipe.zadd(f"{self.prefix}served_by_version:{s.model_version}", {s.request_id: s.ts})
         pipe.execute()
 
     # -- feedback ---------------------------------------------------------------------------------
@@ -97,37 +102,63 @@ class RedisFeedbackStore(ServedLog):
 
     # -- reporting --------------------------------------------------------------------------------
     def _window(
-        self, experiment: str, since: float | None, until: float | None = None
-    ) -> Iterator[tuple[str, str, int, list[str], float]]:
-        """(arm, unit, items shown, feedback events, ts) of every randomised-or-anonymous answer of
-        the window [since, until), forced ones left out; read in pipelined pages."""
+        self, experiment: str | None, since: float | None, until: float | None = None
+    ) -> Iterator[tuple[str, str, float, int, list[str], float | None, str | None, bool, str]]:
+        """(arm, unit, ts, items shown, feedback events, latency_ms, fallback, error, model version) of every answer
+        of the window [since, until) of the experiment (None: every experiment), forced ones left
+        out, oldest first; read in pipelined pages."""
         self.flush()
-        ids = self._r.zrangebyscore(
-            f"{self.prefix}served_ts:{experiment}",
-            "-inf" if since is None else since,
-            "+inf" if until is None else f"({until}",
-            withscores=True,
-        )
+        if experiment is None:
+            indexes = list(self._r.scan_iter(match=f"{self.prefix}served_ts:*", count=1000))
+        else:
+            indexes = [f"{self.prefix}served_ts:{experiment}"]
+        ids: list[tuple[str, float]] = []
+        for index in indexes:
+            ids += self._r.zrangebyscore(
+                index,
+                "-inf" if since is None else since,
+                "+inf" if until is None else f"({until}",
+                withscores=True,
+            )
+        ids.sort(key=lambda pair: pair[1])
+        fields = ("arm", "forced", "unit", "items", "latency_ms", "fallback", "error", "model_version")
         for start in range(0, len(ids), _PAGE):
             page = ids[start : start + _PAGE]
             pipe = self._r.pipeline(transaction=False)
             for rid, _ in page:
-                pipe.hmget(f"{self.prefix}served:{rid}", "arm", "forced", "unit", "items")
+                pipe.hmget(f"{self.prefix}served:{rid}", *fields)
                 pipe.smembers(f"{self.prefix}fb:{rid}")
             replies = pipe.execute()
             for i in range(len(page)):
-                (arm, forced, unit, items), feedback = replies[2 * i], replies[2 * i + 1]
+                (arm, forced, unit, items, latency, fallback, error, version), feedback = (
+                    replies[2 * i],
+                    replies[2 * i + 1],
+                )
                 if arm is None or forced == "1":
                     continue
-                yield arm, unit, len(json.loads(items)), [f.split(_SEP, 1)[0] for f in feedback], page[i][1]
+                events = [f.split(_SEP, 1)[0] for f in feedback]
+                latency_ms = None if latency is None else float(latency)
+                yield (
+                    arm,
+                    unit,
+                    page[i][1],
+                    len(json.loads(items)),
+                    events,
+                    latency_ms,
+                    fallback,
+                    error == "1",
+                    version,
+                )
 
     def _counts(
         self, experiment: str, since: float | None, until: float | None, bucket: int | None
     ) -> dict[int, dict[str, dict[str, int]]]:
-        """Aggregated in Python over the window's answers (see the module docstring)."""
+        """Aggregated in Python over the window's answers that did not fail (module docstring)."""
         units: dict[tuple[int, str], set[str]] = {}
         out: dict[int, dict[str, dict[str, int]]] = {}
-        for arm, unit, n_items, events, ts in self._window(experiment, since, until):
+        for arm, unit, ts, n_items, events, _, _, error, _ in self._window(experiment, since, until):
+            if error:
+                continue
             b = 0 if bucket is None else int(ts // bucket) * bucket
             c = out.setdefault(b, {}).setdefault(arm, dict.fromkeys(ARM_COUNT_KEYS, 0))
             c["requests"] += 1
@@ -142,25 +173,29 @@ class RedisFeedbackStore(ServedLog):
                 c["users"] = len(units.get((b, arm), ()))
         return out
 
-    def unit_sums(
-        self, experiment: str, since: float | None = None, until: float | None = None
-    ) -> dict[str, UnitSums]:
-        """Same sums as FeedbackStore.unit_sums, over every replica's answers."""
-        sums: dict[tuple[str, str], list[int]] = {}
-        for arm, unit, n_items, events, _ in self._window(experiment, since, until):
-            if unit == "anonymous":
-                continue
-            row = sums.setdefault((arm, unit), [0, 0, 0, 0, 0])
-            purchases = events.count("purchase")
-            row[0] += 1
-            row[1] += n_items
-            row[2] += events.count("click")
-            row[3] += purchases
-            row[4] += purchases > 0
-        by_arm: dict[str, list[tuple[object, ...]]] = {}
-        for (arm, unit), row in sorted(sums.items()):
-            by_arm.setdefault(arm, []).append((unit, *row))
-        return {arm: UnitSums.from_rows(rows) for arm, rows in by_arm.items()}
+    def answer_rows(
+        self, experiment: str | None, since: float | None = None, until: float | None = None
+    ) -> AnswerRows:
+        """One row per answer of the window (FeedbackStore.answer_rows), over every replica's answers."""
+        return AnswerRows.from_rows(
+            [
+                (
+                    arm,
+                    unit,
+                    ts,
+                    n_items,
+                    events.count("click"),
+                    events.count("purchase"),
+                    latency,
+                    fallback,
+                    error,
+                    version,
+                )
+                for arm, unit, ts, n_items, events, latency, fallback, error, version in self._window(
+                    experiment, since, until
+                )
+            ]
+        )
 
     def served_counts(self, since: float | None = None, until: float | None = None) -> dict[str, int]:
         """Answers served in [since, until) per model version, over every replica (one ZCOUNT a version)."""

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.stores.records import ARM_COUNT_KEYS, Event, Served, UnitSums
+from app.stores.records import ARM_COUNT_KEYS, AnswerRows, Event, Served
 from app.stores.served_log import ServedLog
 from core.sqlite import connect, transaction
 
@@ -30,9 +30,13 @@ CREATE TABLE IF NOT EXISTS served (
     unit TEXT NOT NULL,
     model_version TEXT NOT NULL,
     n_items INTEGER NOT NULL,
-    items TEXT NOT NULL
+    items TEXT NOT NULL,
+    latency_ms REAL,
+    fallback TEXT,
+    error INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS served_experiment_ts ON served (experiment, ts);
+CREATE INDEX IF NOT EXISTS served_ts ON served (ts);
 CREATE TABLE IF NOT EXISTS feedback (
     request_id TEXT NOT NULL,
     item_id TEXT NOT NULL,
@@ -41,6 +45,9 @@ CREATE TABLE IF NOT EXISTS feedback (
     PRIMARY KEY (request_id, item_id, event)
 );
 """
+
+
+_GUARDRAIL_COLUMNS = (("latency_ms", "REAL"), ("fallback", "TEXT"), ("error", "INTEGER NOT NULL DEFAULT 0"))
 
 
 class SqliteFeedbackStore(ServedLog):
@@ -61,10 +68,19 @@ class SqliteFeedbackStore(ServedLog):
         self._path = Path(path)
         self._conn = connect(path, synchronous)
         self._conn.executescript(_SCHEMA)
+        self._add_guardrail_columns()
         super().__init__(flush_interval, clock, "feedback-writer")
 
     def _describe(self) -> str:
         return str(self._path)
+
+    def _add_guardrail_columns(self) -> None:
+        """A state db written before answers carried latency, fallback and failure gets the columns
+        (NULL latency and fallback, no failure: unknown for the old rows, never guessed)."""
+        have = {row[1] for row in self._conn.execute("PRAGMA table_info(served)")}
+        for column, kind in _GUARDRAIL_COLUMNS:
+            if column not in have:
+                self._conn.execute(f"ALTER TABLE served ADD COLUMN {column} {kind}")
 
     def _stored(self, request_id: str) -> Served | None:
         with self._io_lock:
@@ -89,11 +105,18 @@ class SqliteFeedbackStore(ServedLog):
                 s.model_version,
                 len(s.items),
                 json.dumps(s.items),
+                s.latency_ms,
+                s.fallback,
+                int(s.error),
             )
             for s in batch
         ]
         with transaction(self._conn) as conn:
-            conn.executemany("INSERT OR REPLACE INTO served VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany(
+                "INSERT OR REPLACE INTO served (request_id, ts, experiment, arm, forced, unit, model_version, "
+                "n_items, items, latency_ms, fallback, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
 
     def _record_feedback(self, request_id: str, item_id: str, event: Event) -> bool:
         with self._io_lock:
@@ -107,9 +130,12 @@ class SqliteFeedbackStore(ServedLog):
     # -- reporting --------------------------------------------------------------------------------
     @staticmethod
     def _window(
-        where: str, experiment: str, since: float | None, until: float | None
+        where: str, experiment: str | None, since: float | None, until: float | None
     ) -> tuple[str, list[Any]]:
-        params: list[Any] = [experiment]
+        params: list[Any] = []
+        if experiment is not None:
+            where += " AND s.experiment = ?"
+            params.append(experiment)
         if since is not None:
             where += " AND s.ts >= ?"
             params.append(since)
@@ -123,7 +149,7 @@ class SqliteFeedbackStore(ServedLog):
     ) -> dict[int, dict[str, dict[str, int]]]:
         """Two grouped queries (answers, then their feedback), grouped by bucket too when asked."""
         self.flush()
-        where, params = self._window("s.experiment = ? AND s.forced = 0", experiment, since, until)
+        where, params = self._window("s.forced = 0 AND s.error = 0", experiment, since, until)
         start = "0" if bucket is None else f"CAST(s.ts / {int(bucket)} AS INTEGER) * {int(bucket)}"
         with self._io_lock:
             base = self._conn.execute(
@@ -148,35 +174,31 @@ class SqliteFeedbackStore(ServedLog):
                 counts["purchase_requests"] = n_requests
         return out
 
-    def unit_sums(
-        self, experiment: str, since: float | None = None, until: float | None = None
-    ) -> dict[str, UnitSums]:
-        """Per arm, per randomised unit: requests, impressions, clicks, purchases, answers with a
-        purchase; forced and anonymous requests left out (see FeedbackStore.unit_sums)."""
+    def answer_rows(
+        self, experiment: str | None, since: float | None = None, until: float | None = None
+    ) -> AnswerRows:
+        """One row per answer of the window (FeedbackStore.answer_rows), with its distinct clicks and
+        purchases."""
         self.flush()
-        where, params = self._window(
-            "s.experiment = ? AND s.forced = 0 AND s.unit != 'anonymous'", experiment, since, until
-        )
+        where, params = self._window("s.forced = 0", experiment, since, until)
         with self._io_lock:
             rows = self._conn.execute(
-                "SELECT s.arm, s.unit, COUNT(*), SUM(s.n_items), COALESCE(SUM(f.clicks), 0), "
-                "COALESCE(SUM(f.purchases), 0), COALESCE(SUM(f.purchases > 0), 0) FROM served s "
+                "SELECT s.arm, s.unit, s.ts, s.n_items, COALESCE(f.clicks, 0), COALESCE(f.purchases, 0), "
+                "s.latency_ms, s.fallback, s.error, s.model_version FROM served s "
                 "LEFT JOIN (SELECT request_id, SUM(event = 'click') AS clicks, "
                 "SUM(event = 'purchase') AS purchases FROM feedback GROUP BY request_id) f "
-                f"ON f.request_id = s.request_id WHERE {where} GROUP BY s.arm, s.unit ORDER BY s.arm, s.unit",
+                f"ON f.request_id = s.request_id WHERE {where} ORDER BY s.ts",
                 params,
             ).fetchall()
-        by_arm: dict[str, list[tuple[Any, ...]]] = {}
-        for arm, *row in rows:
-            by_arm.setdefault(arm, []).append(tuple(row))
-        return {arm: UnitSums.from_rows(arm_rows) for arm, arm_rows in by_arm.items()}
+        return AnswerRows.from_rows(rows)
 
     def served_counts(self, since: float | None = None, until: float | None = None) -> dict[str, int]:
         """Answers served in [since, until), per model version, every experiment and arm included."""
         self.flush()
         with self._io_lock:
             rows = self._conn.execute(
-                "SELECT model_version, COUNT(*) FROM served WHERE ts >= ? AND ts < ? GROUP BY model_version",
+                "SELECT model_version, COUNT(*) FROM served WHERE ts >= ? AND ts < ? AND error = 0 "
+                "GROUP BY model_version",
                 (float("-inf") if since is None else since, float("inf") if until is None else until),
             ).fetchall()
         return {version: int(n) for version, n in rows}

@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from app.stores.records import (
+    AnswerRows,
     CatalogueChange,
     CatalogueSnapshot,
     Comparison,
@@ -89,8 +90,8 @@ class FeedbackStore(Protocol):
     def arm_counts(
         self, experiment: str, since: float | None = None, until: float | None = None
     ) -> dict[str, dict[str, int]]:
-        """Per arm: users, requests, impressions, clicks, purchases, purchase_requests (forced left
-        out), over the experiment's answers served in [since, until)."""
+        """Per arm: users, requests, impressions, clicks, purchases, purchase_requests (forced and
+        failed answers left out), over the experiment's answers served in [since, until)."""
         ...
 
     def bucket_counts(
@@ -105,11 +106,20 @@ class FeedbackStore(Protocol):
         self, experiment: str, since: float | None = None, until: float | None = None
     ) -> dict[str, UnitSums]:
         """Per arm, per randomised unit (user or session): the totals of `arm_counts`, one row per unit
-        sorted by unit id. Forced requests and "anonymous" ones (never randomised) are left out."""
+        sorted by unit id. Forced requests, failed ones and "anonymous" ones (never randomised) are
+        left out (`records.unit_sums_of` over `answer_rows`)."""
+        ...
+
+    def answer_rows(
+        self, experiment: str | None, since: float | None = None, until: float | None = None
+    ) -> AnswerRows:
+        """Every answer of the experiment (None: of every experiment, and of none) served in
+        [since, until), failed ones included and forced ones left out, one row each, oldest first."""
         ...
 
     def served_counts(self, since: float | None = None, until: float | None = None) -> dict[str, int]:
-        """Answers served in [since, until) per model version, every experiment and arm included."""
+        """Answers served in [since, until) per model version, every experiment and arm included
+        (failed ones left out)."""
         ...
 
     def delete_experiment(self, experiment: str) -> int:

@@ -67,6 +67,9 @@ class Served:
     items: tuple[str, ...]
     forced: bool = False
     ts: float = 0.0
+    latency_ms: float | None = None  # batcher submit to result (the A/B latency guardrail)
+    fallback: str | None = None  # "popular" when the answer fell back to the popular items
+    error: bool = False  # the answer failed after its arm was assigned: no items, counted apart
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,82 @@ class UnitSums:
         cols = list(zip(*rows, strict=True)) if rows else [()] * 6
         ints = [np.array(col, dtype=np.int64) for col in cols[1:]]
         return cls(np.array(cols[0], dtype=str), *ints)
+
+
+@dataclass(frozen=True)
+class AnswerRows:
+    """The answers of a window, one row each, forced ones left out (FeedbackStore.answer_rows): what
+    the A/B statistics computed in Python read (per-unit sums, guardrails, the interval over time,
+    CUPED's pre-period). Every column is [n], oldest answer first."""
+
+    arm: np.ndarray  # str
+    unit: np.ndarray  # str: "user:<id>", "session:<id>" or "anonymous"
+    ts: np.ndarray  # float64, epoch seconds
+    impressions: np.ndarray  # int64: items shown
+    clicks: np.ndarray  # int64: distinct clicked items
+    purchases: np.ndarray  # int64: distinct purchased items
+    latency_ms: np.ndarray  # float64, NaN where not recorded
+    fallback: np.ndarray  # bool: the answer was the popular fallback
+    error: np.ndarray  # bool: the answer failed (no items)
+    version: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=str))  # str: the model version
+
+    def __post_init__(self) -> None:
+        if len(self.version) != len(self.arm):  # rows built without versions: unknown ("")
+            object.__setattr__(self, "version", np.full(len(self.arm), ""))
+
+    def __len__(self) -> int:
+        return len(self.arm)
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Sequence[Any]]) -> AnswerRows:
+        """From rows of (arm, unit, ts, impressions, clicks, purchases, latency_ms or None,
+        fallback or None, error, model version), as both stores read them."""
+        cols = list(zip(*rows, strict=True)) if rows else [()] * 10
+        return cls(
+            arm=np.array(cols[0], dtype=str),
+            unit=np.array(cols[1], dtype=str),
+            ts=np.array(cols[2], dtype=np.float64),
+            impressions=np.array(cols[3], dtype=np.int64),
+            clicks=np.array(cols[4], dtype=np.int64),
+            purchases=np.array(cols[5], dtype=np.int64),
+            latency_ms=np.array([np.nan if v is None else v for v in cols[6]], dtype=np.float64),
+            fallback=np.array([bool(v) for v in cols[7]], dtype=bool),
+            error=np.array([bool(v) for v in cols[8]], dtype=bool),
+            version=np.array(cols[9], dtype=str),
+        )
+
+    def where(self, mask: np.ndarray) -> AnswerRows:
+        """The rows where `mask` holds."""
+        return AnswerRows(**{name: getattr(self, name)[mask] for name in self.__dataclass_fields__})
+
+
+def _unit_sums(rows: AnswerRows) -> UnitSums:
+    """Per unit of `rows` (sorted by unit): answers, impressions, clicks, purchases, answers with one."""
+    units, index = np.unique(rows.unit, return_inverse=True)
+
+    def total(values: np.ndarray) -> np.ndarray:
+        return np.bincount(index, weights=values, minlength=len(units)).astype(np.int64)
+
+    return UnitSums(
+        units,
+        total(np.ones(len(rows))),
+        total(rows.impressions),
+        total(rows.clicks),
+        total(rows.purchases),
+        total((rows.purchases > 0).astype(np.float64)),
+    )
+
+
+def unit_sums_of(rows: AnswerRows) -> dict[str, UnitSums]:
+    """Per arm, per randomised unit: the UnitSums of the answers that did not fail, anonymous ones
+    left out (never randomised). The one aggregation behind FeedbackStore.unit_sums."""
+    keep = rows.where(~rows.error & (rows.unit != "anonymous"))
+    return {arm: _unit_sums(keep.where(keep.arm == arm)) for arm in np.unique(keep.arm).tolist()}
+
+
+def unit_totals(rows: AnswerRows) -> UnitSums:
+    """Per randomised unit, every arm together: a user's behaviour over a window (CUPED's pre-period)."""
+    return _unit_sums(rows.where(~rows.error & (rows.unit != "anonymous")))
 
 
 @dataclass(frozen=True)
@@ -194,6 +273,9 @@ class ExperimentRecord:
     control_version: str | None = None  # the serving version when it started
     treatment_version: str | None = None  # the candidate version when it started (version arms only)
     source: str = "api"  # "api" (POST /admin/experiments) or "settings" (RECDISTILL_EXPERIMENT_*)
+    planned_lift: float | None = (
+        None  # the relative effect the always-valid test is tuned for (None: default)
+    )
 
     @property
     def running(self) -> bool:

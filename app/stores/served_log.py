@@ -1,5 +1,6 @@
-"""What the SQLite and Redis feedback stores share: the buffered served-answer log and the checks on
-feedback. Subclasses add the storage (`_write`, `_stored`, `_record_feedback`, `arm_counts`)."""
+"""What the SQLite and Redis feedback stores share: the buffered served-answer log, the checks on
+feedback and the per-unit sums. Subclasses add the storage (`_write`, `_stored`, `_record_feedback`,
+`_counts`, `answer_rows`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ import logging
 import threading
 from collections.abc import Callable
 
-from app.stores.records import Event, FeedbackError, FeedbackResult, Served
+from app.stores.records import (
+    AnswerRows,
+    Event,
+    FeedbackError,
+    FeedbackResult,
+    Served,
+    UnitSums,
+    unit_sums_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +66,12 @@ class ServedLog:
     ) -> dict[int, dict[str, dict[str, int]]]:
         """{bucket start: {arm: counts}} of the answers stored in [since, until) (forced ones left
         out); one bucket, 0, when `bucket` is None. The counts are FeedbackStore.arm_counts'."""
+        raise NotImplementedError
+
+    def answer_rows(
+        self, experiment: str | None, since: float | None = None, until: float | None = None
+    ) -> AnswerRows:
+        """FeedbackStore.answer_rows: one row per answer of the window, forced ones left out."""
         raise NotImplementedError
 
     # -- served answers -------------------------------------------------------------------------
@@ -172,3 +187,9 @@ class ServedLog:
     ) -> dict[int, dict[str, dict[str, int]]]:
         """`arm_counts` per time bucket of the answers (FeedbackStore.bucket_counts)."""
         return self._counts(experiment, since, until, bucket_seconds)
+
+    def unit_sums(
+        self, experiment: str, since: float | None = None, until: float | None = None
+    ) -> dict[str, UnitSums]:
+        """Per arm, per randomised unit: the sums of `arm_counts` (FeedbackStore.unit_sums)."""
+        return unit_sums_of(self.answer_rows(experiment, since, until))

@@ -6,6 +6,7 @@
   const {api, detail, el, fill, card, table, fmt, run} = UI;
   const $ = id => document.getElementById(id);
   const list = text => text.split(/[\s,]+/).map(s => s.trim()).filter(Boolean);
+  const MIN_SHARED_FOR_TAU = 5;
 
   function request() {
     const body = {k: Number($("k").value) || 10, exclude_seen: $("exclude-seen").checked};
@@ -59,14 +60,27 @@
     const result = await api("/v1/compare", {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
     if (!result.ok) throw new Error(detail(result));
     const r = result.body;
-    const s = r.student.items, t = r.teacher.items;
+    const s = r.student.items, t = r.teacher.available === false ? [] : r.teacher.items;
     const info = await catalogue([...new Set([...history, ...s.map(i => i.item_id), ...t.map(i => i.item_id)])]);
     const ranks = items => Object.fromEntries(items.map((i, n) => [i.item_id, n + 1]));
-    const a = r.agreement;
-    fill("agreement", Object.entries(a).map(([k, v]) => card(k, fmt(v))),
-      card("latency", `${fmt(r.student.latency_ms, 2)} / ${fmt(r.teacher.latency_ms, 2)} ms`, "student / teacher"),
+    const a = r.agreement || {};
+    const shared = s.filter(i => t.some(j => j.item_id === i.item_id)).length;
+    // A user the service knows nothing about gets the popular list from both sides: their agreement
+    // (every metric 1) compares a list with itself and says nothing about the models.
+    const unknown = body.user_id && !body.history && !history.length && r.student.fallback === "popular";
+    const headline = unknown ? [card("Unknown user", body.user_id, "no stored history: both answers are the popular fallback, so the agreement is not a comparison", "warn")]
+      : [
+        ...["overlap@k", "rbo", "ndcg_vs_teacher"].filter(k => k in a).map(k => card(k, fmt(a[k], 3))),
+        // Kendall τ is computed over the items both lists share: with a handful it is noise, not a headline.
+        shared >= MIN_SHARED_FOR_TAU ? card("kendall_tau", fmt(a.kendall_tau, 3), `over ${shared} shared items`) : null,
+      ];
+    fill("agreement", headline,
+      r.teacher.available === false ? card("teacher", "not available", r.teacher.reason, "warn") : null,
+      card("latency", `${fmt(r.student.latency_ms, 2)} / ${r.teacher.latency_ms === undefined ? "–" : fmt(r.teacher.latency_ms, 2)} ms`, "student / teacher"),
       card("rank changes", fmt(r.rank_changes.length)),
-      r.student.fallback ? card("fallback", r.student.fallback, "", "warn") : null);
+      r.student.fallback && !unknown ? card("fallback", r.student.fallback, "", "warn") : null);
+    fill("agreement-note", unknown || shared >= MIN_SHARED_FOR_TAU || !("kendall_tau" in a) ? "" :
+      `Kendall τ = ${fmt(a.kendall_tau, 3)} is computed over the ${shared} item${shared === 1 ? "" : "s"} both lists share: too few to read (needs ${MIN_SHARED_FOR_TAU}).`);
     const teacherName = r.candidate ? "Candidate" : "Teacher";
     $("student-title").textContent = `Student · ${r.student.model_version}`;
     $("teacher-title").textContent = `${teacherName} · ${r.teacher.model_version}`;

@@ -39,23 +39,30 @@
         last.p99_ms === undefined ? "" : `p95 ${fmt(last.p95_ms, 2)} · p99 ${fmt(last.p99_ms, 2)} ms`),
     );
     const xs = buckets.map(b => b.start);
-    chart("chart-rate", "Requests per second", xs, [{label: "req/s", values: buckets.map(b => b.rate)}]);
+    const now = Date.now() / 1000, window = [now - 3600, now];  // the last hour, however few buckets
+    chart("chart-rate", "Requests per second", xs, [{label: "req/s", values: buckets.map(b => b.rate)}], {window});
     chart("chart-latency", "Latency (ms)", xs, ["p50", "p95", "p99"].map(q =>
-      ({label: q, values: buckets.map(b => b[`${q}_ms`])})));
+      ({label: `${q} ms`, values: buckets.map(b => b[`${q}_ms`])})), {window, yLabel: "ms"});
     chart("chart-errors", "Errors per bucket", xs, [
       {label: "5xx", values: buckets.map(b => b.errors_5xx), colour: "#b3261e"},
       {label: "4xx", values: buckets.map(b => b.errors_4xx), colour: "#e9a23b"},
-    ]);
+    ], {window});
 
     const s = shadow.ok ? shadow.body : {};
     const a = ab.ok ? ab.body : {};
-    const overlap = s.metrics ? s.metrics["overlap@k"].mean : null;
+    // One card per pair the shadow compared, each named: a teacher and an identical candidate are
+    // two comparisons, never one averaged number. The pair compared now comes first.
+    const now_ = s.pair ? s.pair.name : null;
+    const pairs = (s.by_version || []).slice().sort((x, y) => (y.pair.name === now_) - (x.pair.name === now_));
+    const v = a.verdict;
     fill("experiment",
-      card("Shadow comparisons", fmt(s.count ?? null), `rate ${fmt(s.shadow_rate ?? null, 2)}${s.coverage !== undefined ? ` · coverage ${pct(typeof s.coverage === "number" ? s.coverage : (s.coverage || {}).coverage)}` : ""}`),
-      card("Overlap@k (shadow)", fmt(overlap), s.errors ? `${s.errors} errors` : ""),
-      card("A/B verdict", a.verdict ? a.verdict.verdict : "no two arms", a.experiment ? a.experiment.name : ""),
-      card("SRM", a.srm ? (a.srm.mismatch ? "mismatch" : "ok") : "–", a.srm && a.srm.p_value !== null ? `p = ${fmt(a.srm.p_value, 3)}` : "",
-        a.srm && a.srm.mismatch ? "bad" : "good"),
+      card("Shadow comparisons", fmt(s.count ?? null), `${pct(s.shadow_rate ?? null, 0)} of answers sampled · ${pairs.length} pair${pairs.length === 1 ? "" : "s"}`),
+      ...pairs.map(p => card(`Overlap@k · ${p.pair.name}`, fmt(p.metrics["overlap@k"].mean, 3),
+        `${fmt(p.count)} compared · ${pct(p.coverage)} of its answers${p.pair.name === now_ ? " · comparing now" : ""}`)),
+      card("A/B verdict", v ? v.verdict : a.experiment ? "no two arms" : "no experiment",
+        a.experiment ? `${a.experiment.name}${v && v.stopped ? " · stopped" : ""}` : "", v && v.verdict.startsWith("stop") ? "bad" : ""),
+      card("SRM", a.srm ? (a.srm.mismatch ? "mismatch" : "ok") : "–",
+        a.srm && a.srm.always_valid_p !== null ? `always-valid p = ${fmt(a.srm.always_valid_p, 3)}` : "", a.srm && a.srm.mismatch ? "bad" : "good"),
     );
   }
   const bucket = bucketSelect("bucket");

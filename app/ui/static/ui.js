@@ -71,26 +71,50 @@ const UI = (() => {
 
   const COLOURS = ["#2457c5", "#d1495b", "#2a9d8f", "#e9a23b", "#6d597a", "#457b9d", "#8d99ae"];
 
-  // A line chart of series [{label, values, dash?, colour?}] over x (epoch seconds unless opts.x).
+  // The x window a chart shows: opts.window when given (e.g. the last hour, the experiment's time),
+  // else the data's span; one point alone (or one x) gets opts.pad each side, never years.
+  function xWindow(xs, opts) {
+    if (opts.window) return opts.window;
+    const lo = Math.min(...xs), hi = Math.max(...xs);
+    const pad = opts.pad ?? (opts.time === false ? 1 : 60);
+    return lo === hi ? [lo - pad, hi + pad] : [lo, hi];
+  }
+
+  // A line chart of series [{label, values, dash?, colour?}] over x (epoch seconds unless opts.time
+  // is false). What a reader sees is recorded on the chart's node (data-title, data-labels,
+  // data-x-min/-max, data-y-min/-max, data-last: each series' last value), for tests and screenshots.
   function chart(id, title, xs, series, opts = {}) {
     const node = document.getElementById(id) || id;
     node.replaceChildren();
+    for (const key of Object.keys(node.dataset)) delete node.dataset[key];
+    node.dataset.title = title;
     if (!xs.length) {
       node.append(el("div", {class: "empty"}, `${title}: no data yet`));
       return null;
     }
+    const [xMin, xMax] = xWindow(xs, opts);
     const spec = {
       title, width: opts.width || 440, height: opts.height || 220,
-      // one bucket alone would otherwise span years: pad a lone point by a minute each side
-      scales: {x: {time: opts.time !== false, range: (u, lo, hi) => lo === hi ? [lo - 60, hi + 60] : [lo, hi]}},
+      scales: {
+        x: {time: opts.time !== false, auto: false, range: () => [xMin, xMax]},
+        y: opts.yRange ? {auto: false, range: () => opts.yRange} : {},
+      },
       axes: [{label: opts.xLabel || null}, {label: opts.yLabel || null, size: 60}],
+      legend: {live: false},  // labels only: a value column that reads "–" until hovered says nothing
       series: [{label: opts.xLabel || "time"}, ...series.map((s, i) => ({
         label: s.label, stroke: s.colour || COLOURS[i % COLOURS.length], width: s.dash ? 1 : 2,
         dash: s.dash ? [4, 4] : undefined, points: {show: xs.length < 30},
-        value: (u, v) => fmt(v),
+        fill: s.fill, value: (u, v) => fmt(v),
       }))],
+      hooks: {draw: [u => {
+        node.dataset.xMin = u.scales.x.min; node.dataset.xMax = u.scales.x.max;
+        node.dataset.yMin = u.scales.y.min; node.dataset.yMax = u.scales.y.max;
+      }]},
     };
-    return new uPlot(spec, [xs, ...series.map(s => s.values.map(v => v === undefined ? null : v))], node);
+    const data = series.map(s => s.values.map(v => v === undefined ? null : v));
+    node.dataset.labels = JSON.stringify(series.map(s => s.label));
+    node.dataset.last = JSON.stringify(data.map(values => [...values].reverse().find(v => v !== null) ?? null));
+    return new uPlot(spec, [xs, ...data], node);
   }
 
   const TOKEN_KEY = "recdistill-admin-token";

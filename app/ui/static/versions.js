@@ -5,6 +5,7 @@
   const {api, detail, el, fill, card, table, fmt, bytes, chart, admin, run, say} = UI;
 
   const sci = x => typeof x === "number" ? x.toExponential(1) : "–";  // parity diffs are ~1e-7
+  const NOT_METRICS = new Set(["epoch", "seconds", "loss", "users"]);
 
   // Union of keys, in first-seen order.
   const union = lists => [...new Set(lists.flat())];
@@ -42,18 +43,31 @@
     }));
   }
 
+  // What each action does, asked before it is done: they change what every replica serves.
+  const CONFIRM = {
+    promote: v => `Promote ${v}? It becomes LATEST and every replica serves it (unless a pin holds another).`,
+    pin: v => `Pin ${v}? Every replica serves it until unpinned, whatever LATEST is.`,
+    candidate: v => `Make ${v} the candidate? It is loaded beside the served version for shadow and A/B.`,
+    rollback: () => "Roll back? LATEST goes back to the version before it, on every replica.",
+    unpin: () => "Unpin? Every replica goes back to serving LATEST.",
+    "clear-candidate": () => "Clear the candidate? Its shadow comparisons stop.",
+  };
+
   function actions(v, state) {
     if (!admin.enabled) return "–";
     const disabled = !admin.token();
-    const act = (label, path) => el("button", {type: "button", disabled, "data-action": label, "data-version": v.version,
-      onclick: () => adminAction(path)}, label);
-    return el("span", {}, act("promote", `/admin/models/${encodeURIComponent(v.version)}/promote`), " ",
+    const act = (label, path, body = null) => el("button", {type: "button", disabled, "data-action": label, "data-version": v.version,
+      onclick: () => adminAction(path, body, "POST", CONFIRM[label](v.version))}, label);
+    return el("span", {class: "actions"}, act("promote", `/admin/models/${encodeURIComponent(v.version)}/promote`), " ",
       act("pin", `/admin/models/${encodeURIComponent(v.version)}/pin`),
-      state.candidate_api ? [" ", el("button", {type: "button", disabled, "data-action": "candidate", "data-version": v.version,
-        onclick: () => adminAction("/admin/candidate", {version: v.version})}, "candidate")] : null);
+      state.candidate_api ? [" ", act("candidate", "/admin/candidate", {version: v.version})] : null);
   }
 
-  async function adminAction(path, body = null, method = "POST") {
+  async function adminAction(path, body = null, method = "POST", question = null) {
+    if (question !== null && !window.confirm(question)) {
+      document.getElementById("admin-result").textContent = `${path}: cancelled`;
+      return;
+    }
     const result = await admin.send(path, body, method);
     const b = result.body || {};
     const message = !result.ok ? `${path}: ${detail(result)}` : b.served_version !== undefined
@@ -71,13 +85,17 @@
     for (const [model, curve] of Object.entries(curves)) {
       if (!curve.length) continue;
       const epochs = curve.map(r => r.epoch);
-      const metrics = Object.keys(curve[0]).filter(k => !["epoch", "seconds", "loss"].includes(k) && typeof curve[0][k] === "number");
+      // Quality metrics only (in [0, 1]): counts such as the validation users on the same axis
+      // would flatten NDCG onto 0.
+      const metrics = Object.keys(curve[0]).filter(k => !NOT_METRICS.has(k) &&
+        curve.every(r => typeof r[k] === "number" && r[k] >= 0 && r[k] <= 1));
+      const users = curve[curve.length - 1].users;
       const lossBox = el("div", {class: "chart"}), metricBox = el("div", {class: "chart"});
       charts.append(lossBox, metricBox);
       chart(lossBox, `${model}: training loss`, epochs, [{label: "loss", values: curve.map(r => r.loss)}],
         {time: false, xLabel: "epoch", width: 360, height: 200});
-      chart(metricBox, `${model}: validation`, epochs, metrics.map(k => ({label: k, values: curve.map(r => r[k])})),
-        {time: false, xLabel: "epoch", width: 360, height: 200});
+      chart(metricBox, `${model}: validation${users ? ` (${fmt(users)} users)` : ""}`, epochs,
+        metrics.map(k => ({label: k, values: curve.map(r => r[k])})), {time: false, xLabel: "epoch", width: 360, height: 200});
     }
     if (!charts.children.length) charts.append(el("p", {class: "note"}, "No training curves in this version's report."));
     for (const plot of v.plots || []) {
@@ -97,15 +115,15 @@
         state.pinned ? state.pinned.source : ""),
       state.pin_error ? card("Pin error", state.pin_error, "", "bad") : null);
     fill("versions-table", table(
-      ["version", "published", "dataset", "ndcg@10 teacher", "ndcg@10 student", "params teacher", "params student",
-        "bytes teacher", "bytes student", "bytes total", "retrieval", "state", "actions"],
+      ["version", "state", "actions", "published", "dataset", "ndcg@10 teacher", "ndcg@10 student", "params teacher",
+        "params student", "bytes teacher", "bytes student", "bytes total", "retrieval"],
       state.versions.map(v => v.error ? [v.version, el("span", {class: "bad"}, v.error), "", "", "", "", "", "", "", "", "", "", ""] : [
-        v.version, v.created_at.slice(0, 19), v.dataset.name || v.dataset, v["ndcg@10"].teacher, v["ndcg@10"].student,
-        v.parameters.teacher, v.parameters.student, bytes(v.bytes.teacher), bytes(v.bytes.student), bytes(v.bytes.total),
-        (v.retrieval || {}).kind || "exact",
+        v.version,
         [v.version === state.served_version ? "served" : null, v.latest ? "LATEST" : null, v.pinned ? "pinned" : null,
           v.version === state.candidate ? "candidate" : null].filter(Boolean).join(", ") || "–",
-        actions(v, state)]),
+        actions(v, state), v.created_at.slice(0, 19), v.dataset.name || v.dataset, v["ndcg@10"].teacher, v["ndcg@10"].student,
+        v.parameters.teacher, v.parameters.student, bytes(v.bytes.teacher), bytes(v.bytes.student), bytes(v.bytes.total),
+        (v.retrieval || {}).kind || "exact"]),
       v => ({"data-version": v[0]})));
     fill("metrics-table", metricsTable(rows));
     fill("agreement-table", agreementTable(rows));
@@ -123,9 +141,10 @@
   if (form) {
     document.getElementById("token").value = admin.token();
     form.addEventListener("submit", e => { e.preventDefault(); admin.setToken(document.getElementById("token").value); run(load); });
-    document.getElementById("rollback").addEventListener("click", () => adminAction("/admin/rollback"));
-    document.getElementById("unpin").addEventListener("click", () => adminAction("/admin/unpin"));
-    document.getElementById("clear-candidate").addEventListener("click", () => adminAction("/admin/candidate", null, "DELETE"));
+    document.getElementById("rollback").addEventListener("click", () => adminAction("/admin/rollback", null, "POST", CONFIRM.rollback()));
+    document.getElementById("unpin").addEventListener("click", () => adminAction("/admin/unpin", null, "POST", CONFIRM.unpin()));
+    document.getElementById("clear-candidate").addEventListener("click",
+      () => adminAction("/admin/candidate", null, "DELETE", CONFIRM["clear-candidate"]()));
   }
   run(load);
 })();

@@ -142,14 +142,61 @@ def test_ab_report_is_user_level_with_a_verdict_and_documented(
     assert ctr["diff"] == pytest.approx(1 / 3 - 2 / 9)
     assert ctr["se"] == pytest.approx(2 / 27)
     assert ctr["z"] == pytest.approx(1.5)
-    assert ctr["verdict"] == "not yet" and ctr["per_impression"]["diff"] != ctr["diff"]  # 1 anonymous answer
+    assert ctr["verdict"] == "not yet" and ctr["per_impression"]["diff"] == ctr["diff"]  # anonymous left out
     assert report["per_user"]["student"]["units"] == 2 and report["per_user"]["student"]["impressions"] == 9
-    assert report["arms"]["student"]["impressions"] == 12  # all traffic, the anonymous answer included
+    assert report["arms"]["student"]["impressions"] == 9  # the randomised traffic only
+    assert (report["anonymous"]["requests"], report["anonymous"]["impressions"]) == (1, 3)  # shown apart
+    # Always valid: pooled rate 4/15, τ = 0.15 × 4/15 = 0.04, x = (τ / SE)² = 0.2916, c = 5.2603912742765
+    # (mpmath); MDE = (c + z_0.8) SE. The fixed-horizon reading keeps (z_0.975 + z_0.8) SE.
+    assert ctr["critical_value"] == pytest.approx(5.26039127427651223, rel=1e-9)
     assert report["verdict"]["verdict"] == "not yet" and report["verdict"]["mde"] == pytest.approx(
-        2.8015852181129683 * 2 / 27
+        0.452000926507364928, rel=1e-9
+    )
+    assert ctr["fixed_horizon"]["mde"] == pytest.approx(2.8015852181129683 * 2 / 27)
+    assert report["verdict_uses"] == "always_valid" and report["fixed_horizon"]["p_value"] == pytest.approx(
+        ctr["fixed_horizon"]["p_value"]
     )
     ok = schema["paths"]["/v1/ab/report"]["get"]["responses"]["200"]["content"]["application/json"]
     assert ok["schema"] == {"$ref": "#/components/schemas/ABReport"}
     assert set(schema["components"]["schemas"]["ABReport"]["properties"]) >= {
-        "experiment", "arms", "teacher_vs_student", "per_user", "verdict", "srm",
+        "experiment", "arms", "anonymous", "comparison", "teacher_vs_student", "per_user", "verdict",
+        "verdict_uses", "fixed_horizon", "guardrails", "srm",
     }  # fmt: skip
+
+
+def test_answers_log_their_latency_and_fallback_and_a_failed_answer_counts_against_its_arm(
+    settings_for: Callable[..., Settings], models_dir: Path
+) -> None:
+    """The guardrails' inputs through the real request path: a served answer's latency and popular
+    fallback reach the report per arm, and an answer that fails after its arm was assigned (here the
+    batcher raises) is a 500 to the caller and one error of that arm, not an answer."""
+    exp = Experiment("exp-t", "salt-t", 0.5)
+    teacher = next(u for u in (f"user{i}" for i in range(50)) if exp.arm_for(f"user:{u}") == "teacher")
+    with TestClient(create_app(settings_for(models_dir, **AB)), raise_server_exceptions=False) as client:
+        _recommend(client, teacher)
+        fallback = client.post("/v1/recommend", json={"user_id": teacher, "history": [], "k": 3}).json()
+        assert fallback["fallback"] == "popular"
+        batcher = client.app.state.batcher  # type: ignore[attr-defined]
+        submit = batcher.submit
+
+        async def broken(query: object) -> object:
+            raise RuntimeError("inference failed")
+
+        batcher.submit = broken
+        assert (
+            client.post("/v1/recommend", json={"user_id": teacher, "history": ["i00"], "k": 3}).status_code
+            == 500
+        )
+        batcher.submit = submit
+        report = client.get("/v1/ab/report").json()
+    arm = report["guardrails"]["arms"]["teacher"]
+    assert (arm["attempts"], arm["errors"], arm["fallbacks"], arm["latency_answers"]) == (3, 1, 1, 2)
+    assert arm["error_rate"] == pytest.approx(1 / 3) and arm["fallback_share"] == 0.5
+    assert arm["latency_p99_ms"] is not None and arm["latency_p99_ms"] > 0
+    assert report["arms"]["teacher"]["requests"] == 2  # the failed one is not an answer
+    assert set(report["guardrails"]["tests"]) == {"error_rate", "latency_p99", "fallback_share"}
+
+
+def test_a_lift_to_quote_users_needed_for_must_be_positive(client: TestClient) -> None:
+    bad = client.get("/v1/ab/report?lift=0")
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "lift"]

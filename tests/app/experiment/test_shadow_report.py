@@ -6,11 +6,13 @@ sits at position 0.3 -> 0.15, the p50 at 1.5 -> 0.75, the p90 at 2.7 -> 1.0.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from app.experiment.shadow_report import build_report, render_html, svg_histogram
-from app.stores.records import ComparisonRows
+from app.stores.records import AnswerRows, ComparisonRows
 
 
 @pytest.fixture
@@ -68,11 +70,46 @@ def test_since_is_reported_as_iso_time(rows: ComparisonRows) -> None:
     assert build_report(rows, since=0.0)["since"] == "1970-01-01T00:00:00+00:00"
 
 
-def test_html_page_has_a_plot_per_metric_and_escapes_names(rows: ComparisonRows) -> None:
+def test_html_page_has_a_section_per_pair_and_every_plot_names_its_pair(rows: ComparisonRows) -> None:
     page = render_html(build_report(rows), rows)
-    assert page.startswith("<!doctype html>") and page.count("<svg") == 5
+    assert page.startswith("<!doctype html>") and "<h1>Shadow comparisons" in page
+    assert "Teacher in shadow" not in page
+    assert page.count("<section class='pair'>") == 3 and page.count("<svg") == 15  # 5 plots per pair
+    titles = re.findall(r'aria-label="([^"]*)"', page)
+    assert all(" · student v" in t and " vs teacher v" in t for t in titles)  # each plot names its pair
+    assert "latency ratio teacher / student · student v1 vs teacher v1" in titles
     assert "v2&amp;" in page and "v2& " not in page
-    assert "compared 4, dropped 3" in page
+
+
+def test_a_pairs_coverage_counts_answers_from_its_first_comparison() -> None:
+    """The serving student v1 was compared with its teacher (t = 10, 20), then with candidate v2
+    (t = 100, 110): answers served before t = 100 do not count against the candidate pair, nor the
+    teacher pair's after its last comparison; forced-out arms, fallbacks and failures never count."""
+    nan = float("nan")
+    rows = ComparisonRows(
+        student_version=np.array(["v1", "v1", "v1", "v1"]),
+        teacher_version=np.array(["v1", "v1", "v2", "v2"]),
+        metrics={m: np.array([0.2, 0.2, 1.0, 1.0]) for m in ("overlap", "rbo", "ndcg")}
+        | {"kendall_tau": np.array([nan, nan, 1.0, 1.0])},
+        student_latency_ms=np.ones(4),
+        teacher_latency_ms=np.array([3.0, 3.0, 1.0, 1.0]),
+        failures={},
+        pair=np.array(["teacher_vs_student"] * 2 + ["serving_vs_candidate"] * 2),
+        ts=np.array([10.0, 20.0, 100.0, 110.0]),
+    )
+    answer = ("serving", "user:a", 0.0, 3, 0, 0, 1.0, None, False, "v1")
+    answers = AnswerRows.from_rows(
+        [(*answer[:2], float(t), *answer[3:]) for t in (5, 10, 15, 20, 50, 100, 105, 110, 120)]
+        + [("candidate", "user:b", 101.0, 3, 0, 0, 1.0, None, False, "v2")]  # the candidate arm's own
+        + [("serving", "user:c", 102.0, 3, 0, 0, 1.0, "popular", False, "v1")]  # a fallback: never sampled
+        + [("serving", "user:d", 103.0, 0, 0, 0, None, None, True, "v1")]  # failed
+    )
+    by = {b["pair"]["kind"]: b for b in build_report(rows, answers=answers)["by_version"]}
+    teacher, candidate = by["teacher_vs_student"], by["serving_vs_candidate"]
+    assert (teacher["served"], teacher["counted_from"]) == (3, 10.0)  # t = 10, 15, 20
+    assert (candidate["served"], candidate["counted_from"]) == (4, 100.0)  # t = 100, 105, 110, 120
+    assert candidate["coverage"] == 0.5 and teacher["coverage"] == pytest.approx(2 / 3)
+    assert candidate["metrics"]["overlap@k"]["mean"] == 1.0 and teacher["metrics"]["overlap@k"]["mean"] == 0.2
 
 
 def test_svg_histogram_bar_heights() -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from app.experiment.ab_report import build_ab_report
 from app.stores.feedback_sqlite import SqliteFeedbackStore
 from app.stores.records import FeedbackError, Served
 
@@ -107,35 +106,6 @@ def test_arm_counts_by_hand(store: SqliteFeedbackStore) -> None:
         },
     }
     assert store.arm_counts("other-experiment") == {}
-
-
-def test_ab_report_from_counts_by_hand() -> None:
-    counts = {
-        "student": {
-            "users": 5100,
-            "requests": 8000,
-            "impressions": 1000,
-            "clicks": 200,
-            "purchase_requests": 0,
-        },
-        "teacher": {
-            "users": 4900,
-            "requests": 8000,
-            "impressions": 1000,
-            "clicks": 250,
-            "purchase_requests": 0,
-        },
-    }
-    report = build_ab_report(counts, {"student": 0.5, "teacher": 0.5})
-    assert report["arms"]["student"]["ctr"]["rate"] == 0.2  # type: ignore[index]
-    ctr = report["teacher_vs_student"]["ctr"]  # type: ignore[index]
-    old = ctr["per_impression"]  # the per-impression test, kept beside the user-level one
-    assert old["diff"] == pytest.approx(0.05)
-    assert old["p_value"] == pytest.approx(0.007419649261025687, rel=1e-9)  # same case as test_ab_stats
-    assert ctr["diff"] is None and ctr["verdict"] == "not yet"  # no per-user sums given: no user-level test
-    srm = report["srm"]
-    assert srm["chi2"] == pytest.approx(4.0) and srm["mismatch"] is False  # type: ignore[index]
-    assert report["teacher_vs_student"]["conversion"]["per_impression"]["p_value"] is None  # type: ignore[index]
 
 
 class _CommitGate:

@@ -342,6 +342,40 @@ class TestFeedbackStoreContract:
         assert late["student"].units.tolist() == ["user:u2"]  # s3 only (ts 12)
         assert late["student"].impressions.tolist() == [3] and late["student"].purchases.tolist() == [2]
 
+    def test_answer_rows_carry_latency_fallback_and_failures(self, backend: tuple[str, Any]) -> None:
+        """One row per answer, oldest first, forced ones left out; failed answers are rows but not
+        answers (no counts, no unit sums, no served counts); experiment None reads every experiment."""
+        clock = iter([10.0, 11.0, 12.0, 13.0, 14.0])
+        store = open_feedback(backend, clock=lambda: next(clock, 99.0))
+        try:
+            store.log_served(served("a1", items=("a", "b"), latency_ms=2.5))  # ts 10
+            store.log_served(served("a2", arm="teacher", unit="user:u2", fallback="popular"))  # ts 11
+            store.log_served(served("e1", arm="teacher", unit="user:u2", items=(), error=True))  # ts 12
+            store.log_served(served("f1", forced=True))  # ts 13: forced, never a row
+            store.log_served(Served("o1", "other", "student", "user:u1", "v1", ("a",)))  # ts 14
+            store.add_feedback("a1", "b", "click")
+            store.add_feedback("a1", "b", "purchase")
+            rows, every = store.answer_rows("exp"), store.answer_rows(None, since=11.0)
+            counts, sums, by_version = store.arm_counts("exp"), store.unit_sums("exp"), store.served_counts()
+        finally:
+            store.close()
+        assert rows.arm.tolist() == ["student", "teacher", "teacher"] and rows.ts.tolist() == [
+            10.0,
+            11.0,
+            12.0,
+        ]
+        assert rows.unit.tolist() == ["user:u1", "user:u2", "user:u2"] and rows.version.tolist() == ["v1"] * 3
+        assert (rows.impressions.tolist(), rows.clicks.tolist(), rows.purchases.tolist()) == (
+            [2, 3, 0],
+            [1, 0, 0],
+            [1, 0, 0],
+        )
+        assert rows.latency_ms[0] == 2.5 and np.isnan(rows.latency_ms[1:]).all()  # unknown: NaN, never 0
+        assert rows.fallback.tolist() == [False, True, False] and rows.error.tolist() == [False, False, True]
+        assert every.ts.tolist() == [11.0, 12.0, 14.0]  # both experiments, from t = 11
+        assert counts["teacher"]["requests"] == 1 and sums["teacher"].requests.tolist() == [1]
+        assert by_version == {"v1": 4}  # a1, a2, f1, o1: a failed answer is not a served one
+
     def test_close_stores_what_is_buffered(self, backend: tuple[str, Any]) -> None:
         store = open_feedback(backend)
         store.log_served(served("r1"))

@@ -4,10 +4,13 @@ scripts/ui_screenshots.py. Playwright never downloads a browser here; it is give
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +24,16 @@ from tests.fixtures.dashboard import past_hour, publish_versions
 
 ADMIN_TOKEN = "dashboard-admin-token-0123456789"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+
+
+def require_browser() -> None:
+    """Skip the calling test module, saying why, where playwright or Chromium is missing (.ci/run
+    installs Debian's `chromium`; the dev extra brings playwright)."""
+    import pytest
+
+    pytest.importorskip("playwright", reason="playwright is not installed (the dev extra)")
+    if chromium_path() is None:
+        pytest.skip("Chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
 
 
 def chromium_path() -> str | None:
@@ -98,3 +111,56 @@ def browser(executable: str) -> Iterator[Any]:
             yield instance
         finally:
             instance.close()
+
+
+class Watched:
+    """A page with every console error, uncaught exception and request URL it produced."""
+
+    def __init__(self, page: Any):
+        self.page, self.errors, self.urls = page, [], []
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("request", lambda r: self.urls.append(r.url))
+
+    def remote(self) -> list[str]:
+        """Requests to anywhere but 127.0.0.1 (data: URLs are inline, not requests out)."""
+        return [
+            u
+            for u in self.urls
+            if not u.startswith("data:") and urllib.parse.urlsplit(u).hostname != "127.0.0.1"
+        ]
+
+    def loaded(self) -> None:
+        """Wait until the page's script has reported (status line says updated or error)."""
+        self.page.wait_for_function(
+            "() => /updated|error/.test(document.getElementById('status').textContent)"
+        )
+
+    def charts(self) -> dict[str, dict[str, Any]]:
+        """What each drawn chart shows, keyed by title: its series labels, axis window, last values."""
+        found = self.page.evaluate(
+            "() => [...document.querySelectorAll('.chart')].map(c => ({...c.dataset}))"
+        )
+        out = {}
+        for d in found:
+            if "xMin" not in d:
+                continue
+            out[d["title"]] = {
+                "labels": json.loads(d["labels"]),
+                "last": json.loads(d["last"]),
+                "x": (float(d["xMin"]), float(d["xMax"])),
+                "y": (float(d["yMin"]), float(d["yMax"])),
+            }
+        return out
+
+
+def call(server: str, path: str, body: dict[str, Any] | None = None, token: str | None = None) -> Any:
+    """JSON from the live server (POST when there is a body)."""
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body).encode()
+    with urllib.request.urlopen(
+        urllib.request.Request(f"{server}{path}", data, headers), timeout=30
+    ) as response:
+        return json.loads(response.read())
