@@ -156,15 +156,22 @@ async def change_item(request: Request, body: CatalogueChange, item_id: str = It
     "/admin/catalogue/items",
     response_model=CatalogueBulkResult,
     **ADMIN_WRITE,
-    responses=errors(400, 401, 403, 404, 413, 503),
+    responses=errors(400, 401, 403, 409, 413, 503),
 )
 async def change_items(request: Request, body: CatalogueBulkChange) -> dict[str, Any]:
-    """Change many items in one atomic update; 404 naming the first unknown item (nothing is stored)."""
+    """Change many items in one atomic update; a 409 naming the first unknown item (nothing is stored).
+
+    Unlike the one-item route, the resource addressed here (the catalogue) exists: a well-formed body
+    naming an item the catalogue lacks conflicts with its state, a 409 at `body.items.<i>.item_id`."""
     positions: dict[str, int] = {}
     for i, item in enumerate(body.items):
         positions.setdefault(item.item_id, i)
     patches = [CataloguePatch(item.item_id, item.changes()) for item in body.items]
-    snapshot = await _change(request, patches, lambda item: f"body.items.{positions[item]}.item_id")
+    try:
+        snapshot = await run_in_threadpool(_catalogue(request).change, patches, _known(request))
+    except CatalogueEditError as exc:
+        where = f"body.items.{positions[exc.item_id]}.item_id"
+        raise HTTPException(status.HTTP_409_CONFLICT, f"{where}: {exc}") from exc
     return {"generation": snapshot.generation, "items": [_item(request, item.item_id) for item in body.items]}
 
 

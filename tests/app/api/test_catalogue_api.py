@@ -153,7 +153,7 @@ def test_bad_changes_are_clear_4xx_and_store_nothing(client: TestClient, admin: 
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "colour"]
     bulk = {"items": [{"item_id": "i01", "available": False}, {"item_id": "ghost", "price": 1}]}
     r = client.patch("/admin/catalogue/items", json=bulk, headers=admin)
-    assert r.status_code == 404 and r.json()["detail"].startswith(
+    assert r.status_code == 409 and r.json()["detail"].startswith(  # the catalogue exists: a conflict
         "body.items.1.item_id: unknown item 'ghost'"
     )
     r = client.patch("/admin/catalogue/items", json={"items": [{"item_id": "i01"}]}, headers=admin)
