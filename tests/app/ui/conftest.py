@@ -1,5 +1,9 @@
 """Fixtures of the browser tests: a live service per test module (the dashboard's fixture data), one
-headless Chromium for the session, and a watched page per test in a 1400 x 900 window."""
+headless Chromium per test module, and a watched page per test in a 1400 x 900 window.
+
+Chromium is per module, not per session: Playwright's sync API keeps an asyncio loop running in the
+main thread while it is open, so a session-wide browser made every later test's `asyncio.run` fail
+("cannot be called from a running event loop")."""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     executable = chromium_path()
     if executable is None:
