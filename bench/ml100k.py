@@ -1,10 +1,10 @@
 """The MovieLens-100k benchmark: recdistill's teacher, student and scratch student against tuned peers.
 
-Protocol: configs/ml-100k.toml's data -> leave_last_out -> full-ranking `training.ranking.evaluate`
+Protocol: configs/ml-100k.toml's data -> leave_last_out -> full-ranking `training.evaluate.ranking.evaluate`
 with the pipeline's `eval.test_history` (default: the standard leave-one-out query = train items +
 the validation item; everything the query has seen is excluded). The peers below are fitted on the
 train items only, so under the standard query they do not see the validation item in their user
-factors (the pipeline's own ALS peer, training/peers.py, is refit on train + validation); the
+factors (the pipeline's own ALS peer, training/evaluate/peers.py, is refit on train + validation); the
 shop-log benchmark with the pipeline's peers is bench/quality.py.
 Peers are tuned on the validation item with the first seed, then the chosen config is refitted for
 every seed. All PASS/FAIL checks are computed from the measured numbers.
@@ -26,7 +26,7 @@ from typing import Any
 from bench.peers import Peer, default_peers, run_seeds, tune
 from bench.report import RESULTS_DIR, aggregate, fmt_mean_std, markdown_table, mean_std, write_report
 from training.config import ConfigError, PipelineConfig, load_config
-from training.data import DataError, Split, leave_last_out
+from training.data.types import DataError, Split, leave_last_out
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,8 @@ def load_bench_config(path: Path = CONFIG, overrides: list[str] | None = None) -
 
 def load_split(cfg: PipelineConfig) -> Split:
     """The same data and split the pipeline uses; fetches MovieLens-100k into the cache on first use."""
-    from training.data import load_interactions
-    from training.movielens import fetch_ml100k
+    from training.data.movielens import fetch_ml100k
+    from training.data.types import load_interactions
 
     if cfg.data.source == "ml-100k":
         fetch_ml100k(cfg.data.cache_dir)  # a no-op when the verified copy is cached

@@ -23,9 +23,9 @@ from pathlib import Path
 def popularity_metrics(config: Path, overrides: Sequence[str], batch_size: int | None = None) -> dict:
     """The popularity peer's test metrics under `config` + `overrides` (batch_size: rows scored at once)."""
     from training.config import load_config
-    from training.evaluate import evaluate_models, popularity_score_fn
+    from training.evaluate.report import evaluate_models, popularity_score_fn
+    from training.fit.loop import validation_split
     from training.pipeline import load_data
-    from training.train import validation_split
 
     cfg = load_config(config, list(overrides))
     e = cfg.eval

@@ -101,7 +101,7 @@ def read_epochs(work: Path) -> dict[str, tuple[int, int]]:
 
 
 def read_penalties(work: Path) -> dict[str, float]:
-    """The popularity penalty each calibrated student carries (training/calibrate.py), from work_dir's records."""
+    """The popularity penalty each calibrated student carries (training/student/calibrate.py), from work_dir's records."""
     out = {}
     for name, record in work_records(work).items():
         calibration = record.get("calibration")

@@ -7,7 +7,7 @@ Two ways to get the version it measures:
     (run it on a quiet machine: in-process latency and wrk share the cores with anything else);
   - without it, an UNTRAINED synthetic catalogue (bench/catalog.py: the real architectures and
     exporter; latency depends on shapes, not weights) of `--items` items is published and a copy
-    gets an index built, tuned and measured by training/ann.py (the exporter's own step); with
+    gets an index built, tuned and measured by training/export/ann.py (the exporter's own step); with
     `--pipeline` the real pipeline (configs/synthetic.toml, short training) first runs at that size
     with `export.retrieval` set, to show that it completes. Random untrained item vectors are the
     worst case for an index (nothing is clustered): recall and breadth say little about trained ones.
@@ -92,8 +92,8 @@ def _user_vectors(version_dir: Path, histories: list[list[int]], history_len: in
 def publish_ann_copy(exact_dir: Path, models_dir: Path, args: argparse.Namespace) -> tuple[Path, float]:
     """Publish `exact_dir`'s artifacts (hard links) plus an ANN index as a new version in models_dir."""
     from core.manifest import load_manifest
-    from training.ann import build_retrieval
-    from training.publish import publish
+    from training.export.ann import build_retrieval
+    from training.export.publish import publish
 
     manifest = load_manifest(exact_dir)
     items = np.load(exact_dir / manifest.student.item_vectors, allow_pickle=False)

@@ -5,7 +5,7 @@ imports `app` only, never `training` or torch, so the torch-free serving image (
 `training/`) runs it; an offline command first checks that its dependencies are installed and, if
 not, says in one line how to install them (exit 2). Bad input (data, config, settings, a missing
 file) prints one message on stderr and exits 2; never a traceback. A publish gate that fails
-(training/gates.py) prints one line per failed gate and exits 3: nothing was published.
+(training/evaluate/gates.py) prints one line per failed gate and exits 3: nothing was published.
 """
 
 from __future__ import annotations

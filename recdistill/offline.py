@@ -47,7 +47,7 @@ def _load_soft_labels(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     the teacher's, or with `distill.soft_labels_from = "teacher+scratch"` the teacher's and the
     scratch student's, which `recdistill student` trains first."""
     from training.pipeline import StageError, ensemble_soft_labels, load_trained_teacher, soft_labels
-    from training.student import load_student
+    from training.student.model import load_student
 
     cfg, data, split = _load_data(args)
     teacher, _ = load_trained_teacher(cfg, data)
@@ -68,11 +68,11 @@ def _load_soft_labels(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # --nproc N: re-launch under torchrun
-        from training.distributed import relaunch
+        from training.fit.distributed import relaunch
 
         _load(args)  # a bad config fails here, once, with exit 2
         return relaunch(args.nproc, _pipeline_argv(args))
-    from training.distributed import session
+    from training.fit.distributed import session
     from training.pipeline import run_pipeline
 
     cfg = _load(args)
@@ -95,7 +95,7 @@ def _pipeline_argv(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
-    from training.movielens import fetch_ml100k
+    from training.data.movielens import fetch_ml100k
 
     folder = fetch_ml100k(Path(args.cache_dir))
     print(f"ml-100k ready in {folder}")
@@ -131,7 +131,7 @@ def cmd_teacher(args: argparse.Namespace) -> int:
 def cmd_teacher_import(args: argparse.Namespace) -> int:
     """Import and check `args.source` against the configured data; print what was checked."""
     from training.pipeline import load_data
-    from training.teacher_import import import_teacher
+    from training.teacher.imported import import_teacher
 
     args.set = [*args.set, f"teacher.source={args.source}"]
     cfg = _load(args)
@@ -181,7 +181,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate_ab(args: argparse.Namespace) -> int:
-    from training.simulate_ab import simulate_ab
+    from recdistill.simulate_ab import simulate_ab
 
     result = simulate_ab(args.url, Path(args.models), args.requests, args.seed)
     print(json.dumps(result, indent=2, default=str))
@@ -197,8 +197,8 @@ def _metrics_line(metrics: dict[str, Any]) -> str:
 
 def _quality_lines(metrics: dict[str, Any]) -> list[str]:
     """Warnings first, then the test protocol, the peers skipped and the publish gates."""
-    from training.evaluate import PROTOCOLS
-    from training.gates import gate_lines
+    from training.evaluate.gates import gate_lines
+    from training.evaluate.report import PROTOCOLS
 
     lines = list(metrics.get("warnings", []))
     if history := metrics.get("test_history"):
@@ -258,17 +258,17 @@ def summary(manifest: dict[str, Any], version_dir: Path, seconds: float) -> str:
 def user_errors() -> tuple[type[BaseException], ...]:
     """The offline job's exceptions that mean bad input, not a bug (imported only for its commands)."""
     from training.config import ConfigError
-    from training.data import DataError
+    from training.data.types import DataError
 
     errors: list[type[BaseException]] = [ConfigError, DataError]
     try:
-        from training.teacher_spec import TeacherImportError
+        from training.teacher.spec import TeacherImportError
 
         errors.append(TeacherImportError)
     except ImportError:  # pandas missing: the training extra is not installed
         pass
     try:  # bad --requests, or the service is not reachable
-        from training.simulate_ab import SimulationError
+        from recdistill.simulate_ab import SimulationError
 
         errors.append(SimulationError)
     except ImportError:  # httpx is a dev dependency

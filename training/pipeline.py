@@ -22,14 +22,14 @@ import torch
 
 from core.files import sha256_file
 from core.manifest import DatasetInfo, Manifest, TeacherSource, load_manifest
-from training import distributed
 from training.config import PipelineConfig
-from training.data import Interactions, Split, leave_last_out, load_interactions, with_validation_items
-from training.ranking import padded_histories
+from training.data.types import Interactions, Split, leave_last_out, load_interactions, with_validation_items
+from training.evaluate.ranking import padded_histories
+from training.fit import distributed
 
 if TYPE_CHECKING:
-    from training.student import MLPStudent
-    from training.teacher_protocol import Teacher
+    from training.student.model import MLPStudent
+    from training.teacher.protocol import Teacher
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class StageError(ValueError):
 class Trained:
     """The models a publish needs, and what their training recorded."""
 
-    teacher: Teacher  # ours (training.teacher.TwoTowerTeacher) or an imported one
+    teacher: Teacher  # ours (training.teacher.two_tower.TwoTowerTeacher) or an imported one
     student: MLPStudent
     scratch: MLPStudent | None = None
     sweep: list[tuple[float, MLPStudent]] = field(default_factory=list)
@@ -78,7 +78,7 @@ def training_split(cfg: PipelineConfig, split: Split) -> Split:
     with the largest stage `valid_max_users`; each stage's own sample is drawn inside it); every
     other user's validation item is trained on. Evaluation and export keep the full `split`.
     """
-    from training.train import validation_split
+    from training.fit.loop import validation_split
 
     if not cfg.eval.train_on_valid:
         return split
@@ -129,10 +129,10 @@ def imported(cfg: PipelineConfig) -> bool:
 
 
 def train_teacher(cfg: PipelineConfig, data: Interactions, split: Split, progress: bool = True) -> Any:
-    """Train our teacher, or import and check the configured one (training/teacher_import.py)."""
+    """Train our teacher, or import and check the configured one (training/teacher/imported.py)."""
     if imported(cfg):
         return import_teacher_stage(cfg, data)
-    from training.train import fit_teacher
+    from training.fit.loop import fit_teacher
 
     fit = fit_teacher(training_split(cfg, split), data.catalog, cfg, Path(cfg.work_dir), progress=progress)
     _save_record(cfg, "teacher", fit, data.fingerprint)
@@ -142,8 +142,8 @@ def train_teacher(cfg: PipelineConfig, data: Interactions, split: Split, progres
 
 def import_teacher_stage(cfg: PipelineConfig, data: Interactions) -> Any:
     """The imported teacher as a fit: no curve, no validation (it was trained elsewhere)."""
-    from training.teacher_import import import_teacher
-    from training.train import FitResult
+    from training.fit.loop import FitResult
+    from training.teacher.imported import import_teacher
 
     result = import_teacher(cfg, data)
     fit = FitResult(result.teacher, Path(cfg.teacher.source.partition(":")[2]), {}, [], result.seconds)
@@ -155,7 +155,7 @@ def import_teacher_stage(cfg: PipelineConfig, data: Interactions) -> Any:
 
 def load_trained_teacher(cfg: PipelineConfig, data: Interactions) -> tuple[Teacher, dict[str, Any]]:
     """The teacher in work_dir, or the imported one (imported again: its checks run again)."""
-    from training.teacher import load_teacher
+    from training.teacher.two_tower import load_teacher
 
     if imported(cfg):
         fit = import_teacher_stage(cfg, data)
@@ -175,7 +175,7 @@ def teacher_source(cfg: PipelineConfig, teacher: Teacher) -> TeacherSource:
 
 def soft_labels(cfg: PipelineConfig, teacher: Teacher, split: Split, progress: bool = True) -> Any:
     """Cached by the teacher's sha256 (checkpoint or imported files): rerunning with the same teacher is free."""
-    from training.distill import build_soft_labels
+    from training.student.soft_labels import build_soft_labels
 
     key = teacher_source(cfg, teacher).sha256
     return build_soft_labels(
@@ -188,8 +188,8 @@ def ensemble_soft_labels(
 ) -> Any:
     """Soft labels from teacher + scratch student (`distill.soft_labels_from = "teacher+scratch"`),
     cached by both models' sha256."""
-    from training.distill import build_soft_labels
-    from training.teacher_ensemble import TeacherPlusStudent
+    from training.student.soft_labels import build_soft_labels
+    from training.teacher.ensemble import TeacherPlusStudent
 
     scratch_ckpt = Path(cfg.work_dir) / "scratch.pt"
     digest = sha256_file(scratch_ckpt) if scratch_ckpt.is_file() else ""
@@ -202,7 +202,7 @@ def ensemble_soft_labels(
 
 def cached_shortlist(cfg: PipelineConfig, split: Split, teacher: Teacher) -> dict | None:
     """The soft-label shortlist's measured recall for this teacher (None: exact scoring)."""
-    from training.distill import SHORTLIST_FILE, soft_label_dir
+    from training.student.soft_labels import SHORTLIST_FILE, soft_label_dir
 
     key = teacher_source(cfg, teacher).sha256
     if not key:
@@ -239,7 +239,7 @@ def train_students(
     the students go, by `student_cost`: each student may use its weighted share of what is left when
     it starts, so time one student saves by stopping early goes to the ones after it.
     """
-    from training.distill import fit_student
+    from training.student.soft_labels import fit_student
 
     work = Path(cfg.work_dir)
     full_split, split = split, training_split(cfg, split)
@@ -284,11 +284,11 @@ def train_students(
 
 
 def calibrate_fit(fit: Any, split: Split, cfg: PipelineConfig) -> None:
-    """In place: the popularity penalty chosen on `split`'s validation users (training/calibrate.py),
+    """In place: the popularity penalty chosen on `split`'s validation users (training/student/calibrate.py),
     saved into the fit's checkpoint; its validation metrics become the calibrated model's."""
-    from training.calibrate import calibrate_popularity
-    from training.student import student_checkpoint
-    from training.train import save_checkpoint, validation_split
+    from training.fit.loop import save_checkpoint, validation_split
+    from training.student.calibrate import calibrate_popularity
+    from training.student.model import student_checkpoint
 
     sc, e = cfg.student, cfg.eval
     vsplit = validation_split(split, sc.valid_max_users, cfg.seed)  # the users early stopping read
@@ -312,7 +312,7 @@ def student_cost(distilled: bool) -> float:
 
 def load_trained(cfg: PipelineConfig, data: Interactions) -> Trained:
     """Rebuild every model a publish needs from cfg.work_dir (the `recdistill export` stage)."""
-    from training.student import load_student
+    from training.student.model import load_student
 
     teacher, teacher_record = load_trained_teacher(cfg, data)
     records = {"teacher": teacher_record, "student": _load_record(cfg, "student", data.fingerprint)}
@@ -370,11 +370,11 @@ def fit_peers(
     """The classic peers of `eval.peers`: {name: (score_fn, history_len)}, their tuning records, skips.
 
     Fitted on every train interaction of `full`; ALS is tuned on the validation items of `split`
-    (the evaluated sample) and refitted for the test query (training.peers.als_peer). A peer that
+    (the evaluated sample) and refitted for the test query (training.evaluate.peers.als_peer). A peer that
     cannot run here is skipped with the reason, never silently.
     """
-    from training.evaluate import popularity_score_fn
-    from training.peers import als_peer, implicit_missing
+    from training.evaluate.peers import als_peer, implicit_missing
+    from training.evaluate.report import popularity_score_fn
 
     e = cfg.eval
     models: dict[str, tuple[Any, int]] = {}
@@ -399,8 +399,8 @@ def fit_peers(
 
 def evaluate_all(cfg: PipelineConfig, data: Interactions, split: Split, trained: Trained) -> dict[str, Any]:
     """Test metrics for every model, agreement with the teacher, the sweep, and scatter pairs."""
-    from training.evaluate import evaluate_models, mean_agreement, score_pairs
-    from training.train import student_score_fn, teacher_score_fn, validation_split
+    from training.evaluate.report import evaluate_models, mean_agreement, score_pairs
+    from training.fit.loop import student_score_fn, teacher_score_fn, validation_split
 
     e = cfg.eval
     full, split = split, validation_split(split, e.max_users, cfg.seed)  # eval.max_users: a seeded sample
@@ -445,7 +445,7 @@ def soft_label_source(cfg: PipelineConfig, trained: Trained) -> Teacher | None:
     """The model the soft labels came from when it is not the teacher (`distill.soft_labels_from =
     "teacher+scratch"`: the sum of the teacher and the uncalibrated scratch student, as
     `ensemble_soft_labels` builds it), so the report sets the student beside what it learned from."""
-    from training.teacher_ensemble import TeacherPlusStudent
+    from training.teacher.ensemble import TeacherPlusStudent
 
     if cfg.distill.soft_labels_from != "teacher+scratch" or trained.scratch is None:
         return None
@@ -454,7 +454,7 @@ def soft_label_source(cfg: PipelineConfig, trained: Trained) -> Teacher | None:
 
 def _parity(cfg: PipelineConfig, split: Split, model: Any, side: str, card: Any, stage: Path) -> dict:
     """Parity on >= parity_users rows at the model's history length, plus a check at half length."""
-    from training.export import check_parity, parity_inputs
+    from training.export.graphs import check_parity, parity_inputs
 
     x = cfg.export
     rng = np.random.default_rng(cfg.seed)
@@ -475,9 +475,9 @@ def _parity(cfg: PipelineConfig, split: Split, model: Any, side: str, card: Any,
 
 
 def _precision(cfg: PipelineConfig, split: Split, stage: Path, card: Any) -> dict[str, Any]:
-    """training.evaluate.precision_report on the test users evaluate_all ranked (eval.max_users)."""
-    from training.evaluate import precision_report
-    from training.train import validation_split
+    """training.evaluate.report.precision_report on the test users evaluate_all ranked (eval.max_users)."""
+    from training.evaluate.report import precision_report
+    from training.fit.loop import validation_split
 
     e = cfg.eval
     users = validation_split(split, e.max_users, cfg.seed)
@@ -490,8 +490,8 @@ def write_data_files(
     stage: Path, data: Interactions, split: Split, reported_users: np.ndarray, test_history: str
 ) -> None:
     """The id maps, metadata, popularity, the seed (the whole log) and the holdout (the test queries
-    of `split`, `reported_users` marking the report's sample): see training/published_log.py."""
-    from training.published_log import write_holdout, write_seed
+    of `split`, `reported_users` marking the report's sample): see training/export/published_log.py."""
+    from training.export.published_log import write_holdout, write_seed
 
     cat = data.catalog
     np.save(stage / "items.npy", np.asarray(cat.item_ids).astype(str), allow_pickle=False)
@@ -518,13 +518,13 @@ def manifest_item_extra(data: Interactions) -> dict[str, Any]:
 def check_publish_gates(
     cfg: PipelineConfig, evaluation: dict[str, Any], context: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], list[str]]:
-    """The publish gates (training.gates) and quality warnings on the test metrics, logged.
+    """The publish gates (training.evaluate.gates) and quality warnings on the test metrics, logged.
 
     A failed gate with `publish.require_gates` raises GateError; the refused version's metrics, gate
     results and `context` (parameter counts, stage seconds) are kept in `work_dir/refused.json`
     (no version folder, LATEST untouched), so a refused run can still be compared.
     """
-    from training.gates import check_gates, enforce, gate_lines, quality_warnings
+    from training.evaluate.gates import check_gates, enforce, gate_lines, quality_warnings
 
     test, k = evaluation["test"], cfg.eval.k
     gates = check_gates(test, k, cfg.publish.scratch_tolerance, cfg.publish.require_gates)
@@ -562,11 +562,11 @@ def publish_trained(
     A failed gate (GateError) raises before anything is staged, a parity failure before anything is
     renamed: either way no version, LATEST untouched.
     """
-    from training.ann import retrieval_for_student
-    from training.evaluate import write_report
-    from training.export import export_side
-    from training.publish import new_version, publish
-    from training.student import count_parameters
+    from training.evaluate.report import write_report
+    from training.export.ann import retrieval_for_student
+    from training.export.graphs import export_side
+    from training.export.publish import new_version, publish
+    from training.student.model import count_parameters
 
     seconds = dict(seconds or {})
     for name, record in trained.records.items():  # training times, also when published by `export`
@@ -698,7 +698,7 @@ def students_pool(cfg: PipelineConfig, elapsed: float) -> float | None:
 def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult | None:
     """data -> teacher -> soft labels -> student (+ scratch, sweep) -> evaluate -> export -> publish.
 
-    Under torchrun (training/distributed.py) every rank trains and only rank 0 evaluates and
+    Under torchrun (training/fit/distributed.py) every rank trains and only rank 0 evaluates and
     publishes: the other ranks return None.
     """
     if cfg.threads:

@@ -16,11 +16,11 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-import training.peers as peers
+import training.evaluate.peers as peers
 from training.config import ConfigError, PipelineConfig, load_config
-from training.data import Catalog, Interactions, Split, leave_last_out
+from training.data.types import Catalog, Interactions, Split, leave_last_out
+from training.evaluate.ranking import padded_histories
 from training.pipeline import fit_peers, soft_labels, training_split
-from training.ranking import padded_histories
 
 # interactions per user, in user order: single-interaction users follow evaluated ones
 COUNTS = [5, 1, 3, 2, 1, 6, 4, 2, 1, 3]

@@ -16,7 +16,8 @@ import pytest
 
 from core.manifest import HISTORY_INPUT, K_INPUT, USER_INPUT, load_manifest, read_latest, verify_files
 from training.config import PipelineConfig, load_config
-from training.peers import implicit_missing
+from training.evaluate.peers import implicit_missing
+from training.fit.loop import validation_split
 from training.pipeline import (
     PipelineResult,
     StageError,
@@ -27,7 +28,6 @@ from training.pipeline import (
     run_pipeline,
     training_split,
 )
-from training.train import validation_split
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
 
@@ -136,13 +136,13 @@ def test_failed_parity_on_reexport_leaves_models_untouched(tiny, monkeypatch) ->
     latest = (models / "LATEST").read_bytes()
     data, split = load_data(cfg)
 
-    import training.export
+    import training.export.graphs
 
     def failing_parity(*args, **kwargs):
-        raise training.export.ParityError("forced parity failure")
+        raise training.export.graphs.ParityError("forced parity failure")
 
-    monkeypatch.setattr(training.export, "check_parity", failing_parity)
-    with pytest.raises(training.export.ParityError, match="forced"):
+    monkeypatch.setattr(training.export.graphs, "check_parity", failing_parity)
+    with pytest.raises(training.export.graphs.ParityError, match="forced"):
         publish_trained(cfg, data, split, load_trained(cfg, data))
     assert (models / "LATEST").read_bytes() == latest
     assert {
