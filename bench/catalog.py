@@ -3,7 +3,7 @@
 Latency and memory depend on the graphs' shapes (catalogue size, dims, layers), not on the
 weights, so the benchmark exports freshly initialised teacher and student models of the real
 architectures (training/teacher/two_tower.py, training/student/model.py, default configs) with the real exporter
-(training/export/graphs.py) and publishes them atomically (training/export/publish.py). Training a 1M-item
+(training/export/version.py) and publishes them atomically (training/export/publish.py). Training a 1M-item
 teacher on this machine would take hours and measure nothing more.
 """
 
@@ -42,8 +42,8 @@ def publish_synthetic(
     import torch  # the benchmark's publishing side only; the served app never imports torch
 
     from training.config import StudentConfig, TeacherConfig
-    from training.export.graphs import export_side
     from training.export.publish import publish
+    from training.export.version import export_side
     from training.student.model import MLPStudent, count_parameters
     from training.teacher.two_tower import TwoTowerTeacher
 

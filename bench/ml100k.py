@@ -25,8 +25,10 @@ from typing import Any
 
 from bench.peers import Peer, default_peers, run_seeds, tune
 from bench.report import RESULTS_DIR, aggregate, fmt_mean_std, markdown_table, mean_std, write_report
-from training.config import ConfigError, PipelineConfig, load_config
-from training.data.types import DataError, Split, leave_last_out
+from training.config import ConfigError, PipelineConfig
+from training.config_file import load_config
+from training.data.split import leave_last_out
+from training.data.types import DataError, Split
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,8 @@ def load_bench_config(path: Path = CONFIG, overrides: list[str] | None = None) -
 
 def load_split(cfg: PipelineConfig) -> Split:
     """The same data and split the pipeline uses; fetches MovieLens-100k into the cache on first use."""
+    from training.data.load import load_interactions
     from training.data.movielens import fetch_ml100k
-    from training.data.types import load_interactions
 
     if cfg.data.source == "ml-100k":
         fetch_ml100k(cfg.data.cache_dir)  # a no-op when the verified copy is cached

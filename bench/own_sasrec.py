@@ -26,9 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     from tests.fixtures import own_teacher
     from tests.fixtures.imported_teacher import tiny_cfg
     from training.evaluate.ranking import evaluate
-    from training.fit.loop import student_score_fn, teacher_score_fn
+    from training.evaluate.scoring import student_score_fn, teacher_score_fn
     from training.pipeline import load_data
-    from training.student.soft_labels import build_soft_labels, fit_student
+    from training.student.distill import fit_student
+    from training.student.soft_labels import build_soft_labels
     from training.teacher.imported import import_teacher
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

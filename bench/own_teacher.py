@@ -38,15 +38,15 @@ MODELS = ("teacher", "student", "scratch", "als", "popularity")
 
 
 def export_als_tables(cfg: Any, folder: Path, fit_on: str = "train+valid") -> dict[str, Any]:
-    """Tune and fit ALS as training.pipeline.fit_peers does; write its factors as tables + a spec.
+    """Tune and fit ALS as training.evaluate.models.fit_peers does; write its factors as tables + a spec.
 
     fit_on "train+valid": the peer's own refit for the standard test query (the tables are then
     exactly the report's ALS peer); "train": the tuned point fitted on train interactions only, so
     no soft label carries a validation item (the teacher row then cannot use the query's
     validation item: a lookup ignores the history).
     """
+    from training.data.split import validation_split
     from training.evaluate.peers import als_peer, fit_als
-    from training.fit.loop import validation_split
     from training.pipeline import load_data
     from training.teacher.spec import write_tables
 
@@ -109,7 +109,7 @@ def _latest_report(folder: Path) -> tuple[Path | None, dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training.config import load_config
+    from training.config_file import load_config
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/amazon-beauty")

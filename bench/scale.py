@@ -132,7 +132,7 @@ def publish_ann_copy(exact_dir: Path, models_dir: Path, args: argparse.Namespace
 
 def run_pipeline_at_scale(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     """The real offline job on a synthetic shop of args.items items, trained briefly, with an index."""
-    from training.config import load_config
+    from training.config_file import load_config
     from training.pipeline import run_pipeline
 
     overrides = [

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.errors import UserError
+
 # The file mechanisms live in core.files; they are re-exported here for the callers that name them
 # beside the manifest's own functions (publishing writes both).
 from core.files import fsync_dir as fsync_dir
@@ -33,7 +35,7 @@ INDICES_OUTPUT = "indices"  # int64 [batch, k]
 USER_VECTOR_OUTPUT = "user_vector"  # float32 [batch, dim]
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """A version on disk that must not be served: missing, unreadable, or not matching its manifest."""
 
 
@@ -132,7 +134,7 @@ class Manifest(BaseModel):
     # nothing (each user's last two interactions are then missing from the service's history).
     seed_scope: Literal["train", "log"] = "train"
     # Each evaluated user's test item and the test query the report ranked it from, for honest
-    # replays (training/export/published_log.py lists the arrays; older versions: user and item only).
+    # replays (core/holdout.py lists the arrays; older versions: user and item only).
     holdout: str | None = "holdout.npz"
     retrieval: Retrieval = Field(default_factory=Retrieval)
     parity: dict[str, Any] = Field(default_factory=dict)

@@ -19,7 +19,7 @@ from recdistill.cli import DEFAULT_CONFIG
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from training.config import load_config
+    from training.config_file import load_config
 
     if not Path(args.config).is_file():
         default = " (the default when --config is not given: run from the repository root, or pass --config)"
@@ -46,8 +46,10 @@ def _load_soft_labels(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     """(config, interactions, split, soft labels) from the models in work_dir (cached when possible):
     the teacher's, or with `distill.soft_labels_from = "teacher+scratch"` the teacher's and the
     scratch student's, which `recdistill student` trains first."""
-    from training.pipeline import StageError, ensemble_soft_labels, load_trained_teacher, soft_labels
+    from training.pipeline import ensemble_soft_labels, soft_labels
     from training.student.model import load_student
+    from training.trained import load_trained_teacher
+    from training.workdir import StageError
 
     cfg, data, split = _load_data(args)
     teacher, _ = load_trained_teacher(cfg, data)
@@ -68,11 +70,11 @@ def _load_soft_labels(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # --nproc N: re-launch under torchrun
-        from training.fit.distributed import relaunch
+        from training.distributed import relaunch
 
         _load(args)  # a bad config fails here, once, with exit 2
         return relaunch(args.nproc, _pipeline_argv(args))
-    from training.fit.distributed import session
+    from training.distributed import session
     from training.pipeline import run_pipeline
 
     cfg = _load(args)
@@ -160,7 +162,8 @@ def cmd_soft_labels(args: argparse.Namespace) -> int:
 
 
 def cmd_student(args: argparse.Namespace) -> int:
-    from training.pipeline import load_trained_teacher, train_students
+    from training.pipeline import train_students
+    from training.trained import load_trained_teacher
 
     cfg, data, split = _load_data(args)
     teacher, _ = load_trained_teacher(cfg, data)
@@ -170,7 +173,8 @@ def cmd_student(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from training.pipeline import load_data, load_trained, publish_trained
+    from training.pipeline import load_data, publish_trained
+    from training.trained import load_trained
 
     cfg = _load(args)
     t0 = time.perf_counter()
@@ -256,27 +260,6 @@ def summary(manifest: dict[str, Any], version_dir: Path, seconds: float) -> str:
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """The offline job's exceptions that mean bad input, not a bug (imported only for its commands)."""
-    from training.config import ConfigError
-    from training.data.types import DataError
-
-    errors: list[type[BaseException]] = [ConfigError, DataError]
-    try:
-        from training.teacher.spec import TeacherImportError
-
-        errors.append(TeacherImportError)
-    except ImportError:  # pandas missing: the training extra is not installed
-        pass
-    try:  # bad --requests, or the service is not reachable
-        from recdistill.simulate_ab import SimulationError
-
-        errors.append(SimulationError)
-    except ImportError:  # httpx is a dev dependency
-        pass
-    try:
-        from training.pipeline import StageError
-
-        errors.append(StageError)
-    except ImportError:  # no torch: no training stages to fail either
-        pass
-    return tuple(errors)
+    """Other packages' exceptions that mean bad input here: none (the offline job's own errors are
+    core.errors.UserError: DataError, ConfigError, StageError, TeacherImportError, SimulationError)."""
+    return ()

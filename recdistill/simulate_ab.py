@@ -1,7 +1,7 @@
 """`recdistill simulate-ab`: replay held-out interactions against a running service's A/B experiment.
 
 Each simulated request picks a held-out (user, item) pair of the published version, asks
-`/v1/recommend` with that user's test query as an explicit `history` (training/export/published_log.py:
+`/v1/recommend` with that user's test query as an explicit `history` (core/holdout.py:
 the service's stored history holds the whole log, test item included, so asking by `user_id` alone
 would hand the model the answer; the user id still decides the sticky A/B arm), and clicks when the
 held-out item is in the answer; a seeded fraction of clicks becomes a purchase. The service's
@@ -18,18 +18,19 @@ from typing import Any
 import httpx
 import numpy as np
 
+from core.errors import UserError
+from core.holdout import Holdout, read_holdout, replay_body, replay_words
 from core.manifest import load_manifest, read_latest
-from training.export.published_log import Holdout, read_holdout, replay_body, replay_words
 
 log = logging.getLogger(__name__)
 
 
-class SimulationError(RuntimeError):
+class SimulationError(UserError, RuntimeError):
     """The simulation cannot run: nothing published, no holdout, or the service cannot be reached."""
 
 
 def load_holdout(models_dir: Path) -> Holdout:
-    """The holdout of models/LATEST in raw ids (training/export/published_log.py)."""
+    """The holdout of models/LATEST in raw ids (core/holdout.py)."""
     models_dir = Path(models_dir)
     version = read_latest(models_dir)
     if version is None:

@@ -11,7 +11,8 @@ import pytest
 
 from bench.peers import fit_bpr, fit_mf, run_seeds
 from tests.fixtures.hand_made import hand_made_log
-from training.data.types import Split, leave_last_out
+from training.data.split import leave_last_out
+from training.data.types import Split
 from training.evaluate.peers import FactorModel, Peer, fit_als, grid, train_matrix, tune
 from training.evaluate.ranking import evaluate
 

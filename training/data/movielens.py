@@ -7,21 +7,21 @@ Loading never touches the network: without a cached copy it tells the user how t
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
-from core.files import sha256_file
-from training.data.types import DataError, Interactions, RawItems, RawLog, build_interactions
+from core.files import open_atomic, sha256_file
+from training.data.indexing import build_interactions
+from training.data.types import DataError, Interactions, RawItems, RawLog
 
 logger = logging.getLogger(__name__)
 
@@ -150,12 +150,22 @@ def _cached(folder: Path) -> bool:
     )
 
 
+def _copy_sha256(src: IO[bytes], dst: IO[bytes], chunk: int = 1 << 20) -> str:
+    """Copy `src` into `dst`; the hex sha256 of what was copied."""
+    digest = hashlib.sha256()
+    while block := src.read(chunk):
+        digest.update(block)
+        dst.write(block)
+    return digest.hexdigest()
+
+
 def fetch_ml100k(cache_dir: Path) -> Path:
     """Download MovieLens-100k into `cache_dir/ml-100k/` (skipped when already there); returns that folder.
 
     Runs `python -m pip download --no-deps recbole==1.2.1`, extracts the two atomic files, checks
-    their sha256 and deletes the wheel. Files are written under temporary names and renamed, so an
-    interrupted fetch never leaves a half-written cache that later loads.
+    their sha256 and deletes the wheel. Each file is written through core.files.open_atomic and only
+    renamed into place once its sha256 matches, so an interrupted fetch never leaves a half-written
+    file; the next fetch checks both files' sha256 and fetches again unless both match.
     """
     folder = Path(cache_dir) / DATASET
     if _cached(folder):
@@ -186,18 +196,13 @@ def fetch_ml100k(cache_dir: Path) -> Path:
             raise DataError(f"pip reported success but left no recbole wheel in {tmp}")
         try:
             with zipfile.ZipFile(wheels[0]) as wheel:
-                for name in EXPECTED_SHA256:
+                for name in EXPECTED_SHA256:  # each file checked before it replaces anything
                     member = WHEEL_FOLDER + name
-                    part = folder / f".{name}.part"
-                    with wheel.open(member) as src, open(part, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                    if sha256_file(part) != EXPECTED_SHA256[name]:
-                        part.unlink()
-                        raise DataError(f"{member} in {wheels[0].name} does not have the expected sha256")
+                    with wheel.open(member) as src, open_atomic(folder / name, "wb") as dst:
+                        if _copy_sha256(src, dst) != EXPECTED_SHA256[name]:
+                            raise DataError(f"{member} in {wheels[0].name} does not have the expected sha256")
         except (KeyError, zipfile.BadZipFile) as exc:
             raise DataError(f"{wheels[0].name} does not contain {WHEEL_FOLDER}: {exc}") from exc
-        for name in EXPECTED_SHA256:
-            os.replace(folder / f".{name}.part", folder / name)
     logger.info("ml-100k cached in %s (wheel deleted)", folder)
     return folder
 

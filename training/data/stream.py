@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from training.config import ColumnMap
+from training.data.indexing import event_codes, extend_interactions, make_catalog
 from training.data.tabular import iter_log
-from training.data.types import Interactions, RawItems, event_codes, extend_interactions, make_catalog
+from training.data.types import Interactions, RawItems
 
 logger = logging.getLogger(__name__)
 

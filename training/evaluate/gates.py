@@ -1,6 +1,6 @@
 """Publish gates and quality warnings, computed from the test metrics before anything is staged.
 
-Pure functions over the `{model: {metric: value}}` dict that `training.pipeline.evaluate_all`
+Pure functions over the `{model: {metric: value}}` dict that `training.evaluate.models.evaluate_all`
 returns, so the rules are tested on hand-made numbers. A distillation that hurts (the distilled
 student below the scratch student beyond `publish.scratch_tolerance`, or below popularity) is not
 published: `GateError` carries one line per failed gate, and the CLI exits 3 with them.
@@ -11,15 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from core.errors import GatesFailed
+
 PASSED, FAILED, NOT_EVALUATED, OVERRIDDEN = "passed", "failed", "not evaluated", "overridden"
 
 
-class GateError(Exception):
+class GateError(GatesFailed):
     """A publish gate failed: nothing was staged or published. `lines`: one line per failed gate."""
 
     def __init__(self, lines: list[str], gates: Mapping[str, Any]) -> None:
-        super().__init__("\n".join(lines))
-        self.lines = lines
+        super().__init__(lines)
         self.gates = dict(gates)
 
 

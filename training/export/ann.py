@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from core.errors import NotPublished
 from core.manifest import Retrieval
 from core.topk import exact_topk, recall_at_k
 
@@ -56,7 +57,7 @@ INDEX_FILE = "student_ann.faiss"
 SEARCH_LADDER = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 
 
-class AnnError(RuntimeError):
+class AnnError(NotPublished, RuntimeError):
     """The index cannot be built, or misses the recall target: the version must not be published."""
 
 
@@ -314,7 +315,8 @@ def student_query_vectors(split: Any, student: Any, n_rows: int, seed: int) -> n
     histories, topped up with random histories when the dataset has fewer users (torch imported
     here only: this runs inside the offline job)."""
     from training.evaluate.ranking import padded_histories
-    from training.export.graphs import parity_inputs, torch_user_vectors
+    from training.export.graphs import torch_user_vectors
+    from training.export.parity import parity_inputs
 
     rng = np.random.default_rng(seed)
     users = rng.permutation(split.n_users)[:n_rows].astype(np.int64)

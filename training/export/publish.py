@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core.errors import NotPublished
 from core.manifest import (
     MANIFEST_FILE,
     FileEntry,
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 STAGING_PREFIX = ".staging-"
 
 
-class PublishError(RuntimeError):
+class PublishError(NotPublished, RuntimeError):
     """The version could not be published; nothing was changed under models/."""
 
 

@@ -1,15 +1,13 @@
-"""Training examples, the shared training loop (early stopping, time budget, checkpoint) and `fit_teacher`.
+"""The one training loop every model goes through: early stopping on validation NDCG@k, a time budget,
+optional weight averaging, the same code for one process and for torchrun, then the checkpoint.
 
-Examples are built once as arrays from the Split (no per-example Python in the hot path):
-every train interaction after a user's first is a (history -> next item) pair. The teacher sees them
-as windows of `history_len` consecutive pairs (one causal forward pass scores all L positions);
-the student gathers each pair's left-padded history on the fly from the flat train array.
-"""
+`fit_stage` runs `train_loop` with a stage's settings and saves the best weights; the teacher's fit
+(training/teacher/fit.py) and the student's (training/student/distill.py) only supply the model, the
+examples and a batch loss."""
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -21,14 +19,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from training import distributed
 from training.config import PipelineConfig, StudentConfig, TeacherConfig
-from training.data.types import Catalog, Split
+from training.data.split import validation_split
+from training.data.types import Split
 from training.evaluate.ranking import ScoreFn, evaluate
-from training.fit import distributed
 from training.fit.averaging import EpochAverage
-from training.fit.losses import hard_label_loss, sampled_softmax_loss
-from training.teacher.protocol import Teacher
-from training.teacher.two_tower import TwoTowerTeacher, attribute_table, teacher_checkpoint
+from training.workdir import save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -44,180 +41,7 @@ class FitResult:
 
 
 # ---- examples ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Pairs:
-    """Every (history -> next item) pair of the train split, in user then time order.
-
-    pos[i] indexes split.train_items at the pair's target; its history is the `history_len`
-    items before it (same user only). window/col locate the pair in the teacher's windows.
-    """
-
-    user: np.ndarray  # int64 [P]
-    pos: np.ndarray  # int64 [P]: global index of the target in split.train_items
-    window: np.ndarray  # int64 [P]
-    col: np.ndarray  # int64 [P]
-    n_windows: int
-
-
-def build_pairs(split: Split, history_len: int) -> Pairs:
-    """Vectorised: pairs counted from each user's most recent one backwards, L per window."""
-    L = history_len
-    users = split.train_users
-    start = split.train_indptr[users]
-    t = np.arange(len(users), dtype=np.int64) - start  # position inside the user's sequence
-    keep = t >= 1
-    user, pos, t = users[keep], np.flatnonzero(keep).astype(np.int64), t[keep]
-    n = np.diff(split.train_indptr)[user]  # train length of each pair's user
-    r = (n - 1) - t  # 0 = the user's last pair
-    k = r // L
-    n_win_user = np.zeros(split.n_users, dtype=np.int64)
-    np.maximum.at(n_win_user, user, k + 1)
-    first = np.zeros(split.n_users + 1, dtype=np.int64)
-    np.cumsum(n_win_user, out=first[1:])
-    return Pairs(user=user, pos=pos, window=first[user] + k, col=(L - 1) - r % L, n_windows=int(first[-1]))
-
-
-def window_tensors(split: Split, pairs: Pairs, history_len: int) -> tuple[torch.Tensor, ...]:
-    """(users [W], inputs [W, L] left-padded with n_items, targets [W, L] with -1 where no pair)."""
-    W, L = pairs.n_windows, history_len
-    users = np.zeros(W, dtype=np.int64)
-    users[pairs.window] = pairs.user
-    inputs = np.full((W, L), split.n_items, dtype=np.int64)
-    targets = np.full((W, L), -1, dtype=np.int64)
-    inputs[pairs.window, pairs.col] = split.train_items[pairs.pos - 1]
-    targets[pairs.window, pairs.col] = split.train_items[pairs.pos]
-    return torch.from_numpy(users), torch.from_numpy(inputs), torch.from_numpy(targets)
-
-
-def gather_histories(split: Split, pairs: Pairs, idx: np.ndarray, history_len: int) -> np.ndarray:
-    """int64 [B, L]: the left-padded histories of pairs `idx` (items before each target, same user)."""
-    return histories_before(split, pairs.user[idx], pairs.pos[idx], history_len)
-
-
-def histories_before(split: Split, user: np.ndarray, pos: np.ndarray, history_len: int) -> np.ndarray:
-    """int64 [B, L]: the user's train items before global position `pos`, left-padded with n_items.
-
-    pos = split.train_indptr[user + 1] gives the whole train history (what the service sees).
-    """
-    src = pos[:, None] - history_len + np.arange(history_len)[None]  # (B, L), last column = pos - 1
-    valid = src >= split.train_indptr[user][:, None]
-    return np.where(valid, split.train_items[np.clip(src, 0, None)], split.n_items)
-
-
-def trim_padding(history: torch.Tensor, padding_value: int, *more: torch.Tensor) -> torch.Tensor:
-    """Drop the leading columns that are padding in every row of a left-padded batch.
-
-    Exact for both models: positions count from the right, so extra left padding never changes an
-    output. On shop logs (~9 interactions per user, history_len 50) most of a batch is padding, and
-    the transformer's cost is quadratic in the columns it keeps. `more` tensors (e.g. the targets of
-    the same windows) are cut alike; with them a tuple is returned.
-    """
-    real = (history != padding_value).any(0)  # (L,)
-    first = int(real.to(torch.int8).argmax()) if bool(real.any()) else history.shape[1] - 1
-    if not more:
-        return history[:, first:]
-    return (history[:, first:], *(t[:, first:] for t in more))  # type: ignore[return-value]
-
-
-def length_bucketed_order(
-    lengths: np.ndarray, batch_size: int, pool_batches: int = 64
-) -> Callable[[np.random.Generator], np.ndarray]:
-    """An epoch order whose batches hold examples of similar length, so `trim_padding` cuts them short.
-
-    Each epoch: shuffle, cut into pools of `pool_batches` batches, sort each pool by length, cut it
-    into batches, shuffle the batches (a short final batch stays last, so batch boundaries stay at
-    multiples of batch_size). Every example is still seen once per epoch in a random batch order;
-    on shop logs (median 3 pairs per window, a few of 50) a batch then costs a fraction of a uniform one.
-    """
-    lengths = np.asarray(lengths)
-
-    def order(rng: np.random.Generator) -> np.ndarray:
-        perm = rng.permutation(len(lengths))
-        pool = batch_size * pool_batches
-        batches = []
-        for lo in range(0, len(perm), pool):
-            chunk = perm[lo : lo + pool]
-            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-            batches += [chunk[b : b + batch_size] for b in range(0, len(chunk), batch_size)]
-        full = [b for b in batches if len(b) == batch_size]
-        short = [b for b in batches if len(b) < batch_size]
-        picked = [full[i] for i in rng.permutation(len(full))] + short
-        return np.concatenate(picked) if picked else perm
-
-    return order
-
-
 # ---- evaluation helpers -----------------------------------------------------------------------
-def teacher_score_fn(model: Teacher) -> ScoreFn:
-    """Scores for training.evaluate.ranking.evaluate: users beyond the table map to the OOV row."""
-
-    def score(users: np.ndarray, histories: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            items = model.item_vectors()
-            dev = items.device
-            u = torch.as_tensor(
-                np.where(users < model.n_users, users, model.oov_user), dtype=torch.long, device=dev
-            )
-            hist = trim_padding(torch.as_tensor(histories, dtype=torch.long, device=dev), model.padding_value)
-            vec = model.query_vectors(u if model.takes_user_id else None, hist)
-            return (vec.to(dev) @ items.T).cpu().numpy()
-
-    return score
-
-
-def student_score_fn(model: torch.nn.Module) -> ScoreFn:
-    def score(users: np.ndarray, histories: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            dev = next(model.parameters()).device
-            vec = model.user_vectors(
-                trim_padding(torch.as_tensor(histories, dtype=torch.long, device=dev), model.padding_value)
-            )
-            return (vec @ model.item_vectors().T).cpu().numpy()
-
-    return score
-
-
-def validation_split(split: Split, max_users: int | None, seed: int) -> Split:
-    """The split with at most `max_users` (seeded sample) validation users: early stopping stays cheap."""
-    if max_users is None or len(split.valid_users) <= max_users:
-        return split
-    keep = np.sort(np.random.default_rng(seed).choice(len(split.valid_users), max_users, replace=False))
-    return split.evaluated_rows(keep)
-
-
-def save_checkpoint(payload: dict, path: Path) -> None:
-    """torch.save to a temp file then rename: a crash never leaves a half-written checkpoint."""
-    if not distributed.is_main():  # torchrun: rank 0 writes; the others wait until the file is there
-        distributed.barrier()
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    distributed.barrier()  # no-op in a single process
-
-
-def set_threads(cfg: PipelineConfig) -> None:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-
-
-def sparse_tables(
-    stage: TeacherConfig | StudentConfig, sampled: bool, tables: list[torch.nn.Embedding]
-) -> bool:
-    """Switch the id tables to sparse gradients when the stage asks (None: with a sampled loss, 1 process).
-
-    A dense AdamW step reads and writes every row of every table; with a sampled softmax a batch
-    touches a few thousand rows, so lazy Adam (`make_optimizers`) does the same work in a fraction.
-    """
-    on = stage.sparse_embeddings
-    if on is None:
-        on = sampled and distributed.world_size() == 1
-    for table in tables:
-        table.sparse = bool(on)
-    return bool(on)
-
-
 def make_optimizers(model: torch.nn.Module, lr: float, weight_decay: float) -> list[torch.optim.Optimizer]:
     """AdamW for dense parameters, SparseAdam (no weight decay) for tables with sparse gradients."""
     sparse = [m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.sparse]
@@ -265,7 +89,7 @@ def train_loop(
     (`DistContext.shard(pad=True)`), so the optimiser sees the single-process sequence of global
     batches; rank 0 validates, keeps the best weights and decides when to stop, and the decision
     (each epoch) and the best weights (at the end) are broadcast. In a single process every
-    distributed helper is an identity or a no-op (training/fit/distributed.py).
+    distributed helper is an identity or a no-op (training/distributed.py).
     """
     ctx = distributed.current()
     # batch_loss as a module's forward: under torchrun DDP averages its gradients over the ranks.
@@ -375,97 +199,3 @@ def fit_stage(
 
 
 # ---- teacher ----------------------------------------------------------------------------------
-def negative_proposal(split: Split, smoothing: float = 0.1) -> torch.Tensor:
-    """float32 [N]: popularity mixed with a little uniform mass so tail items are sampled too."""
-    pop = split.item_popularity()
-    q = (1 - smoothing) * pop / max(pop.sum(), 1.0) + smoothing / split.n_items
-    return torch.as_tensor(q, dtype=torch.float32)
-
-
-def sampled_hard_loss(
-    vec: torch.Tensor,
-    tgt: torch.Tensor,
-    item_vectors_of: Callable[[torch.Tensor], torch.Tensor],
-    q: torch.Tensor,
-    log_q: torch.Tensor,
-    n_negatives: int,
-    gen: torch.Generator,
-    logq_correction: bool = True,
-) -> torch.Tensor:
-    """Sampled softmax of the targets against `n_negatives` items drawn from the proposal q.
-
-    The hard-label loss of teacher and student on large catalogs: only the target and negative rows
-    go through `item_vectors_of`, never the whole catalog. vec (P, D), tgt (P,), log_q = q.log().
-    """
-    neg = torch.multinomial(q, min(n_negatives, len(q)), replacement=True, generator=gen)  # (S,)
-    items = item_vectors_of(torch.cat([tgt, neg]))
-    pos_logit = (vec * items[: len(tgt)]).sum(-1)
-    neg_logits = vec @ items[len(tgt) :].T  # (P, S)
-    if not logq_correction:
-        return sampled_softmax_loss(
-            pos_logit, neg_logits, torch.zeros_like(pos_logit), torch.zeros(len(neg), device=vec.device)
-        )
-    return sampled_softmax_loss(pos_logit, neg_logits, log_q[tgt], log_q[neg], neg[None] == tgt[:, None])
-
-
-def teacher_for(split: Split, catalog: Catalog, tc: TeacherConfig) -> TwoTowerTeacher:
-    """A fresh teacher over the catalog's category, price and attribute features."""
-    indptr, index = catalog.attribute_rows()
-    n_attributes = len(catalog.attributes)
-    attrs = attribute_table(indptr, index, n_attributes)
-    return TwoTowerTeacher(split.n_users, catalog.category, catalog.price, tc, attrs, n_attributes)
-
-
-def use_full_softmax(cfg: PipelineConfig, n_items: int) -> bool:
-    t = cfg.teacher
-    return t.loss == "full" or (t.loss == "auto" and n_items <= t.full_softmax_max_items)
-
-
-def fit_teacher(
-    split: Split, catalog: Catalog, cfg: PipelineConfig, work_dir: Path, progress: bool = True
-) -> FitResult:
-    """Train the two-tower teacher on every next-item pair; early stopping on validation NDCG@k."""
-    set_threads(cfg)
-    torch.manual_seed(cfg.seed)
-    tc = cfg.teacher
-    device = distributed.current(cfg.device).device
-    model = teacher_for(split, catalog, tc).to(device)
-    pairs = build_pairs(split, tc.history_len)
-    if pairs.n_windows == 0:
-        raise ValueError("the train split has no (history -> next item) pair: every user has one interaction")
-    users, inputs, targets = window_tensors(split, pairs, tc.history_len)
-    full = use_full_softmax(cfg, split.n_items)
-    sparse = sparse_tables(tc, not full, model.id_tables())
-    q = negative_proposal(split, tc.negative_smoothing).to(device)
-    log_q = q.log()
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    log.info(
-        "teacher: %d pairs in %d windows, %s softmax, %s embedding gradients",
-        len(pairs.user),
-        pairs.n_windows,
-        "full" if full else "sampled",
-        "sparse" if sparse else "dense",
-    )
-
-    def batch_loss(idx: np.ndarray) -> torch.Tensor:
-        i = torch.from_numpy(idx)
-        x, y = trim_padding(inputs[i], model.padding_value, targets[i])
-        u, x, y = users[i].to(device), x.to(device), y.to(device)
-        if tc.use_user_id and tc.user_dropout > 0:  # train the OOV row: unknown users get a real vector
-            drop = torch.rand(len(u), generator=gen, device=device) < tc.user_dropout
-            u = torch.where(drop, model.oov_user, u)
-        seq = model.sequence_vectors(u, x)  # (B, L, D)
-        has = y >= 0
-        vec, tgt = seq[has], y[has]  # (P, D), (P,)
-        if full:
-            return hard_label_loss(vec @ model.item_vectors().T, tgt)
-        return sampled_hard_loss(
-            vec, tgt, model.item_vectors_of, q, log_q, tc.n_negatives, gen, logq_correction=tc.logq_correction
-        )
-
-    return fit_stage(
-        model, pairs.n_windows, batch_loss, teacher_score_fn(model), split, tc, cfg,
-        checkpoint=lambda m: teacher_checkpoint(m, catalog.category, catalog.price),
-        path=Path(work_dir) / "teacher.pt", desc="teacher", progress=progress,
-        order_fn=length_bucketed_order((targets >= 0).sum(1).numpy(), tc.batch_size) if tc.bucket_by_length else None,
-    )  # fmt: skip

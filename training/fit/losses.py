@@ -1,4 +1,4 @@
-"""Pure loss functions, summed by configured weights in training/student/soft_labels.py and training/fit/loop.py.
+"""Pure loss functions, summed by configured weights in training/student/distill.py and training/teacher/fit.py.
 
 Each takes logits (not probabilities) and returns a scalar mean over the batch. None of them
 touches a model, so each is tested on tiny hand-computed tensors.

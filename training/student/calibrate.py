@@ -20,13 +20,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from training.config import PipelineConfig
+from training.data.split import validation_split
 from training.data.types import Split
 from training.evaluate.ranking import coverage, ndcg_gains, rank_targets, summarize
-from training.student.model import MLPStudent
+from training.evaluate.scoring import student_score_fn
+from training.student.model import MLPStudent, student_checkpoint
+from training.workdir import save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +80,6 @@ def calibrate_popularity(
     model: MLPStudent, split: Split, penalties: Sequence[float], k: int = 10, recall_k: int = 50
 ) -> Calibration:
     """Choose the penalty on `split`'s validation users and leave `model` calibrated with it."""
-    from training.fit.loop import student_score_fn
-
     grid = sorted({0.0, *map(float, penalties)})
     ranked, gains, covers = [], [], []
     for penalty in grid:
@@ -100,3 +104,14 @@ def calibrate_popularity(
         result.chosen, grid, k, result.valid_ndcg[chosen], k, covers[chosen], result.valid_ndcg[0], covers[0],
     )  # fmt: skip
     return result
+
+
+def calibrate_fit(fit: Any, split: Split, cfg: PipelineConfig) -> None:
+    """In place: the popularity penalty chosen on `split`'s validation users (training/student/calibrate.py),
+    saved into the fit's checkpoint; its validation metrics become the calibrated model's."""
+    sc, e = cfg.student, cfg.eval
+    vsplit = validation_split(split, sc.valid_max_users, cfg.seed)  # the users early stopping read
+    result = calibrate_popularity(fit.model, vsplit, sc.popularity_penalties, e.k, e.recall_k)
+    save_checkpoint(student_checkpoint(fit.model), Path(fit.checkpoint))
+    fit.valid_metrics = result.metrics
+    fit.calibration = result.as_record()

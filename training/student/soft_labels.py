@@ -1,4 +1,4 @@
-"""Soft-label generation (a cached, resumable step) and the student's training loop.
+"""Soft labels: the teacher's scores the student learns from, a cached, resumable step.
 
 Soft labels: for every (history -> next item) pair of the train split, the teacher's logits over a
 candidate set = the teacher's top-M items (in rank order) plus `n_sampled` items drawn by
@@ -7,15 +7,9 @@ popularity. They are computed in chunks, each written atomically under
 an interrupted run resumes at the first missing chunk. At catalog scale the top-M come from a faiss
 IVF shortlist over the teacher's item vectors (training/student/shortlist.py), its recall measured and kept.
 
-The student is trained on the same pairs with
-    weight_hard * CE(full catalog, true item)
-  + weight_kl   * T^2 KL(teacher || student) over the candidates      (Hinton et al. 2015)
-  + weight_rank * ranking distillation on the teacher's top-K          (Tang & Wang, KDD 2018)
-With no soft labels or weight_kl = weight_rank = 0 it is the "scratch" baseline.
-
 Besides the labelled pairs, the soft labels also cover each user's *whole* train history, the very
-input the service scores, which has no hard label; `distill.final_history_repeats` adds those rows
-(soft-label losses only) to every epoch.
+input the service scores, which has no hard label (the student's fit, training/student/distill.py,
+adds those rows with `distill.final_history_repeats`).
 
 Soft labels of a pair come from the teacher's causal pass over the window the pair sits in (the
 same windows the teacher trained on), so a pair early in a window sees up to L items less context
@@ -31,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,31 +32,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from core.manifest import open_atomic
+from core.files import open_atomic
+from training import distributed
 from training.config import PipelineConfig
+from training.data.split import training_split
 from training.data.types import Split
-from training.fit import distributed
-from training.fit.loop import (
-    FitResult,
-    Pairs,
-    build_pairs,
-    fit_stage,
-    histories_before,
-    negative_proposal,
-    sampled_hard_loss,
-    set_threads,
-    sparse_tables,
-    student_score_fn,
-    window_tensors,
-)
-from training.fit.losses import (
-    hard_label_loss,
-    ranking_distillation_loss,
-    ranking_distillation_softmax_loss,
-    tempered_kl_loss,
-)
-from training.student.model import MLPStudent, student_checkpoint
+from training.distributed import set_threads
+from training.fit.examples import Pairs, build_pairs, histories_before, window_tensors
+from training.fit.softmax import negative_proposal
 from training.student.shortlist import RECALL_QUERIES, IvfShortlist, use_ivf
+from training.teacher.imported import teacher_source
 from training.teacher.protocol import Teacher, teacher_device
 from training.teacher.two_tower import TwoTowerTeacher
 
@@ -244,10 +222,8 @@ def build_soft_labels(
                 teacher, tensors, pairs, lo, hi, items, d.top_m, d.n_sampled, proposal, cfg.seed, shortlist(),
                 split,
             )  # fmt: skip
-            path = _chunk_path(folder, lo)
-            tmp = path.with_name(f".{path.stem}.tmp.npz")
-            np.savez(tmp, candidates=c, logits=lg)
-            os.replace(tmp, path)
+            with open_atomic(_chunk_path(folder, lo), "wb") as fh:
+                np.savez(fh, candidates=c, logits=lg)
             return c, lg
 
         if distributed.world_size() > 1:  # torchrun: each rank computes a strided share of the missing chunks
@@ -273,9 +249,8 @@ def build_soft_labels(
             f_user, f_pos, f_cand, f_logits = _final_rows(
                 teacher, split, items, d.top_m, d.n_sampled, proposal, cfg.seed, shortlist()
             )
-            tmp = final.with_name(f".final.{os.getpid()}.tmp.npz")
-            np.savez(tmp, user=f_user, pos=f_pos, candidates=f_cand, logits=f_logits)
-            os.replace(tmp, final)
+            with open_atomic(final, "wb") as fh:  # torchrun: each rank may write it; the last rename wins
+                np.savez(fh, user=f_user, pos=f_pos, candidates=f_cand, logits=f_logits)
             computed += 1
     log.info(
         "soft labels: %d chunks, %d computed, %d from cache %s",
@@ -322,84 +297,11 @@ def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def distillation_active(cfg: PipelineConfig, soft_labels: SoftLabels | None) -> bool:
-    return soft_labels is not None and (cfg.distill.weight_kl > 0 or cfg.distill.weight_rank > 0)
-
-
-def fit_student(
-    split: Split, cfg: PipelineConfig, soft_labels: SoftLabels | None, work_dir: Path, progress: bool = True
-) -> FitResult:
-    """Train the MLP student on every train pair; distil when soft labels and weights say so."""
-    set_threads(cfg)
-    torch.manual_seed(cfg.seed)
-    sc, d = cfg.student, cfg.distill
-    device = distributed.current(cfg.device).device
-    model = MLPStudent(split.n_items, sc).to(device)
-    pairs = build_pairs(split, sc.history_len)
-    if len(pairs.user) == 0:
-        raise ValueError("the train split has no (history -> next item) pair: every user has one interaction")
-    distil = distillation_active(cfg, soft_labels)
-    users, positions = pairs.user, pairs.pos
-    rows = np.arange(len(pairs.user))  # example -> row of users/positions/targets (and soft labels)
-    if distil:
-        assert soft_labels is not None
-        n = soft_labels.n_pairs
-        if n != len(pairs.user) or not np.array_equal(soft_labels.pos[:n], pairs.pos):
-            raise ValueError("soft labels were built for another split: rebuild them (build_soft_labels)")
-        users, positions = soft_labels.user, soft_labels.pos
-        finals = np.arange(n, len(soft_labels))  # whole-history rows: soft labels only
-        rows = np.concatenate([rows, *([finals] * d.final_history_repeats)])
-        cand_all = torch.from_numpy(soft_labels.candidates.astype(np.int64))
-        teach_all = torch.from_numpy(soft_labels.logits)
-        known_all = None if soft_labels.known is None else torch.from_numpy(soft_labels.known)
-        top_k = min(d.rank_top_k, soft_labels.top_m)
-    targets = np.full(len(users), -1, dtype=np.int64)  # -1: no hard label (whole-history rows)
-    targets[: len(pairs.pos)] = split.train_items[pairs.pos]
-    targets_t = torch.from_numpy(targets)
-    rank_loss = ranking_distillation_loss if d.rank_loss == "logistic" else ranking_distillation_softmax_loss
-    full = sc.loss == "full" or (sc.loss == "auto" and split.n_items <= sc.full_softmax_max_items)
-    sparse_tables(sc, not full, [model.item_emb])
-    q = negative_proposal(split).to(device)
-    log_q = q.log()
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-
-    def hard_loss(vec: torch.Tensor, tgt: torch.Tensor, logits: torch.Tensor | None) -> torch.Tensor:
-        """CE over the full catalog, or a sampled softmax with logQ correction (large catalogs)."""
-        if logits is not None:
-            return hard_label_loss(logits, tgt)
-        return sampled_hard_loss(vec, tgt, model.item_vectors_of, q, log_q, sc.n_negatives, gen)
-
-    def batch_loss(idx: np.ndarray) -> torch.Tensor:
-        r = rows[idx]
-        hist = torch.from_numpy(histories_before(split, users[r], positions[r], sc.history_len)).to(device)
-        vec = model.user_vectors(hist)  # (B, d)
-        # (B, N) only while the catalog is small; otherwise candidates are scored one by one
-        logits = vec @ model.item_vectors().T if full else None
-        i = torch.from_numpy(r)
-        tgt = targets_t[i].to(device)
-        has = tgt >= 0
-        loss = vec.sum() * 0.0
-        if d.weight_hard > 0 and bool(has.any()):
-            loss = loss + d.weight_hard * hard_loss(
-                vec[has], tgt[has], None if logits is None else logits[has]
-            )
-        if distil:
-            ok = torch.ones(len(i), dtype=torch.bool) if known_all is None else known_all[i]
-            i, vec_d = i[ok], vec[ok.to(device)]
-            cand = cand_all[i].to(device)  # (B, C)
-            if logits is not None:
-                s_cand = logits[ok.to(device)].gather(1, cand)
-            else:
-                s_cand = (vec_d[:, None, :] * model.item_vectors_of(cand)).sum(-1)
-            if d.weight_kl > 0 and len(i):
-                loss = loss + d.weight_kl * tempered_kl_loss(s_cand, teach_all[i].to(device), d.temperature)
-            if d.weight_rank > 0 and len(i):
-                cols = torch.arange(top_k, device=device).expand(len(i), top_k)
-                loss = loss + d.weight_rank * rank_loss(s_cand, cols, d.rank_lambda)
-        return loss
-
-    name = "student" if distil else "scratch"
-    return fit_stage(
-        model, len(rows), batch_loss, student_score_fn(model), split, sc, cfg,
-        checkpoint=student_checkpoint, path=Path(work_dir) / f"{name}.pt", desc=name, progress=progress,
-    )  # fmt: skip
+def cached_shortlist(cfg: PipelineConfig, split: Split, teacher: Teacher) -> dict | None:
+    """The soft-label shortlist's measured recall for this teacher (None: exact scoring)."""
+    key = teacher_source(cfg, teacher).sha256
+    if not key:
+        return None
+    folder = soft_label_dir(cfg, training_split(cfg, split), Path(cfg.work_dir) / "soft_labels", key)
+    path = folder / SHORTLIST_FILE
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -6,14 +6,16 @@ before anything trains; afterwards every stage reads it through training.teacher
 - `tables:<spec>` (training/teacher/onnx_graph.py): user and item vectors; the query graph is a lookup of
   the user's row, which then is an onnx teacher that knows `known_users` only.
 - `python:package.module:factory` (training/teacher/module.py): a torch module behind our index maps,
-  exported by training/export/graphs.py like our own teacher; a first export and parity check runs here.
+  exported by training/export/ like our own teacher; a first export and parity check runs here.
 
 Items the teacher has no row for score 0 and read as padding in a history; users it has no row for
 are unknown to it. Their share of the interaction log must not exceed `teacher.max_unmapped_share`.
-"""
+To the pipeline an import is the teacher's stage (`import_teacher_stage`: a fit with no curve), and
+`teacher_source` says which teacher a version was distilled from, ours or imported."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +24,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.files import sha256_file
 from core.manifest import TeacherSource
 from training.config import PipelineConfig
 from training.data.types import Interactions
+from training.fit.loop import FitResult
 from training.teacher.module import PROBE_ROWS, export_check, module_digest, module_teacher
 from training.teacher.onnx_graph import onnx_teacher, tables_teacher
+from training.teacher.protocol import Teacher
 from training.teacher.spec import TeacherImportError, files_sha256, read_spec
+from training.workdir import save_record
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -99,3 +107,27 @@ def import_teacher(cfg: PipelineConfig, data: Interactions) -> Imported:
     source = TeacherSource(source=cfg.teacher.source, kind=kind, sha256=digest, files=each, report=report)  # type: ignore[arg-type]
     teacher.source = source  # what teacher_source() reads back for the cache key and the manifest
     return Imported(teacher, source, time.perf_counter() - start)
+
+
+def teacher_is_imported(cfg: PipelineConfig) -> bool:
+    """Whether the teacher is the user's own (teacher.source), not one this job trains."""
+    return cfg.teacher.source != "train"
+
+
+def import_teacher_stage(cfg: PipelineConfig, data: Interactions) -> Any:
+    """The imported teacher as a fit: no curve, no validation (it was trained elsewhere)."""
+    result = import_teacher(cfg, data)
+    fit = FitResult(result.teacher, Path(cfg.teacher.source.partition(":")[2]), {}, [], result.seconds)
+    save_record(cfg, "teacher", fit, data.fingerprint)
+    log.info("teacher: imported %s (sha256 %s) in %.1f s: %s", cfg.teacher.source,
+             result.source.sha256[:12], result.seconds, result.source.report)  # fmt: skip
+    return fit
+
+
+def teacher_source(cfg: PipelineConfig, teacher: Teacher) -> TeacherSource:
+    """Which teacher this is, for the soft-label cache key and the manifest."""
+    if teacher_is_imported(cfg):
+        return teacher.source  # type: ignore[attr-defined]
+    checkpoint = Path(cfg.work_dir) / "teacher.pt"
+    digest = sha256_file(checkpoint) if checkpoint.is_file() else ""
+    return TeacherSource(source="train", kind="train", sha256=digest)

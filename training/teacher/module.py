@@ -1,5 +1,5 @@
 """Imported PyTorch teachers (`python:package.module:factory`): the user's module behind our index
-maps, exported to ONNX by training/export/graphs.py like our own teacher; a first export and parity check
+maps, exported to ONNX by training/export/ like our own teacher; a first export and parity check
 runs at import, before anything trains (training/teacher/imported.py calls these).
 
 `factory(**teacher.factory_args)` returns a torch module with `query_vectors(user, history)`,
@@ -23,6 +23,7 @@ from torch import nn
 from core.manifest import HISTORY_INPUT, USER_INPUT, USER_VECTOR_OUTPUT
 from training.config import PipelineConfig
 from training.data.types import Interactions
+from training.export.graphs import export_user_graph, ort_session, torch_user_vectors
 from training.teacher.spec import (
     SCORE_WHY,
     TeacherImportError,
@@ -123,8 +124,6 @@ def module_teacher(
 
 def export_check(teacher: ModuleTeacher, cfg: PipelineConfig, where: str) -> dict[str, float]:
     """Export the module now and run it in onnxruntime: a module that does not export fails before training."""
-    from training.export.graphs import export_user_graph, ort_session, torch_user_vectors
-
     rng = np.random.default_rng(cfg.seed)
     hist = np.full((PROBE_ROWS, teacher.history_len), teacher.padding_value, np.int64)
     for row, n in enumerate(rng.integers(0, teacher.history_len + 1, PROBE_ROWS)):

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.errors import UserError
 from core.files import sha256_file
 
 SCORE_WHY = (
@@ -46,7 +47,7 @@ SCORE_WHY = (
 )
 
 
-class TeacherImportError(ValueError):
+class TeacherImportError(UserError, ValueError):
     """A teacher that cannot be distilled as given; the message names the file and what is wrong."""
 
 

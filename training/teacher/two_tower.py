@@ -1,8 +1,8 @@
 """The two-tower teacher: (user id +) recent history on one side, item id + category + attributes +
 price on the other.
 
-The towers return embeddings only; the losses live in training/fit/losses.py and the loop in
-training/fit/loop.py. Scores are exactly `user_vectors(user, history) @ item_vectors().T`: with
+The towers return embeddings only; the losses live in training/fit/losses.py and the fit in
+training/teacher/fit.py. Scores are exactly `user_vectors(user, history) @ item_vectors().T`: with
 `score = "cosine"` both sides are L2-normalised and the temperature is folded into the user side;
 with `score = "dot"` they are plain inner products. Either way the logits used for ranking, for the
 soft labels and in the exported graph are one and the same.

@@ -9,20 +9,12 @@ import pandas as pd
 import pytest
 
 from training.config import ColumnMap, DataConfig, ItemColumnMap, SyntheticConfig
+from training.data.indexing import append_log, build_interactions, index_ids
+from training.data.load import load_interactions
+from training.data.split import leave_last_out, with_validation_items
 from training.data.synthetic import generate_synthetic
 from training.data.tabular import read_items, read_log
-from training.data.types import (
-    NO_CATEGORY,
-    DataError,
-    RawItems,
-    RawLog,
-    append_log,
-    build_interactions,
-    index_ids,
-    leave_last_out,
-    load_interactions,
-    with_validation_items,
-)
+from training.data.types import NO_CATEGORY, DataError, RawItems, RawLog
 
 
 def write(path: Path, text: str) -> Path:

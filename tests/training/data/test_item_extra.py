@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from training.config import ItemColumnMap
+from training.data.indexing import build_interactions
 from training.data.tabular import read_items
-from training.data.types import RawLog, build_interactions
-from training.pipeline import manifest_item_extra
+from training.data.types import RawLog
+from training.export.published_log import manifest_item_extra
 
 
 def test_extra_columns_follow_the_item_index(tmp_path: Path) -> None:

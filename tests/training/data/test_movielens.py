@@ -14,7 +14,8 @@ import pytest
 
 from training.data import movielens
 from training.data.movielens import fetch_ml100k, load_ml100k, parse_ml100k, read_atomic
-from training.data.types import DataError, leave_last_out
+from training.data.split import leave_last_out
+from training.data.types import DataError
 
 INTER = (
     "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"

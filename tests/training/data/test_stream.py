@@ -8,11 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.config import ColumnMap, ConfigError, DataConfig, SyntheticConfig, load_config
+from training.config import ColumnMap, ConfigError, DataConfig, SyntheticConfig
+from training.config_file import load_config
+from training.data.indexing import append_log, build_interactions, index_ids
+from training.data.load import load_interactions
 from training.data.stream import IdMap, _compact, append_files, stream_interactions
 from training.data.synthetic import generate_synthetic
 from training.data.tabular import iter_log, read_items, read_log
-from training.data.types import DataError, append_log, build_interactions, index_ids, load_interactions
+from training.data.types import DataError
 
 CHUNKS = [1, 2, 7, 10_000]  # 10_000: the whole file in one chunk
 EVENTS = {"view": 1.0, "click": 2.0, "purchase": 5.0}

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from training.config import SyntheticConfig
+from training.data.split import leave_last_out
 from training.data.synthetic import generate_synthetic
-from training.data.types import DataError, leave_last_out
+from training.data.types import DataError
 
 SMALL = SyntheticConfig(n_users=1000, n_items=2000, n_interactions=30_000, n_categories=20, seed=0)
 

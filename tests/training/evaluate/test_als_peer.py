@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 
 from tests.fixtures.hand_made import hand_made_log
-from training.config import load_config
-from training.data.types import Split, leave_last_out
+from training.config_file import load_config
+from training.data.split import leave_last_out
+from training.data.types import Split
+from training.evaluate.models import fit_peers
 from training.evaluate.peers import als_peer, train_matrix
 from training.evaluate.ranking import evaluate
-from training.pipeline import fit_peers
 
 pytest.importorskip("implicit", reason="the ALS peer needs the implicit package (the bench extra)")
 
@@ -106,10 +107,10 @@ def test_fit_peers_follows_eval_peers(only_clue) -> None:
 
 
 def test_als_is_skipped_with_the_reason_when_implicit_is_missing(only_clue, monkeypatch) -> None:
-    import training.evaluate.peers
+    import training.evaluate.models
 
     monkeypatch.setattr(
-        training.evaluate.peers, "implicit_missing", lambda: "implicit is not installed (test)"
+        training.evaluate.models, "implicit_missing", lambda: "implicit is not installed (test)"
     )
     split, _ = only_clue
     models, records, skipped = fit_peers(load_config(TINY), split, split)

@@ -9,15 +9,9 @@ import numpy as np
 import pytest
 
 from tests.training.evaluate.test_ranking import tiny_split
-from training.evaluate.report import (
-    evaluate_models,
-    mean_agreement,
-    metrics_table,
-    popularity_score_fn,
-    render_markdown,
-    score_pairs,
-    write_report,
-)
+from training.evaluate.models import evaluate_models, mean_agreement, score_pairs
+from training.evaluate.report import metrics_table, render_markdown, write_report
+from training.evaluate.scoring import popularity_score_fn
 
 
 def test_popularity_scores_every_user_the_same_way() -> None:

@@ -178,7 +178,7 @@ def test_unknown_kind_and_empty_catalogue_are_refused() -> None:
 def test_pipeline_publishes_a_verified_index_the_service_loads(tmp_path: Path) -> None:
     from app.engine.loading import load_version
     from core.manifest import load_manifest, verify_files
-    from training.config import load_config
+    from training.config_file import load_config
     from training.pipeline import run_pipeline
 
     tiny = Path(__file__).resolve().parents[3] / "configs" / "tiny.toml"

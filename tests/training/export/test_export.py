@@ -28,8 +28,7 @@ from core.manifest import (
     verify_files,
     write_latest,
 )
-from training.export import graphs as export
-from training.export import publish
+from training.export import graphs, parity, publish, version
 
 N_ITEMS, N_USERS, L = 30, 7, 6
 
@@ -62,7 +61,7 @@ class StubTeacher(StubStudent):
         super().__init__(**kw)
         self.n_users, self.oov_user = n_users, n_users
         self.takes_user_id = (
-            True  # the query graph reads a user index (training.export.graphs._has_user_input)
+            True  # the query graph reads a user index (training.export.graphs.has_user_input)
         )
         self.takes_history, self.known_users, self.dim = True, None, self.items.shape[1]
         self.user_emb = nn.Embedding(n_users + 1, self.items.shape[1])
@@ -82,7 +81,7 @@ def _models() -> tuple[StubStudent, StubTeacher]:
 
 def test_exported_graphs_follow_the_manifest_contract(tmp_path: Path) -> None:
     student, teacher = _models()
-    card = export.export_side(teacher, "teacher", tmp_path, opset=17, parameters=123)
+    card = version.export_side(teacher, "teacher", tmp_path, opset=17, parameters=123)
     assert card.oov_user == N_USERS and card.padding_value == N_ITEMS and card.history_len == L
     assert card.dim == 8 and card.parameters == 123
     topk = ort.InferenceSession(str(tmp_path / card.topk.file))
@@ -95,7 +94,7 @@ def test_exported_graphs_follow_the_manifest_contract(tmp_path: Path) -> None:
         np.load(tmp_path / card.item_vectors), student_items(teacher)
     )  # the .npy is the matrix used for scoring
 
-    scard = export.export_side(student, "student", tmp_path, opset=17, parameters=1)
+    scard = version.export_side(student, "student", tmp_path, opset=17, parameters=1)
     assert scard.oov_user is None and USER_INPUT not in scard.topk.inputs
     onnx.checker.check_model(str(tmp_path / scard.topk.file))
 
@@ -106,7 +105,7 @@ def student_items(model: nn.Module) -> np.ndarray:
 
 def test_topk_graph_matches_torch_with_dynamic_batch_and_length(tmp_path: Path) -> None:
     student, _ = _models()
-    card = export.export_side(student, "student", tmp_path, opset=17, parameters=1)
+    card = version.export_side(student, "student", tmp_path, opset=17, parameters=1)
     sess = ort.InferenceSession(str(tmp_path / card.topk.file))
     rng = np.random.default_rng(1)
     for batch, length in ((1, L), (5, 3), (9, 11)):  # lengths other than the traced one too
@@ -122,35 +121,35 @@ def test_topk_graph_matches_torch_with_dynamic_batch_and_length(tmp_path: Path) 
 
 def test_parity_passes_and_tops_up_small_datasets_to_n_rows(tmp_path: Path) -> None:
     _, teacher = _models()
-    card = export.export_side(teacher, "teacher", tmp_path, opset=17, parameters=1)
+    card = version.export_side(teacher, "teacher", tmp_path, opset=17, parameters=1)
     real = np.full((3, L), N_ITEMS, np.int64)
     real[:, -1] = [0, 1, 2]
-    inputs = export.parity_inputs(real, np.arange(3), N_USERS, N_ITEMS, n_rows=1000, seed=0)
+    inputs = parity.parity_inputs(real, np.arange(3), N_USERS, N_ITEMS, n_rows=1000, seed=0)
     assert inputs.histories.shape == (1000, L) and inputs.users.shape == (1000,)
     np.testing.assert_array_equal(inputs.histories[:3], real)  # real users first
     assert inputs.users.max() <= N_USERS  # the OOV row may appear, nothing beyond it
     assert (inputs.histories == N_ITEMS).all(axis=1).any()  # empty histories are checked too
-    result = export.check_parity(teacher, "teacher", card, tmp_path, inputs, k=10, atol=1e-4)
+    result = parity.check_parity(teacher, "teacher", card, tmp_path, inputs, k=10, atol=1e-4)
     assert result["passed"] and result["rows"] == 1000 and result["mismatched_rows"] == 0
     assert result["max_abs_score_diff"] <= 1e-4
 
 
 def test_parity_fails_on_a_graph_that_differs_from_the_model(tmp_path: Path) -> None:
     student, _ = _models()
-    card = export.export_side(student, "student", tmp_path, opset=17, parameters=1)
+    card = version.export_side(student, "student", tmp_path, opset=17, parameters=1)
     with torch.no_grad():
         student.items.mul_(-1.0)  # the model drifts after export: the graph is now wrong
-    inputs = export.parity_inputs(np.zeros((0, L), np.int64), np.zeros(0), 1, N_ITEMS, n_rows=50, seed=0)
-    with pytest.raises(export.ParityError, match="student ONNX parity failed on 50 rows"):
-        export.check_parity(student, "student", card, tmp_path, inputs, k=5, atol=1e-4)
+    inputs = parity.parity_inputs(np.zeros((0, L), np.int64), np.zeros(0), 1, N_ITEMS, n_rows=50, seed=0)
+    with pytest.raises(graphs.ParityError, match="student ONNX parity failed on 50 rows"):
+        parity.check_parity(student, "student", card, tmp_path, inputs, k=5, atol=1e-4)
 
 
 # --- publish ----------------------------------------------------------------------------------------
 
 
 def _manifest(stage: Path, student: nn.Module, teacher: nn.Module) -> Manifest:
-    s = export.export_side(student, "student", stage, opset=17, parameters=1)
-    t = export.export_side(teacher, "teacher", stage, opset=17, parameters=2)
+    s = version.export_side(student, "student", stage, opset=17, parameters=1)
+    t = version.export_side(teacher, "teacher", stage, opset=17, parameters=2)
     np.save(stage / "items.npy", np.array([f"i{i}" for i in range(N_ITEMS)]))
     np.save(stage / "users.npy", np.array([f"u{i}" for i in range(N_USERS)]))
     np.save(stage / "item_category.npy", np.zeros(N_ITEMS, np.int32))
@@ -202,9 +201,9 @@ def test_failed_parity_publishes_nothing_and_keeps_latest(tmp_path: Path) -> Non
 
     def build_and_fail(stage: Path) -> Manifest:
         _manifest(stage, student, teacher)  # everything staged, then the check fails
-        raise export.ParityError("forced")
+        raise graphs.ParityError("forced")
 
-    with pytest.raises(export.ParityError):
+    with pytest.raises(graphs.ParityError):
         publish.publish(tmp_path, "v2", build_and_fail)
     assert read_latest(tmp_path) == "v1"
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no v2, no .staging-v2
@@ -236,11 +235,11 @@ def test_a_history_only_teacher_exports_without_a_user_input(tmp_path: Path) -> 
     cfg = TeacherConfig(dim=8, n_heads=2, history_len=L, dropout=0.0, use_user_id=False, score="dot")
     attrs = np.random.default_rng(0).integers(0, 4, size=(N_ITEMS, 3))  # 3 = padding
     teacher = TwoTowerTeacher(N_USERS, np.zeros(N_ITEMS), np.ones(N_ITEMS), cfg, attrs, 3).eval()
-    card = export.export_side(teacher, "teacher", tmp_path, opset=17, parameters=1)
+    card = version.export_side(teacher, "teacher", tmp_path, opset=17, parameters=1)
     assert card.oov_user is None  # the service then feeds the history alone, as for the student
     topk = ort.InferenceSession(str(tmp_path / card.topk.file))
     assert [i.name for i in topk.get_inputs()] == [HISTORY_INPUT, K_INPUT]
     rng = np.random.default_rng(1)
     hist = rng.integers(0, N_ITEMS + 1, size=(300, L))
-    inputs = export.parity_inputs(hist, np.zeros(300, np.int64), N_USERS, N_ITEMS, 300, 0)
-    assert export.check_parity(teacher, "teacher", card, tmp_path, inputs, k=10, atol=1e-4)["passed"]
+    inputs = parity.parity_inputs(hist, np.zeros(300, np.int64), N_USERS, N_ITEMS, 300, 0)
+    assert parity.check_parity(teacher, "teacher", card, tmp_path, inputs, k=10, atol=1e-4)["passed"]

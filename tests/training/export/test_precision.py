@@ -19,10 +19,12 @@ from torch import nn
 
 from core.manifest import HISTORY_INPUT, INDICES_OUTPUT, K_INPUT, SCORES_OUTPUT, ModelCard
 from tests.training.export.test_export import StubStudent, StubTeacher
-from training.config import ConfigError, load_config
+from training.config import ConfigError
+from training.config_file import load_config
 from training.data.types import Split
-from training.evaluate.report import precision_report, render_markdown, write_report
-from training.export import graphs as export
+from training.evaluate.report import render_markdown, write_report
+from training.export import graphs, item_precision, parity, version
+from training.export.item_precision import precision_report
 
 REDUCED = ("float16", "int8")
 
@@ -61,7 +63,7 @@ def _one_item_histories(model: HandStudent) -> np.ndarray:
 def _export(model: nn.Module, tmp_path: Path, precision: str) -> ModelCard:
     out = tmp_path / precision
     out.mkdir()
-    return export.export_side(model.eval(), "student", out, opset=17, parameters=1, item_precision=precision)  # type: ignore[arg-type]
+    return version.export_side(model.eval(), "student", out, opset=17, parameters=1, item_precision=precision)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("precision", ["float32", *REDUCED])
@@ -99,7 +101,7 @@ def test_the_item_matrix_and_the_file_shrink_by_the_precision(tmp_path: Path) ->
         path = tmp_path / precision / card.topk.file
         sizes[precision] = path.stat().st_size
         graph = onnx.load(str(path))
-        matrix[precision] = export.item_matrix_bytes(graph)
+        matrix[precision] = graphs.item_matrix_bytes(graph)
         np.testing.assert_array_equal(  # the .npy stays float32 for the service's filtered path
             np.load(tmp_path / precision / card.item_vectors), model.item_vectors().detach().numpy()
         )
@@ -113,7 +115,7 @@ def test_float32_export_is_the_plain_float32_graph(tmp_path: Path) -> None:
     model = StubStudent()
     card = _export(model, tmp_path, "float32")
     plain = tmp_path / "plain.onnx"
-    export.build_topk_graph(tmp_path / "float32" / card.user.file, export.item_matrix(model), plain)
+    graphs.build_topk_graph(tmp_path / "float32" / card.user.file, graphs.item_matrix(model), plain)
     assert (tmp_path / "float32" / card.topk.file).read_bytes() == plain.read_bytes()
 
 
@@ -129,7 +131,7 @@ def test_int8_quantizes_only_the_scoring_matmul_with_one_scale_per_item(tmp_path
     scales = next(numpy_helper.to_array(t) for t in graph.initializer if t.name == node.input[2])
     assert scales.shape == (50, 1)  # dim 8 fits one 16-wide block: one scale per item
     # the query tower is untouched float32
-    assert {t.data_type for t in graph.initializer if export.MATRIX_NAME not in t.name} == {
+    assert {t.data_type for t in graph.initializer if graphs.MATRIX_NAME not in t.name} == {
         onnx.TensorProto.FLOAT
     }
 
@@ -154,19 +156,19 @@ def test_int8_scores_do_not_depend_on_the_rest_of_the_batch(tmp_path: Path) -> N
 
 def test_the_teacher_stays_float32_and_float16_refuses_values_it_cannot_hold(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="teacher side is always float32"):
-        export.export_side(StubTeacher().eval(), "teacher", tmp_path, 17, 1, item_precision="int8")
+        version.export_side(StubTeacher().eval(), "teacher", tmp_path, 17, 1, item_precision="int8")
     torch.manual_seed(0)
     huge = StubStudent()
     with torch.no_grad():
         huge.items.mul_(1e5)
-    with pytest.raises(export.ParityError, match="beyond float16's range"):
+    with pytest.raises(graphs.ParityError, match="beyond float16's range"):
         _export(huge, tmp_path, "float16")
 
 
-def _parity_inputs(n_items: int) -> export.ParityInputs:
+def _parity_inputs(n_items: int) -> parity.ParityInputs:
     rng = np.random.default_rng(0)
     hist = rng.integers(0, n_items, size=(50, 6)).astype(np.int64)
-    return export.parity_inputs(hist, np.zeros(50, np.int64), 7, n_items, n_rows=400, seed=0)
+    return parity.parity_inputs(hist, np.zeros(50, np.int64), 7, n_items, n_rows=400, seed=0)
 
 
 @pytest.mark.parametrize("precision", REDUCED)
@@ -176,7 +178,7 @@ def test_reduced_parity_passes_within_the_bound_and_records_the_overlap(
     torch.manual_seed(0)
     model = StubStudent(n_items=300, dim=16).eval()
     card = _export(model, tmp_path, precision)
-    result = export.check_parity(
+    result = parity.check_parity(
         model, "student", card, tmp_path / precision, _parity_inputs(300), k=10, atol=1e-4, min_overlap=0.9
     )
     assert result["passed"] and result["item_precision"] == precision and result["mismatched_rows"] == 0
@@ -202,12 +204,12 @@ def test_reduced_parity_refuses_wrong_scales_and_scrambled_rankings(tmp_path: Pa
     inputs = _parity_inputs(300)
     # Every scale x1.5: the ranking is intact (overlap 1) but the scores leave the int8 bound.
     _scale_initializer(topk, 1.5)
-    with pytest.raises(export.ParityError, match="rows outside the int8 error bound"):
-        export.check_parity(model, "student", card, tmp_path / "int8", inputs, k=10, atol=1e-4)
+    with pytest.raises(graphs.ParityError, match="rows outside the int8 error bound"):
+        parity.check_parity(model, "student", card, tmp_path / "int8", inputs, k=10, atol=1e-4)
     # Random signs: a scrambled ranking, far below the overlap floor.
     _scale_initializer(topk, np.where(np.random.default_rng(0).random((300, 1)) < 0.5, -1 / 1.5, 1 / 1.5))
-    with pytest.raises(export.ParityError, match=r"overlap with float32 0\.[0-8]"):
-        export.check_parity(
+    with pytest.raises(graphs.ParityError, match=r"overlap with float32 0\.[0-8]"):
+        parity.check_parity(
             model, "student", card, tmp_path / "int8", inputs, k=10, atol=1e-4, min_overlap=0.9
         )
 
@@ -216,11 +218,13 @@ def test_error_bound_on_a_worked_example() -> None:
     q = np.array([[1.0, -2.0]], np.float32)
     b = np.array([[[4.0, 1.0]]], np.float32)
     # float16: 2 * sum_j |a_j| (|b_j| 2^-11 + 2^-25) = 2 * (1 * 4 + 2 * 1) * 2^-11 + 2 * 3 * 2^-25
-    assert export.score_error_bound("float16", q, b)[0, 0] == pytest.approx(12 * 2.0**-11 + 6 * 2.0**-25)
+    assert item_precision.score_error_bound("float16", q, b)[0, 0] == pytest.approx(
+        12 * 2.0**-11 + 6 * 2.0**-25
+    )
     # int8: steps 2/127 (query) and 4/127 (item); 2 * (|a|_1 sb/2 + |b|_1 sa/2 + D sa sb/4)
     sa, sb = 2 / 127, 4 / 127
     expected = 2 * (3 * sb / 2 + 5 * sa / 2 + 2 * sa * sb / 4)
-    assert export.score_error_bound("int8", q, b)[0, 0] == pytest.approx(expected)
+    assert item_precision.score_error_bound("int8", q, b)[0, 0] == pytest.approx(expected)
 
 
 def test_config_accepts_the_three_precisions_and_names_a_bad_one() -> None:

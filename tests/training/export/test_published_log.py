@@ -1,4 +1,4 @@
-"""training/export/published_log.py on a hand-made log: the seed is the whole log by user and time, with event
+"""training/export/published_log.py (written) and core/holdout.py (read back) on a hand-made log: the seed is the whole log by user and time, with event
 types; the holdout's test queries are what the offline ranking read; a replay body asks for exactly that."""
 
 from __future__ import annotations
@@ -9,19 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.holdout import HOLDOUT_FILE, SEED_FILE, HoldoutError, read_holdout, replay_body, replay_words
 from tests.fixtures.hand_made import hand_made_log
-from training.data.types import leave_last_out
+from training.data.split import leave_last_out
 from training.evaluate.ranking import padded_histories
-from training.export.published_log import (
-    HOLDOUT_FILE,
-    SEED_FILE,
-    HoldoutError,
-    read_holdout,
-    replay_body,
-    replay_words,
-    write_holdout,
-    write_seed,
-)
+from training.export.published_log import write_holdout, write_seed
 
 # u0: i2 (t3), i0 (t1), i1 (t2), i3 (t4) in file order -> by time i0 i1 i2 i3: train [i0, i1], valid i2, test i3
 # u1: i4 (t5), i5 (t5): a tie, file order decides -> train [], valid i4, test i5 (min_interactions 2)

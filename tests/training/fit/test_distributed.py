@@ -1,4 +1,4 @@
-"""Data-parallel training (training/fit/distributed.py): the helpers, the DDP loop, and `pipeline --nproc 2`.
+"""Data-parallel training (training/distributed.py): the helpers, the DDP loop, and `pipeline --nproc 2`.
 
 The process tests start real workers with torchrun on loopback (gloo, CPU) and are bounded by a
 subprocess timeout; everything else runs in this process without a process group.
@@ -21,9 +21,10 @@ import torch
 from core.manifest import load_manifest, read_latest, verify_files
 from recdistill.cli import build_parser, main
 from recdistill.offline import _pipeline_argv
-from training.config import ConfigError, load_config
-from training.fit import distributed
-from training.fit.distributed import DistContext
+from training import distributed
+from training.config import ConfigError
+from training.config_file import load_config
+from training.distributed import DistContext
 from training.fit.loop import train_loop
 from training.pipeline import run_pipeline
 
@@ -206,7 +207,7 @@ import numpy as np
 import torch
 sys.path.insert(0, sys.argv[2])
 from problem import make, N
-from training.fit import distributed
+from training import distributed
 from training.fit.loop import train_loop
 
 with distributed.session("cpu", threads=1) as ctx:

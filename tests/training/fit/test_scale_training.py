@@ -7,11 +7,14 @@ import torch
 
 from tests.training.student.test_distill import cycle_log, tiny_cfg
 from training.config import DistillConfig, TeacherConfig
-from training.data.types import leave_last_out
+from training.data.split import leave_last_out
 from training.evaluate.ranking import evaluate
-from training.fit.loop import fit_teacher, make_optimizers, sparse_tables
+from training.fit.loop import make_optimizers
+from training.fit.softmax import sparse_tables
+from training.student.distill import fit_student
 from training.student.shortlist import IvfShortlist, use_ivf
-from training.student.soft_labels import build_soft_labels, fit_student
+from training.student.soft_labels import build_soft_labels
+from training.teacher.fit import fit_teacher
 from training.teacher.two_tower import TwoTowerTeacher
 
 faiss = pytest.importorskip("faiss")

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import training.pipeline as pipeline
-import training.student.soft_labels
 from tests.fixtures.hand_made import hand_made_log
 from training.config import PipelineConfig, StudentConfig
-from training.data.types import leave_last_out
-from training.fit.loop import FitResult, length_bucketed_order, trim_padding
+from training.data.split import leave_last_out
+from training.fit.examples import length_bucketed_order, trim_padding
+from training.fit.loop import FitResult
 from training.pipeline import budgeted, students_pool
 from training.student.model import MLPStudent
 
@@ -72,7 +72,7 @@ def test_students_share_the_pool_by_cost_and_pass_on_what_an_early_stop_saves(mo
         clock["now"] += 50.0
         return FitResult(model=None, checkpoint=work / f"{name}.pt", valid_metrics={}, curve=[], seconds=50.0)
 
-    monkeypatch.setattr(training.student.soft_labels, "fit_student", fake_fit)
+    monkeypatch.setattr(pipeline, "fit_student", fake_fit)
     data = hand_made_log([0, 0, 0, 1, 1, 1], [0, 1, 2, 2, 1, 0], 2, 3)
     cfg = PipelineConfig.model_validate({"work_dir": str(tmp_path), "distill": {"train_scratch": True}})
     pipeline.train_students(

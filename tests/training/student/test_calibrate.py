@@ -12,14 +12,16 @@ import torch
 
 from core.manifest import HISTORY_INPUT, K_INPUT, load_manifest
 from tests.training.student.test_distill import cycle_log
-from training.config import ConfigError, StudentConfig, load_config
-from training.data.types import leave_last_out
+from training.config import ConfigError, StudentConfig
+from training.config_file import load_config
+from training.data.split import leave_last_out, training_split
 from training.evaluate.ranking import evaluate, ndcg_gains
-from training.export import graphs as export
-from training.fit.loop import save_checkpoint, student_score_fn
-from training.pipeline import load_data, run_pipeline, training_split
+from training.evaluate.scoring import student_score_fn
+from training.export import parity, version
+from training.pipeline import load_data, run_pipeline
 from training.student.calibrate import calibrate_popularity, one_standard_error_choice, popularity_bias
 from training.student.model import MLPStudent, load_student, student_checkpoint
+from training.workdir import save_checkpoint
 
 TINY = Path(__file__).resolve().parents[3] / "configs" / "tiny.toml"
 
@@ -77,7 +79,7 @@ def test_a_calibrated_student_scores_minus_penalty_times_log_popularity(tmp_path
 def test_a_calibrated_student_exports_with_parity(tmp_path: Path) -> None:
     split = leave_last_out(cycle_log())
     model = _student(split.n_items).calibrate(popularity_bias(split, 1.0))
-    card = export.export_side(model, "student", tmp_path, opset=17, parameters=1)
+    card = version.export_side(model, "student", tmp_path, opset=17, parameters=1)
     assert card.dim == 9
     hist = np.array([[split.n_items, 1, 2, 3], [4, 5, 6, 7]], np.int64)
     sess = ort.InferenceSession(str(tmp_path / card.topk.file))
@@ -86,8 +88,8 @@ def test_a_calibrated_student_exports_with_parity(tmp_path: Path) -> None:
         ref = (model.user_vectors(torch.from_numpy(hist)) @ model.item_vectors().T).numpy()
     np.testing.assert_array_equal(idx, np.argsort(-ref, axis=1)[:, :5])
     np.testing.assert_allclose(scores, np.take_along_axis(ref, idx, 1), atol=1e-5)
-    inputs = export.parity_inputs(hist, np.arange(2), split.n_users, split.n_items, n_rows=200, seed=0)
-    assert export.check_parity(model, "student", card, tmp_path, inputs, k=5, atol=1e-4)["passed"]
+    inputs = parity.parity_inputs(hist, np.arange(2), split.n_users, split.n_items, n_rows=200, seed=0)
+    assert parity.check_parity(model, "student", card, tmp_path, inputs, k=5, atol=1e-4)["passed"]
 
 
 def test_calibrate_popularity_leaves_the_model_with_the_rules_choice() -> None:

@@ -6,19 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-import training.student.soft_labels as distill
+import training.student.soft_labels as soft_labels
 from training.config import PipelineConfig
-from training.data.types import Catalog, Interactions, Split, leave_last_out
+from training.data.split import leave_last_out
+from training.data.types import Catalog, Interactions, Split
 from training.evaluate.ranking import evaluate
-from training.fit.loop import (
-    build_pairs,
-    fit_teacher,
-    gather_histories,
-    student_score_fn,
-    teacher_score_fn,
-    window_tensors,
-)
-from training.student.soft_labels import build_soft_labels, fit_student
+from training.evaluate.scoring import student_score_fn, teacher_score_fn
+from training.fit.examples import build_pairs, gather_histories, window_tensors
+from training.student.distill import fit_student
+from training.student.soft_labels import build_soft_labels
+from training.teacher.fit import fit_teacher
 
 N_ITEMS = 20
 
@@ -163,15 +160,15 @@ def test_soft_labels_hold_the_teachers_top_m_and_scores(small_teacher, tmp_path)
 
 def test_soft_label_cache_hit_and_resume(small_teacher, tmp_path, monkeypatch):
     teacher, split, cfg = small_teacher
-    monkeypatch.setattr(distill, "CHUNK_PAIRS", 100)  # 480 pairs -> 5 chunks
+    monkeypatch.setattr(soft_labels, "CHUNK_PAIRS", 100)  # 480 pairs -> 5 chunks
     calls = []
-    real = distill._teacher_chunk
+    real = soft_labels._teacher_chunk
 
     def counting(*args, **kw):
         calls.append(args[3])  # lo
         return real(*args, **kw)
 
-    monkeypatch.setattr(distill, "_teacher_chunk", counting)
+    monkeypatch.setattr(soft_labels, "_teacher_chunk", counting)
     first = build_soft_labels(teacher, split, cfg, tmp_path, "b" * 64, progress=False)
     assert calls == [0, 100, 200, 300, 400]
     calls.clear()
@@ -179,7 +176,7 @@ def test_soft_label_cache_hit_and_resume(small_teacher, tmp_path, monkeypatch):
     assert calls == []  # a full cache hit recomputes nothing
     assert np.array_equal(first.candidates, second.candidates) and np.array_equal(first.logits, second.logits)
     # an interrupted run: the last two chunks are missing -> only they are computed, identically
-    folder = distill.soft_label_dir(cfg, split, tmp_path, "b" * 64)
+    folder = soft_labels.soft_label_dir(cfg, split, tmp_path, "b" * 64)
     for name in ("chunk_000003.npz", "chunk_000004.npz"):
         (folder / name).unlink()
     third = build_soft_labels(teacher, split, cfg, tmp_path, "b" * 64, progress=False)
@@ -216,7 +213,7 @@ def test_soft_labels_are_the_same_when_scores_are_formed_in_blocks(small_teacher
     """
     teacher, split, cfg = small_teacher
     whole = build_soft_labels(teacher, split, cfg, tmp_path / "whole", "b" * 64, progress=False)
-    monkeypatch.setattr(distill, "SCORE_BLOCK_FLOATS", 3 * split.n_items)  # 3 rows per block
+    monkeypatch.setattr(soft_labels, "SCORE_BLOCK_FLOATS", 3 * split.n_items)  # 3 rows per block
     blocked = build_soft_labels(teacher, split, cfg, tmp_path / "blocked", "b" * 64, progress=False)
     np.testing.assert_array_equal(blocked.candidates, whole.candidates)
     # float32 matmuls of different row counts round differently in the last bits (seen: 2e-6)

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from training.config import StudentConfig, TeacherConfig
-from training.fit.loop import save_checkpoint
 from training.student.model import MLPStudent, count_parameters, load_student, student_checkpoint
 from training.teacher.two_tower import TwoTowerTeacher, load_teacher, price_features, teacher_checkpoint
+from training.workdir import save_checkpoint
 
 N_USERS, N_ITEMS = 7, 12
 CATEGORY = np.array([0, 1, 2, -1, 0, 1, 2, 0, -1, 1, 2, 0], dtype=np.int32)
@@ -160,7 +160,7 @@ def test_history_only_dot_teacher_ignores_the_user_and_has_no_user_table():
 
 
 def test_pooling_teacher_is_causal_padding_invariant_and_exports(tmp_path):
-    from training.export import graphs as export
+    from training.export import parity, version
 
     t = tiny_teacher(use_user_id=False, score="dot", encoder="pooling", tie_item_embeddings=False)
     hist = torch.tensor([[12, 12, 3, 4, 5, 6]])
@@ -170,9 +170,9 @@ def test_pooling_teacher_is_causal_padding_invariant_and_exports(tmp_path):
         seq[0, 3], t.user_vectors(None, torch.tensor([[12, 12, 12, 12, 3, 4]]))[0], atol=1e-5
     )
     assert torch.allclose(t.user_vectors(None, torch.tensor([[3, 4, 5, 6]])), seq[:, -1], atol=1e-5)
-    card = export.export_side(t, "teacher", tmp_path, opset=17, parameters=1)
+    card = version.export_side(t, "teacher", tmp_path, opset=17, parameters=1)
     rng = np.random.default_rng(0)
-    inputs = export.parity_inputs(
+    inputs = parity.parity_inputs(
         rng.integers(0, N_ITEMS + 1, (200, 6)), np.zeros(200, np.int64), N_USERS, N_ITEMS, 200, 0
     )
-    assert export.check_parity(t, "teacher", card, tmp_path, inputs, k=5, atol=1e-4)["passed"]
+    assert parity.check_parity(t, "teacher", card, tmp_path, inputs, k=5, atol=1e-4)["passed"]

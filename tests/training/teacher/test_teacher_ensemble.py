@@ -12,13 +12,14 @@ import torch
 from core.files import sha256_file
 from core.manifest import read_latest
 from tests.training.student.test_distill import cycle_log, tiny_cfg
-from training.config import ConfigError, PipelineConfig, StudentConfig, load_config
-from training.data.types import leave_last_out
-from training.fit.loop import fit_teacher
+from training.config import ConfigError, PipelineConfig, StudentConfig
+from training.config_file import load_config
+from training.data.split import leave_last_out
 from training.pipeline import run_pipeline
 from training.student.model import MLPStudent
 from training.student.soft_labels import build_soft_labels
 from training.teacher.ensemble import TeacherPlusStudent
+from training.teacher.fit import fit_teacher
 
 TINY = Path(__file__).resolve().parents[3] / "configs" / "tiny.toml"
 

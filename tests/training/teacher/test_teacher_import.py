@@ -14,9 +14,10 @@ from recdistill.cli import main
 from tests.fixtures import own_teacher
 from tests.fixtures.imported_teacher import tiny_cfg, write_tables
 from training.evaluate.ranking import evaluate
-from training.fit.loop import student_score_fn, teacher_score_fn
+from training.evaluate.scoring import student_score_fn, teacher_score_fn
 from training.pipeline import load_data, run_pipeline
-from training.student.soft_labels import build_soft_labels, fit_student
+from training.student.distill import fit_student
+from training.student.soft_labels import build_soft_labels
 from training.teacher.imported import import_teacher
 
 

@@ -1,4 +1,5 @@
-"""Data-parallel training across processes (torchrun + DistributedDataParallel), and the device choice.
+"""Where this process stands: data-parallel training across processes (torchrun +
+DistributedDataParallel), the device choice and the thread count.
 
 `recdistill pipeline --nproc N` re-launches itself under `torch.distributed.run` (torchrun); each
 worker then joins a process group here (gloo on loopback for CPU, nccl when the device is a GPU).
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from training.config import ConfigError
+from training.config import ConfigError, PipelineConfig
 
 if TYPE_CHECKING:
     import torch
@@ -381,3 +382,12 @@ def mean_over_ranks(total: float, count: int) -> float:
     sums = torch.tensor([total, count], dtype=torch.float64, device=_comm_device())
     dist.all_reduce(sums)
     return float(sums[0] / sums[1].clamp(min=1))
+
+
+def set_threads(cfg: PipelineConfig) -> None:
+    """torch's intra-op threads as `threads` says (None: torch's default). Every stage sets them, so
+    a stage run on its own uses the same threads as the whole pipeline."""
+    import torch
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
