@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.quality import dataset_spec, recdistill_command
+from bench.quality.run import dataset_spec, recdistill_command
 from bench.report import markdown_table, write_report
 
 ROOT = Path(".recdistill/bench/own_teacher")

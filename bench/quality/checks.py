@@ -1,13 +1,13 @@
-"""bench.quality, part 2: the seeds aggregated (mean ± std, min/max) and checked against the
+"""The seeds aggregated (mean ± std, min/max) and checked against the
 thresholds the product promises on shop logs."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from bench.quality_runs import (
+from bench.checks import Check, meets, status
+from bench.quality.runs import (
     COVERAGE,
     FAILED,
     METRICS,
@@ -44,7 +44,6 @@ PROTOCOL_WORDS = {
     "train": "train-only test query (the validation item is excluded but not in the query); "
     "not comparable with published figures",
 }
-PASS, FAIL, NA = "PASS", "FAIL", "N/A"
 
 
 # --- aggregation ---------------------------------------------------------------------------------
@@ -105,19 +104,8 @@ def summarize_seconds(runs: Sequence[SeedRun]) -> dict[str, Any]:
 # --- checks --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: str  # PASS | FAIL | N/A
-    detail: str
-
-
-def _verdict(ok: bool) -> str:
-    return PASS if ok else FAIL
-
-
 def _at_least(value: float, bar: float) -> bool:
-    return value >= bar - FLOAT_SLACK
+    return bool(meets(value, ">=", bar, slack=FLOAT_SLACK))
 
 
 def _pairs(runs: Sequence[SeedRun], a: str, b: str, metric: str = NDCG) -> dict[int, tuple[float, float]]:
@@ -137,28 +125,28 @@ def check_teacher_target(runs: Sequence[SeedRun], target: float | None) -> Check
     name = f"teacher {NDCG} >= target"
     values = [r.test["teacher"][NDCG] for r in runs if r.has_figures and NDCG in r.test.get("teacher", {})]
     if target is None:
-        return Check(name, NA, "no target for this data (--teacher-target sets one)")
+        return Check(name, None, "no target for this data (--teacher-target sets one)")
     if not values:
-        return Check(f"{name} {target:g}", NA, "no teacher figures")
+        return Check(f"{name} {target:g}", None, "no teacher figures")
     mean = _mean(values)
-    return Check(f"{name} {target:g}", _verdict(_at_least(mean, target)), f"mean {mean:.4f} vs {target:.4f}")
+    return Check(f"{name} {target:g}", (_at_least(mean, target)), f"mean {mean:.4f} vs {target:.4f}")
 
 
 def check_teacher_vs_als(runs: Sequence[SeedRun]) -> Check:
     name = f"teacher {NDCG} >= {TEACHER_OVER_ALS:g} x ALS peer (same run)"
     pairs = _pairs(runs, "teacher", "als")
     if not pairs:
-        return Check(name, NA, "no ALS peer in the reports (is the `implicit` extra installed?)")
+        return Check(name, None, "no ALS peer in the reports (is the `implicit` extra installed?)")
     teacher, als = _mean([t for t, _ in pairs.values()]), _mean([a for _, a in pairs.values()])
     per_seed = "; ".join(
         f"seed {s}: {t:.4f} vs {TEACHER_OVER_ALS:g} x {a:.4f} = {TEACHER_OVER_ALS * a:.4f} "
-        f"{_verdict(_at_least(t, TEACHER_OVER_ALS * a))}"
+        f"{status(_at_least(t, TEACHER_OVER_ALS * a))}"
         for s, (t, a) in sorted(pairs.items())
     )
     bar = TEACHER_OVER_ALS * als
     ok = _at_least(teacher, bar)
     return Check(
-        name, _verdict(ok), f"mean {teacher:.4f} vs {TEACHER_OVER_ALS:g} x {als:.4f} = {bar:.4f}; {per_seed}"
+        name, (ok), f"mean {teacher:.4f} vs {TEACHER_OVER_ALS:g} x {als:.4f} = {bar:.4f}; {per_seed}"
     )
 
 
@@ -166,12 +154,12 @@ def check_student_vs_teacher(runs: Sequence[SeedRun]) -> Check:
     name = f"student {NDCG} >= {STUDENT_OVER_TEACHER:g} x teacher"
     pairs = _pairs(runs, "student", "teacher")
     if not pairs:
-        return Check(name, NA, "no student and teacher figures")
+        return Check(name, None, "no student and teacher figures")
     student, teacher = _mean([s for s, _ in pairs.values()]), _mean([t for _, t in pairs.values()])
     bar = STUDENT_OVER_TEACHER * teacher
     return Check(
         name,
-        _verdict(_at_least(student, bar)),
+        (_at_least(student, bar)),
         f"mean {student:.4f} vs {STUDENT_OVER_TEACHER:g} x {teacher:.4f} = {bar:.4f} ({student / teacher:.1%})"
         if teacher
         else f"mean {student:.4f} vs teacher 0",
@@ -182,32 +170,32 @@ def check_parameter_ratio(runs: Sequence[SeedRun]) -> Check:
     name = f"teacher parameters >= {PARAMETER_RATIO:g} x student"
     ratios = summarize_parameters(runs)["ratio_per_seed"]
     if not ratios:
-        return Check(name, NA, "no parameter counts (no published seed)")
+        return Check(name, None, "no parameter counts (no published seed)")
     low = min(ratios.values())
     detail = ", ".join(f"seed {s}: {q:.1f}x" for s, q in sorted(ratios.items()))
-    return Check(name, _verdict(_at_least(low, PARAMETER_RATIO)), detail)
+    return Check(name, (_at_least(low, PARAMETER_RATIO)), detail)
 
 
 def check_student_vs_scratch(runs: Sequence[SeedRun]) -> Check:
     name = f"student {NDCG} > scratch in every seed"
     pairs = _pairs(runs, "student", "scratch")
     if not pairs:
-        return Check(name, NA, "no scratch student in the reports")
+        return Check(name, None, "no scratch student in the reports")
     wins = [s for s, (a, b) in pairs.items() if a > b]
     detail = ", ".join(f"seed {s}: {a:.4f} vs {b:.4f}" for s, (a, b) in sorted(pairs.items()))
-    return Check(name, _verdict(len(wins) == len(pairs)), f"{len(wins)}/{len(pairs)} seeds; {detail}")
+    return Check(name, (len(wins) == len(pairs)), f"{len(wins)}/{len(pairs)} seeds; {detail}")
 
 
 def check_coverage(runs: Sequence[SeedRun]) -> Check:
     name = f"student {COVERAGE} >= {COVERAGE_RATIO:g} x teacher"
     pairs = _pairs(runs, "student", "teacher", COVERAGE)
     if not pairs:
-        return Check(name, NA, f"no {COVERAGE} for student and teacher")
+        return Check(name, None, f"no {COVERAGE} for student and teacher")
     student, teacher = _mean([s for s, _ in pairs.values()]), _mean([t for _, t in pairs.values()])
     bar = COVERAGE_RATIO * teacher
     return Check(
         name,
-        _verdict(_at_least(student, bar)),
+        (_at_least(student, bar)),
         f"mean {student:.4f} vs {COVERAGE_RATIO:g} x {teacher:.4f} = {bar:.4f}",
     )
 
@@ -216,11 +204,11 @@ def check_wall_time(runs: Sequence[SeedRun], dataset: str) -> Check:
     name = f"pipeline wall time <= {MAX_WALL_MINUTES:g} min per seed"
     walls = {r.seed: r.wall_seconds / 60.0 for r in runs if r.wall_seconds is not None}
     if not walls:
-        return Check(name, NA, "no measured runs")
+        return Check(name, None, "no measured runs")
     detail = ", ".join(f"seed {s}: {m:.1f} min" for s, m in sorted(walls.items()))
     if dataset not in WALL_TIME_DATASETS:
-        return Check(name, NA, f"required on {', '.join(WALL_TIME_DATASETS)} only; measured {detail}")
-    return Check(name, _verdict(max(walls.values()) <= MAX_WALL_MINUTES), detail)
+        return Check(name, None, f"required on {', '.join(WALL_TIME_DATASETS)} only; measured {detail}")
+    return Check(name, (max(walls.values()) <= MAX_WALL_MINUTES), detail)
 
 
 def check_not_refused(runs: Sequence[SeedRun]) -> Check:
@@ -228,30 +216,28 @@ def check_not_refused(runs: Sequence[SeedRun]) -> Check:
     name = "no seed refused by the publish gate"
     judged = [r for r in runs if r.status in (PUBLISHED, REFUSED)]
     if not judged:
-        return Check(name, NA, "no seed reached the gates")
+        return Check(name, None, "no seed reached the gates")
     refused = [r.seed for r in judged if r.status == REFUSED]
     overridden = [r.seed for r in judged if r.gates.get("status") == "overridden"]
     parts = [f"{len(refused)} of {len(judged)} refused" + (f" (seeds {refused})" if refused else "")]
     if overridden:
         parts.append(f"gates failed but overridden in seeds {overridden}")
-    return Check(name, _verdict(not refused and not overridden), "; ".join(parts))
+    return Check(name, (not refused and not overridden), "; ".join(parts))
 
 
 def check_protocol(runs: Sequence[SeedRun]) -> Check:
     name = "standard protocol in every seed"
     seen = {r.seed: r.test_history for r in runs if r.has_figures}
     if not seen:
-        return Check(name, NA, "no figures")
+        return Check(name, None, "no figures")
     other = {s: h for s, h in seen.items() if h != STANDARD}
-    return Check(
-        name, _verdict(not other), f"other protocol: {other}" if other else f"test_history {STANDARD}"
-    )
+    return Check(name, (not other), f"other protocol: {other}" if other else f"test_history {STANDARD}")
 
 
 def check_completed(runs: Sequence[SeedRun]) -> Check:
     bad = {r.seed: r.error or r.status for r in runs if r.status in (FAILED, MISSING)}
     detail = "; ".join(f"seed {s}: {e}" for s, e in sorted(bad.items())) or f"{len(runs)} seed(s)"
-    return Check("every seed ran to a result", _verdict(bool(runs) and not bad), detail)
+    return Check("every seed ran to a result", (bool(runs) and not bad), detail)
 
 
 def compute_checks(runs: Sequence[SeedRun], dataset: str, teacher_target: float | None = None) -> list[Check]:

@@ -1,4 +1,4 @@
-"""bench.quality, part 1: one seed's outcome read back from its folders (run.json, the published
+"""One seed's outcome read back from its folders (run.json, the published
 version's report and manifest, or work_dir/refused.json) and the names the quality modules share."""
 
 from __future__ import annotations

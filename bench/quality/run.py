@@ -12,8 +12,8 @@ leave-one-out protocol unless a seed's report says otherwise (the report states 
     python -m bench.quality --data ml-100k
     python -m bench.quality --data ../shared/data/amazon-sports --summarize-only   # no training
 
-This module runs the seeds and holds the command line; reading a seed back is bench/quality_runs.py,
-aggregation and the checks bench/quality_checks.py, the JSON, Markdown and plot bench/quality_render.py.
+This module runs the seeds and holds the command line; reading a seed back is bench/quality/runs.py,
+aggregation and the checks bench/quality/checks.py, the JSON, Markdown and plot bench/quality/render.py.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.quality_render import machine_info, write_outputs
-from bench.quality_runs import (
+from bench.quality.render import machine_info, write_outputs
+from bench.quality.runs import (
     LOG_FILE,
     ML100K,
     PUBLISHED,
@@ -221,7 +221,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(markdown_table(["check", "result", "numbers"], table))
     print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0 if all(r.status in (PUBLISHED, REFUSED) for r in runs) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""bench.quality, part 3: the payload (JSON), its Markdown and the NDCG@10 plot, in bench/results/."""
+"""The payload (JSON), its Markdown and the NDCG@10 plot, in bench/results/."""
 
 from __future__ import annotations
 
@@ -9,17 +9,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.quality_checks import (
+from bench.checks import Check
+from bench.quality.checks import (
     PROTOCOL_WORDS,
     PUBLISHED_SASREC,
     TEACHER_TARGET,
-    Check,
     compute_checks,
     summarize_models,
     summarize_parameters,
     summarize_seconds,
 )
-from bench.quality_runs import METRICS, NDCG, REFUSED, SeedRun
+from bench.quality.runs import METRICS, NDCG, REFUSED, SeedRun
 from bench.report import fmt_mean_std, markdown_table, write_report
 
 # --- output --------------------------------------------------------------------------------------
@@ -52,7 +52,7 @@ def build_payload(
         "models": summarize_models(runs),
         "parameters": summarize_parameters(runs),
         "seconds": summarize_seconds(runs),
-        "checks": [asdict(c) for c in checks],
+        "checks": [c.as_dict() for c in checks],
         "refused_seeds": [r.seed for r in runs if r.status == REFUSED],
         "per_seed": [asdict(r) for r in runs],
         "reference": {"published_sasrec_ndcg@10": PUBLISHED_SASREC.get(dataset)},
