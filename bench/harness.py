@@ -2,7 +2,8 @@
 server's CPU per request, and the machine a result was measured on.
 
 The server is a subprocess (`app.server.serve`: uvicorn, uvloop, httptools, no access log) on a free
-127.0.0.1 port, started and stopped by `running_server`; bench/service.py and bench/scale.py drive it."""
+127.0.0.1 port, started and stopped by `running_server`; bench/service.py and bench/scale.py drive it.
+"""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@ catalogue (bench/catalog.py) and a copy of it with an ANN index built by the exp
 (training/export/ann.py); with `--pipeline`, the real pipeline first runs at that size.
 
 Also the student's user vectors from a version's exported user graph, which the index is tuned on
-and bench/scale.py's float32 reference is computed from."""
+and bench/scale.py's float32 reference is computed from.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """service.md: the service benchmark's payload (bench/service.py) as one page: the checks per catalogue
-size, in-process and HTTP latencies, wrk with and without the teacher in shadow, memory and publish."""
+size, in-process and HTTP latencies, wrk with and without the teacher in shadow, memory and publish.
+"""
 
 from __future__ import annotations
 

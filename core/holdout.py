@@ -12,7 +12,8 @@ items, plus the validation item under the standard protocol), sent as an explici
                                      CSR: row r's test query is query_item[query_indptr[r]:query_indptr[r + 1]]
   reported bool [E]                  the rows the report's test figures ranked (eval.max_users's sample)
   test_history str []                "train+valid" or "train" (eval.test_history)
-Versions published before these arrays existed hold `user` and `item` only (`Holdout.queries` False)."""
+Versions published before these arrays existed hold `user` and `item` only (`Holdout.queries` False).
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """A pipeline config read from its TOML file, then `--set key=value` overrides applied, type-checked.
 
 Every error is one ConfigError naming where the value came from (the file, or the `--set` that set
-it) and its full dotted key; an unknown key also names the closest valid one."""
+it) and its full dotted key; an unknown key also names the closest valid one.
+"""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ and the wall-clock budget shared between them.
 Each stage is a short function here over the modules that do the work (training/data/,
 training/teacher/, training/student/, training/evaluate/, training/export/), and each can run on its
 own (the CLI's subcommands) because everything a later stage needs is kept in `cfg.work_dir`
-(training/workdir.py). `run_pipeline` chains the stages in one process without reloading anything."""
+(training/workdir.py). `run_pipeline` chains the stages in one process without reloading anything.
+"""
 
 from __future__ import annotations
 
@@ -70,7 +71,6 @@ def train_teacher(cfg: PipelineConfig, data: Interactions, split: Split, progres
     """Train our teacher, or import and check the configured one (training/teacher/imported.py)."""
     if teacher_is_imported(cfg):
         return import_teacher_stage(cfg, data)
-
     fit = fit_teacher(training_split(cfg, split), data.catalog, cfg, Path(cfg.work_dir), progress=progress)
     save_record(cfg, "teacher", fit, data.fingerprint)
     log.info("teacher: valid %s in %.1f s", fit.valid_metrics, fit.seconds)

@@ -1,5 +1,6 @@
 """The models a publish needs (`Trained`): taken from the fits just made (`run_pipeline`), or rebuilt
-from the checkpoints and records in work_dir (`recdistill export`), checked against the data."""
+from the checkpoints and records in work_dir (`recdistill export`), checked against the data.
+"""
 
 from __future__ import annotations
 
@@ -60,11 +61,12 @@ def load_trained(cfg: PipelineConfig, data: Interactions) -> Trained:
         name = f"sweep/T={temperature:g}"
         records[name] = load_record(cfg, name, data.fingerprint)
         trained.sweep.append((temperature, load_student(Path(records[name]["checkpoint"]))))
-    _check_shapes(trained, data)
+    check_shapes(trained, data)
     return trained
 
 
-def _check_shapes(trained: Trained, data: Interactions) -> None:
+def check_shapes(trained: Trained, data: Interactions) -> None:
+    """StageError unless every model was trained on this data's users and items: retrain then."""
     if trained.teacher.n_users != data.n_users or trained.teacher.n_items != data.n_items:
         raise StageError(
             f"the teacher was trained on {trained.teacher.n_users} users / {trained.teacher.n_items} items, "

@@ -1,5 +1,6 @@
 """The seeds aggregated (mean ± std, min/max) and checked against the
-thresholds the product promises on shop logs."""
+thresholds the product promises on shop logs.
+"""
 
 from __future__ import annotations
 

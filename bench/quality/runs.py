@@ -1,5 +1,6 @@
 """One seed's outcome read back from its folders (run.json, the published
-version's report and manifest, or work_dir/refused.json) and the names the quality modules share."""
+version's report and manifest, or work_dir/refused.json) and the names the quality modules share.
+"""
 
 from __future__ import annotations
 

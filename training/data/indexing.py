@@ -4,7 +4,8 @@ Readers (training/data/tabular.py, training/data/movielens.py) return raw string
 functions here assign indices, so a file, the synthetic shop and an appended event log are numbered
 by the same rules (first appearance; metadata-only items after the log's; categories and attributes
 sorted). training/data/stream.py does the same chunk by chunk and ends in `make_catalog` and
-`extend_interactions` here."""
+`extend_interactions` here.
+"""
 
 from __future__ import annotations
 

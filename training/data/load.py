@@ -2,7 +2,8 @@
 
 A file (CSV/TSV/Parquet, streamed), MovieLens-100k from the cache, or the built-in synthetic shop,
 then every `data.extra_paths` log appended. Each source module returns `Interactions` through
-training/data/indexing.py, so what comes out is numbered the same way whichever it was."""
+training/data/indexing.py, so what comes out is numbered the same way whichever it was.
+"""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 `leave_last_out` gives every evaluated user a validation and a test item (their two most recent);
 `training_split` is what the teacher, the soft labels and the students train on (the validation
 items of every user but the early-stopping sample joined in, `eval.train_on_valid`);
-`validation_split` is that seeded early-stopping sample. Evaluation and export keep the full split."""
+`validation_split` is that seeded early-stopping sample. Evaluation and export keep the full split.
+"""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ Rows are numbered as a person opening the file would count them: for CSV/TSV the
 and the first record row 2; Parquet has no header row, so its first record is row 1. Files are read
 in chunks of rows (`iter_tables`): CSV through pandas' chunked reader, Parquet through
 `ParquetFile.iter_batches`; row numbers stay global across chunks. Validating the values is
-training/data/tabular.py's."""
+training/data/tabular.py's.
+"""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 pandas/pyarrow do the parsing (training/data/table.py reads the file's columns with their row
 numbers); validation is ours, so that every error names the file, the row and the column. Every
 check works row by row, so a file gives the same result and the same first error whatever the chunk
-size (`iter_log`)."""
+size (`iter_log`).
+"""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 Everything downstream works on contiguous int64 indices; raw ids (strings) live only in the maps
 that are published with the model. Arrays keep the input file's row order, which decides ties.
 Only types and constants here (numpy only): the id mapping is training/data/indexing.py, the split
-training/data/split.py, and the one place that knows the sources training/data/load.py."""
+training/data/split.py, and the one place that knows the sources training/data/load.py.
+"""
 
 from __future__ import annotations
 

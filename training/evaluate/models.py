@@ -3,7 +3,8 @@ source and the classic peers (popularity, tuned ALS), with their agreement with 
 
 Each is ranked over the whole catalog by training.evaluate.ranking.evaluate with the same test query
 and exclusions, so the report compares like with like. The agreement uses core.agreement, the
-functions the service's shadow report uses."""
+functions the service's shadow report uses.
+"""
 
 from __future__ import annotations
 

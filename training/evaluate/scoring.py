@@ -1,6 +1,7 @@
 """Score functions for training.evaluate.ranking.evaluate: a model's scores of every item for a batch of
 (user, history) queries. One per kind of model: a teacher (ours or imported, through the Teacher
-protocol), a student, and popularity (the baseline every model must beat)."""
+protocol), a student, and popularity (the baseline every model must beat).
+"""
 
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ plus the item vectors as .npy (one side's files and card: `export_side`, trainin
 The TopK lives inside the graph so the service never materialises a [batch, n_items] score matrix in
 Python. The exported graphs hold no training code: only the query tower and a constant item matrix.
 The item matrix may then be stored in a reduced precision (training/export/item_precision.py); the
-parity check that gates publishing is training/export/parity.py."""
+parity check that gates publishing is training/export/parity.py.
+"""
 
 from __future__ import annotations
 

@@ -19,7 +19,8 @@ Reduced graphs are checked against the float32 PyTorch model with the error boun
 (`score_error_bound`) and a minimum top-k overlap (training/export/parity.py), not with the float32
 tolerance. What the precision cost is then measured on the published graph for the report
 (`precision_report`): both graphs ranked over the full catalog for the same test users, their
-overlap, sizes and batch-1 latency."""
+overlap, sizes and batch-1 latency.
+"""
 
 from __future__ import annotations
 

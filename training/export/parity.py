@@ -3,7 +3,8 @@
 A float32 graph must return the same top-k in the same order (near-ties within `atol` excepted) and
 the same scores and user vectors within `atol`. A reduced item precision (training/export/
 item_precision.py) is held to the error bound that precision allows and a minimum top-k overlap
-with float32 instead. Any failure raises ParityError before anything is published."""
+with float32 instead. Any failure raises ParityError before anything is published.
+"""
 
 from __future__ import annotations
 

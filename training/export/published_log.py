@@ -7,7 +7,8 @@ user, oldest first (`training.data.split.time_order`), with the event types wher
 service seeds its history store from it: the holdout is an evaluation device, and the shop's users
 really did everything in the log, so a request by `user_id` ranks from all of it and `exclude_seen`
 excludes all of it. That makes a replay by `user_id` dishonest, hence the holdout's test queries
-(their arrays: core/holdout.py)."""
+(their arrays: core/holdout.py).
+"""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ Every train interaction after a user's first is a (history -> next item) pair. T
 as windows of `history_len` consecutive pairs (one causal forward pass scores all L positions); the
 student gathers each pair's left-padded history on the fly from the flat train array. Batches can be
 cut to their real length (`trim_padding`), and ordered so that they hold examples of similar length
-(`length_bucketed_order`)."""
+(`length_bucketed_order`).
+"""
 
 from __future__ import annotations
 

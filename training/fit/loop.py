@@ -3,7 +3,8 @@ optional weight averaging, the same code for one process and for torchrun, then 
 
 `fit_stage` runs `train_loop` with a stage's settings and saves the best weights; the teacher's fit
 (training/teacher/fit.py) and the student's (training/student/distill.py) only supply the model, the
-examples and a batch loss."""
+examples and a batch loss.
+"""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@ sampled softmax with logQ correction over negatives drawn from a smoothed popula
 
 One rule for both stages (`uses_full_softmax`, set per stage by `loss` and `full_softmax_max_items`)
 and one sampler, so the teacher and the student switch alike. The loss formulas themselves are pure
-functions in training/fit/losses.py."""
+functions in training/fit/losses.py.
+"""
 
 from __future__ import annotations
 

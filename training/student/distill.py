@@ -6,7 +6,8 @@ The student is trained on the teacher's (history -> next item) pairs with
   + weight_rank * ranking distillation on the teacher's top-K          (Tang & Wang, KDD 2018)
 With no soft labels or weight_kl = weight_rank = 0 it is the "scratch" baseline. Besides the labelled
 pairs, `distill.final_history_repeats` adds each user's whole-history rows of the soft labels
-(training/student/soft_labels.py), soft-label losses only, to every epoch."""
+(training/student/soft_labels.py), soft-label losses only, to every epoch.
+"""
 
 from __future__ import annotations
 

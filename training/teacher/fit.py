@@ -1,6 +1,7 @@
 """Our two-tower teacher's fit: every next-item pair of the train split, the causal windows the
 transformer reads, a full or sampled softmax (training/fit/softmax.py), early stopping on validation
-NDCG@k (training/fit/loop.py). An imported teacher is not fitted: training/teacher/imported.py."""
+NDCG@k (training/fit/loop.py). An imported teacher is not fitted: training/teacher/imported.py.
+"""
 
 from __future__ import annotations
 

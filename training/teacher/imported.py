@@ -11,7 +11,8 @@ before anything trains; afterwards every stage reads it through training.teacher
 Items the teacher has no row for score 0 and read as padding in a history; users it has no row for
 are unknown to it. Their share of the interaction log must not exceed `teacher.max_unmapped_share`.
 To the pipeline an import is the teacher's stage (`import_teacher_stage`: a fit with no curve), and
-`teacher_source` says which teacher a version was distilled from, ours or imported."""
+`teacher_source` says which teacher a version was distilled from, ours or imported.
+"""
 
 from __future__ import annotations
 
