@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.fixtures.files import write
 from training.config import ColumnMap, ConfigError, DataConfig, SyntheticConfig
 from training.config_file import load_config
 from training.data.indexing import append_log, build_interactions, index_ids
@@ -20,11 +21,6 @@ from training.data.types import DataError
 CHUNKS = [1, 2, 7, 10_000]  # 10_000: the whole file in one chunk
 EVENTS = {"view": 1.0, "click": 2.0, "purchase": 5.0}
 COLUMNS = ColumnMap(weight="qty", event="kind")
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""training/export/published_log.py (written) and core/holdout.py (read back) on a hand-made log: the seed is the whole log by user and time, with event
-types; the holdout's test queries are what the offline ranking read; a replay body asks for exactly that."""
+"""training/export/published_log.py (written) and core/holdout.py (read back) on a hand-made log: the
+seed is the whole log by user and time, with event types; the holdout's test queries are what the
+offline ranking read; a replay body asks for exactly that."""
 
 from __future__ import annotations
 

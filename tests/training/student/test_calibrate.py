@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from core.manifest import HISTORY_INPUT, K_INPUT, load_manifest
-from tests.training.student.test_distill import cycle_log
+from tests.fixtures.cycle import cycle_log
 from training.config import ConfigError, StudentConfig
 from training.config_file import load_config
 from training.data.split import leave_last_out, training_split

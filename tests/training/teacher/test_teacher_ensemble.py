@@ -11,7 +11,7 @@ import torch
 
 from core.files import sha256_file
 from core.manifest import read_latest
-from tests.training.student.test_distill import cycle_log, tiny_cfg
+from tests.fixtures.cycle import cycle_log, tiny_cfg
 from training.config import ConfigError, PipelineConfig, StudentConfig
 from training.config_file import load_config
 from training.data.split import leave_last_out

@@ -18,7 +18,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from core.manifest import HISTORY_INPUT, INDICES_OUTPUT, K_INPUT, SCORES_OUTPUT, ModelCard
-from tests.training.export.test_export import StubStudent, StubTeacher
+from tests.fixtures.export_stubs import StubStudent, StubTeacher
 from training.config import ConfigError
 from training.config_file import load_config
 from training.data.types import Split

@@ -28,7 +28,7 @@ from training.distributed import DistContext
 from training.fit.loop import train_loop
 from training.pipeline import run_pipeline
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "tiny.toml"
 CPU = torch.device("cpu")
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")

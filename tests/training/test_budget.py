@@ -1,48 +1,15 @@
-"""The shared training loop's helpers: padding trim, length-bucketed epochs, the wall-clock budget."""
+"""training/pipeline.py's wall-clock budget: the teacher's share, and the students sharing what is left by cost."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import torch
 
 import training.pipeline as pipeline
 from tests.fixtures.hand_made import hand_made_log
-from training.config import PipelineConfig, StudentConfig
+from training.config import PipelineConfig
 from training.data.split import leave_last_out
-from training.fit.examples import length_bucketed_order, trim_padding
 from training.fit.loop import FitResult
 from training.pipeline import budgeted, students_pool
-from training.student.model import MLPStudent
-
-PAD = 9
-
-
-def test_trim_padding_drops_only_columns_that_are_padding_in_every_row():
-    x = torch.tensor([[PAD, PAD, PAD, 1, 2], [PAD, PAD, 3, 4, 5]])
-    y = torch.tensor([[-1, -1, -1, 2, 7], [-1, -1, 4, 5, 8]])
-    tx, ty = trim_padding(x, PAD, y)
-    assert tx.tolist() == [[PAD, 1, 2], [3, 4, 5]] and ty.tolist() == [[-1, 2, 7], [4, 5, 8]]
-    all_pad = torch.full((2, 4), PAD)
-    assert trim_padding(all_pad, PAD).shape == (2, 1)  # one column kept: the model still gets an input
-
-
-def test_trimmed_histories_give_the_students_exact_output():
-    torch.manual_seed(0)
-    model = MLPStudent(PAD, StudentConfig(dim=4, history_len=5, hidden=[8], dropout=0.0)).eval()
-    x = torch.tensor([[PAD, PAD, PAD, 1, 2], [PAD, PAD, 3, 4, 5]])
-    assert torch.allclose(model.user_vectors(x), model.user_vectors(trim_padding(x, PAD)), atol=1e-6)
-
-
-def test_length_bucketed_order_is_a_permutation_of_similar_length_batches():
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(1, 50, size=1000)
-    order = length_bucketed_order(lengths, batch_size=32, pool_batches=8)(np.random.default_rng(1))
-    assert sorted(order.tolist()) == list(range(1000))
-    batches = [order[i : i + 32] for i in range(0, 1000, 32)]
-    spread = np.mean([np.ptp(lengths[b]) for b in batches])
-    assert spread < 0.5 * np.mean([np.ptp(lengths[rng.permutation(1000)[:32]]) for _ in range(20)])
-    assert len(batches[-1]) == 1000 % 32  # the one short batch comes last: boundaries stay aligned
 
 
 def test_budget_gives_the_teacher_its_share_and_the_students_the_rest_less_the_reserve():

@@ -1,28 +1,14 @@
-"""Teacher and student: shapes, padding invariance, parameter counts, checkpoint round trips."""
+"""training/teacher/two_tower.py: shapes, padding invariance, causality, features, parameter counts."""
 
 import numpy as np
 import pytest
 import torch
 
+from tests.fixtures.torch_models import CATEGORY, N_ITEMS, N_USERS, PRICE, tiny_teacher
 from training.config import StudentConfig, TeacherConfig
-from training.student.model import MLPStudent, count_parameters, load_student, student_checkpoint
+from training.student.model import MLPStudent, count_parameters
 from training.teacher.two_tower import TwoTowerTeacher, load_teacher, price_features, teacher_checkpoint
 from training.workdir import save_checkpoint
-
-N_USERS, N_ITEMS = 7, 12
-CATEGORY = np.array([0, 1, 2, -1, 0, 1, 2, 0, -1, 1, 2, 0], dtype=np.int32)
-PRICE = np.array([1, 2, np.nan, 4, 5, 6, 7, 8, 9, np.nan, 11, 12], dtype=np.float32)
-
-
-def tiny_teacher(**kw) -> TwoTowerTeacher:
-    torch.manual_seed(0)
-    cfg = TeacherConfig(dim=16, n_heads=2, history_len=6, dropout=0.0, **kw)
-    return TwoTowerTeacher(N_USERS, CATEGORY, PRICE, cfg).eval()
-
-
-def tiny_student() -> MLPStudent:
-    torch.manual_seed(0)
-    return MLPStudent(N_ITEMS, StudentConfig(dim=8, history_len=6, hidden=[16], dropout=0.0)).eval()
 
 
 def test_teacher_shapes_and_attributes():
@@ -69,25 +55,6 @@ def test_price_features_standardise_known_prices_and_flag_unknown():
     assert f[:, 1].tolist() == [0.0, 1.0, 0.0]
 
 
-def test_student_shapes_and_padding():
-    s = tiny_student()
-    assert (s.n_items, s.history_len, s.padding_value) == (12, 6, 12)
-    short = s.user_vectors(torch.tensor([[4, 9, 2]]))
-    padded = s(torch.tensor([[12, 12, 12, 4, 9, 2]]))
-    assert short.shape == (1, 8) and s.item_vectors().shape == (12, 8)
-    assert torch.allclose(short, padded, atol=1e-6)
-    assert torch.isfinite(s.user_vectors(torch.full((2, 6), 12))).all()
-
-
-def test_student_is_order_aware():
-    s = tiny_student()
-    with torch.no_grad():
-        s.pos_logit.copy_(torch.linspace(2.0, -2.0, 6))  # recent items weigh more
-    a = s.user_vectors(torch.tensor([[1, 2, 3]]))
-    b = s.user_vectors(torch.tensor([[3, 2, 1]]))
-    assert not torch.allclose(a, b, atol=1e-4)
-
-
 def test_parameter_counts_at_ml100k_sizes():
     # ml-100k: 943 users, 1682 items, 18 genres; defaults must give a >= 10x smaller student
     category = np.arange(1682, dtype=np.int32) % 18
@@ -97,19 +64,6 @@ def test_parameter_counts_at_ml100k_sizes():
     # the student has no user table: its size does not depend on the number of users
     d = StudentConfig().dim
     assert count_parameters(student) < (1682 + 1) * d + 20_000
-
-
-def test_checkpoint_round_trips(tmp_path):
-    t, s = tiny_teacher(), tiny_student()
-    save_checkpoint(teacher_checkpoint(t, CATEGORY, PRICE), tmp_path / "t.pt")
-    save_checkpoint(student_checkpoint(s), tmp_path / "s.pt")
-    t2, s2 = load_teacher(tmp_path / "t.pt"), load_student(tmp_path / "s.pt")
-    hist = torch.tensor([[12, 1, 2, 3, 4, 5]])
-    assert torch.equal(t.user_vectors(torch.tensor([1]), hist), t2.user_vectors(torch.tensor([1]), hist))
-    assert torch.equal(t.item_vectors(), t2.item_vectors())
-    assert torch.equal(s.user_vectors(hist), s2.user_vectors(hist))
-    with pytest.raises(ValueError, match="not a teacher checkpoint"):
-        load_teacher(tmp_path / "s.pt")
 
 
 def test_attribute_table_pads_each_item_to_the_widest():
