@@ -22,10 +22,11 @@ from core.manifest import load_manifest, read_latest, verify_files
 from recdistill.cli import build_parser, main
 from recdistill.offline import _pipeline_argv
 from training import distributed
-from training.config import ConfigError, load_config
+from training.config import ConfigError
+from training.config_file import load_config
 from training.distributed import DistContext
+from training.fit.loop import train_loop
 from training.pipeline import run_pipeline
-from training.train import train_loop
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "tiny.toml"
@@ -207,7 +208,7 @@ import torch
 sys.path.insert(0, sys.argv[2])
 from problem import make, N
 from training import distributed
-from training.train import train_loop
+from training.fit.loop import train_loop
 
 with distributed.session("cpu", threads=1) as ctx:
     model, batch_loss, validate, calls, kwargs = make()
