@@ -273,5 +273,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
 
 
+def exit_process(code: int) -> None:
+    """Leave the process with `code`; a torchrun worker (WORLD_SIZE > 1) leaves with `os._exit`.
+
+    Why: in torch 2.13, building a DistributedDataParallel keeps the gloo process group alive after
+    `destroy_process_group` (its three threads, gloo_tcp_loop and two pt_gloo_runloop, are still
+    running when the script ends), and destroying it during interpreter teardown races those
+    threads: on a loaded machine 2 of 80 two-rank runs of tests/training/test_distributed.py's
+    worker aborted at exit with "terminate called without an active exception". Every result is
+    written, fsynced and renamed by then, so a worker flushes its logs and output and skips the
+    teardown: 0 aborts in 120 runs under the same load.
+    """
+    if os.environ.get("WORLD_SIZE", "1") != "1":
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
