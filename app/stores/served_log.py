@@ -33,9 +33,10 @@ class ServedLog:
     _flush_errors: tuple[type[BaseException], ...] = ()  # what the writer thread logs and retries
     # While the store cannot be written (an outage), answers wait in memory; past this many the oldest
     # waiting answer is dropped and counted (`dropped`, the gauge recdistill_served_answers_dropped), so a
-    # long outage under traffic costs A/B data it says it lost, never the replica's memory. An answer
-    # is a few hundred bytes: 200,000 of them, about 10 minutes at 300 answers/s, stay well under 100 MB.
-    max_buffered = 200_000
+    # long outage under traffic costs A/B data it says it lost, never the replica's memory. An answer of
+    # 10 items holds about 1 KB (measured: 212 MB for 200,000), so the bound is about 100 MB, some
+    # 5 minutes of answers at 300 per second.
+    max_buffered = 100_000
 
     def __init__(self, flush_interval: float, clock: Callable[[], float], thread_name: str) -> None:
         self.dropped = 0  # answers dropped from a full buffer (see max_buffered)
