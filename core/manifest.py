@@ -105,6 +105,32 @@ class TeacherSource(BaseModel):
     report: dict[str, Any] = Field(default_factory=dict)  # the import's checks: shapes, unmapped shares
 
 
+# The folder of a version that holds its PyTorch checkpoints (`Manifest.checkpoints`): never in `files`.
+CHECKPOINTS_DIR = "checkpoints"
+
+
+class Checkpoint(BaseModel):
+    """One PyTorch checkpoint a later run continues training from (training/warm/)."""
+
+    model_config = ConfigDict(extra="forbid")
+    file: str  # under CHECKPOINTS_DIR
+    sha256: str
+    bytes: int
+
+
+class EventsIn(BaseModel):
+    """The service's logged events a retrain appended to the base log (`recdistill retrain`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    file: str  # the exported CSV, in the run's work_dir
+    rows: int
+    first: int | None  # epoch seconds of the oldest and the newest event taken in (None: no event)
+    last: int | None
+    since: int | None  # the cut the export used (None: every event the service logged)
+    new_users: int  # users and items the version warm-started from (or served) did not know
+    new_items: int
+
+
 class Manifest(BaseModel):
     schema_version: int = SCHEMA_VERSION
     version: str
@@ -141,6 +167,12 @@ class Manifest(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
     report: list[str] = Field(default_factory=list)
     teacher_source: TeacherSource | None = None  # None: a version published before sources existed
+    # The version whose checkpoints this one started training from (`warm_start`); None: trained cold.
+    warm_start_from: str | None = None
+    events: EventsIn | None = None  # what a retrain took in from the service; None: none
+    # role ("teacher", "student", "scratch") -> its checkpoint, for the next warm start. Kept out of
+    # `files` on purpose: the service never reads, hashes or needs them (it never imports torch).
+    checkpoints: dict[str, Checkpoint] = Field(default_factory=dict)
 
 
 def file_entry(path: Path) -> FileEntry:

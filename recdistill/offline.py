@@ -18,7 +18,8 @@ from typing import Any
 from recdistill.cli import DEFAULT_CONFIG
 
 
-def _load(args: argparse.Namespace) -> Any:
+def _load_config(args: argparse.Namespace) -> Any:
+    """The config file with the --set overrides, as written."""
     from training.config_file import load_config
 
     if not Path(args.config).is_file():
@@ -27,6 +28,29 @@ def _load(args: argparse.Namespace) -> Any:
             f"{args.config}: no such config file{default if args.config == DEFAULT_CONFIG else ''}"
         )
     return load_config(Path(args.config), args.set)
+
+
+def _load(args: argparse.Namespace) -> Any:
+    """The config, with `warm_start = "served"` resolved to the version the service serves."""
+    return resolve_served(_load_config(args))
+
+
+def resolve_served(cfg: Any) -> Any:
+    """cfg with `warm_start = "served"` replaced by the served version's name (the pin, else LATEST,
+    read where the service keeps them: RECDISTILL_* settings); VersionError when nothing is published."""
+    from training.config import WARM_START_SERVED
+
+    if cfg.warm_start == WARM_START_SERVED:
+        from recdistill.models import served_version
+
+        cfg.warm_start = served_version(Path(cfg.models_dir))
+    return cfg
+
+
+def _warm(cfg: Any, data: Any) -> Any:
+    from training.warm.start import open_warm_start
+
+    return open_warm_start(cfg, data)
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -125,7 +149,7 @@ def cmd_teacher(args: argparse.Namespace) -> int:
     from training.pipeline import train_teacher
 
     cfg, data, split = _load_data(args)
-    fit = train_teacher(cfg, data, split, progress=_progress(args))
+    fit = train_teacher(cfg, data, split, progress=_progress(args), warm=_warm(cfg, data))
     print(f"teacher: {fit.checkpoint} in {fit.seconds:.1f} s; valid {_metrics_line(fit.valid_metrics)}")
     return 0
 
@@ -167,7 +191,8 @@ def cmd_student(args: argparse.Namespace) -> int:
 
     cfg, data, split = _load_data(args)
     teacher, _ = load_trained_teacher(cfg, data)
-    for name, fit in train_students(cfg, data, split, teacher, progress=_progress(args)).items():
+    fits = train_students(cfg, data, split, teacher, progress=_progress(args), warm=_warm(cfg, data))
+    for name, fit in fits.items():
         print(f"{name}: {fit.checkpoint} in {fit.seconds:.1f} s; valid {_metrics_line(fit.valid_metrics)}")
     return 0
 
@@ -179,7 +204,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     cfg = _load(args)
     t0 = time.perf_counter()
     data, split = load_data(cfg)
-    result = publish_trained(cfg, data, split, load_trained(cfg, data))
+    result = publish_trained(cfg, data, split, load_trained(cfg, data), warm=_warm(cfg, data))
     print(summary(result.manifest.model_dump(mode="json"), result.version_dir, time.perf_counter() - t0))
     return 0
 

@@ -10,5 +10,6 @@ Read it top-down as the pipeline runs (training/pipeline.py: the stages and the 
   trained.py                  the models a publish needs, from the fits or from work_dir
   evaluate/                   full-ranking metrics, every model ranked alike, gates, the report
   export/                     ONNX graphs, parity, item precision, the ANN index, the atomic publish
+  warm/                       warm starts: the checkpoints a version carries, id maps merged by raw id
 The only package that imports torch (and only inside the modules that train or export).
 """

@@ -5,6 +5,7 @@ Every stage takes its own section of `PipelineConfig`; nothing reads configurati
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -325,12 +326,36 @@ class PublishConfig(_Section):
     0.0439, 0.0407 vs 0.0440), ~2% on ml-100k (student std 0.0015-0.002 at NDCG@10 ~0.10); 3% sits
     above both, so a refusal means the distillation hurt, not that the seed was unlucky.
     student_vs_popularity: the student must not be below the popularity peer (no tolerance).
+    student_vs_served (a retrain): the new student's test NDCG@k must be at least the served
+    version's student's on the same holdout, less `served_tolerance` (relative; items the served
+    version does not know are its misses). The tolerance: see docs/retraining.md for the measurement.
     A failed gate stops the publish (the CLI exits 3); `require_gates = false` publishes anyway and
     the manifest and report record the gate results as overridden.
     """
 
     require_gates: bool = True
     scratch_tolerance: float = Field(0.03, ge=0, lt=1)
+    served_tolerance: float = Field(0.03, ge=0, lt=1)
+    refit: bool = (
+        False  # fine-tune the published student on the whole log after evaluation (student/refit.py)
+    )
+    refit_epochs: int = Field(1, gt=0)
+
+
+class WarmConfig(_Section):
+    """How a warm-started run trains (`warm_start` names a version, training/warm/): the teacher, the
+    scratch and the distilled student each continue from that version's weights at `lr_scale` times
+    their own lr, for at most `epochs` epochs, stopping after `patience` epochs without a better
+    validation NDCG@k. Everything else (losses, soft labels, the weight average, calibration) is as
+    configured for a cold run."""
+
+    lr_scale: float = Field(0.3, gt=0, le=1)
+    epochs: int = Field(4, gt=0)
+    patience: int = Field(1, ge=1)
+
+
+WARM_START_NONE, WARM_START_SERVED = "none", "served"
+_VERSION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 
 
 class PipelineConfig(_Section):
@@ -357,3 +382,16 @@ class PipelineConfig(_Section):
     export: ExportConfig = Field(default_factory=ExportConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
+    # Where training starts (training/warm/): "none" = fresh weights; a version under models_dir =
+    # its checkpoints, id maps merged by raw id (new items and users get new rows), trained as `warm`
+    # says; "served" = the version the service serves (the pin, else LATEST), which the `recdistill`
+    # command resolves where the service keeps its pin. `recdistill retrain` defaults to "served".
+    warm_start: str = WARM_START_NONE
+    warm: WarmConfig = Field(default_factory=WarmConfig)
+
+    @field_validator("warm_start")
+    @classmethod
+    def _a_version_name(cls, value: str) -> str:
+        if value not in (WARM_START_NONE, WARM_START_SERVED) and not _VERSION_NAME.fullmatch(value):
+            raise ValueError(f"{value!r}: expected 'none', 'served' or a version folder name")
+        return value

@@ -13,13 +13,13 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.files import sha256_file
-from core.manifest import Manifest, load_manifest
+from core.manifest import EventsIn, Manifest, load_manifest
 from training import distributed
 from training.config import PipelineConfig
 from training.data.load import load_interactions
@@ -27,15 +27,18 @@ from training.data.split import leave_last_out, training_split
 from training.data.types import Interactions, Split
 from training.evaluate.gates import check_gates, enforce, gate_lines, quality_warnings
 from training.evaluate.models import evaluate_all
+from training.evaluate.served import served_metrics
 from training.export.publish import new_version, publish
 from training.export.version import VersionPlan, stage_version
 from training.student.calibrate import calibrate_fit
 from training.student.distill import fit_student
+from training.student.refit import refit_student, whole_log_split
 from training.student.soft_labels import build_soft_labels
 from training.teacher.ensemble import TeacherPlusStudent
 from training.teacher.fit import fit_teacher
 from training.teacher.imported import import_teacher_stage, teacher_is_imported, teacher_source
 from training.trained import Trained, trained_from_fits
+from training.warm.start import WarmStart, open_warm_start, warm_config, warm_student, warm_teacher
 from training.workdir import save_record, save_refused
 
 if TYPE_CHECKING:
@@ -51,6 +54,18 @@ class PipelineResult:
     manifest: Manifest
     metrics: dict[str, Any]
     seconds: dict[str, float] = field(default_factory=dict)
+    warm: WarmStart | None = None  # what the run started from (None: trained cold)
+
+
+@dataclass(frozen=True)
+class Publication:
+    """How a run publishes. `recdistill pipeline` moves LATEST; a retrain (recdistill/retrain.py)
+    leaves it (the new version becomes the candidate), gates the new student against the served
+    version's on the new holdout, and records the service's events it took in."""
+
+    set_latest: bool = True
+    served: Path | None = None  # the served version's folder: the student_vs_served gate
+    events: EventsIn | None = None
 
 
 # --- stages ------------------------------------------------------------------------------------------
@@ -67,11 +82,21 @@ def load_data(cfg: PipelineConfig) -> tuple[Interactions, Split]:
     return data, split
 
 
-def train_teacher(cfg: PipelineConfig, data: Interactions, split: Split, progress: bool = True) -> Any:
-    """Train our teacher, or import and check the configured one (training/teacher/imported.py)."""
+def train_teacher(
+    cfg: PipelineConfig,
+    data: Interactions,
+    split: Split,
+    progress: bool = True,
+    warm: WarmStart | None = None,
+) -> Any:
+    """Train our teacher (from `warm`'s teacher when given, with the `warm` settings), or import and
+    check the configured one (training/teacher/imported.py)."""
     if teacher_is_imported(cfg):
         return import_teacher_stage(cfg, data)
-    fit = fit_teacher(training_split(cfg, split), data.catalog, cfg, Path(cfg.work_dir), progress=progress)
+    train = training_split(cfg, split)
+    init = warm_teacher(warm, train, data.catalog, cfg) if warm is not None else None
+    stage = warm_config(cfg) if init is not None else cfg
+    fit = fit_teacher(train, data.catalog, stage, Path(cfg.work_dir), progress=progress, init=init)
     save_record(cfg, "teacher", fit, data.fingerprint)
     log.info("teacher: valid %s in %.1f s", fit.valid_metrics, fit.seconds)
     return fit
@@ -115,6 +140,7 @@ def train_students(
     progress: bool = True,
     pool_seconds: float | None = None,
     seconds: dict[str, float] | None = None,
+    warm: WarmStart | None = None,
 ) -> dict[str, Any]:
     """The distilled student, the scratch baseline (when configured) and one student per swept temperature.
 
@@ -125,6 +151,9 @@ def train_students(
     `pool_seconds` (the pipeline's budget left for students, see `students_pool`) is handed out as
     the students go, by `student_cost`: each student may use its weighted share of what is left when
     it starts, so time one student saves by stopping early goes to the ones after it.
+
+    `warm`: the distilled and the scratch student start from the version's (with the `warm`
+    settings); the swept students train cold.
     """
     work = Path(cfg.work_dir)
     full_split, split = split, training_split(cfg, split)
@@ -157,9 +186,15 @@ def train_students(
                 stage_cfg.student.max_train_seconds, left * weights[0] / sum(weights)
             )
             log.info("%s: up to %.0f s of the %.0f s left", name, stage_cfg.student.max_train_seconds, left)
-        fits[name] = fit_student(
-            split, stage_cfg, labels if distilled else None, stage_work, progress=progress
+        init = (
+            warm_student(warm, name, data.catalog, stage_cfg)
+            if warm is not None and name in ("student", "scratch")
+            else None
         )
+        fits[name] = fit_student(
+            split, warm_config(stage_cfg) if init is not None else stage_cfg, labels if distilled else None,
+            stage_work, progress=progress, init=init,
+        )  # fmt: skip
         if stage_cfg.student.popularity_penalties:
             calibrate_fit(fits[name], split, stage_cfg)
         save_record(cfg, name, fits[name], data.fingerprint)
@@ -192,8 +227,10 @@ def check_publish_gates(
     results and `context` (parameter counts, stage seconds) are kept in `work_dir/refused.json`
     (no version folder, LATEST untouched), so a refused run can still be compared.
     """
-    test, k = evaluation["test"], cfg.eval.k
-    gates = check_gates(test, k, cfg.publish.scratch_tolerance, cfg.publish.require_gates)
+    test, k, p = evaluation["test"], cfg.eval.k, cfg.publish
+    gates = check_gates(
+        test, k, p.scratch_tolerance, p.require_gates, evaluation.get("served"), p.served_tolerance
+    )
     warnings = quality_warnings(test, k)
     for line in warnings:
         log.warning("%s", line)
@@ -203,6 +240,7 @@ def check_publish_gates(
         record = {
             "test": test,
             "test_history": evaluation["test_history"],
+            "served": evaluation.get("served"),
             "gates": gates,
             "warnings": warnings,
             **(context or {}),
@@ -219,9 +257,12 @@ def publish_trained(
     split: Split,
     trained: Trained,
     seconds: dict[str, float] | None = None,
+    publication: Publication = Publication(),
+    warm: WarmStart | None = None,
 ) -> PipelineResult:
     """Evaluate, check the publish gates, then stage the version (export + parity + report,
-    training/export/version.py) and publish it atomically.
+    training/export/version.py) and publish it atomically (`publication`: LATEST or not, the served
+    version to gate against, the events taken in).
 
     A failed gate (GateError) raises before anything is staged, a parity failure before anything is
     renamed: either way no version, LATEST untouched.
@@ -234,20 +275,42 @@ def publish_trained(
     peer_seconds = {f"{name}_peer": float(rec["seconds"]) for name, rec in evaluation["peers"].items()}
     seconds["evaluate"] = time.perf_counter() - t0 - sum(peer_seconds.values())  # peers' tuning: apart
     seconds |= peer_seconds
+    if publication.served is not None:  # the student serving now, on the same holdout
+        evaluation["served"] = served_metrics(publication.served, cfg, data, split)
     params = trained.parameter_counts()
     context = {"parameters": params, "seconds": seconds}
     gates, warnings = check_publish_gates(cfg, evaluation, context)  # GateError: nothing staged yet
+    if cfg.publish.refit:  # the figures above stay the evaluated weights'; the refit student is published
+        t0 = time.perf_counter()
+        trained = refit_trained(cfg, data, trained)
+        seconds["refit"] = time.perf_counter() - t0
     config_json = cfg.model_dump(mode="json")
     plan = VersionPlan(
         cfg=cfg, data=data, split=split, trained=trained, evaluation=evaluation, gates=gates,
         warnings=warnings, parameters=params, seconds=seconds,
         version=new_version(data.fingerprint, json.dumps(config_json, sort_keys=True)),
         config_json=config_json, source=teacher_source(cfg, trained.teacher),
+        warm=None if warm is None else warm.summary(), events=publication.events,
     )  # fmt: skip
-    version_dir = publish(Path(cfg.models_dir), plan.version, partial(stage_version, plan))
+    build = partial(stage_version, plan)
+    version_dir = publish(Path(cfg.models_dir), plan.version, build, set_latest=publication.set_latest)
     return PipelineResult(
-        version_dir=version_dir, manifest=load_manifest(version_dir), metrics=plan.metrics, seconds=seconds
-    )
+        version_dir=version_dir, manifest=load_manifest(version_dir), metrics=plan.metrics, seconds=seconds,
+        warm=warm,
+    )  # fmt: skip
+
+
+def refit_trained(
+    cfg: PipelineConfig, data: Interactions, trained: Trained, progress: bool = False
+) -> Trained:
+    """`trained` with its student fine-tuned on the whole log (`publish.refit`, training/student/refit.py),
+    distilled from the same source as before, its soft labels now over every interaction."""
+    whole = whole_log_split(data)
+    if cfg.distill.soft_labels_from == "teacher+scratch" and trained.scratch is not None:
+        labels = ensemble_soft_labels(cfg, trained.teacher, trained.scratch, whole, progress)
+    else:
+        labels = soft_labels(cfg, trained.teacher, whole, progress)
+    return replace(trained, student=refit_student(cfg, whole, trained.student, labels, progress))
 
 
 def _stage_seconds(limit: float | None, budget: float | None) -> float | None:
@@ -277,18 +340,22 @@ def students_pool(cfg: PipelineConfig, elapsed: float) -> float | None:
     return max(cfg.budget_minutes * 60.0 * (1.0 - cfg.budget_reserve_share) - elapsed, 0.0)
 
 
-def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult | None:
+def run_pipeline(
+    cfg: PipelineConfig, progress: bool = True, publication: Publication = Publication()
+) -> PipelineResult | None:
     """data -> teacher -> soft labels -> student (+ scratch, sweep) -> evaluate -> export -> publish.
 
-    Under torchrun (training/distributed.py) every rank trains and only rank 0 evaluates and
-    publishes: the other ranks return None.
+    `cfg.warm_start` names a version: every model we train starts from its weights
+    (training/warm/). Under torchrun (training/distributed.py) every rank trains and only rank 0
+    evaluates and publishes: the other ranks return None.
     """
     distributed.set_threads(cfg)
     seconds: dict[str, float] = {}
     start = t0 = time.perf_counter()
     data, split = load_data(cfg)
+    warm = open_warm_start(cfg, data)
     seconds["data"] = time.perf_counter() - t0
-    teacher_fit = train_teacher(budgeted(cfg, time.perf_counter() - start), data, split, progress)
+    teacher_fit = train_teacher(budgeted(cfg, time.perf_counter() - start), data, split, progress, warm)
     seconds["teacher"] = teacher_fit.seconds
     labels = None
     if cfg.distill.soft_labels_from == "teacher":  # teacher+scratch: after the scratch student
@@ -297,10 +364,10 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult |
         seconds["soft_labels"] = time.perf_counter() - t0
     pool = students_pool(cfg, time.perf_counter() - start)
     fits = train_students(
-        cfg, data, split, teacher_fit.model, labels, progress, pool_seconds=pool, seconds=seconds
+        cfg, data, split, teacher_fit.model, labels, progress, pool_seconds=pool, seconds=seconds, warm=warm
     )
     for name, fit in fits.items():
         seconds[name] = fit.seconds
     if not distributed.is_main():  # torchrun: one model, published by rank 0
         return None
-    return publish_trained(cfg, data, split, trained_from_fits(teacher_fit, fits), seconds)
+    return publish_trained(cfg, data, split, trained_from_fits(teacher_fit, fits), seconds, publication, warm)

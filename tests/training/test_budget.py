@@ -33,7 +33,7 @@ def test_students_share_the_pool_by_cost_and_pass_on_what_an_early_stop_saves(mo
     monkeypatch.setattr(pipeline.time, "perf_counter", lambda: clock["now"])
     caps: dict[str, float] = {}
 
-    def fake_fit(split, cfg, labels, work, progress=True):
+    def fake_fit(split, cfg, labels, work, progress=True, init=None):
         name = "scratch" if labels is None else "student"
         caps[name] = cfg.student.max_train_seconds
         clock["now"] += 50.0

@@ -75,12 +75,43 @@ def student_vs_popularity(test: Mapping[str, Mapping[str, float]], metric: str) 
     }
 
 
-def check_gates(
-    test: Mapping[str, Mapping[str, float]], k: int, tolerance: float, required: bool = True
+def student_vs_served(
+    test: Mapping[str, Mapping[str, float]], served: Mapping[str, Any], metric: str, tolerance: float
 ) -> dict[str, Any]:
-    """Every gate's result and the overall status: passed, failed (required) or overridden (not required)."""
+    """Passes when the new student >= the served version's student * (1 - tolerance), both ranked on
+    the new holdout (training/evaluate/served.py); the edge passes."""
+    student, reference = float(test["student"][metric]), float(served["student"][metric])
+    threshold = reference * (1.0 - tolerance)
+    ok = student >= threshold
+    return {
+        "name": "student_vs_served",
+        "status": PASSED if ok else FAILED,
+        "metric": metric,
+        "student": student,
+        "reference": reference,
+        "version": served["version"],
+        "tolerance": tolerance,
+        "threshold": threshold,
+        "line": f"gate student_vs_served {PASSED if ok else FAILED}: student {metric} {student:.4f} "
+        f"{'>=' if ok else '<'} served {served['version']} {reference:.4f} - tolerance {_pct(tolerance)}",
+    }
+
+
+def check_gates(
+    test: Mapping[str, Mapping[str, float]],
+    k: int,
+    tolerance: float,
+    required: bool = True,
+    served: Mapping[str, Any] | None = None,
+    served_tolerance: float = 0.0,
+) -> dict[str, Any]:
+    """Every gate's result and the overall status: passed, failed (required) or overridden (not required).
+
+    `served` (a retrain): the served version's student on the same holdout (training/evaluate/served.py)."""
     metric = f"ndcg@{k}"
     gates = [student_vs_scratch(test, metric, tolerance), student_vs_popularity(test, metric)]
+    if served is not None:
+        gates.append(student_vs_served(test, served, metric, served_tolerance))
     failed = [g["line"] for g in gates if g["status"] == FAILED]
     status = PASSED if not failed else (FAILED if required else OVERRIDDEN)
     return {

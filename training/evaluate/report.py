@@ -74,6 +74,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             "",
         ]
     out += calibration_markdown(report.get("calibration"))
+    out += weights_markdown(report)
     out += peers_markdown(report)
     out += gates_markdown(report.get("gates"))
     if report.get("soft_label_shortlist"):
@@ -126,6 +127,35 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         out += ["## Time", ""] + [f"- {stage}: {sec:.1f} s" for stage, sec in timings.items()] + [""]
     out += [f"![{name}]({name})" for name in report.get("plots", [])]
     return "\n".join(out).rstrip() + "\n"
+
+
+def weights_markdown(report: Mapping[str, Any]) -> list[str]:
+    """Where the weights started (a warm start), what came in from the service, the served version's
+    student on this same holdout (the retrain's gate), and whether the published student was refit."""
+    out = []
+    if epochs := report.get("refit_epochs"):
+        out.append(
+            f"**The published student was refit on the whole log ({epochs} epoch(s), `publish.refit`) after "
+            "evaluation: every test figure here is the evaluated student's, before the refit.**"
+        )
+    if warm := report.get("warm_start"):
+        tags = ", ".join(f"{role} {n}" for role, n in warm.get("new_items_from_tags", {}).items())
+        out.append(
+            f"Warm-started from `{warm['from']}` (`warm_start`): {warm['new_items']} new items "
+            f"(rows started from their tags: {tags or 'none'}), {warm['new_users']} new users."
+        )
+    if events := report.get("events"):
+        out.append(
+            f"Events from the service: {events['rows']} rows, epoch seconds {events['first']} to {events['last']}."
+        )
+    if served := report.get("served"):
+        m = served["student"]
+        out.append(
+            f"The served student (`{served['version']}`) on this holdout: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if k != "users")
+            + f"; {served['unknown_test_items']} test items it does not know (its misses)."
+        )
+    return [*out, ""] if out else []
 
 
 def calibration_markdown(calibration: Mapping[str, Any] | None) -> list[str]:

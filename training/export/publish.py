@@ -18,6 +18,7 @@ from pathlib import Path
 
 from core.errors import NotPublished
 from core.manifest import (
+    CHECKPOINTS_DIR,
     MANIFEST_FILE,
     FileEntry,
     Manifest,
@@ -46,12 +47,14 @@ def new_version(fingerprint: str, config_json: str, now: datetime | None = None)
 
 
 def list_files(folder: Path) -> dict[str, FileEntry]:
-    """sha256 and size of every regular file below `folder` (posix relative names), manifest excluded."""
+    """sha256 and size of every regular file below `folder` (posix relative names), the manifest and
+    the checkpoints excluded (the manifest names those in `checkpoints`: the service never reads them)."""
     folder = Path(folder)
     entries = {}
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.name != MANIFEST_FILE:
-            entries[path.relative_to(folder).as_posix()] = file_entry(path)
+        name = path.relative_to(folder).as_posix()
+        if path.is_file() and path.name != MANIFEST_FILE and not name.startswith(f"{CHECKPOINTS_DIR}/"):
+            entries[name] = file_entry(path)
     return entries
 
 

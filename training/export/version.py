@@ -22,6 +22,7 @@ from core.manifest import (
     SCORES_OUTPUT,
     USER_VECTOR_OUTPUT,
     DatasetInfo,
+    EventsIn,
     Manifest,
     ModelCard,
     OnnxGraph,
@@ -47,6 +48,7 @@ from training.export.parity import side_parity
 from training.export.published_log import manifest_item_extra, write_data_files
 from training.student.soft_labels import cached_shortlist
 from training.trained import Trained
+from training.warm.checkpoints import write_checkpoints
 
 
 def export_side(
@@ -119,6 +121,8 @@ class VersionPlan:
     version: str
     config_json: dict[str, Any]
     source: TeacherSource
+    warm: dict[str, Any] | None = None  # training.warm.start.WarmStart.summary() (None: trained cold)
+    events: EventsIn | None = None  # the service's events a retrain took in
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -151,7 +155,7 @@ def published_metrics(
         "peers_skipped": evaluation["peers_skipped"],
         "gates": gates,
         "warnings": warnings,
-    }
+    } | ({"served": evaluation["served"]} if evaluation.get("served") else {})
 
 
 def export_sides(plan: VersionPlan, stage: Path) -> tuple[dict[str, ModelCard], dict[str, dict]]:
@@ -191,6 +195,10 @@ def report_record(
         "warnings": plan.warnings,
         "teacher_source": plan.source.model_dump(mode="json"),
         "soft_labels_from": plan.cfg.distill.soft_labels_from,
+        "warm_start": plan.warm,
+        "events": None if plan.events is None else plan.events.model_dump(),
+        "served": plan.metrics.get("served"),
+        "refit_epochs": plan.cfg.publish.refit_epochs if plan.cfg.publish.refit else None,
     }
     calibration = {n: r["calibration"] for n, r in trained.records.items() if r.get("calibration")}
     if calibration:
@@ -208,6 +216,7 @@ def version_manifest(
     parity: dict[str, dict],
     retrieval: Retrieval,
     report_files: list[str],
+    checkpoints: dict[str, Any] | None = None,
 ) -> Manifest:
     """The manifest: the one source of truth for the version (files and their sha256 are added by publish)."""
     return Manifest(
@@ -224,6 +233,9 @@ def version_manifest(
         report=report_files,
         teacher_source=plan.source,
         seed_scope="log",
+        warm_start_from=None if plan.warm is None else plan.warm["from"],
+        events=plan.events,
+        checkpoints=checkpoints or {},
         **manifest_item_extra(plan.data),
     )
 
@@ -246,4 +258,5 @@ def stage_version(plan: VersionPlan, stage: Path) -> Manifest:
     report_files = write_report(stage, report, cfg.eval.k, cfg.eval.recall_k, ev["scatter"])
     if "score_correlation" in report:
         plan.metrics["score_correlation"] = report["score_correlation"]
-    return version_manifest(plan, cards, parity, retrieval, report_files)
+    checkpoints = write_checkpoints(stage, plan.trained, plan.data.catalog)  # for the next warm start
+    return version_manifest(plan, cards, parity, retrieval, report_files, checkpoints)

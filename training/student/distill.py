@@ -39,14 +39,21 @@ def distillation_active(cfg: PipelineConfig, soft_labels: SoftLabels | None) -> 
 
 
 def fit_student(
-    split: Split, cfg: PipelineConfig, soft_labels: SoftLabels | None, work_dir: Path, progress: bool = True
+    split: Split,
+    cfg: PipelineConfig,
+    soft_labels: SoftLabels | None,
+    work_dir: Path,
+    progress: bool = True,
+    init: MLPStudent | None = None,
 ) -> FitResult:
-    """Train the MLP student on every train pair; distil when soft labels and weights say so."""
+    """Train the MLP student on every train pair; distil when soft labels and weights say so.
+
+    `init`: the weights to start from (a warm start, training/warm/start.py); None: fresh ones."""
     set_threads(cfg)
     torch.manual_seed(cfg.seed)
     sc, d = cfg.student, cfg.distill
     device = distributed.current(cfg.device).device
-    model = MLPStudent(split.n_items, sc).to(device)
+    model = (init if init is not None else MLPStudent(split.n_items, sc)).to(device)
     pairs = build_pairs(split, sc.history_len)
     if len(pairs.user) == 0:
         raise ValueError("the train split has no (history -> next item) pair: every user has one interaction")

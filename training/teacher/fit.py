@@ -34,14 +34,21 @@ def teacher_for(split: Split, catalog: Catalog, tc: TeacherConfig) -> TwoTowerTe
 
 
 def fit_teacher(
-    split: Split, catalog: Catalog, cfg: PipelineConfig, work_dir: Path, progress: bool = True
+    split: Split,
+    catalog: Catalog,
+    cfg: PipelineConfig,
+    work_dir: Path,
+    progress: bool = True,
+    init: TwoTowerTeacher | None = None,
 ) -> FitResult:
-    """Train the two-tower teacher on every next-item pair; early stopping on validation NDCG@k."""
+    """Train the two-tower teacher on every next-item pair; early stopping on validation NDCG@k.
+
+    `init`: the weights to start from (a warm start, training/warm/start.py); None: fresh ones."""
     set_threads(cfg)
     torch.manual_seed(cfg.seed)
     tc = cfg.teacher
     device = distributed.current(cfg.device).device
-    model = teacher_for(split, catalog, tc).to(device)
+    model = (init if init is not None else teacher_for(split, catalog, tc)).to(device)
     pairs = build_pairs(split, tc.history_len)
     if pairs.n_windows == 0:
         raise ValueError("the train split has no (history -> next item) pair: every user has one interaction")

@@ -190,3 +190,19 @@ def test_a_distillation_that_hurts_is_not_published_exit_3(overridden, monkeypat
     assert [line for line in capsys.readouterr().err.splitlines() if line.startswith("gate ")] == failed
     assert (models / "LATEST").read_bytes() == latest
     assert sorted(p.name for p in models.iterdir()) == before
+
+
+def test_the_served_gate_passes_at_its_edge_and_fails_below_it_naming_the_version() -> None:
+    served = {"version": "v1", "student": {"ndcg@10": 0.5}}
+    test = _test(student=0.375, scratch=0.375, popularity=0.1)
+    result = check_gates(test, k=10, tolerance=0.0, served=served, served_tolerance=0.25)
+    gate = result["gates"][-1]
+    assert (result["status"], gate["name"], gate["threshold"]) == ("passed", "student_vs_served", 0.375)
+    below = check_gates(_test(student=0.3749, scratch=0.3, popularity=0.1), 10, 0.0, True, served, 0.25)
+    assert below["failed"] == [
+        "gate student_vs_served failed: student ndcg@10 0.3749 < served v1 0.5000 - tolerance 25%"
+    ]
+    assert [g["name"] for g in check_gates(test, 10, 0.0)["gates"]] == [
+        "student_vs_scratch",
+        "student_vs_popularity",
+    ]
