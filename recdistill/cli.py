@@ -93,6 +93,27 @@ def _models_parser(sub: Any) -> None:
     add("rollback", "cmd_rollback", "pin the version published before the current one")
 
 
+def _retrain_parser(sub: Any) -> None:
+    """`recdistill retrain` (recdistill/retrain.py): the nightly job, offline and service side together."""
+    help_ = "retrain on the base log + the service's events, warm from the served version; publish as the candidate"
+    retrain = sub.add_parser("retrain", help=help_, description=help_)
+    _config_args(retrain, required=True)
+    retrain.add_argument("--promote", action="store_true", help="move LATEST to the new version instead")
+    retrain.add_argument(
+        "--events", default=None, metavar="CSV",
+        help="take the events from this CSV (user_id,item_id,timestamp[,event]) instead of the service's store",
+    )  # fmt: skip
+    retrain.add_argument(
+        "--since", type=int, default=None, help="only events at or after these epoch seconds"
+    )
+    retrain.add_argument(
+        "--event-type", default=None, metavar="TYPE",
+        help="with data.columns.event: the type of events logged without one "
+        "(default: data.event_weights' lowest-weighted type, or 'event')",
+    )  # fmt: skip
+    retrain.set_defaults(func="retrain.cmd_retrain", needs="train")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recdistill", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -117,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="train with N processes (DistributedDataParallel, re-launched under torchrun)",
     )
+    _retrain_parser(sub)
     data = sub.add_parser("data", help="fetch or check a dataset").add_subparsers(
         dest="data_command", required=True
     )
