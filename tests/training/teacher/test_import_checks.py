@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from recdistill.cli import main
+from tests.fixtures import own_teacher
+from tests.fixtures.adapters import baked_length
 from tests.fixtures.imported_teacher import tiny_cfg
 from training.export.graphs import ParityError
 from training.export.parity import side_parity
@@ -49,6 +51,28 @@ def test_a_graph_with_the_length_baked_in_is_refused_naming_the_lengths(
     )
     assert "Reshape" in line and "left-pad the history to history_len inside query_vectors" in line
     assert "Traceback" not in err and "[E:onnxruntime" not in err
+
+
+def test_an_onnx_graph_with_the_length_baked_in_is_refused_too(
+    capsys: pytest.CaptureFixture[str], sasrec: dict, tmp_path: Path
+) -> None:
+    """The same attention handed over as ONNX (form 2): its graph is probed the same way."""
+    spec = own_teacher.export_onnx(baked_length(str(sasrec["ckpt"])), tmp_path / "baked")
+    rc = main(["teacher", "import", f"onnx:{spec}", "--config", "configs/tiny.toml",
+               "--set", f"work_dir={tmp_path / 'work'}"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and f"error: {spec}: fails on histories of length 1-7 of 1 … 8 (works at 8)" in err
+    assert "Traceback" not in err
+
+
+def test_a_query_that_returns_every_position_says_so(
+    capsys: pytest.CaptureFixture[str], sasrec: dict
+) -> None:
+    rc, _, err = _import(capsys, sasrec, "adapters:every_position")
+    assert rc == 2 and err.strip().splitlines()[-1].endswith(
+        "adapters:every_position: the query returns a sequence of 8 vectors per history (shape "
+        "(16, 8, 16)); one vector per history expected (e.g. the last position's)"
+    )
 
 
 def test_publish_parity_on_a_baked_graph_is_one_line_never_a_traceback(tmp_path: Path, sasrec: dict) -> None:
