@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--url", default="http://127.0.0.1:8000")
     ab.add_argument("--models", default="models")
     ab.add_argument("--seed", type=int, default=0)
+    ab.add_argument("--json", action="store_true", help="the whole result, with the A/B report, as JSON")
     events = sub.add_parser("events", help="the service's event log").add_subparsers(
         dest="events_command", required=True
     )

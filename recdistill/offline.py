@@ -198,10 +198,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate_ab(args: argparse.Namespace) -> int:
-    from recdistill.simulate_ab import simulate_ab
+    from recdistill.simulate_ab import format_summary, simulate_ab
 
     result = simulate_ab(args.url, Path(args.models), args.requests, args.seed)
-    print(json.dumps(result, indent=2, default=str))
+    print(json.dumps(result, indent=2, default=str) if args.json else format_summary(result))
     return 0
 
 

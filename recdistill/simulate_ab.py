@@ -125,23 +125,19 @@ def _pct(value: float | None) -> str:
 
 
 def format_summary(result: dict[str, Any]) -> str:
-    """A few human lines from `simulate_ab`'s result, for the CLI (the full JSON is in the report)."""
+    """A few human lines from `simulate_ab`'s result, for the CLI (`--json` prints all of it)."""
     report = result["report"]
     lines = [f"sent {result['requests']} requests ({result['failed']} failed)", f"  {result['query']}"]
     for arm, stats in report["arms"].items():
         ctr, conv = stats["ctr"], stats["conversion"]
         lines.append(
             f"  {arm:8s} users {stats['users']:6d}  requests {stats['requests']:6d}  clicks {stats['clicks']:5d}  "
-            f"CTR {_pct(ctr['rate'])} [{_pct(ctr['low'])}, {_pct(ctr['high'])}]  "
-            f"conversion {_pct(conv['rate'])} [{_pct(conv['low'])}, {_pct(conv['high'])}]"
+            f"CTR {_pct(ctr['rate'])}  conversion {_pct(conv['rate'])}"
         )
-    ctr_diff = report["teacher_vs_student"].get("ctr", {})
-    if ctr_diff.get("diff") is not None:
-        p = ctr_diff["p_value"]
-        lines.append(
-            f"  CTR teacher - student: {_pct(ctr_diff['diff'])} [{_pct(ctr_diff['low'])}, {_pct(ctr_diff['high'])}]"
-            + ("" if p is None else f", p = {p:.3g}")
-        )
+    verdict = report.get("verdict")
+    lines.append(
+        f"  verdict: {verdict['summary']}" if verdict else "  verdict: none yet (fewer than two arms)"
+    )
     srm = report["srm"]
     lines.append(
         f"  SRM: {srm['warning']}" if srm["mismatch"] else "  SRM: no sample-ratio mismatch detected"

@@ -105,3 +105,9 @@ def test_format_summary_names_each_arm(tmp_path: Path, settings_for: Callable[..
     text = format_summary(result)
     assert text.splitlines()[0] == "sent 4 requests (0 failed)"
     assert "student" in text and "teacher" in text and "SRM:" in text
+    (verdict,) = [line for line in text.splitlines() if line.startswith("  verdict: ")]
+    assert (
+        verdict == f"  verdict: {result['report']['verdict']['summary']}"
+        if result["report"]["verdict"]
+        else True
+    )
