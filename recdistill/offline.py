@@ -137,33 +137,13 @@ def cmd_teacher(args: argparse.Namespace) -> int:
 def cmd_teacher_import(args: argparse.Namespace) -> int:
     """Import and check `args.source` against the configured data; print what was checked."""
     from training.pipeline import load_data
+    from training.teacher.import_report import import_report
     from training.teacher.imported import import_teacher
-    from training.teacher.sample_check import quality_line, quality_warning
 
     args.set = [*args.set, f"teacher.source={args.source}"]
     cfg = _load(args)
     data, _ = load_data(cfg)
-    result = import_teacher(cfg, data)
-    report, t = result.source.report, result.teacher
-    warning = quality_warning(report["sample"])
-    verdict = "imported, but see the WARNING below" if warning else "ok"
-    print(f"teacher {args.source}: {verdict}; sha256 {result.source.sha256} ({result.seconds:.1f} s)")
-    print(f"  query: {'user index + ' if t.takes_user_id else ''}{'history' if t.takes_history else 'no history (a lookup by user id)'}; "
-          f"dim {t.dim}; {t.n_items} items; scores are dot products")  # fmt: skip
-    for what in ("items", "users"):
-        if what in report:
-            r = report[what]
-            print(f"  {what}: {r['ids'] - r['unmapped_ids']} of {r['ids']} mapped, "
-                  f"{r['unmapped_interaction_share']:.2%} of the interactions unmapped")  # fmt: skip
-    shapes = report.get("export_check") or report.get("shapes", {})
-    exported = "ONNX export" if "export_check" in report else "query graph"
-    print(f"  {exported}: runs at history lengths {shapes['history_lengths']}, batch sizes "
-          f"{' and '.join(map(str, shapes['batch_sizes']))}"
-          + (f"; max |user vector diff| {shapes['max_abs_user_vector_diff']:.3g}" if "export_check" in report else ""))  # fmt: skip
-    print(f"  {quality_line(report['sample'])}")
-    print(f"  files: {', '.join(result.source.files) or 'none named'}")
-    if warning:
-        print(f"\n{warning}")
+    print("\n".join(import_report(import_teacher(cfg, data))))
     return 0
 
 

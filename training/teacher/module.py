@@ -128,6 +128,7 @@ def module_teacher(
     if not np.isfinite(own).all():
         raise TeacherImportError(f"{where}: item_vectors() holds NaN or Inf")
     check_padding(int(module.padding_value), item_ids, where)
+    report["padding_value"] = int(module.padding_value)
     return teacher, _module_files(factory, module)
 
 

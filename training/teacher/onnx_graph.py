@@ -213,6 +213,7 @@ def onnx_teacher(spec: Spec, data: Interactions, cfg: PipelineConfig, report: di
     pad = int(q.get("padding_value", len(items.ids)))
     if q.get("history_input"):
         check_padding(pad, items.ids, spec.path)
+        report["padding_value"] = pad
     rebased = rebase_graph(
         model, q, item_lookup(item_rows, pad) if q.get("history_input") else None, user_rows, graph_path
     )

@@ -54,9 +54,11 @@ def quality_line(q: dict[str, Any]) -> str:
     """The sample's figures on one line (the import's report)."""
     if not q.get("users"):
         return "sample: no validation users to score (every user has fewer than data.min_interactions)"
+    verdict = "clearly above" if q["clearly_above"] else "NOT clearly above"
     return (
         f"sample of {q['users']} validation users: NDCG@{q['k']} teacher {q['teacher_ndcg']:.4f}, "
-        f"popularity {q['popularity_ndcg']:.4f}"
+        f"popularity {q['popularity_ndcg']:.4f}; {verdict} (difference "
+        f"{q['teacher_ndcg'] - q['popularity_ndcg']:+.4f}, standard error {q['difference_se']:.4f})"
     )
 
 

@@ -131,12 +131,16 @@ def test_shuffled_item_ids_import_with_a_loud_warning_and_both_ndcg(
     assert rc == 0 and out.startswith("teacher python:tests.fixtures.own_teacher:load: ok; sha256 ")
     good = re.search(r"sample of (\d+) validation users: NDCG@10 teacher ([\d.]+), popularity ([\d.]+)", out)
     assert good is not None and float(good[2]) > float(good[3]) and "WARNING" not in out
+    assert "; clearly above (difference +" in out
 
     rc, out, _ = _import(capsys, sasrec, "adapters:shuffled_ids")
     assert rc == 0 and ": imported, but see the WARNING below; sha256 " in out.splitlines()[0]
     bad = re.search(r"sample of (\d+) validation users: NDCG@10 teacher ([\d.]+), popularity ([\d.]+)", out)
     assert bad is not None and bad[1] == good[1] and bad[3] == good[3]  # the same users, the same peer
     assert float(bad[2]) < float(bad[3]) < float(good[2])
+    verdict = re.search(r"; NOT clearly above \(difference (-[\d.]+), standard error [\d.]+\)", out)
+    shown = float(bad[2]) - float(bad[3])  # each figure rounded to 4 decimals
+    assert verdict is not None and abs(float(verdict[1]) - shown) < 1.5e-4
     warning = out.strip().splitlines()[-1]
     assert warning.startswith(f"WARNING: the teacher is not clearly above popularity on {bad[1]} sampled")
     assert f"(NDCG@10 teacher {bad[2]}, popularity {bad[3]}, standard error" in warning
@@ -151,3 +155,21 @@ def test_a_pad_index_that_is_an_item_row_is_refused(capsys: pytest.CaptureFixtur
         and "adapters:pad_zero: padding_value 0 is a row of the item matrix (item id 'i0000119')" in line
     )
     assert "pad with an index that is no row, e.g. 120 (the number of items)" in line
+
+
+def test_the_import_report_names_what_was_probed(capsys: pytest.CaptureFixture[str], sasrec: dict) -> None:
+    """The screen a user reads before training: the query's inputs with the pad it was probed with
+    (the fixture's 120 items, so pad 120), the id maps' coverage, the shapes, the files by relative name."""
+    rc, out, _ = _import(capsys, sasrec, "own_teacher:load")
+    lines = out.splitlines()
+    assert rc == 0 and lines[1:3] == [
+        "  query: history of 1 … 8 items, left-padded with 120 (no row); dim 16; 120 items; "
+        "scores are dot products",
+        "  items: 120 of 120 mapped, 0.00% of the interactions unmapped",
+    ]
+    shapes = re.fullmatch(
+        r"  ONNX export: runs at history lengths 1-8, batch sizes 1 and 16; max \|user vector diff\| (\S+)",
+        lines[3],
+    )
+    assert shapes is not None and float(shapes[1]) < 1e-4  # held to the module at every shape
+    assert lines[-1] == "  files: tests/fixtures/own_teacher.py, sasrec.pt"
