@@ -29,3 +29,13 @@ class GatesFailed(NotPublished):
     def __init__(self, lines: Sequence[str]) -> None:
         super().__init__("\n".join(lines))
         self.lines = list(lines)
+
+
+def one_line(exc: BaseException, limit: int | None = None) -> str:
+    """An error's message on one line (pydantic's and onnxruntime's spread over several), cut in the
+    middle to about `limit` characters when given: onnxruntime's run to pages, naming the failing
+    node at the start and the shapes at the end."""
+    text = " ".join(str(exc).split())
+    if limit is None or len(text) <= limit:
+        return text
+    return f"{text[: limit // 2].rstrip()} … {text[-(limit // 2) :].lstrip()}"

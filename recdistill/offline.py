@@ -8,13 +8,17 @@ offline job's dependencies are installed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shlex
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from core.errors import GatesFailed
 from recdistill.cli import DEFAULT_CONFIG
 
 
@@ -103,8 +107,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     t0 = time.perf_counter()
-    with session(cfg.device, cfg.threads) as ctx:  # joins torchrun's group; nothing in a single process
-        result = run_pipeline(cfg, progress=_progress(args) and ctx.is_main)
+    with session(cfg.device, cfg.threads) as ctx, _summary_when_refused(args, cfg, t0):
+        result = run_pipeline(cfg, progress=_progress(args) and ctx.is_main)  # torchrun: joins its group
     if result is None:  # torchrun, rank != 0: rank 0 publishes and prints
         return 0
     print(summary(result.manifest.model_dump(mode="json"), result.version_dir, time.perf_counter() - t0))
@@ -157,25 +161,13 @@ def cmd_teacher(args: argparse.Namespace) -> int:
 def cmd_teacher_import(args: argparse.Namespace) -> int:
     """Import and check `args.source` against the configured data; print what was checked."""
     from training.pipeline import load_data
+    from training.teacher.import_report import import_report
     from training.teacher.imported import import_teacher
 
     args.set = [*args.set, f"teacher.source={args.source}"]
     cfg = _load(args)
     data, _ = load_data(cfg)
-    result = import_teacher(cfg, data)
-    report, t = result.source.report, result.teacher
-    print(f"teacher {args.source}: ok, sha256 {result.source.sha256}")
-    print(f"  query: {'user index + ' if t.takes_user_id else ''}{'history' if t.takes_history else 'no history (a lookup by user id)'}; "
-          f"dim {t.dim}; {t.n_items} items; scores are dot products")  # fmt: skip
-    for what in ("items", "users"):
-        if what in report:
-            r = report[what]
-            print(f"  {what}: {r['ids'] - r['unmapped_ids']} of {r['ids']} mapped, "
-                  f"{r['unmapped_interaction_share']:.2%} of the interactions unmapped")  # fmt: skip
-    if "export_check" in report:
-        print(
-            f"  ONNX export: max |user vector diff| {report['export_check']['max_abs_user_vector_diff']:.3g}"
-        )
+    print("\n".join(import_report(import_teacher(cfg, data))))
     return 0
 
 
@@ -204,7 +196,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     cfg = _load(args)
     t0 = time.perf_counter()
     data, split = load_data(cfg)
-    result = publish_trained(cfg, data, split, load_trained(cfg, data), warm=_warm(cfg, data))
+    with _summary_when_refused(args, cfg, t0):
+        result = publish_trained(cfg, data, split, load_trained(cfg, data), warm=_warm(cfg, data))
     print(summary(result.manifest.model_dump(mode="json"), result.version_dir, time.perf_counter() - t0))
     return 0
 
@@ -240,15 +233,60 @@ def _quality_lines(metrics: dict[str, Any]) -> list[str]:
 
 def summary(manifest: dict[str, Any], version_dir: Path, seconds: float) -> str:
     """The one-screen result: where it went, how good, how small, how long."""
-    metrics = manifest.get("metrics", {})
-    test = metrics.get("test", {})
     lines = [
         f"published {manifest['version']} -> {version_dir}  ({seconds:.0f} s)",
         f"dataset {manifest['dataset']['name']}: {manifest['dataset']['n_users']} users, "
         f"{manifest['dataset']['n_items']} items, {manifest['dataset']['n_interactions']} interactions",
         "",
-        *_quality_lines(metrics),
+        *_result_lines(manifest.get("metrics", {}), manifest.get("parity", {})),
+        f"report: {version_dir / 'report.md'}",
     ]
+    return "\n".join(lines)
+
+
+def refused_summary(record: dict[str, Any], path: Path, seconds: float, again: str) -> str:
+    """The one-screen result of a version a publish gate refused: every model's metrics, the gates,
+    why refused and how to publish it anyway (`again`: the command that does), from refused.json."""
+    failed = [g["line"] for g in record.get("gates", {}).get("gates", []) if g.get("status") == "failed"]
+    return "\n".join([
+        f"NOT published: a publish gate refused this version ({seconds:.0f} s); LATEST and every "
+        "published version are unchanged",
+        "",
+        *_result_lines(record, {}),
+        "",
+        "why refused:",
+        *(f"  {line}" for line in failed),
+        "to publish these models anyway (from work_dir, nothing trains again):",
+        f"  {again}",
+        f"the refused version's figures: {path}",
+    ])  # fmt: skip
+
+
+@contextlib.contextmanager
+def _summary_when_refused(args: argparse.Namespace, cfg: Any, t0: float) -> Iterator[None]:
+    """Print `refused_summary` on stdout when a publish gate refuses the version, then let the CLI
+    answer the refusal as it does (the failed gates on stderr, exit 3)."""
+    from training.workdir import REFUSED_FILE
+
+    try:
+        yield
+    except GatesFailed:
+        path = Path(cfg.work_dir) / REFUSED_FILE
+        if path.is_file():  # torchrun: rank 0 wrote it and prints
+            sets = [*args.set, "publish.require_gates=false"]
+            again = " ".join(
+                ["recdistill export --config", str(args.config), *(f"--set {shlex.quote(s)}" for s in sets)]
+            )
+            record = json.loads(path.read_text())
+            print(refused_summary(record, path, time.perf_counter() - t0, again))
+        raise
+
+
+def _result_lines(metrics: dict[str, Any], parity: dict[str, Any]) -> list[str]:
+    """Warnings, gates, the test table, agreement, sizes, parity and timings: what a summary shows
+    of a version, published (its manifest's metrics) or refused (refused.json)."""
+    test = metrics.get("test", {})
+    lines = _quality_lines(metrics)
     if test:
         cols = [c for c in next(iter(test.values())) if c != "users"]
         width = max(12, *(len(name) + 1 for name in test))  # e.g. "teacher+scratch", the soft labels' source
@@ -268,7 +306,6 @@ def summary(manifest: dict[str, Any], version_dir: Path, seconds: float) -> str:
             f"parameters: teacher {params['teacher']:,}, student {params['student']:,} "
             f"({params['student'] / params['teacher']:.1%})"
         )
-    parity = manifest.get("parity", {})
     if parity:
         lines.append(
             "ONNX parity: "
@@ -280,8 +317,7 @@ def summary(manifest: dict[str, Any], version_dir: Path, seconds: float) -> str:
     timings = metrics.get("seconds", {})
     if timings:
         lines.append("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
-    lines.append(f"report: {version_dir / 'report.md'}")
-    return "\n".join(lines)
+    return lines
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

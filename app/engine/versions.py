@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core.errors import UserError
+from core.errors import UserError, one_line
 from core.manifest import MANIFEST_FILE, Manifest, ManifestError, load_manifest, write_latest
 
 _VERSION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
@@ -29,11 +29,6 @@ class VersionError(UserError, ValueError):
 
 class UnknownVersion(VersionError):
     """No published version of that name (or not a version folder name at all)."""
-
-
-def one_line(exc: BaseException) -> str:
-    """An error's message on one line (pydantic's spread over several)."""
-    return " ".join(str(exc).split())
 
 
 def version_dir(models_dir: Path, version: str) -> Path:

@@ -199,9 +199,11 @@ def ort_session(path: Path, optimized_path: Path | None = None) -> Any:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
+    # Fatal only: a failing run raises (training/export/parity.py turns that into one line) and its
+    # ERROR log would repeat it; ORT also warns that an ENABLE_ALL graph may not load elsewhere.
+    opts.log_severity_level = 4
     if optimized_path is not None:
         opts.optimized_model_filepath = str(optimized_path)
-        opts.log_severity_level = 3  # ORT warns that an ENABLE_ALL graph may not load elsewhere: not our use
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import one_line
 from core.manifest import (
     HISTORY_INPUT,
     INDICES_OUTPUT,
@@ -36,12 +37,18 @@ from training.export.graphs import (
     torch_user_vectors,
 )
 from training.export.item_precision import score_error_bound, topk_overlap
+from training.teacher.imported import teacher_is_imported
+from training.teacher.spec import TeacherImportError
 
 log = logging.getLogger(__name__)
 
 
 def side_parity(cfg: PipelineConfig, split: Split, model: Any, side: str, card: Any, stage: Path) -> dict:
-    """Parity on >= parity_users rows at the model's history length, plus a check at half length."""
+    """Parity on >= parity_users rows at the model's history length, plus a check at half length.
+
+    An imported teacher that fails it is the user's to fix (TeacherImportError: one line, exit 2);
+    `recdistill teacher import` tries these shapes and more before anything trains.
+    """
     x = cfg.export
     rng = np.random.default_rng(cfg.seed)
     users = rng.permutation(split.n_users)[: x.parity_users].astype(np.int64)
@@ -53,7 +60,16 @@ def side_parity(cfg: PipelineConfig, split: Split, model: Any, side: str, card: 
         hist = padded_histories(split, users[:rows], length)
         inputs = parity_inputs(hist, users[:rows], split.n_users, split.n_items, rows, cfg.seed)
         atol, least = x.parity_atol, x.min_precision_overlap  # least: reduced item precision only
-        result[label] = check_parity(model, side, card, stage, inputs, x.parity_k, atol, min_overlap=least)  # type: ignore[arg-type]
+        try:
+            result[label] = check_parity(
+                model, side, card, stage, inputs, x.parity_k, atol, min_overlap=least
+            )  # type: ignore[arg-type]
+        except ParityError as exc:
+            if side == "teacher" and teacher_is_imported(cfg):
+                raise TeacherImportError(
+                    f"{cfg.teacher.source}: {exc}; `recdistill teacher import` names the shapes that fail"
+                ) from exc
+            raise
     out = dict(result["full"])
     out["short_history"] = result["short"]
     out["passed"] = result["full"]["passed"] and result["short"]["passed"]
@@ -88,6 +104,18 @@ def parity_inputs(
         histories = np.concatenate([histories, extra])
         users = np.concatenate([users, rng.integers(0, n_users + 1, size=missing)])
     return ParityInputs(users=users, histories=histories)
+
+
+def _run(session: Any, outputs: list[str], feeds: dict[str, np.ndarray], side: str, file: str) -> list:
+    """session.run, with a graph that cannot run these inputs reported as a one-line ParityError
+    naming the shape (a length baked into a traced graph fails here), never onnxruntime's traceback."""
+    try:
+        return session.run(outputs, feeds)
+    except Exception as exc:  # onnxruntime raises its own types (Fail, InvalidArgument, ...)
+        rows, length = feeds[HISTORY_INPUT].shape
+        raise ParityError(
+            f"{side} ONNX graph {file} fails on {rows} histories of length {length}: {one_line(exc, 300)}"
+        ) from exc
 
 
 def _feeds(card: ModelCard, inputs: ParityInputs, rows: slice) -> dict[str, np.ndarray]:
@@ -133,10 +161,11 @@ def check_parity(
         ref_idx = np.argsort(-ref_scores, axis=1, kind="stable")[:, :k]
         ref_top = np.take_along_axis(ref_scores, ref_idx, axis=1)
         feeds = _feeds(card, inputs, rows)
-        (vec,) = user_sess.run([USER_VECTOR_OUTPUT], feeds)
-        scores, idx = topk_sess.run(
-            [SCORES_OUTPUT, INDICES_OUTPUT], {**feeds, K_INPUT: np.array([k], np.int64)}
-        )
+        (vec,) = _run(user_sess, [USER_VECTOR_OUTPUT], feeds, side, card.user.file)
+        scores, idx = _run(
+            topk_sess, [SCORES_OUTPUT, INDICES_OUTPUT], {**feeds, K_INPUT: np.array([k], np.int64)},
+            side, card.topk.file,
+        )  # fmt: skip
         max_vector_diff = max(max_vector_diff, float(np.max(np.abs(vec - ref_vec), initial=0.0)))
         max_score_diff = max(max_score_diff, float(np.max(np.abs(scores - ref_top), initial=0.0)))
         same = (idx == ref_idx).all(axis=1)
@@ -236,10 +265,11 @@ def check_reduced_parity(
         ref_scores = ref_vec @ items.T  # (B, N)
         ref_idx = np.argsort(-ref_scores, axis=1, kind="stable")[:, :k]
         feeds = _feeds(card, inputs, rows)
-        (vec,) = user_sess.run([USER_VECTOR_OUTPUT], feeds)
-        scores, idx = topk_sess.run(
-            [SCORES_OUTPUT, INDICES_OUTPUT], {**feeds, K_INPUT: np.array([k], np.int64)}
-        )
+        (vec,) = _run(user_sess, [USER_VECTOR_OUTPUT], feeds, side, card.user.file)
+        scores, idx = _run(
+            topk_sess, [SCORES_OUTPUT, INDICES_OUTPUT], {**feeds, K_INPUT: np.array([k], np.int64)},
+            side, card.topk.file,
+        )  # fmt: skip
         max_vector_diff = max(max_vector_diff, float(np.max(np.abs(vec - ref_vec), initial=0.0)))
         if idx.shape != ref_idx.shape or idx.min(initial=0) < 0 or idx.max(initial=0) >= len(items):
             raise ParityError(

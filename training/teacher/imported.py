@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from core.files import sha256_file
@@ -30,10 +29,12 @@ from core.manifest import TeacherSource
 from training.config import PipelineConfig
 from training.data.types import Interactions
 from training.fit.loop import FitResult
-from training.teacher.module import PROBE_ROWS, export_check, module_digest, module_teacher
+from training.teacher.module import module_teacher
 from training.teacher.onnx_graph import onnx_teacher, tables_teacher
+from training.teacher.probe import probe_graph, probe_module
 from training.teacher.protocol import Teacher
-from training.teacher.spec import TeacherImportError, files_sha256, read_spec
+from training.teacher.sample_check import log_quality, sample_quality
+from training.teacher.spec import TeacherImportError, output_digest, read_spec, relative_files
 from training.workdir import save_record
 
 log = logging.getLogger(__name__)
@@ -55,42 +56,22 @@ def parse_source(source: str) -> tuple[str, str]:
     return kind, arg
 
 
-def _probe(teacher: Any, where: Path | str) -> None:
-    """A batch of real-looking queries: the output must be (B, dim of the item matrix), finite."""
-    rng = np.random.default_rng(0)
-    hist = np.full((PROBE_ROWS, max(teacher.history_len, 1)), teacher.padding_value, np.int64)
-    hist[:, -1] = rng.integers(0, max(teacher.n_items, 1), PROBE_ROWS)
-    user = torch.from_numpy(rng.integers(0, teacher.n_users + 1, PROBE_ROWS))
-    try:
-        with torch.no_grad():
-            out = teacher.query_vectors(user if teacher.takes_user_id else None, torch.from_numpy(hist))
-    except TeacherImportError:
-        raise
-    except Exception as exc:  # onnxruntime / the user's module raise their own types
-        raise TeacherImportError(
-            f"{where}: the query fails on a probe batch: {' '.join(str(exc).split())[:300]}"
-        ) from exc
-    if tuple(out.shape) != (PROBE_ROWS, teacher.dim):
-        raise TeacherImportError(
-            f"{where}: the query outputs vectors of shape {tuple(out.shape)[1:]}, the item matrix has dim {teacher.dim}"
-        )
-    if not torch.isfinite(out).all():
-        raise TeacherImportError(f"{where}: the query outputs NaN or Inf on a probe batch")
-
-
-# --- entry point --------------------------------------------------------------------------------------
-
-
 def import_teacher(cfg: PipelineConfig, data: Interactions) -> Imported:
-    """The configured teacher.source, validated against the interaction log; TeacherImportError if bad."""
+    """The configured teacher.source, checked against the interaction log; TeacherImportError if bad.
+
+    Checks, in order: the files and id maps (spec.py), every query shape the later stages feed
+    (probe.py: a python module is exported and held to its graph here), then the quality of a
+    sample (sample_check.py: a loud warning, not an error, when not clearly above popularity).
+    """
     start = time.perf_counter()
     kind, arg = parse_source(cfg.teacher.source)
     report: dict[str, Any] = {}
+    x = cfg.export
     if kind == "python":
+        where = f"python:{arg}"
         teacher, files = module_teacher(arg, data, cfg, report)
-        _probe(teacher, f"python:{arg}")
-        report["export_check"] = export_check(teacher, cfg, f"python:{arg}")
-        digest_files = files
+        base = Path.cwd()
+        graph, report["export_check"] = probe_module(teacher, where, x.opset, x.parity_atol, cfg.seed)
     else:
         spec = read_spec(arg, kind)
         teacher = (
@@ -98,14 +79,20 @@ def import_teacher(cfg: PipelineConfig, data: Interactions) -> Imported:
             if kind == "onnx"
             else tables_teacher(spec, data, cfg, report)
         )
-        _probe(teacher, spec.path)
-        digest_files = spec.files
+        files, base = spec.files, spec.path.parent
+        graph, report["shapes"] = probe_graph(teacher, str(spec.path), cfg.seed)
     report |= {"n_items": teacher.n_items, "dim": teacher.dim, "takes_user_id": teacher.takes_user_id,
                "takes_history": teacher.takes_history, "history_len": teacher.history_len}  # fmt: skip
     if teacher.known_users is not None:
         report["unknown_users"] = int((~teacher.known_users).sum())
-    digest, each = files_sha256(digest_files) if digest_files else (module_digest(teacher), {})
-    source = TeacherSource(source=cfg.teacher.source, kind=kind, sha256=digest, files=each, report=report)  # type: ignore[arg-type]
+    report["sample"] = sample_quality(teacher, data, cfg)
+    with torch.no_grad():
+        items = teacher.item_vectors().detach().cpu().numpy()
+    digest = output_digest(
+        graph, items, data.catalog.item_ids, data.user_ids if teacher.takes_user_id else None
+    )
+    source = TeacherSource(source=cfg.teacher.source, kind=kind, sha256=digest,  # type: ignore[arg-type]
+                           files=relative_files(files, base), report=report)  # fmt: skip
     teacher.source = source  # what teacher_source() reads back for the cache key and the manifest
     return Imported(teacher, source, time.perf_counter() - start)
 
@@ -118,6 +105,7 @@ def teacher_is_imported(cfg: PipelineConfig) -> bool:
 def import_teacher_stage(cfg: PipelineConfig, data: Interactions) -> Any:
     """The imported teacher as a fit: no curve, no validation (it was trained elsewhere)."""
     result = import_teacher(cfg, data)
+    log_quality(result.source.report["sample"])
     fit = FitResult(result.teacher, Path(cfg.teacher.source.partition(":")[2]), {}, [], result.seconds)
     save_record(cfg, "teacher", fit, data.fingerprint)
     log.info("teacher: imported %s (sha256 %s) in %.1f s: %s", cfg.teacher.source,

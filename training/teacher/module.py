@@ -1,18 +1,21 @@
 """Imported PyTorch teachers (`python:package.module:factory`): the user's module behind our index
-maps, exported to ONNX by training/export/ like our own teacher; a first export and parity check
-runs at import, before anything trains (training/teacher/imported.py calls these).
+maps, exported to ONNX by training/export/ like our own teacher; the import exports it once and
+tries every query shape (training/teacher/probe.py) before anything trains.
 
 `factory(**teacher.factory_args)` returns a torch module with `query_vectors(user, history)`,
 `item_vectors()`, `history_len`, `padding_value`, `takes_user_id`, `takes_history` (default True),
 `item_ids` and, with a user input, `user_ids` (and `oov_user`, default len(user_ids)); optionally
-`files`, the weights the source's sha256 is taken over (else the weights themselves).
+`files`, the weights it read. The manifest lists the module's source file and those files, each with
+its sha256; the teacher's digest is taken over what decides its outputs (training/teacher/spec.py).
+
+The module sees histories in its own row space: rows of `item_vectors()` (named by `item_ids`, in
+order), left-padded with `padding_value`, which must be no row.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import tempfile
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +23,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.manifest import HISTORY_INPUT, USER_INPUT, USER_VECTOR_OUTPUT
 from training.config import PipelineConfig
 from training.data.types import Interactions
-from training.export.graphs import export_user_graph, ort_session, torch_user_vectors
 from training.teacher.spec import (
     SCORE_WHY,
     TeacherImportError,
     check_mapped,
+    check_padding,
     data_order,
     item_lookup,
     row_map,
     user_lookup,
 )
-
-PROBE_ROWS = 64
 
 
 class ModuleTeacher(nn.Module):
@@ -84,9 +84,18 @@ def module_teacher(
     where = f"python:{arg}"
     module_name, _, func = arg.partition(":")
     try:
-        factory = getattr(importlib.import_module(module_name), func)
+        package = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise TeacherImportError(
+            f"{where}: cannot import {module_name!r} ({exc}); the module must be importable: installed, "
+            "or on PYTHONPATH (a file in the current folder: PYTHONPATH=. recdistill ...)"
+        ) from exc
+    except ImportError as exc:
+        raise TeacherImportError(f"{where}: cannot import {module_name!r}: {exc}") from exc
+    try:
+        factory = getattr(package, func)
         module = factory(**cfg.teacher.factory_args)
-    except (ImportError, AttributeError, TypeError, OSError) as exc:
+    except (AttributeError, TypeError, OSError, ValueError, KeyError, RuntimeError) as exc:
         raise TeacherImportError(f"{where}: cannot build the module: {exc}") from exc
     need = ["query_vectors", "item_vectors", "history_len", "padding_value", "takes_user_id", "item_ids"]
     missing = [name for name in need if not hasattr(module, name)]
@@ -118,39 +127,19 @@ def module_teacher(
         )
     if not np.isfinite(own).all():
         raise TeacherImportError(f"{where}: item_vectors() holds NaN or Inf")
-    files = [Path(f) for f in getattr(module, "files", [])]  # weights the factory read, for the sha256
-    return teacher, files
+    check_padding(int(module.padding_value), item_ids, where)
+    report["padding_value"] = int(module.padding_value)
+    return teacher, _module_files(factory, module)
 
 
-def export_check(teacher: ModuleTeacher, cfg: PipelineConfig, where: str) -> dict[str, float]:
-    """Export the module now and run it in onnxruntime: a module that does not export fails before training."""
-    rng = np.random.default_rng(cfg.seed)
-    hist = np.full((PROBE_ROWS, teacher.history_len), teacher.padding_value, np.int64)
-    for row, n in enumerate(rng.integers(0, teacher.history_len + 1, PROBE_ROWS)):
-        hist[row, teacher.history_len - n :] = rng.integers(0, teacher.n_items, n)
-    users = rng.integers(0, teacher.n_users + 1, PROBE_ROWS)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "teacher_user.onnx"
+def _module_files(factory: Any, module: nn.Module) -> list[Path]:
+    """What the manifest lists with a sha256 each: the factory's and the module class's source
+    files, then the weights the module says it read (`files`)."""
+    found = []
+    for obj in (factory, type(module)):
         try:
-            export_user_graph(teacher, "teacher", path, cfg.export.opset)
-            feeds = {HISTORY_INPUT: hist} | ({USER_INPUT: users} if teacher.takes_user_id else {})
-            (got,) = ort_session(path).run([USER_VECTOR_OUTPUT], feeds)
-        except Exception as exc:  # the exporter and onnxruntime raise many types
-            raise TeacherImportError(
-                f"{where}: does not export to ONNX: {' '.join(str(exc).split())[:300]}"
-            ) from exc
-    ref = torch_user_vectors(teacher, "teacher", users, hist)
-    diff = float(np.max(np.abs(got - ref), initial=0.0))
-    if diff > cfg.export.parity_atol:
-        raise TeacherImportError(
-            f"{where}: the exported graph differs from the module by {diff:.3g} (atol {cfg.export.parity_atol})"
-        )
-    return {"rows": PROBE_ROWS, "max_abs_user_vector_diff": diff}
-
-
-def module_digest(teacher: ModuleTeacher) -> str:
-    """A python teacher that names no files: the sha256 of its weights and item matrix."""
-    digest = hashlib.sha256(teacher.own_items.tobytes())
-    for name, tensor in sorted(teacher.module.state_dict().items()):
-        digest.update(name.encode() + tensor.detach().cpu().numpy().tobytes())
-    return digest.hexdigest()
+            found.append(inspect.getsourcefile(obj))
+        except TypeError:  # a builtin or a partial: no source file of its own
+            continue
+    paths = [Path(f).resolve() for f in [*found, *getattr(module, "files", [])] if f]
+    return list(dict.fromkeys(paths))

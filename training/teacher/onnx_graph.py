@@ -18,6 +18,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+from core.errors import one_line
 from core.manifest import HISTORY_INPUT, USER_INPUT, USER_VECTOR_OUTPUT
 from training.config import PipelineConfig
 from training.data.types import Interactions
@@ -25,6 +26,7 @@ from training.teacher.spec import (
     Spec,
     TeacherImportError,
     check_mapped,
+    check_padding,
     data_order,
     item_lookup,
     read_ids,
@@ -51,7 +53,7 @@ class OnnxTeacher(nn.Module):
         self.known_users = known_users
         self.register_buffer("items", torch.from_numpy(np.ascontiguousarray(items, dtype=np.float32)))
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = threads, 1, 3
+        opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = threads, 1, 4
         self.session = ort.InferenceSession(
             graph.SerializeToString(), opts, providers=["CPUExecutionProvider"]
         )
@@ -185,9 +187,7 @@ def onnx_teacher(spec: Spec, data: Interactions, cfg: PipelineConfig, report: di
         model = onnx.load(str(graph_path))
         onnx.checker.check_model(model)
     except Exception as exc:  # onnx raises DecodeError, ValidationError, OSError
-        raise TeacherImportError(
-            f"{graph_path}: not a loadable ONNX graph: {' '.join(str(exc).split())[:300]}"
-        ) from exc
+        raise TeacherImportError(f"{graph_path}: not a loadable ONNX graph: {one_line(exc, 300)}") from exc
     items = read_matrix(spec, spec.items, "item")
     item_rows = row_map(items.ids, data.catalog.item_ids)
     t = cfg.teacher
@@ -211,6 +211,9 @@ def onnx_teacher(spec: Spec, data: Interactions, cfg: PipelineConfig, report: di
                 )
             known = (rows >= 0) & mask[np.maximum(rows, 0)]
     pad = int(q.get("padding_value", len(items.ids)))
+    if q.get("history_input"):
+        check_padding(pad, items.ids, spec.path)
+        report["padding_value"] = pad
     rebased = rebase_graph(
         model, q, item_lookup(item_rows, pad) if q.get("history_input") else None, user_rows, graph_path
     )

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,6 +243,18 @@ def check_mapped(
     return report
 
 
+def check_padding(pad: int, item_ids: np.ndarray, where: str | Path) -> None:
+    """TeacherImportError when the history's pad index is also a row of the item matrix: every padded
+    position would read as that item (a model with 1-based ids that pads with 0 and drops the pad
+    row from its item matrix makes its item 1 row 0, and 0 its pad too)."""
+    if 0 <= pad < len(item_ids):
+        raise TeacherImportError(
+            f"{where}: padding_value {pad} is a row of the item matrix (item id {str(item_ids[pad])!r}): "
+            f"every padded position would read as that item; pad with an index that is no row, "
+            f"e.g. {len(item_ids)} (the number of items)"
+        )
+
+
 TABLES_SPEC = """score = "dot"
 [items]
 vectors = "items.npy"
@@ -271,8 +284,32 @@ def write_tables(
     return spec
 
 
-def files_sha256(files: list[Path]) -> tuple[str, dict[str, str]]:
-    """(one digest over every file's name and sha256, in order; each file's own sha256)."""
-    each = {str(p): sha256_file(p) for p in dict.fromkeys(files)}
-    digest = hashlib.sha256("".join(f"{Path(p).name}:{h}\n" for p, h in each.items()).encode())
-    return digest.hexdigest(), each
+def relative_files(files: list[Path], base: Path) -> dict[str, str]:
+    """{name: sha256} of every file read: the manifest says which files, not where they sat on the
+    machine that trained. A file under `base` (the spec's folder; for a python module the folder the
+    import ran in, where its relative factory_args resolve) is named relative to it, any other by
+    its file name (its path relative to `base` if two share a name)."""
+    base = base.resolve()
+    out: dict[str, str] = {}
+    for path in dict.fromkeys(Path(p).resolve() for p in files):
+        name = path.relative_to(base).as_posix() if path.is_relative_to(base) else path.name
+        out[name if name not in out else Path(os.path.relpath(path, base)).as_posix()] = sha256_file(path)
+    return out
+
+
+def output_digest(graph: bytes, items: np.ndarray, item_ids: np.ndarray, user_ids: np.ndarray | None) -> str:
+    """sha256 of what decides an imported teacher's outputs in the data's index space: the query
+    graph's bytes (the id maps sit in front of it as constants), the item matrix in data order, and
+    the data's ids those indices stand for (users only when the query reads a user index).
+
+    A corrected adapter, a reordered `item_ids` or another padding index changes the graph or the
+    matrix, so the soft-label cache and the manifest tell the two teachers apart; the weight files
+    alone do not (the same weights behind another adapter are another teacher).
+    """
+    digest = hashlib.sha256(b"graph\n" + graph)
+    matrix = np.ascontiguousarray(items, dtype=np.float32)
+    digest.update(f"\nitems {matrix.shape}\n".encode() + matrix.tobytes())
+    digest.update(b"\nitem ids\n" + "\n".join(np.asarray(item_ids).astype(str)).encode())
+    if user_ids is not None:
+        digest.update(b"\nuser ids\n" + "\n".join(np.asarray(user_ids).astype(str)).encode())
+    return digest.hexdigest()

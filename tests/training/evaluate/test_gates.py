@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -170,7 +171,7 @@ def test_a_distillation_that_hurts_is_not_published_exit_3(overridden, monkeypat
     monkeypatch.setattr(training.pipeline, "soft_labels", _permuted_teacher(training.pipeline.soft_labels))
     capsys.readouterr()
     assert main(_hurt_args(root, require_gates=True)) == 3
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     failed = [line for line in err.splitlines() if line.startswith("gate ")]
     # One line per failed gate, with the figures (measured: student 0.020, scratch 0.075, popularity 0.062).
     assert [line.split(":")[0] for line in failed] == [
@@ -190,6 +191,31 @@ def test_a_distillation_that_hurts_is_not_published_exit_3(overridden, monkeypat
     assert [line for line in capsys.readouterr().err.splitlines() if line.startswith("gate ")] == failed
     assert (models / "LATEST").read_bytes() == latest
     assert sorted(p.name for p in models.iterdir()) == before
+    _refused_summary_says_what_and_how(out, refused, failed, main, models, before)
+
+
+def _refused_summary_says_what_and_how(
+    out: str, refused: dict, failed: list[str], main, models, before
+) -> None:
+    """The refused pipeline's stdout: the one-screen summary, as a published version gets, plus why
+    and the command that publishes anyway, which then does."""
+    lines = out.splitlines()
+    assert lines[0].startswith("NOT published: a publish gate refused this version (")
+    assert "publish gates failed:" in lines and all(f"  {line}" in lines for line in failed)
+    for name, row in refused["test"].items():  # every model's test row, as refused.json holds it
+        assert f"{name:<12}{row['hr@10']:>13.4f}{row['ndcg@10']:>13.4f}" in out
+    parameters = refused["parameters"]
+    assert f"parameters: teacher {parameters['teacher']:,}, student {parameters['student']:,}" in out
+    why = lines.index("why refused:")
+    assert lines[why + 1 : why + 1 + len(failed)] == [f"  {line}" for line in failed]
+    assert (
+        lines[why + 1 + len(failed)]
+        == "to publish these models anyway (from work_dir, nothing trains again):"
+    )
+    again = shlex.split(lines[why + 2 + len(failed)])
+    assert again[:2] == ["recdistill", "export"] and again[-2:] == ["--set", "publish.require_gates=false"]
+    assert main(again[1:]) == 0  # the command it names publishes the refused models
+    assert len(sorted(p.name for p in models.iterdir())) == len(before) + 1
 
 
 def test_the_served_gate_passes_at_its_edge_and_fails_below_it_naming_the_version() -> None:
