@@ -3,8 +3,10 @@
 Pure numpy + onnxruntime, synchronous: it runs on the batcher's worker thread, never on the event loop.
 
 Three paths, chosen per query:
-- plain (no category/price filter): the side's `topk` graph with k_fetch = k + |excluded| (capped at
-  n_items), excluded items dropped afterwards, so k come back whenever k are not excluded;
+- plain (no category/price filter): the whole catalogue scored against the user vectors, excluded
+  items masked, the exact top k (app/engine/exact.py); a side whose graph holds a reduced-precision
+  item matrix runs its `topk` graph with k_fetch = k + |excluded| (capped at n_items) and drops the
+  excluded items afterwards. Either way k come back whenever k are not excluded;
 - filtered (category and/or price): the `user` graph gives the user vector and numpy scores only the
   eligible items (argpartition), so k come back whenever k are eligible;
 - cold start (no known item in the history): popularity order under the same filters, flagged.
@@ -22,6 +24,7 @@ import numpy as np
 
 from app.engine.ann import AnnIndex
 from app.engine.catalogue import EMPTY, CatalogueView, trained_view, unavailable_filter
+from app.engine.exact import exact_top_k
 from app.engine.model import LoadedModel, Side
 from core.manifest import (
     HISTORY_INPUT,
@@ -122,7 +125,24 @@ def _popular(q: Query) -> Result:
 
 
 def _plain(side: Side, queries: list[Query]) -> list[Result]:
+    """The whole catalogue ranked for the group: scored by the float32 side's score graph and ranked in
+    numpy (app/engine/exact.py), else by the side's top-k graph (`_plain_graph`)."""
+    if side.scores is None:
+        return _plain_graph(side, queries)
+    (user_vectors,) = side.user.run([USER_VECTOR_OUTPUT], _feeds(side, queries))
+    found = exact_top_k(
+        side.scores,
+        len(side.item_vectors),
+        user_vectors,
+        [q.k for q in queries],
+        [q.exclude for q in queries],
+    )
+    return [Result(idx, sc, None) for idx, sc in found]
+
+
+def _plain_graph(side: Side, queries: list[Query]) -> list[Result]:
     """One ORT run of the top-k graph for the whole group; the item matrix is read once."""
+    assert side.topk is not None
     n = queries[0].model.n_items
     k_fetch = min(n, max(q.k + len(q.exclude) for q in queries))
     scores, indices = side.topk.run(
