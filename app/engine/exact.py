@@ -38,16 +38,18 @@ def exact_top_k(
     n_items: int,
     user_vectors: np.ndarray,
     ks: Sequence[int],
-    excludes: Sequence[np.ndarray],
+    excludes: Sequence[Sequence[np.ndarray]],
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per query (indices int64, scores float32), best first by the tie rule: the min(k, allowed) best
-    items by `scores_session` (user_vectors float32 [B, dim] -> [B, n_items]) outside `excludes[i]`."""
+    items by `scores_session` (user_vectors float32 [B, dim] -> [B, n_items]) outside every array of
+    `excludes[i]` (the request's exclusions, the catalogue's unavailable items)."""
     out: list[tuple[np.ndarray, np.ndarray]] = []
     for block in _blocks(len(ks), n_items):
         (scores,) = scores_session.run([SCORES], {USER_VECTORS: user_vectors[block]})  # (b, n_items)
-        for row, exclude in enumerate(excludes[block]):
-            if len(exclude):
-                scores[row, exclude] = -np.inf
+        for row, parts in enumerate(excludes[block]):
+            for exclude in parts:
+                if len(exclude):
+                    scores[row, exclude] = -np.inf
         found = top_k_rows_pruned(scores, min(max(ks[block]), n_items))
         for (idx, sc), k in zip(found, ks[block], strict=True):
             allowed = min(k, int(np.count_nonzero(sc > -np.inf)))  # -inf only where excluded

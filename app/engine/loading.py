@@ -135,7 +135,7 @@ def probe(model: LoadedModel) -> None:
                     [SCORES_OUTPUT, INDICES_OUTPUT], {**feeds, K_INPUT: np.array([k], np.int64)}
                 )
             else:
-                ranked = exact_top_k(side.scores, n, uvec, [k, k], [np.zeros(0, np.int64)] * 2)
+                ranked = exact_top_k(side.scores, n, uvec, [k, k], [()] * 2)
                 indices, scores = (np.stack(column) for column in zip(*ranked, strict=True))
         except Exception as exc:
             raise ManifestError(f"{model.path}: probe request failed on the {side.name}: {exc}") from exc

@@ -98,7 +98,7 @@ def test_excluding_most_of_the_catalogue_leaves_the_rest(large: LoadedModel) -> 
     user = np.ones((1, 8), np.float32)
     keep = np.array([5, 77, 2_999])
     excluded = np.setdiff1d(np.arange(N_ITEMS), keep)
-    [(idx, sc)] = exact_top_k(session, N_ITEMS, user, [10], [excluded])
+    [(idx, sc)] = exact_top_k(session, N_ITEMS, user, [10], [(excluded,)])
     (all_scores,) = session.run([SCORES], {USER_VECTORS: user})
     assert sorted(idx.tolist()) == keep.tolist() and np.isfinite(sc).all()  # 3 allowed, not 10
     assert idx.tolist() == keep[np.argsort(-all_scores[0, keep], kind="stable")].tolist()
