@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.errors import UserError
 from core.names import closest
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ NOT_SETTINGS = frozenset(
 )
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """Settings that cannot start the service; the message is one line naming each variable at fault."""
 
 

@@ -116,6 +116,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         default=settings.candidate_version,
     )
     experiment = open_experiment(app, store, candidate)  # state db, shadow, the after-answer hook
+    metrics.served_dropped.set_function(lambda: experiment.feedback.dropped)
     app.state.history, app.state.store, app.state.batcher = history, store, batcher
     app.state.candidate = candidate
     app.state.catalogue = catalogue

@@ -66,6 +66,11 @@ class Metrics:
         for op in ("read", "write"):
             self.store_up.labels(op).set(1)
             self.store_errors.labels(op)
+        self.served_dropped = Gauge(
+            "recdistill_served_answers_dropped",
+            "Served answers dropped since start from the A/B log's full buffer while the store could not be written",
+            registry=r,
+        )
         self.catalogue_generation = Gauge(
             "recdistill_catalogue_generation",
             "The live catalogue overlay's generation served here",

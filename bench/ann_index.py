@@ -1,6 +1,6 @@
 """Which ANN index at catalogue scale: `python -m bench.ann_index`, 1M items by default.
 
-For item/user vectors of the student's shape it builds each index with training/ann.py's own
+For item/user vectors of the student's shape it builds each index with training/export/ann.py's own
 builder, walks the breadth ladder (HNSW efSearch, IVF nprobe) and reports, per index: build time,
 index size, and for each breadth recall@10 against the exact top-10 and the search cost at batch 1
 and batch 32 on one thread (as the service's worker runs it). The breadth reported is the
@@ -17,9 +17,9 @@ two synthetic kinds:
     vectors under a softmax loss); users mix 1-3 cluster directions plus noise.
   - random: i.i.d. normal items and users, the worst case (nothing to exploit), as an untrained
     student's vectors are.
-Indexes (all built by training/ann.py's builder): HNSW and IVF-Flat, each on raw inner products
+Indexes (all built by training/export/ann.py's builder): HNSW and IVF-Flat, each on raw inner products
 (`-ip`) and over the MIPS -> L2 reduction (`-mips`); the exporter's defaults are hnsw-ip and
-ivf-mips (training/ann.py DEFAULT_SPACE). Timings are wall-clock p50 and
+ivf-mips (training/export/ann.py DEFAULT_SPACE). Timings are wall-clock p50 and
 process CPU time on this machine; CPU time is the figure a shared machine distorts least.
 Results: bench/results/ann_index.json and .md. Nothing here is asserted in tests.
 """
@@ -121,8 +121,8 @@ def version_vectors(version_dir: Path, seed: int = 0) -> tuple[np.ndarray, np.nd
 
 
 def _build(items: np.ndarray, spec: str, args: argparse.Namespace) -> tuple[Any, str]:
-    """(index, kind) built by training/ann.py's builder in the spec's space."""
-    from training.ann import build_index
+    """(index, kind) built by training/export/ann.py's builder in the spec's space."""
+    from training.export.ann import build_index
 
     kind, space = INDEXES[spec]
     index = build_index(
@@ -138,13 +138,13 @@ def _build(items: np.ndarray, spec: str, args: argparse.Namespace) -> tuple[Any,
 
 
 def _search(index: Any, kind: str, queries: np.ndarray, k: int) -> np.ndarray:
-    from training.ann import search_labels
+    from training.export.ann import search_labels
 
     return search_labels(index, kind, queries, k)  # type: ignore[arg-type]
 
 
 def _set_breadth(index: Any, kind: str, value: int) -> None:
-    from training.ann import set_breadth
+    from training.export.ann import set_breadth
 
     set_breadth(index, kind, value)  # type: ignore[arg-type]
 
@@ -264,7 +264,7 @@ def markdown(payload: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from training.ann import SEARCH_LADDER
+    from training.export.ann import SEARCH_LADDER
 
     parser = argparse.ArgumentParser(prog="python -m bench.ann_index", description=__doc__.splitlines()[0])
     parser.add_argument("--version-dir", type=Path, default=None, help="a published version's vectors")
@@ -302,7 +302,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.service import machine_info
+    from bench.harness import machine_info
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -2,8 +2,8 @@
 
 Latency and memory depend on the graphs' shapes (catalogue size, dims, layers), not on the
 weights, so the benchmark exports freshly initialised teacher and student models of the real
-architectures (training/teacher.py, training/student.py, default configs) with the real exporter
-(training/export.py) and publishes them atomically (training/publish.py). Training a 1M-item
+architectures (training/teacher/two_tower.py, training/student/model.py, default configs) with the real exporter
+(training/export/version.py) and publishes them atomically (training/export/publish.py). Training a 1M-item
 teacher on this machine would take hours and measure nothing more.
 """
 
@@ -42,10 +42,10 @@ def publish_synthetic(
     import torch  # the benchmark's publishing side only; the served app never imports torch
 
     from training.config import StudentConfig, TeacherConfig
-    from training.export import export_side
-    from training.publish import publish
-    from training.student import MLPStudent, count_parameters
-    from training.teacher import TwoTowerTeacher
+    from training.export.publish import publish
+    from training.export.version import export_side
+    from training.student.model import MLPStudent, count_parameters
+    from training.teacher.two_tower import TwoTowerTeacher
 
     start = time.perf_counter()
     torch.manual_seed(seed)

@@ -1,11 +1,11 @@
 """The MovieLens-100k benchmark: recdistill's teacher, student and scratch student against tuned peers.
 
-Protocol: configs/ml-100k.toml's data -> leave_last_out -> full-ranking `training.ranking.evaluate`
+Protocol: configs/ml-100k.toml's data -> leave_last_out -> full-ranking `training.evaluate.ranking.evaluate`
 with the pipeline's `eval.test_history` (default: the standard leave-one-out query = train items +
 the validation item; everything the query has seen is excluded). The peers below are fitted on the
 train items only, so under the standard query they do not see the validation item in their user
-factors (the pipeline's own ALS peer, training/peers.py, is refit on train + validation); the
-shop-log benchmark with the pipeline's peers is bench/quality.py.
+factors (the pipeline's own ALS peer, training/evaluate/peers.py, is refit on train + validation); the
+shop-log benchmark with the pipeline's peers is bench/quality/run.py.
 Peers are tuned on the validation item with the first seed, then the chosen config is refitted for
 every seed. All PASS/FAIL checks are computed from the measured numbers.
 
@@ -23,10 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.checks import Check
 from bench.peers import Peer, default_peers, run_seeds, tune
 from bench.report import RESULTS_DIR, aggregate, fmt_mean_std, markdown_table, mean_std, write_report
-from training.config import ConfigError, PipelineConfig, load_config
-from training.data import DataError, Split, leave_last_out
+from training.config import ConfigError, PipelineConfig
+from training.config_file import load_config
+from training.data.split import leave_last_out
+from training.data.types import DataError, Split
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +56,6 @@ class Run:
     valid: dict[str, float] | None = None
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    passed: bool | None  # None: not computable (e.g. the pipeline was skipped)
-    detail: str
-
-    @property
-    def status(self) -> str:
-        return {True: "PASS", False: "FAIL", None: "N/A"}[self.passed]
-
-
 def load_bench_config(path: Path = CONFIG, overrides: list[str] | None = None) -> PipelineConfig:
     """The pipeline config the benchmark runs (configs/ml-100k.toml); ConfigError names a missing or bad file."""
     return load_config(path, overrides)
@@ -71,8 +63,8 @@ def load_bench_config(path: Path = CONFIG, overrides: list[str] | None = None) -
 
 def load_split(cfg: PipelineConfig) -> Split:
     """The same data and split the pipeline uses; fetches MovieLens-100k into the cache on first use."""
-    from training.data import load_interactions
-    from training.movielens import fetch_ml100k
+    from training.data.load import load_interactions
+    from training.data.movielens import fetch_ml100k
 
     if cfg.data.source == "ml-100k":
         fetch_ml100k(cfg.data.cache_dir)  # a no-op when the verified copy is cached
@@ -207,67 +199,45 @@ def compute_checks(
     have = set(summary)
     checks = []
     peers_run = [p for p in peers if p in have]
+    name = f"teacher >= {TEACHER_OVER_PEER:.2f} x best peer {metric}"
     if "teacher" in have and peers_run:
         best = max(peers_run, key=mean)
         bar = TEACHER_OVER_PEER * mean(best)
-        checks.append(
-            Check(
-                f"teacher >= {TEACHER_OVER_PEER:.2f} x best peer {metric}",
-                mean("teacher") >= bar,
-                f"teacher {mean('teacher'):.4f} vs {TEACHER_OVER_PEER:.2f} x {best} {mean(best):.4f} = {bar:.4f}",
-            )
+        detail = (
+            f"teacher {mean('teacher'):.4f} vs {TEACHER_OVER_PEER:.2f} x {best} {mean(best):.4f} = {bar:.4f}"
         )
+        checks.append(Check(name, mean("teacher") >= bar, detail))
     else:
-        checks.append(
-            Check(
-                f"teacher >= {TEACHER_OVER_PEER:.2f} x best peer {metric}", None, "teacher or peers not run"
-            )
-        )
+        checks.append(Check(name, None, "teacher or peers not run"))
+    name = f"student >= {STUDENT_OVER_TEACHER:.2f} x teacher {metric}"
     if {"teacher", "student"} <= have:
         bar = STUDENT_OVER_TEACHER * mean("teacher")
-        checks.append(
-            Check(
-                f"student >= {STUDENT_OVER_TEACHER:.2f} x teacher {metric}",
-                mean("student") >= bar,
-                f"student {mean('student'):.4f} vs {STUDENT_OVER_TEACHER:.2f} x teacher {mean('teacher'):.4f} = {bar:.4f}",
-            )
-        )
+        detail = f"student {mean('student'):.4f} vs {STUDENT_OVER_TEACHER:.2f} x teacher {mean('teacher'):.4f} = {bar:.4f}"
+        checks.append(Check(name, mean("student") >= bar, detail))
     else:
-        checks.append(
-            Check(f"student >= {STUDENT_OVER_TEACHER:.2f} x teacher {metric}", None, "pipeline not run")
-        )
+        checks.append(Check(name, None, "pipeline not run"))
+    name = f"student > scratch {metric} in every seed"
     if {"student", "scratch"} <= have:
         student, scratch = _per_seed(summary, "student", metric), _per_seed(summary, "scratch", metric)
         seeds = sorted(set(student) & set(scratch))
         wins = [s for s in seeds if student[s] > scratch[s]]
         detail = ", ".join(f"seed {s}: {student[s]:.4f} vs {scratch[s]:.4f}" for s in seeds)
-        checks.append(
-            Check(
-                f"student > scratch {metric} in every seed",
-                bool(seeds) and len(wins) == len(seeds),
-                detail or "no seeds",
-            )
-        )
+        checks.append(Check(name, bool(seeds) and len(wins) == len(seeds), detail or "no seeds"))
     else:
-        checks.append(Check(f"student > scratch {metric} in every seed", None, "pipeline not run"))
+        checks.append(Check(name, None, "pipeline not run"))
+    name = f"student has >= {PARAMETER_RATIO:.0f}x fewer parameters than the teacher"
     if {"teacher", "student"} <= have:
         teacher_p, student_p = summary["teacher"]["n_parameters"], summary["student"]["n_parameters"]
         ratio = teacher_p / student_p if student_p else float("inf")
         checks.append(
             Check(
-                f"student has >= {PARAMETER_RATIO:.0f}x fewer parameters than the teacher",
+                name,
                 ratio >= PARAMETER_RATIO,
                 f"teacher {teacher_p:,} / student {student_p:,} = {ratio:.1f}x",
             )
         )
     else:
-        checks.append(
-            Check(
-                f"student has >= {PARAMETER_RATIO:.0f}x fewer parameters than the teacher",
-                None,
-                "pipeline not run",
-            )
-        )
+        checks.append(Check(name, None, "pipeline not run"))
     return checks
 
 
@@ -366,7 +336,7 @@ def run_benchmark(
         "benchmark": NAME,
         "meta": meta,
         "models": summary,
-        "checks": [{"name": c.name, "status": c.status, "detail": c.detail} for c in checks],
+        "checks": [c.as_dict() for c in checks],
         "tuning": tuning,
     }
     paths = write_report(NAME, payload, render_markdown(summary, checks, tuning, meta), out_dir)

@@ -4,7 +4,7 @@ and distilled students side by side, over a few student seeds (the seed noise to
 
     python -m bench.own_sasrec [--seeds 0 1 2]
 
-Writes bench/results/own_teacher_sasrec.{json,md}. tests/training/test_teacher_import.py asserts
+Writes bench/results/own_teacher_sasrec.{json,md}. tests/training/teacher/test_teacher_import.py asserts
 the same on one seed.
 """
 
@@ -25,11 +25,12 @@ from bench.report import markdown_table, write_report
 def main(argv: list[str] | None = None) -> int:
     from tests.fixtures import own_teacher
     from tests.fixtures.imported_teacher import tiny_cfg
-    from training.distill import build_soft_labels, fit_student
+    from training.evaluate.ranking import evaluate
+    from training.evaluate.scoring import student_score_fn, teacher_score_fn
     from training.pipeline import load_data
-    from training.ranking import evaluate
-    from training.teacher_import import import_teacher
-    from training.train import student_score_fn, teacher_score_fn
+    from training.student.distill import fit_student
+    from training.student.soft_labels import build_soft_labels
+    from training.teacher.imported import import_teacher
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

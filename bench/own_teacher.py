@@ -3,7 +3,7 @@ distilled into the history-MLP student, beside the scratch student and the ALS m
 
     python -m bench.own_teacher --data ../shared/data/amazon-beauty --set budget_minutes=30
 
-1. ALS is tuned and fitted by training/peers.py exactly as the report's ALS peer is (tuned on the
+1. ALS is tuned and fitted by training/evaluate/peers.py exactly as the report's ALS peer is (tuned on the
    validation item, refitted on train + validation items for the standard test query) and written
    as embedding tables: users.parquet (user_id, vector), items.npy + item_ids.npy, als.toml.
 2. `recdistill teacher import tables:als.toml` checks them; `recdistill pipeline` distils them
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.quality import dataset_spec, recdistill_command
+from bench.quality.run import dataset_spec, recdistill_command
 from bench.report import markdown_table, write_report
 
 ROOT = Path(".recdistill/bench/own_teacher")
@@ -38,17 +38,17 @@ MODELS = ("teacher", "student", "scratch", "als", "popularity")
 
 
 def export_als_tables(cfg: Any, folder: Path, fit_on: str = "train+valid") -> dict[str, Any]:
-    """Tune and fit ALS as training.pipeline.fit_peers does; write its factors as tables + a spec.
+    """Tune and fit ALS as training.evaluate.models.fit_peers does; write its factors as tables + a spec.
 
     fit_on "train+valid": the peer's own refit for the standard test query (the tables are then
     exactly the report's ALS peer); "train": the tuned point fitted on train interactions only, so
     no soft label carries a validation item (the teacher row then cannot use the query's
     validation item: a lookup ignores the history).
     """
-    from training.peers import als_peer, fit_als
+    from training.data.split import validation_split
+    from training.evaluate.peers import als_peer, fit_als
     from training.pipeline import load_data
-    from training.teacher_spec import write_tables
-    from training.train import validation_split
+    from training.teacher.spec import write_tables
 
     data, split = load_data(cfg)
     e = cfg.eval
@@ -76,8 +76,8 @@ def served_anonymous(version_dir: Path, cfg: Any) -> dict[str, Any]:
     import onnxruntime as ort
 
     from core.manifest import HISTORY_INPUT, USER_VECTOR_OUTPUT, load_manifest
+    from training.evaluate.ranking import evaluate
     from training.pipeline import load_data
-    from training.ranking import evaluate
 
     manifest = load_manifest(version_dir)
     card = manifest.student
@@ -109,7 +109,7 @@ def _latest_report(folder: Path) -> tuple[Path | None, dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training.config import load_config
+    from training.config_file import load_config
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/amazon-beauty")

@@ -1,7 +1,7 @@
 """Peers the teacher must beat: ALS and BPR (benfred/implicit) and a sampled-softmax MF in torch.
 
 All three are user-id factor models, scored as `user_factors @ item_factors.T` and ranked by our own
-`training.ranking.evaluate`, so every model in a benchmark is measured the same way (full ranking,
+`training.evaluate.ranking.evaluate`, so every model in a benchmark is measured the same way (full ranking,
 train items excluded). Each peer is tuned on the VALIDATION item with a small grid; the test item is
 only looked at for the chosen configuration.
 """
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from training.data import Split
-from training.peers import (  # the ALS peer and the tuning loop the pipeline's report uses too
+from training.data.types import Split
+from training.evaluate.peers import (  # the ALS peer and the tuning loop the pipeline's report uses too
     FactorModel,
     Metrics,
     Params,
@@ -27,7 +27,7 @@ from training.peers import (  # the ALS peer and the tuning loop the pipeline's 
     train_matrix,
     tune,
 )
-from training.ranking import evaluate
+from training.evaluate.ranking import evaluate
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.harness import machine_info
 from bench.report import RESULTS_DIR, markdown_table, write_report
-from bench.service import machine_info
 from core.manifest import load_manifest, read_latest
 
 CONFIG = Path("configs/synthetic-1m.toml")

@@ -1,7 +1,7 @@
 """The popularity peer alone, ranked exactly as a pipeline's report ranks it: `python -m bench.popularity_peer`.
 
 Same data, split, evaluated users (eval.max_users's seeded sample), test query and exclusions as
-`training.pipeline.evaluate_all`, without training anything: seconds instead of a whole pipeline run.
+`training.evaluate.models.evaluate_all`, without training anything: seconds instead of a whole pipeline run.
 It is how the results files' popularity rows were recomputed when the ranking's tie rule changed
 (an item scoring equal to the target counts against the model; the peer's integer counts tie a lot).
 
@@ -22,10 +22,11 @@ from pathlib import Path
 
 def popularity_metrics(config: Path, overrides: Sequence[str], batch_size: int | None = None) -> dict:
     """The popularity peer's test metrics under `config` + `overrides` (batch_size: rows scored at once)."""
-    from training.config import load_config
-    from training.evaluate import evaluate_models, popularity_score_fn
+    from training.config_file import load_config
+    from training.data.split import validation_split
+    from training.evaluate.models import evaluate_models
+    from training.evaluate.scoring import popularity_score_fn
     from training.pipeline import load_data
-    from training.train import validation_split
 
     cfg = load_config(config, list(overrides))
     e = cfg.eval

@@ -2,12 +2,12 @@
 
 Two ways to get the version it measures:
   - `--version-dir models/<version>`: a version the real pipeline published with an ANN index
-    (manifest `retrieval.kind` hnsw or ivf), measured as it is. This is the issue's figure:
+    (manifest `retrieval.kind` hnsw or ivf), measured as it is:
         python -m bench.scale --version-dir /path/to/models/<version> --duration 15
     (run it on a quiet machine: in-process latency and wrk share the cores with anything else);
-  - without it, an UNTRAINED synthetic catalogue (bench/catalog.py: the real architectures and
+  - without it (bench/scale_synthetic.py), an UNTRAINED synthetic catalogue (bench/catalog.py: the real architectures and
     exporter; latency depends on shapes, not weights) of `--items` items is published and a copy
-    gets an index built, tuned and measured by training/ann.py (the exporter's own step); with
+    gets an index built, tuned and measured by training/export/ann.py (the exporter's own step); with
     `--pipeline` the real pipeline (configs/synthetic.toml, short training) first runs at that size
     with `export.retrieval` set, to show that it completes. Random untrained item vectors are the
     worst case for an index (nothing is clustered): recall and breadth say little about trained ones.
@@ -20,10 +20,10 @@ the manifest names. Measured, in one run:
      what a shared machine distorts least), recall@10 of the ANN answers against the exact answers
      on >= 1,000 requests, and of both against a float32 numpy reference;
   2. over HTTP, each path behind the real server with wrk and 32 connections (bench/loadgen.py and
-     bench/service.py's server, bodies and wrk helpers: no second load generator), with the
+     bench/harness.py's server, bodies and wrk helpers: no second load generator), with the
      server's CPU per request.
 Results: bench/results/scale.json and scale.md (bench/report.py). Pass/fail is computed from the
-measured numbers against the issue's targets; nothing here is asserted in tests.
+measured numbers (bench/checks.py) against the targets below; nothing here is asserted in tests.
 """
 
 from __future__ import annotations
@@ -31,25 +31,22 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from bench.checks import lookup, meets
+from bench.harness import K, machine_info, request_bodies, running_server, torch_loaded, wrk_with_cpu
 from bench.loadgen import percentiles_ms, process_memory_mb, wrk_available, wrk_script
 from bench.report import RESULTS_DIR, markdown_table, write_report
-from bench.service import machine_info, request_bodies, running_server, torch_loaded, wrk_with_cpu
+from bench.scale_synthetic import student_user_vectors, synthetic_version
 from core.topk import exact_topk, recall_at_k
 
 log = logging.getLogger(__name__)
 
-K = 10
 BATCH = 32  # the second batch size measured in-process (the micro-batcher forms such batches under load)
 PATHS = ("exact", "ann")
 TARGETS: list[tuple[str, str, float]] = [
@@ -63,107 +60,6 @@ TARGETS: list[tuple[str, str, float]] = [
 
 class ScaleError(RuntimeError):
     """A version that cannot be measured here (no index in its manifest, not a version folder)."""
-
-
-# --- the synthetic version (no --version-dir) -------------------------------------------------------
-
-
-def _user_vectors(version_dir: Path, histories: list[list[int]], history_len: int, pad: int) -> np.ndarray:
-    """The student's user vectors for index histories, from its exported user graph (onnxruntime)."""
-    import onnxruntime as ort
-
-    from core.manifest import HISTORY_INPUT, USER_VECTOR_OUTPUT, load_manifest
-
-    manifest = load_manifest(version_dir)
-    sess = ort.InferenceSession(
-        str(version_dir / manifest.student.user.file), providers=["CPUExecutionProvider"]
-    )
-    rows = np.full((len(histories), history_len), pad, np.int64)
-    for r, hist in enumerate(histories):
-        tail = hist[-history_len:]
-        rows[r, history_len - len(tail) :] = tail
-    out = [
-        sess.run([USER_VECTOR_OUTPUT], {HISTORY_INPUT: rows[s : s + 1024]})[0]
-        for s in range(0, len(rows), 1024)
-    ]
-    return np.concatenate(out)
-
-
-def publish_ann_copy(exact_dir: Path, models_dir: Path, args: argparse.Namespace) -> tuple[Path, float]:
-    """Publish `exact_dir`'s artifacts (hard links) plus an ANN index as a new version in models_dir."""
-    from core.manifest import load_manifest
-    from training.ann import build_retrieval
-    from training.publish import publish
-
-    manifest = load_manifest(exact_dir)
-    items = np.load(exact_dir / manifest.student.item_vectors, allow_pickle=False)
-    bodies = request_bodies(exact_dir, args.recall_users + args.recall_users // 2, seed=args.seed + 1)
-    index = {
-        str(x): i for i, x in enumerate(np.load(exact_dir / manifest.item_ids, allow_pickle=False).tolist())
-    }
-    histories = [[index[x] for x in b["history"]] for b in bodies]
-    queries = _user_vectors(
-        exact_dir, histories, manifest.student.history_len, manifest.student.padding_value
-    )
-
-    def build(stage: Path) -> Any:
-        for name in manifest.files:
-            try:
-                os.link(exact_dir / name, stage / name)
-            except OSError:
-                shutil.copy2(exact_dir / name, stage / name)
-        retrieval = build_retrieval(
-            stage,
-            items,
-            queries[: args.recall_users],
-            queries[args.recall_users :],
-            kind=args.kind,
-            hnsw_m=args.hnsw_m,
-            ef_construction=args.ef_construction,
-            threads=args.build_threads,
-            seed=args.seed,
-        )
-        return manifest.model_copy(update={"retrieval": retrieval, "created_at": datetime.now(UTC)})
-
-    start = time.perf_counter()
-    version_dir = publish(models_dir, f"{manifest.version}-{args.kind}", build)
-    return version_dir, time.perf_counter() - start
-
-
-def run_pipeline_at_scale(work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """The real offline job on a synthetic shop of args.items items, trained briefly, with an index."""
-    from training.config import load_config
-    from training.pipeline import run_pipeline
-
-    overrides = [
-        f"models_dir={work / 'models-pipeline'}",
-        f"work_dir={work / 'work-pipeline'}",
-        f"data.synthetic.n_items={args.items}",
-        f"data.synthetic.n_users={args.pipeline_users}",
-        f"data.synthetic.n_interactions={args.pipeline_interactions}",
-        f"teacher.max_train_seconds={args.train_seconds}",
-        f"student.max_train_seconds={args.train_seconds}",
-        "teacher.epochs=1",
-        "student.epochs=1",
-        "distill.train_scratch=false",
-        f"export.retrieval={args.kind}",
-        f"export.hnsw_m={args.hnsw_m}",
-        f"export.ef_construction={args.ef_construction}",
-        f"export.ann_threads={args.build_threads}",
-        *args.set,
-    ]
-    cfg = load_config(Path("configs/synthetic.toml"), overrides)
-    start = time.perf_counter()
-    result = run_pipeline(cfg, progress=False)
-    if result is None:  # only a non-main distributed rank returns nothing; this runs in one process
-        raise RuntimeError("the pipeline published nothing")
-    return {
-        "seconds": time.perf_counter() - start,
-        "stages": result.seconds,
-        "version": result.version_dir.name,
-        "retrieval": result.manifest.retrieval.model_dump(mode="json"),
-        "overrides": overrides,
-    }
 
 
 # --- one version, both paths ------------------------------------------------------------------------
@@ -243,7 +139,7 @@ def in_process(version_dir: Path, bodies: list[dict[str, Any]]) -> dict[str, Any
         for name, retrieval in (("exact", "exact"), ("ann", "manifest")):
             measured = _measure_path(version_dir, retrieval, bodies)
             out[name], answers[name] = measured["stats"], measured["answers"]
-        vectors = _user_vectors(
+        vectors = student_user_vectors(
             version_dir, measured["histories"], measured["history_len"], measured["padding_value"]
         )
         _, ref_idx = exact_topk(vectors, measured["items"], K, block=32, excludes=measured["excludes"])
@@ -319,20 +215,18 @@ def measure_version(version_dir: Path, work: Path, args: argparse.Namespace) -> 
 # --- report -----------------------------------------------------------------------------------------
 
 
-def lookup(data: dict[str, Any], dotted: str) -> Any:
-    for key in dotted.split("."):
-        if not isinstance(data, dict) or key not in data:
-            return None
-        data = data[key]
-    return data
-
-
 def checks(payload: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for key, op, threshold in TARGETS:
         value = lookup(payload, key)
-        ok = None if value is None else (value <= threshold if op == "<=" else value >= threshold)
-        out.append({"metric": key, "target": f"{op} {threshold:g}", "value": value, "pass": ok})
+        out.append(
+            {
+                "metric": key,
+                "target": f"{op} {threshold:g}",
+                "value": value,
+                "pass": meets(value, op, threshold),
+            }
+        )
     return out
 
 
@@ -443,20 +337,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _synthetic_version(work: Path, args: argparse.Namespace, payload: dict[str, Any]) -> Path:
-    """Publish the untrained catalogue and its ANN copy; the copy (same artifacts plus the index) is
-    then measured on both paths like any other version."""
-    from bench.catalog import publish_synthetic
-
-    if args.pipeline:
-        log.info("pipeline at %d items", args.items)
-        payload["pipeline"] = run_pipeline_at_scale(work, args)
-    published = publish_synthetic(work / "models-exact", args.items, seed=args.seed)
-    ann_dir, ann_seconds = publish_ann_copy(published.version_dir, work / "models-ann", args)
-    payload["publish_seconds"] = {"exact": published.seconds, "ann": ann_seconds}
-    return ann_dir
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -469,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "machine": machine_info(),
         }
-        version_dir = args.version_dir or _synthetic_version(work, args, payload)
+        version_dir = args.version_dir or synthetic_version(work, args, payload)
         try:
             payload.update(measure_version(Path(version_dir), work, args))
         except ScaleError as exc:

@@ -31,6 +31,7 @@ import numpy as np
 
 from app.stores.protocols import HistoryStore
 from app.stores.records import Interaction
+from bench.checks import status
 from bench.report import RESULTS_DIR, markdown_table, write_report
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ def render(payload: dict[str, Any], plot: str) -> str:
                 ]
             )
     checks = [
-        [kind, name, "PASS" if ok else "FAIL"]
+        [kind, name, status(ok)]
         for kind, res in payload["backends"].items()
         for name, ok in res["checks"].items()
     ]

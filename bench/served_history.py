@@ -6,7 +6,7 @@ and, for the first `--users` users of the log file the version was trained from:
     and test interactions of the offline protocol), and equal their whole log;
   - `/v1/recommend` by `user_id` (k = `--k`, exclude_seen) must never return an item from their log.
 With `--replay`, the version's holdout is replayed through `/v1/recommend` (student arm) with each
-user's test query sent as an explicit history (training/published_log.py), on the users the report
+user's test query sent as an explicit history (core/holdout.py), on the users the report
 ranked, and its HR@10 / NDCG@10 set beside the report's student figures: the same users and metric.
 
     python -m bench.served_history --models models --log orders.csv.gz --users 1500 --name beauty1500
@@ -37,7 +37,7 @@ def log_histories(path: Path, n_users: int | None, columns: Any = None) -> dict[
     """The first `n_users` users of the log file (by first appearance), each user's items oldest first
     (a stable sort on time: ties keep file order, as the pipeline orders them)."""
     from training.config import ColumnMap
-    from training.tabular import read_log
+    from training.data.tabular import read_log
 
     raw = read_log(Path(path), columns or ColumnMap())
     users, first = np.unique(raw.user, return_index=True)
@@ -110,8 +110,8 @@ def check_known_users(client: Any, logs: dict[str, list[str]], k: int) -> dict[s
 def replay(client: Any, models_dir: Path, k: int = 10) -> dict[str, Any]:
     """The holdout's reported rows replayed with explicit test queries: HR@k and NDCG@k from the
     test item's place in each answer, beside the report's student figures."""
+    from core.holdout import read_holdout, replay_body, replay_words
     from core.manifest import load_manifest, read_latest
-    from training.published_log import read_holdout, replay_body, replay_words
 
     version_dir = Path(models_dir) / str(read_latest(models_dir))
     manifest = load_manifest(version_dir)

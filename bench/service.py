@@ -9,8 +9,9 @@ architectures (bench/catalog.py), then measures on this machine, in one run:
   - (first size only) /v1/recommend with RECDISTILL_SHADOW_RATE=1.0 against shadow off: at full load
     with the same connections, and paced with wrk's delay() to the same offered rate.
 The server is a subprocess (app.server.serve: uvicorn, uvloop, httptools, no access log) on
-127.0.0.1 only. Every pass/fail is computed from the measured numbers. Results go to
-bench/results/service.json and service.md through bench/report.py.
+127.0.0.1 only (bench/harness.py). Every pass/fail is computed from the measured numbers
+(bench/checks.py). Results go to bench/results/service.json and service.md (bench/service_markdown.py)
+through bench/report.py.
 """
 
 from __future__ import annotations
@@ -18,42 +19,40 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench import floor
+from bench.checks import lookup, meets
+from bench.checks import status as status_of
+from bench.harness import (
+    K,
+    Server,
+    http_get,
+    machine_info,
+    request_bodies,
+    running_server,
+    torch_loaded,
+    wrk_with_cpu,
+)
 from bench.loadgen import (
     WrkResult,
     closed_loop,
-    cpu_seconds,
     percentiles_ms,
     process_memory_mb,
-    run_wrk,
     wrk_available,
     wrk_script,
 )
-from bench.report import RESULTS_DIR, markdown_table, write_report
+from bench.report import RESULTS_DIR, write_report
+from bench.service_markdown import fmt, markdown
 
 log = logging.getLogger(__name__)
 
-K = 10
-HISTORY_ITEMS = 10  # ids per request history (the student reads its last history_len)
 N_BODIES = 256
 
 # The service's performance targets: (metric key, comparison, threshold).
@@ -73,105 +72,7 @@ SHADOW_TARGET = ("shadow.p99_ratio", "<=", 1.2)
 # --- the server under test -------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-@dataclass
-class Server:
-    pid: int
-    port: int
-    ready_seconds: float
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-@contextmanager
-def running_server(
-    models_dir: Path,
-    state_dir: Path,
-    env_extra: dict[str, str],
-    ready_timeout: float,
-    server_module: str = "app.server",
-) -> Iterator[Server]:
-    """Start `<server_module>.serve` (the service; bench.floor: the floor) in a subprocess on a free
-    loopback port; stop it on exit."""
-    port = free_port()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "RECDISTILL_HISTORY_DB": str(state_dir / "history.sqlite3"),
-        "RECDISTILL_LOG_LEVEL": "warning",
-        **env_extra,
-    }
-    code = f"import sys; from pathlib import Path; from {server_module} import serve; serve(Path(sys.argv[1]), '127.0.0.1', int(sys.argv[2]))"
-    log_path = state_dir / "server.log"
-    with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", code, str(models_dir), str(port)],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=Path(__file__).resolve().parents[1],
-        )
-    start = time.perf_counter()
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}; see {log_path}")
-            try:
-                status, _ = _get(f"http://127.0.0.1:{port}/health/ready")
-                if status == 200:
-                    break
-            except OSError:
-                pass
-            if time.perf_counter() - start > ready_timeout:
-                raise TimeoutError(f"server not ready within {ready_timeout:.0f} s; see {log_path}")
-            time.sleep(0.25)
-        yield Server(proc.pid, port, time.perf_counter() - start)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-
-
-def torch_loaded(pid: int) -> bool:
-    """Whether the server process has libtorch mapped (it must not: app/ never imports torch)."""
-    try:
-        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
-    except OSError:
-        return False
-
-
 # --- requests ----------------------------------------------------------------------------------------
-
-
-def request_bodies(version_dir: Path, n: int, seed: int = 0) -> list[dict[str, Any]]:
-    """`n` /v1/recommend bodies: anonymous histories of popular-biased items, k = 10."""
-    items = np.load(version_dir / "items.npy", allow_pickle=False)
-    popularity = np.load(version_dir / "popularity.npy", allow_pickle=False) + 1.0
-    rng = np.random.default_rng(seed)
-    p = popularity / popularity.sum()
-    return [
-        {"history": [str(x) for x in items[rng.choice(len(items), HISTORY_ITEMS, p=p)]], "k": K}
-        for _ in range(n)
-    ]
 
 
 # --- in-process --------------------------------------------------------------------------------------
@@ -254,30 +155,10 @@ def in_process(version_dir: Path, bodies: list[dict[str, Any]], n: int, max_seco
 # --- HTTP --------------------------------------------------------------------------------------------
 
 
-def wrk_dict(result: WrkResult) -> dict[str, Any]:
-    """A wrk result as the benchmarks' JSON stores it (every field plus the `errors` total)."""
-    return {**asdict(result), "errors": result.errors}
-
-
-def wrk_with_cpu(server: Server, script: Path, args: argparse.Namespace) -> tuple[WrkResult, dict[str, Any]]:
-    """wrk against /v1/recommend plus the server's CPU per request: whole process and event-loop thread."""
-    before, loop_before = cpu_seconds(server.pid), cpu_seconds(server.pid, server.pid)
-    result = run_wrk(f"{server.base}/v1/recommend", script, args.duration, args.connections, args.threads)
-    used, loop_used = cpu_seconds(server.pid) - before, cpu_seconds(server.pid, server.pid) - loop_before
-    n = max(result.requests, 1)
-    out = {
-        **wrk_dict(result),
-        "server_cpu_ms_per_request": 1000.0 * used / n,
-        "event_loop_cpu_ms_per_request": 1000.0 * loop_used / n,
-        "server_cpu_utilisation": used / result.seconds if result.seconds else None,  # cores busy
-    }
-    return result, out
-
-
 def shadow_counts(base: str) -> dict[str, Any] | None:
     """The service's own shadow report (teacher in shadow), or None when the endpoint is absent."""
     try:
-        status, body = _get(f"{base}/v1/shadow/report", timeout=10)
+        status, body = http_get(f"{base}/v1/shadow/report", timeout=10)
     except OSError:
         return None
     if status != 200:
@@ -434,186 +315,16 @@ def shadow_comparison(
 # --- verdicts and output -----------------------------------------------------------------------------
 
 
-def lookup(data: dict[str, Any], dotted: str) -> Any:
-    node: Any = data
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def verdict(value: Any, op: str, threshold: float) -> str:
-    """PASS / FAIL from a measured number; n/a when it was not measured."""
-    if value is None:
-        return "n/a"
-    ok = value <= threshold if op == "<=" else value >= threshold
-    return "PASS" if ok else "FAIL"
-
-
 def checks_for(result: dict[str, Any], shadow: bool) -> list[dict[str, Any]]:
     targets = TARGETS + ([SHADOW_TARGET] if shadow else [])
     rows = []
     for key, op, threshold in targets:
         value = lookup(result, key)
-        status = verdict(value, op, threshold)
+        status = status_of(meets(value, op, threshold), na="n/a")
         if key == SHADOW_TARGET[0] and status != "n/a" and not lookup(result, "shadow.compared"):
             status = "n/a (shadow recorded no comparisons)"
         rows.append({"metric": key, "target": f"{op} {threshold:g}", "value": value, "status": status})
     return rows
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions: dict[str, str | None] = {}
-    for pkg in (
-        "numpy",
-        "onnxruntime",
-        "fastapi",
-        "starlette",
-        "uvicorn",
-        "uvloop",
-        "httptools",
-        "pydantic",
-        "torch",
-    ):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    wrk = wrk_available()
-    wrk_version = None
-    if wrk:
-        proc = subprocess.run([wrk, "-v"], capture_output=True, text=True, timeout=10)
-        wrk_version = (
-            (proc.stdout + proc.stderr).strip().splitlines()[0] if (proc.stdout + proc.stderr) else None
-        )
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": cpu,
-        "mem_total_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "wrk": wrk_version,
-        "versions": versions,
-    }
-
-
-def _fmt(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def markdown(payload: dict[str, Any]) -> str:
-    m = payload["machine"]
-    lines = [
-        "# Service benchmark",
-        "",
-        f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), Python {m['python']}, onnxruntime "
-        f"{m['versions']['onnxruntime']}, {m['wrk'] or 'no wrk'}. Command: `{payload['command']}`. "
-        "One run; latencies are percentiles of that run in ms. Load generator and server share the CPUs.",
-        "",
-    ]
-    for res in payload["catalogues"]:
-        n = res["n_items"]
-        lines += [f"## {n:,} items", ""]
-        rows = [[c["metric"], c["target"], _fmt(c["value"]), c["status"]] for c in res["checks"]]
-        lines += [markdown_table(["metric", "target", "measured", "status"], rows), ""]
-        ip = res["inprocess"]
-        rows = [
-            [side, path, _fmt(ip[side][path]["p50"], 3), _fmt(ip[side][path]["p99"], 3), ip[side][path]["n"]]
-            for side in ("student", "teacher")
-            for path in ("recommender", "raw_ort")
-        ]
-        lines += [
-            "In-process top-10, batch 1:",
-            "",
-            markdown_table(["side", "path", "p50", "p99", "n"], rows),
-            "",
-        ]
-        hs = res["http_single"]
-        lines += [
-            f"One HTTP client: p50 {_fmt(hs['p50'])} ms, p90 {_fmt(hs['p90'])}, p99 {_fmt(hs['p99'])}, "
-            f"n={hs['n']}, errors {hs['errors']}. Same client on GET /health/live (no model work): "
-            f"p50 {_fmt(res['http_single_live']['p50'])} ms, p99 {_fmt(res['http_single_live']['p99'])}.",
-            "",
-        ]
-        wrk_rows = []
-        if "wrk" in res:
-            wrk_rows.append(["shadow off, full load", res["wrk"]])
-        sh = res.get("shadow")
-        if sh:
-            wrk_rows.append(["shadow 1.0, full load", sh["full_load"]["on"]])
-            wrk_rows.append([f"shadow off, paced (~{sh['paced']['target_rps']:.0f}/s)", sh["paced"]["off"]])
-            wrk_rows.append([f"shadow 1.0, paced (~{sh['paced']['target_rps']:.0f}/s)", sh["paced"]["on"]])
-        if wrk_rows:
-            rows = [
-                [
-                    name,
-                    _fmt(w["rps"], 0),
-                    _fmt(w["p50_ms"]),
-                    _fmt(w["p99_ms"]),
-                    _fmt(w["max_ms"]),
-                    w["errors"],
-                    _fmt(w.get("server_cpu_ms_per_request"), 3),
-                    _fmt(w.get("event_loop_cpu_ms_per_request"), 3),
-                ]
-                for name, w in wrk_rows
-            ]
-            lines += [
-                f"wrk, {payload['args']['connections']} connections, {payload['args']['duration']} s:",
-                "",
-                markdown_table(
-                    [
-                        "run",
-                        "req/s",
-                        "p50",
-                        "p99",
-                        "max",
-                        "errors",
-                        "server CPU ms/req",
-                        "event-loop CPU ms/req",
-                    ],
-                    rows,
-                ),
-                "",
-            ]
-        if "floor" in res:
-            lines += [floor.describe(res["floor"]), ""]
-        if sh:
-            lines += [
-                f"Shadow comparisons recorded: {sh['compared']}"
-                f" (dropped {lookup(sh, 'shadow_report.dropped')}, errors {lookup(sh, 'shadow_report.errors')}); "
-                f"p99 ratio paced {_fmt(sh['p99_ratio'])} (achieved rates differ by "
-                f"{100 * sh['paced']['rate_gap']:.0f}%), full load {_fmt(sh['p99_ratio_full_load'])}. "
-                f"Shadow per phase (compared/dropped/error/timeout): "
-                + "; ".join(
-                    f"{name} {v['count']}/{v['dropped']}/{v['error']}/{v['timeout']}"
-                    for name, v in sh.get("shadow_phases", {}).items()
-                )
-                + ".",
-                "",
-            ]
-        srv, pub = res["server"], res["publish"]
-        lines += [
-            f"Server RSS: {srv['memory_idle']['rss_mb']:.0f} MB after start, "
-            f"{srv['memory_after_load']['rss_mb']:.0f} MB after load (peak {srv['memory_after_load']['peak_rss_mb']:.0f} MB); "
-            f"ready in {srv['ready_seconds']:.1f} s; torch loaded in server: {srv['torch_loaded']}. "
-            f"Publish: {pub['seconds']:.1f} s, {pub['version_bytes'] / 2**20:.0f} MB on disk, "
-            f"publisher peak RSS {pub['peak_rss_mb_of_publisher']:.0f} MB.",
-            "",
-        ]
-    return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -667,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
                     n_items,
                     c["metric"],
                     c["target"],
-                    _fmt(c["value"]),
+                    fmt(c["value"]),
                     c["status"],
                 )
     payload = {

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.errors import UserError
+
 # The file mechanisms live in core.files; they are re-exported here for the callers that name them
 # beside the manifest's own functions (publishing writes both).
 from core.files import fsync_dir as fsync_dir
@@ -33,7 +35,7 @@ INDICES_OUTPUT = "indices"  # int64 [batch, k]
 USER_VECTOR_OUTPUT = "user_vector"  # float32 [batch, dim]
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """A version on disk that must not be served: missing, unreadable, or not matching its manifest."""
 
 
@@ -62,7 +64,7 @@ class ModelCard(BaseModel):
     padding_value: int  # == n_items: the pad row of the history embedding
     parameters: int
     oov_user: int | None = None  # teacher only: the index unknown users map to
-    # The item matrix inside the topk graph (training.export); item_vectors .npy is float32 always.
+    # The item matrix inside the topk graph (training.export.graphs); item_vectors .npy is float32 always.
     item_precision: Literal["float32", "float16", "int8"] = "float32"
     # A lookup teacher (embedding tables: the query is the user's row): .npy bool [n_users], the users
     # it has a vector for. Any other user is unknown to it, and the service says so instead of
@@ -86,7 +88,7 @@ class FileEntry(BaseModel):
 class Retrieval(BaseModel):
     """How the student's top-k is computed when served: the exact graph, or an ANN index at catalogue scale."""
 
-    # hnsw/ivf: a faiss index (app/engine/ann.py, training/ann.py)
+    # hnsw/ivf: a faiss index (app/engine/ann.py, training/export/ann.py)
     kind: Literal["exact", "hnsw", "ivf"] = "exact"
     index_file: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
@@ -132,7 +134,7 @@ class Manifest(BaseModel):
     # nothing (each user's last two interactions are then missing from the service's history).
     seed_scope: Literal["train", "log"] = "train"
     # Each evaluated user's test item and the test query the report ranked it from, for honest
-    # replays (training/published_log.py lists the arrays; older versions: user and item only).
+    # replays (core/holdout.py lists the arrays; older versions: user and item only).
     holdout: str | None = "holdout.npz"
     retrieval: Retrieval = Field(default_factory=Retrieval)
     parity: dict[str, Any] = Field(default_factory=dict)

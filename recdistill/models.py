@@ -17,7 +17,7 @@ from typing import Any
 from app.config import load_settings
 from app.engine import versions
 from app.engine.model_store import ReloadRefused, latest_version
-from app.stores.pins import Pin, PinError, PinStore, open_pins
+from app.stores.pins import Pin, PinStore, open_pins
 from recdistill.model_views import diff_lines, list_lines, show_lines, state
 
 
@@ -135,8 +135,6 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Bad input: an unknown or refused version, a bad setting, a pin that cannot be read or reached."""
-    from app.config import SettingsError
-    from app.stores.redis_client import RedisUnavailable
-
-    return (versions.VersionError, SettingsError, PinError, RedisUnavailable, OSError)
+    """Bad input besides core.errors.UserError (an unknown version, a bad setting, a pin that cannot be
+    read or reached are UserErrors): a models folder or LATEST that cannot be read or written."""
+    return (OSError,)

@@ -19,7 +19,7 @@ from recdistill.cli import DEFAULT_CONFIG
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from training.config import load_config
+    from training.config_file import load_config
 
     if not Path(args.config).is_file():
         default = " (the default when --config is not given: run from the repository root, or pass --config)"
@@ -46,8 +46,10 @@ def _load_soft_labels(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     """(config, interactions, split, soft labels) from the models in work_dir (cached when possible):
     the teacher's, or with `distill.soft_labels_from = "teacher+scratch"` the teacher's and the
     scratch student's, which `recdistill student` trains first."""
-    from training.pipeline import StageError, ensemble_soft_labels, load_trained_teacher, soft_labels
-    from training.student import load_student
+    from training.pipeline import ensemble_soft_labels, soft_labels
+    from training.student.model import load_student
+    from training.trained import load_trained_teacher
+    from training.workdir import StageError
 
     cfg, data, split = _load_data(args)
     teacher, _ = load_trained_teacher(cfg, data)
@@ -95,7 +97,7 @@ def _pipeline_argv(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
-    from training.movielens import fetch_ml100k
+    from training.data.movielens import fetch_ml100k
 
     folder = fetch_ml100k(Path(args.cache_dir))
     print(f"ml-100k ready in {folder}")
@@ -131,7 +133,7 @@ def cmd_teacher(args: argparse.Namespace) -> int:
 def cmd_teacher_import(args: argparse.Namespace) -> int:
     """Import and check `args.source` against the configured data; print what was checked."""
     from training.pipeline import load_data
-    from training.teacher_import import import_teacher
+    from training.teacher.imported import import_teacher
 
     args.set = [*args.set, f"teacher.source={args.source}"]
     cfg = _load(args)
@@ -160,7 +162,8 @@ def cmd_soft_labels(args: argparse.Namespace) -> int:
 
 
 def cmd_student(args: argparse.Namespace) -> int:
-    from training.pipeline import load_trained_teacher, train_students
+    from training.pipeline import train_students
+    from training.trained import load_trained_teacher
 
     cfg, data, split = _load_data(args)
     teacher, _ = load_trained_teacher(cfg, data)
@@ -170,7 +173,8 @@ def cmd_student(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from training.pipeline import load_data, load_trained, publish_trained
+    from training.pipeline import load_data, publish_trained
+    from training.trained import load_trained
 
     cfg = _load(args)
     t0 = time.perf_counter()
@@ -181,10 +185,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate_ab(args: argparse.Namespace) -> int:
-    from training.simulate_ab import simulate_ab
+    from recdistill.simulate_ab import format_summary, simulate_ab
 
     result = simulate_ab(args.url, Path(args.models), args.requests, args.seed)
-    print(json.dumps(result, indent=2, default=str))
+    print(json.dumps(result, indent=2, default=str) if args.json else format_summary(result))
     return 0
 
 
@@ -197,8 +201,8 @@ def _metrics_line(metrics: dict[str, Any]) -> str:
 
 def _quality_lines(metrics: dict[str, Any]) -> list[str]:
     """Warnings first, then the test protocol, the peers skipped and the publish gates."""
-    from training.evaluate import PROTOCOLS
-    from training.gates import gate_lines
+    from training.evaluate.gates import gate_lines
+    from training.evaluate.report import PROTOCOLS
 
     lines = list(metrics.get("warnings", []))
     if history := metrics.get("test_history"):
@@ -256,27 +260,6 @@ def summary(manifest: dict[str, Any], version_dir: Path, seconds: float) -> str:
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """The offline job's exceptions that mean bad input, not a bug (imported only for its commands)."""
-    from training.config import ConfigError
-    from training.data import DataError
-
-    errors: list[type[BaseException]] = [ConfigError, DataError]
-    try:
-        from training.teacher_spec import TeacherImportError
-
-        errors.append(TeacherImportError)
-    except ImportError:  # pandas missing: the training extra is not installed
-        pass
-    try:  # bad --requests, or the service is not reachable
-        from training.simulate_ab import SimulationError
-
-        errors.append(SimulationError)
-    except ImportError:  # httpx is a dev dependency
-        pass
-    try:
-        from training.pipeline import StageError
-
-        errors.append(StageError)
-    except ImportError:  # no torch: no training stages to fail either
-        pass
-    return tuple(errors)
+    """Other packages' exceptions that mean bad input here: none (the offline job's own errors are
+    core.errors.UserError: DataError, ConfigError, StageError, TeacherImportError, SimulationError)."""
+    return ()

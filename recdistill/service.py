@@ -44,14 +44,9 @@ def cmd_catalogue_export(args: argparse.Namespace) -> int:
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """The service's exceptions that mean bad input or configuration, not a bug."""
-    from app.config import SettingsError
-    from app.engine.versions import VersionError
-    from app.stores.pins import PinError
-
-    errors: tuple[type[BaseException], ...] = (SettingsError, VersionError, PinError)
+    """Bad input besides core.errors.UserError (settings, versions, pins): redis's own errors."""
     try:
         from redis import RedisError
     except ImportError:
-        return errors
-    return (*errors, RedisError)
+        return ()
+    return (RedisError,)

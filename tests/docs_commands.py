@@ -106,6 +106,23 @@ def replayed_parser(source: Path, prog: str) -> argparse.ArgumentParser | None:
     return parser
 
 
+def module_source(module: str) -> Path | None:
+    """The file whose `add_argument` calls make `python -m module`'s command line: the module itself,
+    or for a package the module its `__main__.py` imports `main` from (e.g. bench/quality/run.py)."""
+    path = ROOT / module.replace(".", "/")
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    main = path / "__main__.py"
+    if not main.is_file():
+        return None
+    for node in ast.walk(ast.parse(main.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and any(a.name == "main" for a in node.names):
+            target = ROOT / (node.module.replace(".", "/") + ".py")
+            if target.is_file():
+                return target
+    return main
+
+
 @functools.cache
 def make_targets() -> frozenset[str]:
     text = (ROOT / "Makefile").read_text()
@@ -134,7 +151,8 @@ def route_exists(method: str | None, path: str) -> bool:
 
 
 def config_errors(config: str | None, overrides: list[str]) -> str | None:
-    from training.config import ConfigError, load_config
+    from training.config import ConfigError
+    from training.config_file import load_config
 
     if config is not None and not (ROOT / config).is_file():
         return f"--config {config}: no such file"
@@ -208,9 +226,10 @@ def _python(args: list[str], mention: bool = False) -> list[str]:
         module, rest = args[1], args[2:]
         if module == "recdistill":
             return _recdistill(rest, mention)
-        source = ROOT / (module.replace(".", "/") + ".py")
-        if not source.is_file():
-            return [f"python -m {module}: no module {source.relative_to(ROOT)} in this repository"]
+        source = module_source(module)
+        if source is None:
+            where = module.replace(".", "/")
+            return [f"python -m {module}: no module {where}.py or {where}/__main__.py in this repository"]
     elif args and args[0].endswith(".py"):
         source, rest = ROOT / args[0], args[1:]
         if not source.is_file():

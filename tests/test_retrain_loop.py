@@ -15,7 +15,7 @@ from app.config import Settings
 from app.main import create_app
 from app.stores.events_export import export_events
 from core.manifest import load_manifest, read_latest
-from training.config import load_config
+from training.config_file import load_config
 from training.pipeline import run_pipeline
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.toml"

@@ -5,19 +5,16 @@ Every stage takes its own section of `PipelineConfig`; nothing reads configurati
 
 from __future__ import annotations
 
-import json
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from training.data import MIN_EVALUATED_INTERACTIONS
+from core.errors import UserError
+from training.data.types import MIN_EVALUATED_INTERACTIONS
 
-from core.names import did_you_mean, model_keys
 
-
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override that cannot be used; the message names the file or key."""
 
 
@@ -73,10 +70,10 @@ class DataConfig(_Section):
     extra_paths: list[Path] = Field(default_factory=list)
     cache_dir: Path = Path("data/cache")
     # Users with fewer interactions stay in train only. At least 2: an evaluated user gives one
-    # validation and one test interaction of their own (training.data.leave_last_out).
+    # validation and one test interaction of their own (training.data.split.leave_last_out).
     min_interactions: int = 3
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
-    # Interaction files are read this many rows at a time (training/stream.py): memory stays ~20 bytes
+    # Interaction files are read this many rows at a time (training/data/stream.py): memory stays ~20 bytes
     # per interaction plus one chunk, so a log larger than memory as text can still be trained on.
     chunk_rows: int = Field(250_000, gt=0)  # 10M-row logs: 250k read as fast as 1M with a lower peak
     # Event type -> weight multiplier, applied when columns.event is set ({"view": 1, "purchase": 5}).
@@ -106,7 +103,7 @@ TEACHER_SOURCES = ("train", "onnx:", "python:", "tables:")
 
 
 class TeacherConfig(_Section):
-    # Where the teacher comes from (training/teacher_import.py): "train" = we train the two-tower below;
+    # Where the teacher comes from (training/teacher/imported.py): "train" = we train the two-tower below;
     # "onnx:<spec.toml|json|manifest.json>" = a query graph + item matrix + id maps (a version we
     # published imports as is); "python:package.module:factory" = a PyTorch module we export;
     # "tables:<spec>" = user vectors + item vectors (MF/ALS), the query a lookup by user id.
@@ -147,7 +144,7 @@ class TeacherConfig(_Section):
     patience: int = Field(4, ge=1)
     max_train_seconds: float | None = None
     # Validate, and keep, the moving average of the weights with this half-life in epochs instead of
-    # the raw weights (training/averaging.py): on sparse logs validation NDCG@10 peaks for one sharp
+    # the raw weights (training/fit/averaging.py): on sparse logs validation NDCG@10 peaks for one sharp
     # epoch before the id tables memorise; the average sits in the flatter region around it. None = off.
     average_halflife_epochs: float | None = Field(None, gt=0)
     n_negatives: int = Field(2048, gt=0)  # sampled softmax: negatives per batch (popularity + logQ)
@@ -155,7 +152,7 @@ class TeacherConfig(_Section):
     # logQ corrects either way). 1.0 = uniform negatives: every tail item is pushed down as often as a
     # head item, which a sparse log's tail needs.
     negative_smoothing: float = Field(0.1, gt=0, le=1)
-    # Batches of windows of similar length (training.train.length_bucketed_order), so padding is cut
+    # Batches of windows of similar length (training.fit.examples.length_bucketed_order), so padding is cut
     # off: on shop logs (median 3 pairs per window) an epoch costs a fraction; uniform batches otherwise.
     bucket_by_length: bool = False
     user_dropout: float = Field(0.1, ge=0, lt=1)  # share of examples trained with the OOV user row
@@ -195,7 +192,7 @@ class StudentConfig(_Section):
     n_negatives: int = Field(2048, gt=0)
     sparse_embeddings: bool | None = None  # as TeacherConfig.sparse_embeddings
     # After training, each student's scores get - penalty * log(1 + train count), the penalty chosen
-    # from these (and 0) on validation by the one-standard-error rule (training/calibrate.py).
+    # from these (and 0) on validation by the one-standard-error rule (training/student/calibrate.py).
     # Empty = off: the student is served as trained.
     popularity_penalties: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
         default_factory=list
@@ -221,7 +218,7 @@ class DistillConfig(_Section):
     final_history_repeats: int = Field(0, ge=0)
     train_scratch: bool = True  # also train the scratch baseline for the report
     # Whose logits the soft labels carry: the teacher's, or the sum of the teacher's and the scratch
-    # student's (training/teacher_ensemble.py; the scratch student is then trained first). The sum
+    # student's (training/teacher/ensemble.py; the scratch student is then trained first). The sum
     # helps where a small model from scratch ranks about as well as the teacher (sparse shop logs).
     soft_labels_from: Literal["teacher", "teacher+scratch"] = "teacher"
     sweep_temperatures: list[float] = Field(default_factory=list)  # optional sweep for the report
@@ -249,7 +246,7 @@ class ExportConfig(_Section):
     parity_users: int = Field(1000, ge=1)
     parity_k: int = Field(10, ge=1)
     parity_atol: float = Field(1e-4, gt=0)
-    # Retrieval at catalogue scale (training/ann.py): "exact" serves the ONNX TopK graph;
+    # Retrieval at catalogue scale (training/export/ann.py): "exact" serves the ONNX TopK graph;
     # "hnsw"/"ivf" also build a faiss index over the student's item vectors, published with it.
     retrieval: Literal["exact", "hnsw", "ivf"] = "exact"
     hnsw_m: int = Field(32, ge=4, le=128)
@@ -264,9 +261,9 @@ class ExportConfig(_Section):
     ann_threads: int = Field(1, ge=1)  # faiss OpenMP threads while building
     # Where the index searches: raw inner products, or L2 after the MIPS -> L2 reduction. auto = hnsw on
     # inner products (over the reduction it needed efSearch >= 1,024 on random and clustered 1M sets),
-    # ivf over the reduction (fewer probes wherever both were measured); training/ann.py has the table.
+    # ivf over the reduction (fewer probes wherever both were measured); training/export/ann.py has the table.
     ann_space: Literal["auto", "inner_product", "mips_to_l2"] = "auto"
-    # Precision of the item matrix inside the student's topk graph (training/export.py):
+    # Precision of the item matrix inside the student's topk graph (training/export/item_precision.py):
     # float32 = the exact graph; int8 = ORT MatMulNBits, one scale per item (smaller file and RAM);
     # float16 = half the file only (onnxruntime's CPU session folds it back to float32 at load).
     # The teacher, the user graph and the item_vectors .npy stay float32.
@@ -303,7 +300,7 @@ class EvalConfig(_Section):
     test_history: Literal["train+valid", "train"] = "train+valid"
     # Train every model on the validation items too, except those of the users early stopping
     # reads (the largest stage `valid_max_users` sample; all users when it is unset or covers
-    # everyone, which is the older behaviour). See training.data.with_validation_items for why.
+    # everyone, which is the older behaviour). See training.data.split.with_validation_items for why.
     train_on_valid: bool = True
     k: int = Field(10, ge=1)
     recall_k: int = Field(50, ge=1)
@@ -360,65 +357,3 @@ class PipelineConfig(_Section):
     export: ExportConfig = Field(default_factory=ExportConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
-
-
-def _parse_value(raw: str) -> Any:
-    """`--set` values are TOML/JSON scalars or lists when they parse as such, else plain strings."""
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        pass
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
-
-
-def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = tree
-    for key in keys[:-1]:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"--set {dotted}: '{key}' is not a section")
-        node = child
-    node[keys[-1]] = value
-
-
-def _format_validation(err: ValidationError, path: Path | None, set_keys: list[str]) -> str:
-    """One clause per error naming where the value came from (the file, or the `--set` that set it)
-    and its full dotted key; an unknown key also names the closest valid one."""
-    clauses = []
-    for e in err.errors(include_url=False):
-        key, unknown = ".".join(str(p) for p in e["loc"]), e["type"] == "extra_forbidden"
-        under = [k for k in set_keys if k.startswith(key + ".")]  # a section's check, a set key under it
-        setter = next((k for k in set_keys if k == key or key.startswith(k + ".")), None)
-        setter = setter or (under[0] if unknown and under else None)  # --set a.b.c where a.b is unknown
-        where = f"--set {setter}" if setter else str(path or "defaults") + (" and --set" if under else "")
-        where += "" if setter == key or not key else f": {key}"
-        why = f"unknown key{did_you_mean(key, model_keys(PipelineConfig))}" if unknown else str(e["msg"])
-        clauses.append(f"{where}: {why.removeprefix('Value error, ')}")
-    return "; ".join(clauses)
-
-
-def load_config(path: Path | None, overrides: list[str] | None = None) -> PipelineConfig:
-    """Read a TOML config (or the defaults when path is None) and apply `key=value` overrides."""
-    tree: dict[str, Any] = {}
-    if path is not None:
-        try:
-            tree = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError as exc:
-            raise ConfigError(f"{path}: no such config file") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    set_keys = []
-    for item in overrides or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected key=value")
-        set_keys.append(key.strip())
-        _set_path(tree, key.strip(), _parse_value(raw.strip()))
-    try:
-        return PipelineConfig.model_validate(tree)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation(exc, path, set_keys)) from exc

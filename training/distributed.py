@@ -1,4 +1,5 @@
-"""Data-parallel training across processes (torchrun + DistributedDataParallel), and the device choice.
+"""Where this process stands: data-parallel training across processes (torchrun +
+DistributedDataParallel), the device choice and the thread count.
 
 `recdistill pipeline --nproc N` re-launches itself under `torch.distributed.run` (torchrun); each
 worker then joins a process group here (gloo on loopback for CPU, nccl when the device is a GPU).
@@ -15,7 +16,7 @@ The split of work:
   * soft labels: each rank computes a strided share of the cache chunks; all ranks then read all.
   * checkpoints, records, export and publish: rank 0 only.
 
-The loop itself is training.train.train_loop, one loop for both cases: in a single process (no
+The loop itself is training.fit.loop.train_loop, one loop for both cases: in a single process (no
 WORLD_SIZE in the environment, or 1) nothing here changes behaviour: the helpers return rank 0 /
 world size 1, and sharding, broadcasts and reductions are identities.
 
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from training.config import ConfigError
+from training.config import ConfigError, PipelineConfig
 
 if TYPE_CHECKING:
     import torch
@@ -360,7 +361,7 @@ def wrap_ddp(model: torch.nn.Module, ctx: DistContext | None = None) -> torch.nn
 def loss_step(
     model: torch.nn.Module, batch_loss: Callable[[np.ndarray], torch.Tensor], ctx: DistContext | None = None
 ) -> torch.nn.Module:
-    """What training.train.train_loop calls per batch: `batch_loss` as a module, in DDP across ranks.
+    """What training.fit.loop.train_loop calls per batch: `batch_loss` as a module, in DDP across ranks.
 
     Alone it is a plain module around `model` whose forward is `batch_loss` (same loss, same
     gradients); under torchrun DDP averages the gradients of every rank's share of the batch.
@@ -381,3 +382,12 @@ def mean_over_ranks(total: float, count: int) -> float:
     sums = torch.tensor([total, count], dtype=torch.float64, device=_comm_device())
     dist.all_reduce(sums)
     return float(sums[0] / sums[1].clamp(min=1))
+
+
+def set_threads(cfg: PipelineConfig) -> None:
+    """torch's intra-op threads as `threads` says (None: torch's default). Every stage sets them, so
+    a stage run on its own uses the same threads as the whole pipeline."""
+    import torch
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)

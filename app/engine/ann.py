@@ -10,7 +10,7 @@ How filters and exclusions stay exact while the index is approximate, per query:
   so nothing outside the filter can come back;
 - no filter: one batched search over-fetches k + |excluded| and drops the excluded items.
 Indexes built over MIPS -> L2 augmented items (`params.transform = "mips_to_l2"`, see
-training/ann.py) get a 0 appended to each query; without the transform the index is searched on
+training/export/ann.py) get a 0 appended to each query; without the transform the index is searched on
 inner products directly. Returned scores are always recomputed as exact dot products from the item
 matrix (k x dim multiply-adds), so they match the exact path's scores, and ties are broken by the
 lower item index, as on the exact path.

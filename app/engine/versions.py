@@ -17,12 +17,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from core.errors import UserError
 from core.manifest import MANIFEST_FILE, Manifest, ManifestError, load_manifest, write_latest
 
 _VERSION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 
 
-class VersionError(ValueError):
+class VersionError(UserError, ValueError):
     """An unreadable version, or no version to step back to; the message names the file or version."""
 
 

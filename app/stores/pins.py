@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from core.errors import UserError
 from core.files import write_bytes_atomic
 
 PIN_FILE = "PINNED"
@@ -35,7 +36,7 @@ CANDIDATE_KEY = "models:candidate"  # under RECDISTILL_REDIS_PREFIX
 _VERSION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 
 
-class PinError(RuntimeError):
+class PinError(UserError, RuntimeError):
     """The pin's storage failed (Redis unreachable, a file not writable); the message names where."""
 
 

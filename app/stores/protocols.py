@@ -71,6 +71,8 @@ class HistoryStore(Protocol):
 class FeedbackStore(Protocol):
     """The served-answer log and the feedback given on served answers, for the A/B report."""
 
+    dropped: int  # answers dropped from the full buffer of a long outage (app/stores/served_log.py)
+
     def log_served(self, served: Served) -> None:
         """O(1) and no I/O (the request path calls it); the answer is stored by a writer thread."""
         ...

@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from core.errors import UserError
 
-class RedisUnavailable(RuntimeError):
+
+class RedisUnavailable(UserError, RuntimeError):
     """Redis cannot be reached or the client is missing; the message names the URL (no password)."""
 
 

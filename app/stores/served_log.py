@@ -31,8 +31,15 @@ class ServedLog:
     """
 
     _flush_errors: tuple[type[BaseException], ...] = ()  # what the writer thread logs and retries
+    # While the store cannot be written (an outage), answers wait in memory; past this many the oldest
+    # waiting answer is dropped and counted (`dropped`, the gauge recdistill_served_answers_dropped), so a
+    # long outage under traffic costs A/B data it says it lost, never the replica's memory. An answer of
+    # 10 items holds about 1 KB (measured: 212 MB for 200,000), so the bound is about 100 MB, some
+    # 5 minutes of answers at 300 per second.
+    max_buffered = 100_000
 
     def __init__(self, flush_interval: float, clock: Callable[[], float], thread_name: str) -> None:
+        self.dropped = 0  # answers dropped from a full buffer (see max_buffered)
         self._lock = threading.Lock()  # guards the buffers only; never held across I/O
         self._io_lock = threading.Lock()  # one flush at a time; held through the I/O
         self._pending: dict[str, Served] = {}
@@ -81,6 +88,9 @@ class ServedLog:
             served = Served(**{**served.__dict__, "ts": self._clock()})
         with self._lock:
             self._pending[served.request_id] = served
+            if len(self._pending) > self.max_buffered:  # the store has been failing for a while
+                del self._pending[next(iter(self._pending))]  # the oldest waiting answer
+                self.dropped += 1
 
     def _buffered(self, request_id: str) -> Served | None:
         """The buffer, then the batch being written."""
@@ -116,9 +126,14 @@ class ServedLog:
         try:
             self._write(list(batch.values()))
         except BaseException:
-            with self._lock:  # put the batch back (newer answers for the same id win): nothing lost
+            with self._lock:  # put the batch back (newer answers for the same id win), within the bound
                 self._pending = {**batch, **self._pending}
                 self._writing = {}
+                excess = len(self._pending) - self.max_buffered
+                if excess > 0:
+                    for request_id in list(self._pending)[:excess]:  # the oldest
+                        del self._pending[request_id]
+                    self.dropped += excess
             raise
         with self._lock:
             self._writing = {}
@@ -126,7 +141,8 @@ class ServedLog:
 
     def _run(self) -> None:
         """Flush every interval. A failing store is logged once per outage (one line, no traceback:
-        the storage failed, not the code), and its answers stay buffered until a flush succeeds."""
+        the storage failed, not the code), and its answers stay buffered until a flush succeeds (up to
+        `max_buffered`; the outage's drops are logged when it ends)."""
         failing = False
         while not self._closed.is_set():
             self._wake.wait(self._flush_interval)
@@ -142,8 +158,9 @@ class ServedLog:
                 continue
             if failing:
                 logger.warning(
-                    "served-answer log (%s): flushing again (%d answers stored)", self._describe(), written
-                )
+                    "served-answer log (%s): flushing again (%d answers stored; %d dropped from a full "
+                    "buffer since start)", self._describe(), written, self.dropped,
+                )  # fmt: skip
                 failing = False
 
     def _stop_writer(self) -> None:

@@ -22,6 +22,7 @@ from app.api.errors import invalid
 from app.api.openapi import errors
 from app.api.schemas import VERSION_PATTERN, Id
 from app.engine import versions
+from app.engine.catalogue import CatalogueView
 from app.engine.model import LoadedModel
 from app.engine.recommender import catalogue_column
 from app.ui.traffic import TrafficRing
@@ -90,32 +91,38 @@ async def version_file(version: VersionPath, name: str, store: StoreDep) -> File
     return FileResponse(store.models_dir / version / name, media_type=_PLOT_TYPES[suffix])
 
 
-def catalogue(model: LoadedModel, item_ids: list[str]) -> list[dict[str, Any]]:
-    """Each id with the served version's catalogue fields (model.item_fields: category, price and the
-    version's extra columns) and its popularity rank (1: most popular); unknown ids say so."""
+def catalogue(model: LoadedModel, view: CatalogueView, item_ids: list[str]) -> list[dict[str, Any]]:
+    """Each id with its catalogue fields as answers carry them now (the live view: the trained
+    category, price and extra columns with the overlay applied), whether it is available, and its
+    popularity rank (1: most popular); unknown ids say so."""
     rank = np.empty(model.n_items, np.int64)
     rank[model.popular_order] = np.arange(1, model.n_items + 1)
     known = [(item_id, model.item_index.get(item_id)) for item_id in item_ids]
     indices = np.array([i for _, i in known if i is not None], np.int64)
-    columns = {name: iter(catalogue_column(model, name, indices)) for name in model.item_fields}
+    columns = {name: iter(catalogue_column(view, name, indices)) for name in model.item_fields}
+    unavailable = set(view.unavailable[np.isin(view.unavailable, indices)].tolist())
     out: list[dict[str, Any]] = []
     for item_id, index in known:
         if index is None:
             out.append({"item_id": item_id, "known": False})
             continue
         fields = {name: next(values) for name, values in columns.items()}
-        out.append({"item_id": item_id, "known": True, **fields, "popularity_rank": int(rank[index])})
+        out.append(
+            {"item_id": item_id, "known": True, **fields, "available": index not in unavailable,
+             "popularity_rank": int(rank[index])}
+        )  # fmt: skip
     return out
 
 
 @router.get("/items", responses=errors(503))
 async def items(
-    model: ModelDep, settings: SettingsDep, ids: Annotated[list[Id], Query(min_length=1)]
+    request: Request, model: ModelDep, settings: SettingsDep, ids: Annotated[list[Id], Query(min_length=1)]
 ) -> dict[str, Any]:
-    """Catalogue fields of the given items (at most max_history ids), as the served version knows them."""
+    """Catalogue fields of the given items (at most max_history ids), as the served version answers now."""
     if len(ids) > settings.max_history:
         raise invalid(("query", "ids"), f"at most {settings.max_history} ids", "too_long")
-    return {"model_version": model.version, "items": catalogue(model, ids)}
+    view = request.app.state.catalogue.view(model)
+    return {"model_version": model.version, "items": catalogue(model, view, ids)}
 
 
 @router.get("/traffic")

@@ -44,9 +44,9 @@ def test_no_module_under_app_or_core_imports_training_torch_or_the_cli() -> None
 def test_the_ast_walk_sees_lazy_and_dynamic_imports(tmp_path: Path) -> None:
     source = tmp_path / "m.py"
     source.write_text(
-        "def f():\n    import torch.nn\n    from training.data import x\n    importlib.import_module('recdistill.cli')\n"
+        "def f():\n    import torch.nn\n    from training.data.types import x\n    importlib.import_module('recdistill.cli')\n"
     )
-    assert {"torch.nn", "training.data", "recdistill.cli"} <= _imported_names(source)
+    assert {"torch.nn", "training.data.types", "recdistill.cli"} <= _imported_names(source)
 
 
 def test_every_app_module_imports_with_training_and_torch_blocked() -> None:

@@ -27,6 +27,27 @@ def test_serve_runs_uvicorn_with_uvloop_httptools_and_no_access_log(
     assert captured["app"].state.store.current is None  # nothing is loaded before the lifespan runs
 
 
+def test_serve_with_an_unreachable_redis_says_so_in_one_line_and_starts_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression: the lifespan raised RedisUnavailable inside uvicorn, which printed a traceback."""
+    import socket
+
+    from recdistill.cli import main
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setattr(app.server.uvicorn, "run", lambda *a, **kw: pytest.fail("uvicorn must not start"))
+    monkeypatch.setenv("RECDISTILL_HISTORY_DB", str(tmp_path / "state" / "h.sqlite3"))
+    monkeypatch.setenv("RECDISTILL_HISTORY_BACKEND", "redis")
+    monkeypatch.setenv("RECDISTILL_REDIS_URL", f"redis://:hunter2hunter2@127.0.0.1:{port}/0")
+    assert main(["serve", "--models", str(tmp_path / "models")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"recdistill serve: error: redis://:***@127.0.0.1:{port}/0: cannot reach redis")
+    assert len(err.strip().splitlines()) == 1 and "hunter2" not in err and "Traceback" not in err
+
+
 def test_module_level_app_is_built_lazily_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, models_dir: Path, tmp_path: Path
 ) -> None:

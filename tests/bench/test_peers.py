@@ -11,9 +11,10 @@ import pytest
 
 from bench.peers import fit_bpr, fit_mf, run_seeds
 from tests.fixtures.hand_made import hand_made_log
-from training.data import Split, leave_last_out
-from training.peers import FactorModel, Peer, fit_als, grid, train_matrix, tune
-from training.ranking import evaluate
+from training.data.split import leave_last_out
+from training.data.types import Split
+from training.evaluate.peers import FactorModel, Peer, fit_als, grid, train_matrix, tune
+from training.evaluate.ranking import evaluate
 
 N_USERS, N_ITEMS, BLOCK, PER_USER = 40, 40, 20, 12
 

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from bench.pipeline_scale import main
-from training.peers import implicit_missing
+from training.evaluate.peers import implicit_missing
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from bench import quality as q
-from bench import quality_checks as qchecks
-from bench import quality_render as qrender
-from bench import quality_runs as qruns
+from bench.quality import checks as qchecks
+from bench.quality import render as qrender
+from bench.quality import run as q
+from bench.quality import runs as qruns
 from core.manifest import (
     DatasetInfo,
     FileEntry,

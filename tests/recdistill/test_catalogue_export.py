@@ -50,7 +50,7 @@ def test_export_writes_the_live_catalogue_and_the_registered_items(
     assert rows[13] == ["sku-9", "garden", "3.0", "true", "", "steel|small"]
     assert len(rows) == 14
 
-    tabular = pytest.importorskip("training.tabular")  # the offline job reads it back as its item file
+    tabular = pytest.importorskip("training.data.tabular")  # the offline job reads it back as its item file
     from training.config import ItemColumnMap
 
     items = tabular.read_items(out, ItemColumnMap(extra=["title"]))

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from training.config import ConfigError, load_config
+from training.config import ConfigError
+from training.config_file import load_config
 
 
 def _toml(tmp_path: Path, text: str) -> Path:

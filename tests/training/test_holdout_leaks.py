@@ -16,11 +16,14 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-import training.peers as peers
-from training.config import ConfigError, PipelineConfig, load_config
-from training.data import Catalog, Interactions, Split, leave_last_out
-from training.pipeline import fit_peers, soft_labels, training_split
-from training.ranking import padded_histories
+import training.evaluate.peers as peers
+from training.config import ConfigError, PipelineConfig
+from training.config_file import load_config
+from training.data.split import leave_last_out, training_split
+from training.data.types import Catalog, Interactions, Split
+from training.evaluate.models import fit_peers
+from training.evaluate.ranking import padded_histories
+from training.pipeline import soft_labels
 
 # interactions per user, in user order: single-interaction users follow evaluated ones
 COUNTS = [5, 1, 3, 2, 1, 6, 4, 2, 1, 3]

@@ -15,19 +15,14 @@ import onnxruntime as ort
 import pytest
 
 from core.manifest import HISTORY_INPUT, K_INPUT, USER_INPUT, load_manifest, read_latest, verify_files
-from training.config import PipelineConfig, load_config
-from training.peers import implicit_missing
-from training.pipeline import (
-    PipelineResult,
-    StageError,
-    evaluate_all,
-    load_data,
-    load_trained,
-    publish_trained,
-    run_pipeline,
-    training_split,
-)
-from training.train import validation_split
+from training.config import PipelineConfig
+from training.config_file import load_config
+from training.data.split import training_split, validation_split
+from training.evaluate.models import evaluate_all
+from training.evaluate.peers import implicit_missing
+from training.pipeline import PipelineResult, load_data, publish_trained, run_pipeline
+from training.trained import load_trained
+from training.workdir import StageError
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
 
@@ -136,13 +131,13 @@ def test_failed_parity_on_reexport_leaves_models_untouched(tiny, monkeypatch) ->
     latest = (models / "LATEST").read_bytes()
     data, split = load_data(cfg)
 
-    import training.export
+    import training.export.parity
 
     def failing_parity(*args, **kwargs):
-        raise training.export.ParityError("forced parity failure")
+        raise training.export.parity.ParityError("forced parity failure")
 
-    monkeypatch.setattr(training.export, "check_parity", failing_parity)
-    with pytest.raises(training.export.ParityError, match="forced"):
+    monkeypatch.setattr(training.export.parity, "check_parity", failing_parity)
+    with pytest.raises(training.export.parity.ParityError, match="forced"):
         publish_trained(cfg, data, split, load_trained(cfg, data))
     assert (models / "LATEST").read_bytes() == latest
     assert {

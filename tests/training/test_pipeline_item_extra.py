@@ -17,8 +17,9 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.main import create_app
 from core.manifest import load_manifest, read_latest, verify_files
-from training.config import load_config
-from training.pipeline import ITEM_EXTRA_FILE, PipelineResult, run_pipeline
+from training.config_file import load_config
+from training.export.published_log import ITEM_EXTRA_FILE
+from training.pipeline import PipelineResult, run_pipeline
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
 N_USERS, N_ITEMS, PER_USER = 120, 40, 16

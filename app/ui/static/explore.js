@@ -37,7 +37,7 @@
   }
 
   // The version's extra catalogue columns (e.g. title), beyond category and price.
-  const STANDARD = new Set(["item_id", "known", "category", "price", "popularity_rank"]);
+  const STANDARD = new Set(["item_id", "known", "available", "category", "price", "popularity_rank"]);
   const extraKeys = info => [...new Set(Object.values(info).flatMap(c => Object.keys(c).filter(k => !STANDARD.has(k))))];
 
   function answer(id, items, otherRanks, info) {
@@ -86,7 +86,7 @@
     $("teacher-title").textContent = `${teacherName} · ${r.teacher.model_version}`;
     const extra = extraKeys(info);
     fill("history-list", history.length ? table(["#", "item", "category", "price", "popularity rank", ...extra],
-      history.map((id, i) => { const c = info[id] || {}; return [i + 1, id, c.known === false ? "unknown" : (c.category ?? "–"), c.price ?? null, c.popularity_rank ?? null, ...extra.map(k => c[k] ?? "–")]; }))
+      history.map((id, i) => { const c = info[id] || {}; return [i + 1, c.available === false ? `${id} (unavailable now)` : id, c.known === false ? "unknown" : (c.category ?? "–"), c.price ?? null, c.popularity_rank ?? null, ...extra.map(k => c[k] ?? "–")]; }))
       : el("p", {class: "note"}, "No history: the answer falls back to the popular items."));
     answer("student-list", s, ranks(t), info);
     answer("teacher-list", t, ranks(s), info);

@@ -21,7 +21,8 @@
       card("Why", because, m.pinned ? `pinned ${m.pinned.version} (${m.pinned.source})` : `LATEST = ${m.latest || "–"}`),
       card("Candidate", candidateText(m), m.candidate_error || "", m.candidate_error ? "bad" : ""),
       card("Readiness", ready.body ? ready.body.status : `HTTP ${ready.status}`,
-        ready.body && ready.body.detail ? ready.body.detail : "", ready.ok ? "good" : "bad"),
+        ready.body && ready.body.detail ? ready.body.detail : "",
+        !ready.ok ? "bad" : ready.body && ready.body.status === "degraded" ? "warn" : "good"),
       card("Retrieval", m.retrieval_served || "–", m.n_items ? `${fmt(m.n_items)} items` : ""),
     );
 

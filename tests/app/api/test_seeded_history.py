@@ -1,7 +1,7 @@
 """What the service knows about a known user is the version's whole log: the seed, with its event types.
 
 The tiny version's seed (tests/fixtures/tiny_model.py) is each user's whole log; the pipeline writes
-it that way (training/published_log.py). Versions published before (seed_scope "train", no event
+it that way (training/export/published_log.py). Versions published before (seed_scope "train", no event
 arrays) still load and seed, and the service says their seed lacks each user's last interactions.
 """
 

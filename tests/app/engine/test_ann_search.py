@@ -11,7 +11,7 @@ import pytest
 from app.engine.ann import AnnIndex, load_ann
 from core.manifest import Manifest, ManifestError, Retrieval
 from core.topk import top_k_of
-from training.ann import build_index
+from training.export.ann import build_index
 
 faiss = pytest.importorskip("faiss", reason="faiss-cpu (the ann extra) is not installed")
 
@@ -202,7 +202,7 @@ def _publish_pair(root: Path) -> tuple[Path, Path]:
     """models_exact/v1 and models_ann/v1 from the same arrays; the second gets an HNSW index."""
     from core.manifest import MANIFEST_FILE, file_entry, load_manifest, write_json_atomic, write_latest
     from tests.fixtures.tiny_model import build_version, random_arrays
-    from training.ann import build_retrieval
+    from training.export.ann import build_retrieval
 
     arrays = random_arrays(3000, n_users=50, dim=16, history_len=5, seed=3)
     exact_dir, ann_dir = root / "models_exact", root / "models_ann"

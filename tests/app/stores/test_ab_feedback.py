@@ -174,3 +174,27 @@ def test_failed_flush_keeps_the_answers_buffered(store: SqliteFeedbackStore) -> 
     assert store.lookup("r1") is not None and "r1" in store._pending
     store._conn = real
     assert store.flush() == 1 and store.lookup("r1") is not None and not store._pending
+
+
+def test_a_long_outage_drops_the_oldest_waiting_answers_past_the_bound_and_counts_them(
+    store: SqliteFeedbackStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the store cannot be written answers wait in memory, at most `max_buffered`: the oldest
+    beyond it are dropped and counted (never the replica's memory); the newest are stored later."""
+    monkeypatch.setattr(store, "max_buffered", 3)
+    for i in range(5):
+        store.log_served(_served(f"r{i}", "student", f"user:u{i}", ("a",)))
+    assert store.dropped == 2 and list(store._pending) == ["r2", "r3", "r4"]
+    assert store.lookup("r0") is None and store.lookup("r4") is not None
+
+    def failing_write(batch: list[Served]) -> None:  # answers keep arriving while the write fails
+        store.log_served(_served("r5", "student", "user:u5", ("a",)))
+        store.log_served(_served("r6", "student", "user:u6", ("a",)))
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store, "_write", failing_write)
+    with pytest.raises(sqlite3.OperationalError):
+        store.flush()  # the batch comes back beside the two newer answers: the two oldest go
+    assert store.dropped == 4 and list(store._pending) == ["r4", "r5", "r6"]
+    monkeypatch.undo()
+    assert store.flush() == 3 and store.lookup("r6") is not None and store.lookup("r3") is None

@@ -76,8 +76,19 @@ def test_items_give_catalogue_fields_and_flag_unknown_ids(ui_client: TestClient)
     assert (i05["category"], i05["price"], i05["popularity_rank"]) == ("toys", 30.0, 1)
     assert i10["price"] is None and i10["category"] == "books"
     assert zz == {"item_id": "zz", "known": False}
+    assert i05["available"] and i10["available"]
     too_many = ui_client.get("/ui/api/items", params=[("ids", "i00")] * 1001)
     assert too_many.status_code == 422 and too_many.json()["detail"][0]["loc"] == ["query", "ids"]
+
+
+def test_items_show_the_live_catalogue_the_answers_carry(
+    ui_client: TestClient, admin: dict[str, str]
+) -> None:
+    """Regression: the explorer showed the trained price and category after the overlay changed them."""
+    change = {"available": False, "price": 12.5, "category": "books"}
+    assert ui_client.patch("/admin/catalogue/items/i05", json=change, headers=admin).status_code == 200
+    (i05,) = ui_client.get("/ui/api/items", params=[("ids", "i05")]).json()["items"]
+    assert (i05["available"], i05["price"], i05["category"]) == (False, 12.5, "books")
 
 
 def test_traffic_counts_the_service_requests_and_leaves_the_dashboard_out(ui_client: TestClient) -> None:
