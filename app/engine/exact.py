@@ -22,9 +22,12 @@ import onnxruntime as ort
 from app.engine.score_graph import SCORES, USER_VECTORS
 from core.topk import top_k_rows_pruned
 
-# Scores held at once (float32): 8 MB, 20 rows of a 100k-item catalogue, 2 of 1M. Blocks are even (a
-# batch of 21 is 11 + 10, not 20 + 1: a lone row is a matrix-vector product that costs nearly as much).
-SCORES_PER_BLOCK = 2_000_000
+# Scores held at once (float32): 26 MB, a whole batch of 64 (the batcher's default) at 100k items, 6 rows
+# at 1M. Splitting a batch costs more than the memory saves: the MatMul's cost per row falls with the rows
+# it runs on (100k items, one thread: ~275 us a row alone, ~42 in 12, ~36 in 25) and each block is
+# one more run; at 100k items a batch of 25 ranked in one block instead of 13 + 12 took ~93 instead
+# of ~112 us of CPU a query. Blocks are even (a batch of 7 at 1M items is 4 + 3, not 6 + 1).
+SCORES_PER_BLOCK = 6_400_000
 
 
 def _blocks(n_rows: int, n_items: int) -> list[slice]:

@@ -114,3 +114,25 @@ def test_a_reduced_precision_side_keeps_its_graph(tmp_path: Path) -> None:
     assert model.teacher.scores is not None  # only the student's card changed
     (result,) = recommend_batch([Query(model, np.array([0]), 3, exclude=np.array([9]))])
     assert result.indices.tolist() == [6, 3, 0]
+
+
+def test_a_batch_split_into_blocks_answers_as_one_block_and_as_a_full_sort(
+    large: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = large.student.scores
+    assert session is not None
+    rng = np.random.default_rng(11)
+    users = rng.standard_normal((9, 8)).astype(np.float32)
+    ks = [1, 5, 10, 11, 40, 10, 3, 11, 7]
+    unavailable = np.sort(rng.choice(N_ITEMS, 50, replace=False)).astype(np.int64)
+    excludes = [(rng.choice(N_ITEMS, int(n), replace=False), unavailable) for n in [0, 3, 300] * 3]
+    whole = exact_top_k(session, N_ITEMS, users, ks, excludes)
+    monkeypatch.setattr("app.engine.exact.SCORES_PER_BLOCK", 2 * N_ITEMS)  # blocks of 2, 2, 2, 2 and 1 rows
+    blocked = exact_top_k(session, N_ITEMS, users, ks, excludes)
+    (scores,) = session.run([SCORES], {USER_VECTORS: users})
+    for row, ((idx, sc), (b_idx, b_sc)) in enumerate(zip(whole, blocked, strict=True)):
+        assert idx.tolist() == b_idx.tolist() and sc.tobytes() == b_sc.tobytes()
+        allowed = np.setdiff1d(np.arange(N_ITEMS), np.concatenate(excludes[row]))
+        order = allowed[np.lexsort((allowed, -scores[row, allowed]))][: ks[row]]  # score desc, then id
+        assert idx.tolist() == order.tolist()
+        assert sc.tobytes() == scores[row, order].tobytes()
