@@ -68,9 +68,14 @@ class Server:
 
 @contextmanager
 def running_server(
-    models_dir: Path, state_dir: Path, env_extra: dict[str, str], ready_timeout: float
+    models_dir: Path,
+    state_dir: Path,
+    env_extra: dict[str, str],
+    ready_timeout: float,
+    server_module: str = "app.server",
 ) -> Iterator[Server]:
-    """Start `app.server.serve` in a subprocess on a free loopback port; stop it on exit."""
+    """Start `<server_module>.serve` (the service; bench.floor: the floor) in a subprocess on a free
+    loopback port; stop it on exit."""
     port = free_port()
     state_dir.mkdir(parents=True, exist_ok=True)
     env = {
@@ -79,7 +84,7 @@ def running_server(
         "RECDISTILL_LOG_LEVEL": "warning",
         **env_extra,
     }
-    code = "import sys; from pathlib import Path; from app.server import serve; serve(Path(sys.argv[1]), '127.0.0.1', int(sys.argv[2]))"
+    code = f"import sys; from pathlib import Path; from {server_module} import serve; serve(Path(sys.argv[1]), '127.0.0.1', int(sys.argv[2]))"
     log_path = state_dir / "server.log"
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(

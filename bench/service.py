@@ -27,10 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from bench import floor
 from bench.checks import lookup, meets
 from bench.checks import status as status_of
 from bench.harness import (
     K,
+    Server,
     http_get,
     machine_info,
     request_bodies,
@@ -62,6 +64,7 @@ TARGETS: list[tuple[str, str, float]] = [
     ("wrk.rps", ">=", 1000.0),
     ("wrk.p99_ms", "<=", 50.0),
     ("wrk.errors", "<=", 0.0),
+    ("floor.ratio", ">=", 0.6),  # /v1/recommend's req/s over the empty endpoint's (bench/floor.py)
 ]
 SHADOW_TARGET = ("shadow.p99_ratio", "<=", 1.2)
 
@@ -91,8 +94,11 @@ def _time_calls(fn: Any, args: list[Any], n: int, warmup: int, max_seconds: floa
 
 
 def in_process(version_dir: Path, bodies: list[dict[str, Any]], n: int, max_seconds: float) -> dict[str, Any]:
-    """Top-10 latency at batch 1 through the service's recommender and through raw ORT sessions."""
-    from app.engine.loading import load_version
+    """Top-10 latency at batch 1 through the service's recommender and through the published top-k
+    graph alone (raw ORT: user vector, scores and TopK in one run, no filters)."""
+    import onnxruntime as ort
+
+    from app.engine.loading import load_version, session_options
     from app.engine.recommender import prepare, recommend_batch
     from core.manifest import HISTORY_INPUT, INDICES_OUTPUT, K_INPUT, SCORES_OUTPUT, USER_INPUT
 
@@ -123,8 +129,14 @@ def in_process(version_dir: Path, bodies: list[dict[str, Any]], n: int, max_seco
                 feed[USER_INPUT] = np.array([model.user_index.get(users[i], side.oov_user)], np.int64)
             feeds.append(feed)
 
-        def via_ort(i: int, side: Any = side, feeds: list = feeds) -> None:
-            side.topk.run([SCORES_OUTPUT, INDICES_OUTPUT], feeds[i])
+        graph = ort.InferenceSession(
+            str(version_dir / getattr(model.manifest, side_name).topk.file),
+            sess_options=session_options(1),
+            providers=["CPUExecutionProvider"],
+        )
+
+        def via_ort(i: int, graph: Any = graph, feeds: list = feeds) -> None:
+            graph.run([SCORES_OUTPUT, INDICES_OUTPUT], feeds[i])
 
         idx = list(range(len(bodies)))
         out[side_name] = {
@@ -212,6 +224,11 @@ def bench_catalogue(n_items: int, args: argparse.Namespace, work: Path, with_sha
         if wrk_available():
             log.info("%d items: wrk -c%d for %ss", n_items, args.connections, args.duration)
             off, result["wrk"] = wrk_with_cpu(server, script, args)
+            if args.floor_rounds:
+                result["floor"] = floor_rounds(
+                    server, models_dir, work / f"state-{n_items}-floor", script, args
+                )
+                log.info("%d items: %s", n_items, floor.describe(result["floor"]))
         result["server"]["memory_after_load"] = process_memory_mb(server.pid)
     if with_shadow and "wrk" in result:
         result["shadow"] = shadow_comparison(
@@ -226,6 +243,16 @@ def bench_catalogue(n_items: int, args: argparse.Namespace, work: Path, with_sha
             args,
         )
     return result
+
+
+def floor_rounds(
+    server: Server, models_dir: Path, state_dir: Path, script: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The floor (bench/floor.py) started beside the running service, then alternating wrk rounds."""
+    with running_server(models_dir, state_dir, {}, args.ready_timeout, server_module="bench.floor") as empty:
+        return floor.alternate(
+            server.base, empty.base, script, args.floor_rounds, args.duration, args.connections, args.threads
+        )
 
 
 def shadow_comparison(
@@ -310,6 +337,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--ready-timeout", type=float, default=300.0)
     parser.add_argument("--no-shadow", action="store_true", help="skip the shadow comparison")
+    parser.add_argument(
+        "--floor-rounds",
+        type=int,
+        default=3,
+        help="alternating wrk rounds against the empty endpoint (0: none)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument(

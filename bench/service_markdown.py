@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench import floor
 from bench.checks import lookup
 from bench.report import markdown_table
 
@@ -94,6 +95,8 @@ def markdown(payload: dict[str, Any]) -> str:
                 ),
                 "",
             ]
+        if "floor" in res:
+            lines += [floor.describe(res["floor"]), ""]
         if sh:
             lines += [
                 f"Shadow comparisons recorded: {sh['compared']}"

@@ -6,13 +6,14 @@ operator names that the version never saw is appended to its list, so filters ca
 extra columns, and the items that must never be served. A version without overrides gets
 `trained_view`, which only points at the model's own arrays.
 
-How unavailable items are kept out of every answer (`unavailable_filter`): up to `FEW_UNAVAILABLE`
-they join the request's exclusions, which the top-k graph over-fetches by; beyond, the view holds
-the sorted available items and a request is answered from them as from a filter (one matvec over
-the item matrix, whatever the count). Measured on a 100k-item random version (k 10, 20 history
-items, one core, a loaded machine): the plain answer 1.0 ms; excluding 64 items 0.95 ms, 1,024 items
-2.0 ms, 4,096 items 3.5 ms; the filtered path 1.2 to 2.0 ms at any count. scripts/overlay_cost.py
-times the served paths.
+How unavailable items are kept out of every answer: the view holds them sorted (`unavailable`), a
+request carries that same array (`Query.unavailable`: nothing is merged or copied on the event
+loop), and each path drops them on the inference thread: the exact path scores them -inf (one
+scatter, whatever the count), the filtered path drops them from its candidates (a binary search
+each, or one scatter when it scores the whole catalogue), the popular order masks them, a top-k
+graph over-fetches by their count, and the ANN index (which takes only exclusions and an eligible
+set, `fold_unavailable`) gets up to `FEW_UNAVAILABLE` of them as exclusions, beyond that an eligible
+set without them. scripts/overlay_cost.py times the served paths with 0 to 10,000 unavailable items.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 from app.engine.model import LoadedModel
 from app.stores.records import CatalogueEntry
 
-FEW_UNAVAILABLE = 256  # up to this many: excluded per request; beyond: served from `available`
+FEW_UNAVAILABLE = 256  # for the ANN index: up to this many join its exclusions; beyond, its eligible set
 EMPTY = np.zeros(0, np.int64)
 
 
@@ -40,7 +41,6 @@ class CatalogueView:
     items_by_category: dict[int, np.ndarray]  # code -> sorted int64 item indices
     item_extra: dict[str, np.ndarray]  # column -> str [n_items], "" = unknown
     unavailable: np.ndarray = field(default_factory=lambda: EMPTY)  # sorted int64
-    available: np.ndarray | None = None  # sorted int64, only when unavailable > FEW_UNAVAILABLE
     generation: int = 0  # the overlay generation it was built from (0: the trained catalogue)
 
 
@@ -81,11 +81,6 @@ def build_view(model: LoadedModel, entries: Iterable[CatalogueEntry], generation
     price = _with_prices(model.price, prices)
     category, categories, by_category = _with_categories(view, moves)
     unavailable = np.unique(np.array(gone, np.int64))
-    available = None
-    if len(unavailable) > FEW_UNAVAILABLE:
-        keep = np.ones(model.n_items, bool)
-        keep[unavailable] = False
-        available = np.flatnonzero(keep).astype(np.int64)
     return CatalogueView(
         price=price,
         category=category,
@@ -94,7 +89,6 @@ def build_view(model: LoadedModel, entries: Iterable[CatalogueEntry], generation
         items_by_category=by_category,
         item_extra=_with_extras(model.item_extra, extras),
         unavailable=_frozen(unavailable),
-        available=None if available is None else _frozen(available),
         generation=generation,
     )
 
@@ -144,14 +138,32 @@ def _with_extras(trained: dict[str, np.ndarray], extras: list[tuple[int, str, st
     return {name: _frozen(col) for name, col in columns.items()}
 
 
-def unavailable_filter(
-    view: CatalogueView, exclude: np.ndarray, eligible: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """A request's (exclude, eligible) with the view's unavailable items kept out (module docstring)."""
-    if not len(view.unavailable):
-        return exclude, eligible
-    if view.available is None:
-        return np.union1d(exclude, view.unavailable), eligible
-    if eligible is None:
-        return exclude, view.available
-    return exclude, np.intersect1d(eligible, view.available, assume_unique=True)
+def among(ids: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
+    """bool per id of `ids`: whether `sorted_ids` holds it (a binary search each, no catalogue mask)."""
+    if not len(sorted_ids):
+        return np.zeros(len(ids), bool)
+    pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    return sorted_ids[pos] == ids
+
+
+def fold_unavailable(
+    n_items: int, rows: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]]
+) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Per (exclude, eligible, unavailable): the (exclude, eligible) of a path that knows only those
+    (the ANN index). Up to FEW_UNAVAILABLE unavailable items join `exclude` (an index over-fetches by
+    its exclusions); beyond, `eligible` loses them, or becomes every other item (computed once per
+    distinct unavailable array in the batch: the requests of one view share it)."""
+    others: dict[int, np.ndarray] = {}
+    out: list[tuple[np.ndarray, np.ndarray | None]] = []
+    for exclude, eligible, unavailable in rows:
+        if len(unavailable) <= FEW_UNAVAILABLE:
+            out.append((np.union1d(exclude, unavailable) if len(unavailable) else exclude, eligible))
+        elif eligible is not None:
+            out.append((exclude, eligible[~among(eligible, unavailable)]))
+        else:
+            if id(unavailable) not in others:
+                keep = np.ones(n_items, bool)
+                keep[unavailable] = False
+                others[id(unavailable)] = np.flatnonzero(keep).astype(np.int64)
+            out.append((exclude, others[id(unavailable)]))
+    return out

@@ -16,7 +16,9 @@ import numpy as np
 import onnxruntime as ort
 
 from app.engine.ann import load_ann
+from app.engine.exact import exact_top_k
 from app.engine.model import LoadedModel, Side
+from app.engine.score_graph import score_session
 from core.manifest import (
     HISTORY_INPUT,
     INDICES_OUTPUT,
@@ -71,12 +73,29 @@ def _npy(path: Path) -> np.ndarray:
         raise ManifestError(f"{path}: cannot read as .npy: {exc}") from exc
 
 
+def _graph_inputs(card: ModelCard) -> set[str]:
+    return {HISTORY_INPUT} | ({USER_INPUT} if card.oov_user is not None else set())
+
+
+def ranking_sessions(
+    version_dir: Path, card: ModelCard, vectors: np.ndarray, opts: ort.SessionOptions
+) -> tuple[ort.InferenceSession | None, ort.InferenceSession | None]:
+    """(topk, scores): what ranks the side's catalogue. A float32 item matrix: a MatMul session over
+    `vectors`, the same node the published top-k graph holds, ranked in numpy (app/engine/exact.py);
+    the top-k graph is then not loaded (its file is still hash-checked). A reduced-precision matrix
+    (int8 / float16 inside the graph): the published top-k graph, whose scores only it reproduces."""
+    if card.item_precision == "float32":
+        return None, score_session(vectors, opts)
+    graph = _session(
+        version_dir / card.topk.file, opts, _graph_inputs(card) | {K_INPUT}, {SCORES_OUTPUT, INDICES_OUTPUT}
+    )
+    return graph, None
+
+
 def _load_side(
     version_dir: Path, name: str, card: ModelCard, n_items: int, n_users: int, opts: ort.SessionOptions
 ) -> Side:
-    base = {HISTORY_INPUT} | ({USER_INPUT} if card.oov_user is not None else set())
-    topk = _session(version_dir / card.topk.file, opts, base | {K_INPUT}, {SCORES_OUTPUT, INDICES_OUTPUT})
-    user = _session(version_dir / card.user.file, opts, base, {USER_VECTOR_OUTPUT})
+    user = _session(version_dir / card.user.file, opts, _graph_inputs(card), {USER_VECTOR_OUTPUT})
     vectors = np.ascontiguousarray(_npy(version_dir / card.item_vectors), dtype=np.float32)
     if vectors.shape != (n_items, card.dim):
         raise ManifestError(
@@ -95,7 +114,8 @@ def _load_side(
                 f"{version_dir / card.known_users}: shape {known.shape}, expected ({n_users},)"
             )
         known.setflags(write=False)
-    return Side(name, topk, user, vectors, card.history_len, card.padding_value, card.oov_user, known)
+    topk, scores = ranking_sessions(version_dir, card, vectors, opts)
+    return Side(name, topk, user, vectors, card.history_len, card.padding_value, card.oov_user, known, scores)
 
 
 def probe(model: LoadedModel) -> None:
@@ -109,10 +129,14 @@ def probe(model: LoadedModel) -> None:
         if side.needs_user:
             feeds[USER_INPUT] = np.array([side.oov_user, 0], np.int64)
         try:
-            scores, indices = side.topk.run(
-                [SCORES_OUTPUT, INDICES_OUTPUT], {**feeds, K_INPUT: np.array([k], np.int64)}
-            )
             (uvec,) = side.user.run([USER_VECTOR_OUTPUT], feeds)
+            if side.topk is not None:
+                scores, indices = side.topk.run(
+                    [SCORES_OUTPUT, INDICES_OUTPUT], {**feeds, K_INPUT: np.array([k], np.int64)}
+                )
+            else:
+                ranked = exact_top_k(side.scores, n, uvec, [k, k], [()] * 2)
+                indices, scores = (np.stack(column) for column in zip(*ranked, strict=True))
         except Exception as exc:
             raise ManifestError(f"{model.path}: probe request failed on the {side.name}: {exc}") from exc
         where = f"{model.path}: probe of the {side.name}"

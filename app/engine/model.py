@@ -23,7 +23,10 @@ class Side:
     """One model side (student or teacher) ready to run: sessions plus what scoring needs."""
 
     name: str
-    topk: ort.InferenceSession
+    # What ranks the catalogue (app/engine/loading.py `ranking_sessions`): a float32 side scores it with
+    # `scores` (MatMul by item_vectors, app/engine/score_graph.py) and ranks in numpy; a side whose
+    # graph holds a reduced-precision matrix runs its published top-k graph, `topk`. One is None.
+    topk: ort.InferenceSession | None
     user: ort.InferenceSession
     item_vectors: np.ndarray  # float32 [n_items, dim], read-only
     history_len: int
@@ -32,6 +35,7 @@ class Side:
     # A lookup teacher (embedding tables): bool [n_users], the users it has a vector for. None: the
     # side computes a query from the history, for anyone.
     known_users: np.ndarray | None = None
+    scores: ort.InferenceSession | None = None
 
     @property
     def needs_user(self) -> bool:

@@ -3,13 +3,16 @@
 Pure numpy + onnxruntime, synchronous: it runs on the batcher's worker thread, never on the event loop.
 
 Three paths, chosen per query:
-- plain (no category/price filter): the side's `topk` graph with k_fetch = k + |excluded| (capped at
-  n_items), excluded items dropped afterwards, so k come back whenever k are not excluded;
+- plain (no category/price filter): the whole catalogue scored against the user vectors, excluded
+  items masked, the exact top k (app/engine/exact.py); a side whose graph holds a reduced-precision
+  item matrix runs its `topk` graph with k_fetch = k + |excluded| (capped at n_items) and drops the
+  excluded items afterwards. Either way k come back whenever k are not excluded;
 - filtered (category and/or price): the `user` graph gives the user vector and numpy scores only the
   eligible items (argpartition), so k come back whenever k are eligible;
 - cold start (no known item in the history): popularity order under the same filters, flagged.
-Prices, categories and the items never to serve come from the request's `CatalogueView` (the trained
-catalogue with the live overlay applied, app/engine/catalogue.py), folded into `exclude`/`eligible`.
+Prices and categories come from the request's `CatalogueView` (the trained catalogue with the live
+overlay applied, app/engine/catalogue.py); its items never to serve travel as `Query.unavailable`
+and are kept out here, on the worker thread, by each path (module docstring of catalogue.py).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.engine.ann import AnnIndex
-from app.engine.catalogue import EMPTY, CatalogueView, trained_view, unavailable_filter
+from app.engine.catalogue import EMPTY, CatalogueView, among, fold_unavailable, trained_view
+from app.engine.exact import exact_top_k
 from app.engine.model import LoadedModel, Side
 from core.manifest import (
     HISTORY_INPUT,
@@ -49,6 +53,9 @@ class Query:
     eligible: np.ndarray | None = None  # int64 sorted unique when a category/price filter applies
     user: int | None = None  # user index for the teacher; None = unknown (oov)
     side: str = "student"
+    # int64 sorted: the catalogue's items never to serve (the view's own array, shared by every request
+    # over it, never copied): kept apart from `exclude` so its length costs the event loop nothing
+    unavailable: np.ndarray = field(default_factory=lambda: EMPTY)
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,30 +116,45 @@ def _feeds(side: Side, queries: list[Query]) -> dict[str, np.ndarray]:
 
 def _popular(q: Query) -> Result:
     model = q.model
-    if q.eligible is None and not len(q.exclude):
+    if q.eligible is None and not len(q.exclude) and not len(q.unavailable):
         top = model.popular_order[: q.k]
     else:
         mask = np.ones(model.n_items, bool) if q.eligible is None else np.zeros(model.n_items, bool)
         if q.eligible is not None:
             mask[q.eligible] = True
         mask[q.exclude] = False
+        mask[q.unavailable] = False
         order = model.popular_order
         top = order[mask[order]][: q.k]
     return Result(top, model.popularity[top].astype(np.float32), "popular")
 
 
 def _plain(side: Side, queries: list[Query]) -> list[Result]:
-    """One ORT run of the top-k graph for the whole group; the item matrix is read once."""
+    """The whole catalogue ranked for the group: scored by the float32 side's score graph and ranked in
+    numpy (app/engine/exact.py), else by the side's top-k graph (`_plain_graph`)."""
+    if side.scores is None:
+        return _plain_graph(side, queries)
+    (user_vectors,) = side.user.run([USER_VECTOR_OUTPUT], _feeds(side, queries))
+    excludes = [(q.exclude, q.unavailable) for q in queries]
+    found = exact_top_k(side.scores, len(side.item_vectors), user_vectors, [q.k for q in queries], excludes)
+    return [Result(idx, sc, None) for idx, sc in found]
+
+
+def _plain_graph(side: Side, queries: list[Query]) -> list[Result]:
+    """One ORT run of the top-k graph for the whole group; the item matrix is read once. It fetches
+    k + |excluded| + |unavailable| and drops those, so its cost grows with their count (the float32
+    path's does not)."""
+    assert side.topk is not None
     n = queries[0].model.n_items
-    k_fetch = min(n, max(q.k + len(q.exclude) for q in queries))
+    k_fetch = min(n, max(q.k + len(q.exclude) + len(q.unavailable) for q in queries))
     scores, indices = side.topk.run(
         [SCORES_OUTPUT, INDICES_OUTPUT], {**_feeds(side, queries), K_INPUT: np.array([k_fetch], np.int64)}
     )
     results = []
     for row, q in enumerate(queries):
         idx, sc = indices[row], scores[row]
-        if len(q.exclude):
-            keep = ~np.isin(idx, q.exclude, assume_unique=True)
+        if len(q.exclude) or len(q.unavailable):
+            keep = ~(np.isin(idx, q.exclude, assume_unique=True) | among(idx, q.unavailable))
             idx, sc = idx[keep], sc[keep]
         results.append(Result(idx[: q.k], sc[: q.k], None))
     return results
@@ -165,8 +187,12 @@ def _filtered(side: Side, queries: list[Query]) -> list[Result]:
         cand = _drop(q.eligible, q.exclude)
         if len(q.eligible) * 4 > q.model.n_items:
             scores = side.item_vectors @ user_vectors[row]
-            results.append(Result(*top_k_of(cand, scores[cand], q.k), None))
+            scores[q.unavailable] = -np.inf  # one scatter, however many
+            idx, sc = top_k_of(cand, scores[cand], q.k)
+            allowed = np.count_nonzero(sc > -np.inf)
+            results.append(Result(idx[:allowed], sc[:allowed], None))
         else:
+            cand = cand[~among(cand, q.unavailable)]
             results.append(Result(*top_k_of(cand, side.item_vectors[cand] @ user_vectors[row], q.k), None))
     return results
 
@@ -174,9 +200,8 @@ def _filtered(side: Side, queries: list[Query]) -> list[Result]:
 def _ann(side: Side, ann: AnnIndex, queries: list[Query]) -> list[Result]:
     """User vectors from one ORT run, then the ANN index (filters held exactly, see app/engine/ann.py)."""
     (user_vectors,) = side.user.run([USER_VECTOR_OUTPUT], _feeds(side, queries))
-    found = ann.search(
-        user_vectors, [q.k for q in queries], [q.exclude for q in queries], [q.eligible for q in queries]
-    )
+    folded = fold_unavailable(ann.n_items, [(q.exclude, q.eligible, q.unavailable) for q in queries])
+    found = ann.search(user_vectors, [q.k for q in queries], [f[0] for f in folded], [f[1] for f in folded])
     return [Result(idx, sc, None) for idx, sc in found]
 
 
@@ -233,7 +258,7 @@ def prepare(
     view: CatalogueView | None = None,
 ) -> Prepared:
     """Map raw ids to indices and filters to an eligible set over `view` (default: the trained
-    catalogue); the view's unavailable items are never eligible. Raises UnknownCategory."""
+    catalogue); the view's unavailable items ride along as `unavailable`. Raises UnknownCategory."""
     view = trained_view(model) if view is None else view
     index = model.item_index
     known: list[int] = []
@@ -255,19 +280,15 @@ def prepare(
         if code is None:
             raise UnknownCategory(name, pos)
         codes.append(code)
-    exclude, eligible = unavailable_filter(
-        view,
-        np.fromiter(excluded, np.int64, len(excluded)) if excluded else EMPTY,
-        eligible_items(view, codes, min_price, max_price),
-    )
     query = Query(
         model=model,
         history=np.array(known, np.int64),
         k=k,
-        exclude=exclude,
-        eligible=eligible,
+        exclude=np.fromiter(excluded, np.int64, len(excluded)) if excluded else EMPTY,
+        eligible=eligible_items(view, codes, min_price, max_price),
         user=None if user_id is None else model.user_index.get(user_id),
         side=side,
+        unavailable=view.unavailable,
     )
     return Prepared(query, list(unknown), view)
 

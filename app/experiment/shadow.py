@@ -34,7 +34,7 @@ from typing import Literal, cast
 
 import onnxruntime as ort
 
-from app.engine.loading import session_options
+from app.engine.loading import ranking_sessions, session_options
 from app.engine.model import LoadedModel
 from app.engine.recommender import Query, Result, recommend_batch
 from app.experiment.shadow_metrics import METRIC_LABELS, ShadowMetrics
@@ -369,21 +369,24 @@ class ShadowRunner:
                     return shadow
             card = model.manifest.teacher
             opts = session_options(1)
-            providers = ["CPUExecutionProvider"]
-            topk = ort.InferenceSession(
-                str(model.path / card.topk.file), sess_options=opts, providers=providers
-            )
             user = ort.InferenceSession(
-                str(model.path / card.user.file), sess_options=opts, providers=providers
+                str(model.path / card.user.file), sess_options=opts, providers=["CPUExecutionProvider"]
             )
+            topk, scores = ranking_sessions(model.path, card, model.teacher.item_vectors, opts)
             teacher = replace(
                 model.teacher,
-                topk=cast(ort.InferenceSession, CancellableSession(topk, self._local)),
+                topk=self._cancellable(topk),
+                scores=self._cancellable(scores),
                 user=cast(ort.InferenceSession, CancellableSession(user, self._local)),
             )
             shadow = replace(model, teacher=teacher)
             self._shadows = [*self._shadows[-1:], (model, shadow)]
             return shadow
+
+    def _cancellable(self, session: ort.InferenceSession | None) -> ort.InferenceSession | None:
+        return (
+            None if session is None else cast(ort.InferenceSession, CancellableSession(session, self._local))
+        )
 
     def _run_teacher(self, query: Query, run_options: ort.RunOptions) -> Result:
         shadow = self._shadow_model(query.model)

@@ -105,7 +105,7 @@ def _child_main(conn: Connection, cpu_budget: float | None = None, burst_cpu_s: 
                     if tokens <= 0:
                         conn.send(("shed", seq, now - tokens / cpu_budget))
                         continue
-                _, _, path, history, k, exclude, eligible, user = message
+                _, _, path, history, k, exclude, eligible, user, unavailable = message
                 model = model_for(path)
                 spent = time.process_time()
                 query = Query(
@@ -116,6 +116,7 @@ def _child_main(conn: Connection, cpu_budget: float | None = None, burst_cpu_s: 
                     eligible=eligible,
                     user=user,
                     side="teacher",
+                    unavailable=np.asarray(unavailable, np.int64),
                 )
                 (result,) = recommend_batch([query])
                 tokens -= time.process_time() - spent

@@ -15,7 +15,7 @@ without a main guard would start a second server). It talks over an inherited so
 Protocol:
 - parent -> child `("load", path)`: load that version (ModelStore's own `load_version`, every check
   but the sha256 pass, which the server has just done);
-- parent -> child `("run", seq, path, history, k, exclude, eligible, user)`: one teacher query;
+- parent -> child `("run", seq, path, history, k, exclude, eligible, user, unavailable)`: one teacher query;
 - parent -> child `("loaded?", path)` (load if needed, then answer) and `("versions?",)` (for tests);
 - child -> parent `("result", seq, indices, scores, fallback)`, `("error", seq, message)`, or
   `("shed", seq, resume_at)` when the child has spent its CPU budget (the job counts as dropped, and
@@ -112,7 +112,16 @@ class TeacherProcess:
         TeacherShed when the child is over its CPU budget, TeacherProcessError on any other failure."""
         self.ensure_loaded(query.model.path)
         return self._request(
-            ("run", str(query.model.path), query.history, query.k, query.exclude, query.eligible, query.user),
+            (
+                "run",
+                str(query.model.path),
+                query.history,
+                query.k,
+                query.exclude,
+                query.eligible,
+                query.user,
+                query.unavailable,
+            ),
             run_options,
             None,
             deadline,

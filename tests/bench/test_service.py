@@ -12,8 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from bench.floor import summarise
 from bench.loadgen import (
     WRK_MARKER,
+    WrkResult,
     parse_wrk,
     percentiles_ms,
     run_wrk,
@@ -99,6 +101,7 @@ def test_checks_for_reads_nested_results():
         "http_single": {"p50": 2.0, "p99": 12.0},
         "wrk": {"rps": 1500.0, "p99_ms": 30.0, "errors": 0},
         "shadow": {"p99_ratio": 1.1, "compared": 0},
+        "floor": {"ratio": 0.55},
     }
     status = {c["metric"]: c["status"] for c in checks_for(result, shadow=True)}
     assert status == {
@@ -109,6 +112,7 @@ def test_checks_for_reads_nested_results():
         "wrk.rps": "PASS",
         "wrk.p99_ms": "PASS",
         "wrk.errors": "PASS",
+        "floor.ratio": "FAIL",  # /v1/recommend under 60% of the empty endpoint
         # a ratio measured while the shadow compared nothing proves nothing
         "shadow.p99_ratio": "n/a (shadow recorded no comparisons)",
     }
@@ -169,6 +173,10 @@ def _wrk_row(rps: float, p99: float) -> dict:
     }
 
 
+def _wrk_result(rps: float) -> WrkResult:
+    return WrkResult(int(rps * 15), 15.0, rps, 2.0, 3.0, 9.0, 12.0, 20.0, 0, 0)
+
+
 def _catalogue(n_items: int, with_shadow: bool) -> dict:
     lat = {"p50": 1.0, "p90": 2.0, "p99": 3.0, "n": 100, "mean": 1.2, "max": 4.0}
     res = {
@@ -186,6 +194,10 @@ def _catalogue(n_items: int, with_shadow: bool) -> dict:
         },
     }
     res["inprocess"]["teacher_over_student_p50"] = 1.0
+    res["floor"] = summarise(
+        {"floor": [_wrk_result(8000.0), _wrk_result(7000.0)], "recommend": [_wrk_result(4900.0)] * 2},
+        [1.1, 1.4, 1.3, 1.2, 1.25],
+    )
     if with_shadow:
         res["shadow"] = {
             "full_load": {"off": res["wrk"], "on": _wrk_row(1100.0, 44.0)},
@@ -224,4 +236,7 @@ def test_markdown_renders_every_section():
     assert "| shadow 1.0, paced (~770/s) | 755 | 5.50 | 22.00 | 44.00 | 0 | 1.250 | 0.750 |" in text
     assert "| shadow.p99_ratio | <= 1.2 | 1.10 | PASS |" in text
     assert "| wrk.rps | >= 1000 | 1200.00 | PASS |" in text
+    assert "| floor.ratio | >= 0.6 | 0.65 | PASS |" in text  # 4,900 / median(8,000, 7,000)
+    assert "floor/recommend req/s: 8000/4900, 7000/4900; medians 7500 and 4900" in text
+    assert "at 65% of the floor (0 errors; 1-minute load average 1.10 to 1.40" in text
     assert "Server RSS: 300 MB after start" in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.topk import exact_topk, recall_at_k, top_k, top_k_of
+from core.topk import GROUP_ROWS, exact_topk, recall_at_k, top_k, top_k_of, top_k_rows_pruned
 
 
 def test_exact_topk_known_answer_with_ties_by_index() -> None:
@@ -39,6 +39,38 @@ def test_top_k_rows_and_candidates_agree_on_the_tie_rule() -> None:
     assert sc.dtype == np.float32 and idx.dtype == np.int64
     idx, _ = top_k_of(cand, np.array([0.2, 0.9, 0.9, 0.9], np.float32), 10)
     assert idx.tolist() == [1, 3, 5, 7]
+
+
+def test_top_k_of_breaks_a_tie_at_the_kth_place_by_the_lowest_id() -> None:
+    cand = np.array([7, 3, 5, 1, 9], np.int64)
+    scores = np.array([0.9, 0.5, 0.9, 0.5, 0.5], np.float32)
+    assert top_k_of(cand, scores, 3)[0].tolist() == [5, 7, 1]  # 1, 3 and 9 tie for the third place
+    assert top_k_of(cand, scores, 4)[0].tolist() == [5, 7, 1, 3]
+
+
+def test_pruned_rows_known_answer() -> None:
+    n = GROUP_ROWS * 20 + 5  # 20 groups of 64 strided items, then 5 items always ranked
+    scores = np.zeros((2, n), np.float32)
+    scores[0, [17, 37, 1_000, n - 1]] = [3.0, 5.0, 4.0, 6.0]  # 17 and 37: the same group (stride 20)
+    scores[1, :] = -np.inf  # row 1: all excluded but three, two of them tied
+    scores[1, [400, 12, 900]] = [1.0, 2.0, 1.0]
+    (ids0, sc0), (ids1, sc1) = top_k_rows_pruned(scores, 4)
+    assert ids0.tolist() == [n - 1, 37, 1_000, 17] and sc0.tolist() == [6.0, 5.0, 4.0, 3.0]
+    assert ids1.tolist() == [12, 400, 900, 0] and sc1[-1] == -np.inf  # -inf last, lowest index first
+
+
+@pytest.mark.parametrize("kind", ["distinct", "few values", "mostly excluded"])
+def test_pruned_rows_match_a_full_sort_of_every_row(kind: str) -> None:
+    rng = np.random.default_rng(len(kind))
+    scores = rng.standard_normal((9, 10_007)).astype(np.float32)
+    if kind == "few values":  # thousands of ties, at every place
+        scores = rng.integers(0, 6, scores.shape).astype(np.float32)
+    if kind == "mostly excluded":
+        scores[:, rng.random(scores.shape[1]) < 0.999] = -np.inf
+    for k in (1, 7, 30, 100):  # 100: fewer than 4k groups, each row ranked whole
+        for row, (ids, sc) in zip(scores, top_k_rows_pruned(scores, k), strict=True):
+            full = np.lexsort((np.arange(len(row)), -row))[:k]  # score desc, ties by index
+            assert ids.tolist() == full.tolist() and sc.tolist() == row[full].tolist()
 
 
 def test_recall_at_k_hand_computed() -> None:

@@ -137,7 +137,7 @@ def test_shadow_rate_setting_is_validated(settings_for: Callable[..., Settings],
 def test_shadow_sessions_are_built_when_a_version_loads(shadow_client: Callable[..., TestClient]) -> None:
     runner = _runner(shadow_client(shadow_rate=1.0, shadow_isolation="thread"))
     [(served, shadow)] = runner._shadows  # built by the ModelStore listener, before any request
-    assert served.version == "v1" and shadow.teacher.topk is not served.teacher.topk
+    assert served.version == "v1" and shadow.teacher.scores is not served.teacher.scores
 
 
 def test_teacher_process_loads_the_version_when_it_loads(

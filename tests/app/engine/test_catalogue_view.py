@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from app.engine import catalogue as catalogue_module
-from app.engine.catalogue import build_view, trained_view
+from app.engine.catalogue import build_view, fold_unavailable, trained_view
 from app.engine.loading import load_version
 from app.engine.model import LoadedModel
 from app.engine.recommender import Result, item_list, prepare, recommend_batch
@@ -47,7 +47,7 @@ def answer(model: LoadedModel, entries: list[CatalogueEntry], **request: object)
 def test_the_trained_view_is_the_model_arrays_themselves(model: LoadedModel) -> None:
     view = trained_view(model)
     assert view.price is model.price and view.category is model.category
-    assert view.unavailable.tolist() == [] and view.available is None and view.generation == 0
+    assert view.unavailable.tolist() == [] and view.generation == 0
     assert (
         build_view(model, [CatalogueEntry("not-in-this-version", available=False)], 3).unavailable.tolist()
         == []
@@ -62,15 +62,32 @@ def test_an_unavailable_item_is_never_served(model: LoadedModel) -> None:
     assert answer(model, [CatalogueEntry("i05", available=False)], history=[]) == ["i02", "i07", "i00"]
 
 
-def test_many_unavailable_items_are_served_from_the_available_set(
-    model: LoadedModel, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(catalogue_module, "FEW_UNAVAILABLE", 1)
+def test_unavailable_items_ride_along_and_every_path_drops_them(model: LoadedModel) -> None:
     gone = [CatalogueEntry("i09", available=False), CatalogueEntry("i06", available=False)]
     view = build_view(model, gone, generation=1)
-    assert view.available is not None and view.available.tolist() == [0, 1, 2, 3, 4, 5, 7, 8, 10, 11]
-    assert answer(model, gone) == ["i03", "i01", "i02"]
-    assert answer(model, gone, categories=["shoes"], k=5, exclude_seen=False) == ["i03", "i00"]
+    query = prepare(model, history=["i00"], k=3, exclude_seen=True, view=view).query
+    assert query.unavailable is view.unavailable and query.exclude.tolist() == [0]  # nothing merged
+    assert answer(model, gone) == ["i03", "i01", "i02"]  # the exact path
+    assert answer(model, gone, categories=["shoes"], k=5, exclude_seen=False) == ["i03", "i00"]  # filtered
+    assert answer(model, gone, max_price=100.0, k=2) == ["i03", "i01"]  # filtered, the whole catalogue scored
+    assert answer(model, gone, history=[], k=2, exclude_items=["i05"]) == ["i02", "i07"]  # popular
+    # every item gone but two: fewer than k come back, never an unavailable one
+    most = [CatalogueEntry(f"i{i:02d}", available=False) for i in range(12) if i not in (4, 8)]
+    assert answer(model, most, k=5, exclude_seen=False) == ["i04", "i08"]  # 0.0096, 0.0048
+
+
+def test_the_ann_index_gets_few_unavailable_as_exclusions_and_many_as_an_eligible_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(catalogue_module, "FEW_UNAVAILABLE", 2)
+    gone, many = np.array([3, 7]), np.array([1, 3, 7])
+    exclude = np.array([5])
+    folded = fold_unavailable(
+        10, [(exclude, None, gone), (exclude, None, many), (exclude, np.array([0, 1, 2, 3]), many)]
+    )
+    assert folded[0][0].tolist() == [3, 5, 7] and folded[0][1] is None
+    assert folded[1][0] is exclude and folded[1][1].tolist() == [0, 2, 4, 5, 6, 8, 9]
+    assert folded[2][1].tolist() == [0, 2]
 
 
 def test_price_overrides_drive_the_filters_and_the_answer(model: LoadedModel) -> None:

@@ -16,7 +16,7 @@ from app.engine.recommender import Query, Result, recommend_batch
 from app.experiment.shadow import CancellableSession, ShadowJob, ShadowRunner
 from app.experiment.shadow_process import TeacherShed
 from app.stores.comparisons_sqlite import SqliteComparisonStore
-from core.manifest import HISTORY_INPUT, INDICES_OUTPUT, K_INPUT, SCORES_OUTPUT, USER_INPUT
+from core.manifest import HISTORY_INPUT, USER_INPUT, USER_VECTOR_OUTPUT
 from tests.fixtures.tiny_model import build_tiny_version, build_version, tiny_arrays
 
 
@@ -151,23 +151,23 @@ def test_rate_outside_unit_interval_is_rejected(store: SqliteComparisonStore) ->
 
 def test_cancellable_session_passes_the_run_options(model: LoadedModel) -> None:
     local = threading.local()
-    session = CancellableSession(model.teacher.topk, local)
+    session = CancellableSession(model.teacher.user, local)
     feeds = {
         HISTORY_INPUT: np.full((1, model.teacher.history_len), model.teacher.padding_value, np.int64),
         USER_INPUT: np.array([0], np.int64),
-        K_INPUT: np.array([3], np.int64),
     }
-    assert session.run([SCORES_OUTPUT, INDICES_OUTPUT], feeds)[1].shape == (1, 3)
+    assert session.run([USER_VECTOR_OUTPUT], feeds)[0].shape == (1, model.teacher.item_vectors.shape[1])
     local.run_options = ort.RunOptions()
     local.run_options.terminate = True  # what the timeout timer does
     with pytest.raises(Exception, match="(?i)terminat"):
-        session.run([SCORES_OUTPUT, INDICES_OUTPUT], feeds)
+        session.run([USER_VECTOR_OUTPUT], feeds)
 
 
 def test_default_teacher_uses_its_own_sessions(model: LoadedModel, store: SqliteComparisonStore) -> None:
     runner = ShadowRunner(store, rate=1.0)
     shadow = runner._shadow_model(model)
-    assert shadow.teacher.topk is not model.teacher.topk
+    assert shadow.teacher.user is not model.teacher.user
+    assert shadow.teacher.scores is not None and shadow.teacher.scores is not model.teacher.scores
     assert shadow.student is model.student and shadow.item_ids is model.item_ids
     assert runner._shadow_model(model) is shadow  # built once per version
 
@@ -189,14 +189,13 @@ def test_watchdog_terminates_a_real_onnxruntime_run(model: LoadedModel, store: S
     feeds = {
         HISTORY_INPUT: np.zeros((1, model.teacher.history_len), np.int64),
         USER_INPUT: np.array([0], np.int64),
-        K_INPUT: np.array([3], np.int64),
     }
     terminated = threading.Event()
 
     def endless(query: Query, run_options: ort.RunOptions) -> Result:
         for _ in range(1_000_000):  # runs until the watchdog sets run_options.terminate
             try:
-                model.teacher.topk.run([SCORES_OUTPUT, INDICES_OUTPUT], feeds, run_options)
+                model.teacher.user.run([USER_VECTOR_OUTPUT], feeds, run_options)
             except Exception:
                 terminated.set()
                 raise
