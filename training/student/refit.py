@@ -3,8 +3,8 @@
 Why: evaluation holds out each user's newest interactions (the test item, and the early-stopping
 users' validation item): the newest signal a shop has never reaches the model it serves. Once the
 figures are taken, a short fine-tune on every interaction lets the published student learn it:
-`publish.refit_epochs` epochs, from the evaluated weights, at `warm.lr_scale` times the student's
-lr, distilled as it was trained (soft labels of the same source, now over the whole log). No
+`publish.refit_epochs` epochs, from the evaluated weights, at `publish.refit_lr_scale` times the
+student's lr, distilled as it was trained (soft labels of the same source, now over the whole log). No
 holdout is left to stop early on, so the epochs are fixed.
 
 Which figures belong to which weights: every test figure of the report and the manifest is the
@@ -30,9 +30,9 @@ def whole_log_split(data: Interactions) -> Split:
 
 
 def refit_config(cfg: PipelineConfig) -> PipelineConfig:
-    """One epoch at the warm learning rate, no time cap (the loop runs one epoch per call)."""
+    """One epoch at `publish.refit_lr_scale` x the student's learning rate, no time cap (the loop runs one epoch per call)."""
     out = cfg.model_copy(deep=True)
-    out.student.lr = cfg.student.lr * cfg.warm.lr_scale
+    out.student.lr = cfg.student.lr * cfg.publish.refit_lr_scale
     out.student.epochs, out.student.patience, out.student.max_train_seconds = 1, 1, None
     return out
 

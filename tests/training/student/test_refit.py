@@ -27,7 +27,7 @@ def test_the_whole_log_split_trains_on_every_interaction_and_evaluates_no_one(tm
     user = int(standard.test_users[0])  # the test item is the user's last train item now
     assert whole.history(user)[-1] == standard.test_items[0]
     refit = refit_config(cfg)
-    assert (refit.student.epochs, refit.student.lr) == (1, cfg.student.lr * cfg.warm.lr_scale)
+    assert (refit.student.epochs, refit.student.lr) == (1, cfg.student.lr * cfg.publish.refit_lr_scale)
 
 
 def test_the_published_student_is_the_refit_one_and_the_report_says_whose_figures_it_gives(
