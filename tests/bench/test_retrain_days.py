@@ -52,3 +52,12 @@ def test_day1_holdout_rows_are_exactly_the_events_and_a_leak_is_caught(tmp_path:
         check_day1_holdout(leaky)
     with pytest.raises(ValueError, match="at least 2"):
         make_days(tmp_path / "shop", tmp_path / "days1", newest=1)
+
+
+def test_steps_read_back_from_disk_keep_the_order_they_ran_in(tmp_path) -> None:
+    from bench.retrain.run import _run_order
+
+    for name in ("cold1", "day0", "refit", "warm1", "warm10", "warm2", "warm3"):
+        (tmp_path / f"{name}.json").write_text("{}")
+    read = [p.stem for p in sorted(tmp_path.glob("*.json"), key=_run_order)]
+    assert read == ["day0", "warm1", "cold1", "warm2", "warm3", "warm10", "refit"]
