@@ -28,6 +28,31 @@ def _pct(fraction: float) -> str:
     return f"{fraction * 100:g}%"
 
 
+def _student_against(
+    name: str,
+    metric: str,
+    student: float,
+    label: str,
+    reference: float,
+    tolerance: float | None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One gate's record: passes when student >= reference * (1 - tolerance) (the edge passes); a gate
+    without a tolerance (None) compares with the reference itself and says no tolerance."""
+    threshold = reference if tolerance is None else reference * (1.0 - tolerance)
+    ok = student >= threshold
+    status = PASSED if ok else FAILED
+    line = (
+        f"gate {name} {status}: student {metric} {student:.4f} {'>=' if ok else '<'} {label} {reference:.4f}"
+    )
+    record: dict[str, Any] = {"name": name, "status": status, "metric": metric, "student": student}
+    record |= {"reference": reference, **extra}
+    if tolerance is not None:
+        record["tolerance"] = tolerance
+        line += f" - tolerance {_pct(tolerance)}"
+    return record | {"threshold": threshold, "line": line}
+
+
 def student_vs_scratch(
     test: Mapping[str, Mapping[str, float]], metric: str, tolerance: float
 ) -> dict[str, Any]:
@@ -38,20 +63,7 @@ def student_vs_scratch(
             "line": "gate student_vs_scratch not evaluated: no scratch student (distill.train_scratch = false)",
         }  # fmt: skip
     student, scratch = float(test["student"][metric]), float(test["scratch"][metric])
-    threshold = scratch * (1.0 - tolerance)
-    ok = student >= threshold
-    sign = ">=" if ok else "<"
-    return {
-        "name": "student_vs_scratch",
-        "status": PASSED if ok else FAILED,
-        "metric": metric,
-        "student": student,
-        "reference": scratch,
-        "tolerance": tolerance,
-        "threshold": threshold,
-        "line": f"gate student_vs_scratch {PASSED if ok else FAILED}: student {metric} {student:.4f} {sign} "
-        f"scratch {scratch:.4f} - tolerance {_pct(tolerance)}",
-    }
+    return _student_against("student_vs_scratch", metric, student, "scratch", scratch, tolerance)
 
 
 def student_vs_popularity(test: Mapping[str, Mapping[str, float]], metric: str) -> dict[str, Any]:
@@ -62,17 +74,7 @@ def student_vs_popularity(test: Mapping[str, Mapping[str, float]], metric: str) 
             "line": "gate student_vs_popularity not evaluated: popularity is not in eval.peers",
         }  # fmt: skip
     student, popularity = float(test["student"][metric]), float(test["popularity"][metric])
-    ok = student >= popularity
-    return {
-        "name": "student_vs_popularity",
-        "status": PASSED if ok else FAILED,
-        "metric": metric,
-        "student": student,
-        "reference": popularity,
-        "threshold": popularity,
-        "line": f"gate student_vs_popularity {PASSED if ok else FAILED}: student {metric} {student:.4f} "
-        f"{'>=' if ok else '<'} popularity {popularity:.4f}",
-    }
+    return _student_against("student_vs_popularity", metric, student, "popularity", popularity, None)
 
 
 def student_vs_served(
@@ -81,20 +83,10 @@ def student_vs_served(
     """Passes when the new student >= the served version's student * (1 - tolerance), both ranked on
     the new holdout (training/evaluate/served.py); the edge passes."""
     student, reference = float(test["student"][metric]), float(served["student"][metric])
-    threshold = reference * (1.0 - tolerance)
-    ok = student >= threshold
-    return {
-        "name": "student_vs_served",
-        "status": PASSED if ok else FAILED,
-        "metric": metric,
-        "student": student,
-        "reference": reference,
-        "version": served["version"],
-        "tolerance": tolerance,
-        "threshold": threshold,
-        "line": f"gate student_vs_served {PASSED if ok else FAILED}: student {metric} {student:.4f} "
-        f"{'>=' if ok else '<'} served {served['version']} {reference:.4f} - tolerance {_pct(tolerance)}",
-    }
+    version = served["version"]
+    return _student_against(
+        "student_vs_served", metric, student, f"served {version}", reference, tolerance, version=version
+    )
 
 
 def check_gates(
