@@ -185,8 +185,28 @@ class TwoTowerTeacher(nn.Module):
         safe = torch.where(real, ids, torch.zeros_like(ids))
         ids_table = self.item_emb if table is None else table
         x = ids_table(ids) + self.cat_emb(self.item_cat[safe]) + self.price_proj(self.item_price[safe])
-        x = x + self.attr_emb(self.item_attr[safe]).sum(-2) / self.item_attr_count[safe]  # mean of the tags
+        x = x + self._tag_means(safe)
         return x * real.unsqueeze(-1).to(x.dtype)
+
+    def _tag_means(self, ids: torch.Tensor) -> torch.Tensor:
+        """(..., D): the mean of each item's tag embeddings (zeros for an item with none).
+
+        Training and eager scoring take one `embedding_bag`: it sums each item's tags without
+        materialising the (..., A, D) gather, whose forward and backward were a visible share of a
+        teacher step on catalogues with many tags per item. The ONNX export keeps the gather-and-sum
+        form (the TorchScript exporter has no portable embedding_bag); both give the same values,
+        tests/training/test_two_tower.py holds them together.
+        """
+        attrs = self.item_attr[ids]  # (..., A), padded with n_attributes
+        if torch.onnx.is_in_onnx_export():
+            return self.attr_emb(attrs).sum(-2) / self.item_attr_count[ids]
+        flat = F.embedding_bag(
+            attrs.reshape(-1, attrs.shape[-1]),
+            self.attr_emb.weight,
+            mode="mean",
+            padding_idx=self.n_attributes,
+        )
+        return flat.view(*ids.shape, flat.shape[-1])
 
     def item_vectors_of(self, ids: torch.Tensor) -> torch.Tensor:
         """(..., D) vectors of the given item ids (`item_vectors()[ids]`, computed for those only)."""

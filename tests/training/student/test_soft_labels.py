@@ -77,3 +77,43 @@ def test_soft_labels_are_the_same_when_scores_are_formed_in_blocks(small_teacher
     np.testing.assert_array_equal(blocked.candidates, whole.candidates)
     # float32 matmuls of different row counts round differently in the last bits (seen: 2e-6)
     np.testing.assert_allclose(blocked.logits, whole.logits, rtol=0, atol=1e-5)
+
+
+def test_served_queries_are_sorted_and_cut_without_changing_a_vector(small_teacher, monkeypatch):
+    """`_final_vectors` sorts served-style queries by length and cuts each block to its longest
+    history: every vector equals the full-width query's, in the order asked, for the teacher and for
+    the teacher+scratch sum; a model that may read the padding (an imported one) keeps the full width."""
+    from tests.fixtures.torch_models import tiny_student
+    from training.fit.examples import histories_before
+    from training.student.model import MLPStudent
+    from training.teacher.ensemble import TeacherPlusStudent
+
+    teacher, split, cfg = small_teacher
+    monkeypatch.setattr(soft_labels, "QUERY_BLOCK", 7)
+    rng = np.random.default_rng(0)
+    user = rng.integers(0, split.n_users, 40).astype(np.int64)
+    start, end = split.train_indptr[user], split.train_indptr[user + 1]
+    pos = rng.integers(start + 1, end + 1)  # histories of 1 to all train items, in no order
+    student = MLPStudent(split.n_items, tiny_student().cfg.model_copy(update={"history_len": 5})).eval()
+    for model in (teacher, TeacherPlusStudent(teacher, student)):
+        widths: list[int] = []
+        real = model.query_vectors
+
+        def spy(users, hist, real=real, widths=widths):
+            widths.append(hist.shape[1])
+            return real(users, hist)
+
+        monkeypatch.setattr(model, "query_vectors", spy)
+        with torch.no_grad():
+            got = soft_labels._final_vectors(model, split, user, pos)
+            full = torch.from_numpy(histories_before(split, user, pos, model.history_len))
+            want = real(torch.from_numpy(user), full)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+        assert len(widths) == 6 and widths == sorted(widths) and widths[0] < model.history_len
+        monkeypatch.undo()
+        monkeypatch.setattr(soft_labels, "QUERY_BLOCK", 7)
+
+    class Opaque:  # an imported teacher: a black box that may read the padding
+        pass
+
+    assert soft_labels._ignores_left_padding(teacher) and not soft_labels._ignores_left_padding(Opaque())

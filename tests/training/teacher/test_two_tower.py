@@ -130,3 +130,22 @@ def test_pooling_teacher_is_causal_padding_invariant_and_exports(tmp_path):
         rng.integers(0, N_ITEMS + 1, (200, 6)), np.zeros(200, np.int64), N_USERS, N_ITEMS, 200, 0
     )
     assert parity.check_parity(t, "teacher", card, tmp_path, inputs, k=5, atol=1e-4)["passed"]
+
+
+def test_tag_means_are_the_same_trained_and_exported(monkeypatch):
+    """Training takes one embedding_bag for the tags' mean, the ONNX export a gather and a sum: the
+    same values, an item without tags included (zeros)."""
+    torch.manual_seed(0)
+    cfg = TeacherConfig(dim=8, n_heads=2, history_len=4, dropout=0.0)
+    attrs = np.full((N_ITEMS, 3), 4, dtype=np.int64)  # 4 attributes; 4 = padding
+    attrs[0], attrs[1], attrs[2] = [0, 1, 2], [3, 4, 4], [1, 3, 4]
+    t = TwoTowerTeacher(N_USERS, CATEGORY, PRICE, cfg, attrs, n_attributes=4).eval()
+    ids = torch.tensor([[0, 1, 2], [5, 2, 0]])
+    bag = t._tag_means(ids)
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+    gathered = t._tag_means(ids)
+    torch.testing.assert_close(bag, gathered, rtol=0, atol=1e-6)
+    w = t.attr_emb.weight
+    torch.testing.assert_close(bag[0, 1], w[3], rtol=0, atol=1e-6)  # one real tag: its row
+    torch.testing.assert_close(bag[0, 2], (w[1] + w[3]) / 2, rtol=0, atol=1e-6)
+    assert torch.count_nonzero(bag[1, 0]) == 0  # item 5 has no tags
