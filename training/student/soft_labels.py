@@ -166,7 +166,7 @@ def _final_vectors(teacher: Teacher, split: Split, user: np.ndarray, pos: np.nda
     time and cut to their block's longest history: the same vectors for a fraction of the
     transformer's (quadratic) work. An imported teacher is a black box: it gets the full width, as
     served. The soft-label stage of the shop preset (teacher+scratch) on Beauty's day-1 log: 98-133 s
-    before, 34-35 s after (bench/results/retrain_amazon-beauty*.md, one core each).
+    before, 34-35 s after (the `seconds:` line each run logs; docs/retraining.md, one core each).
     """
     device = teacher_device(teacher)
     cut = _ignores_left_padding(teacher)
