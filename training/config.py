@@ -354,6 +354,9 @@ class WarmConfig(_Section):
     lr_scale: float = Field(1.0, gt=0, le=1)
     epochs: int = Field(4, gt=0)
     patience: int = Field(1, ge=1)
+    # The students' own cap (the scratch model and the distilled student); None: `epochs`. A warm
+    # teacher is at its cold best within ~6 epochs, the students creep on for 20+ (docs/retraining.md).
+    student_epochs: int | None = Field(None, gt=0)
 
 
 WARM_START_NONE, WARM_START_SERVED = "none", "served"

@@ -84,9 +84,9 @@ def warm_config(cfg: PipelineConfig) -> PipelineConfig:
     """cfg for a warm run's stages: each model's lr scaled, its epochs and patience capped (`warm`)."""
     out = cfg.model_copy(deep=True)
     w = cfg.warm
-    for stage in (out.teacher, out.student):
+    for stage, epochs in ((out.teacher, w.epochs), (out.student, w.student_epochs or w.epochs)):
         stage.lr = stage.lr * w.lr_scale
-        stage.epochs = min(stage.epochs, w.epochs)
+        stage.epochs = min(stage.epochs, epochs)
         stage.patience = min(stage.patience, w.patience)
     return out
 
