@@ -357,6 +357,9 @@ class WarmConfig(_Section):
     # The students' own cap (the scratch model and the distilled student); None: `epochs`. A warm
     # teacher is at its cold best within ~6 epochs, the students creep on for 20+ (docs/retraining.md).
     student_epochs: int | None = Field(None, gt=0)
+    # The students' weights start at shrink * the version's + (1 - shrink) * a fresh initialisation
+    # (training/warm/start.py shrunk_toward_fresh, "shrink and perturb"); 1: the version's as they are.
+    shrink: float = Field(1.0, gt=0, le=1)
 
 
 WARM_START_NONE, WARM_START_SERVED = "none", "served"

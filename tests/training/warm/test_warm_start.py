@@ -96,6 +96,21 @@ def test_warm_models_carry_every_old_row_to_its_new_index(versions) -> None:
     )  # starts as the unknown user
 
 
+def test_shrink_moves_each_warm_student_weight_that_share_back_to_its_fresh_initialisation(versions) -> None:
+    root, cold, _, events = versions
+    data, _ = load_data(_cfg(root, events))
+    warm = plan_warm_start(open_version(root / "models", cold.version_dir.name), data)
+    plain = warm_student(warm, "student", data.catalog, _cfg(root, events))
+    shrunk = warm_student(warm, "student", data.catalog, _cfg(root, events, "warm.shrink=0.25"))
+    assert plain is not None and shrunk is not None
+    torch.manual_seed(_cfg(root, events).seed)  # the fresh initialisation warm_student draws
+    fresh = type(plain)(data.catalog.n_items, _cfg(root, events).student).state_dict()
+    for key, value in shrunk.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, 0.25 * plain.state_dict()[key] + 0.75 * fresh[key])
+    assert not torch.equal(shrunk.item_emb.weight, plain.item_emb.weight)
+
+
 def test_a_checkpoint_of_another_shape_is_refused_with_what_changed(versions) -> None:
     root, cold, _, events = versions
     cfg = _cfg(root, events, "student.dim=16")
