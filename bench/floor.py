@@ -64,15 +64,25 @@ def alternate(
     threads: int,
 ) -> dict[str, Any]:
     """`rounds` pairs of wrk runs, the floor first in each pair; the medians and their ratio."""
-    runs: dict[str, list[WrkResult]] = {"floor": [], "recommend": []}
+    runs = alternate_runs(
+        {"floor": floor_base, "recommend": recommend_base}, script, rounds, seconds, connections, threads
+    )
+    return summarise(*runs)
+
+
+def alternate_runs(
+    bases: dict[str, str], script: Path, rounds: int, seconds: float, connections: int, threads: int
+) -> tuple[dict[str, list[WrkResult]], list[float]]:
+    """`rounds` rounds of one wrk run per server, in the order of `bases`; the runs and the load seen."""
+    runs: dict[str, list[WrkResult]] = {name: [] for name in bases}
     load = [os.getloadavg()[0]]  # the machine's 1-minute load average before and after each round
     for i in range(rounds):
-        for name, base in (("floor", floor_base), ("recommend", recommend_base)):
+        for name, base in bases.items():
             result = run_wrk(f"{base}{ROUTE}", script, seconds, connections, threads)
             runs[name].append(result)
             load.append(os.getloadavg()[0])
             log.info("round %d/%d: %s %.0f req/s (%d errors)", i + 1, rounds, name, result.rps, result.errors)
-    return summarise(runs, load)
+    return runs, load
 
 
 def summarise(runs: dict[str, list[WrkResult]], load: list[float]) -> dict[str, Any]:
@@ -84,6 +94,22 @@ def summarise(runs: dict[str, list[WrkResult]], load: list[float]) -> dict[str, 
         "floor_rps": floor,
         "recommend_rps": recommend,
         "ratio": recommend / floor if floor > 0 else None,
+        "errors": sum(r.errors for results in runs.values() for r in results),
+        "load_average_1m": load,
+    }
+
+
+def summarise_paths(runs: dict[str, list[WrkResult]], load: list[float]) -> dict[str, Any]:
+    """`summarise` for several served paths beside one floor: each path's median req/s and ratio."""
+    floor = statistics.median(r.rps for r in runs["floor"])
+    paths = {
+        name: statistics.median(r.rps for r in results) for name, results in runs.items() if name != "floor"
+    }
+    return {
+        "rounds": {name: [asdict(r) for r in results] for name, results in runs.items()},
+        "floor_rps": floor,
+        "rps": paths,
+        "ratio": {name: rps / floor if floor > 0 else None for name, rps in paths.items()},
         "errors": sum(r.errors for results in runs.values() for r in results),
         "load_average_1m": load,
     }

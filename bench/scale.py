@@ -29,6 +29,7 @@ measured numbers (bench/checks.py) against the targets below; nothing here is as
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import shutil
@@ -38,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import floor
 from bench.checks import lookup, meets
 from bench.harness import K, machine_info, request_bodies, running_server, torch_loaded, wrk_with_cpu
 from bench.loadgen import percentiles_ms, process_memory_mb, wrk_available, wrk_script
@@ -55,6 +57,7 @@ TARGETS: list[tuple[str, str, float]] = [
     ("publish.retrieval.recall@10", ">=", 0.95),
     ("http.ann.rps", ">=", 1000.0),
     ("http.ann.errors", "<=", 0.0),
+    ("http.floor.ratio.ann", ">=", 0.6),  # the ANN path's req/s over the empty endpoint's (bench/floor.py)
 ]
 
 
@@ -169,19 +172,39 @@ def serving_models_dir(version_dir: Path, work: Path) -> Path:
 def http(
     models_dir: Path, work: Path, bodies: list[dict[str, Any]], args: argparse.Namespace
 ) -> dict[str, Any]:
-    """wrk against the server on each path in turn (RECDISTILL_RETRIEVAL=exact, then the manifest's)."""
+    """wrk against the server on each path (RECDISTILL_RETRIEVAL=exact, the manifest's), then the
+    floor (bench/floor.py) and both paths in alternating rounds: each path's req/s over the floor's."""
     script = work / "scale.lua"
     script.write_text(wrk_script("/v1/recommend", [json.dumps(b) for b in bodies]))
     out: dict[str, Any] = {}
-    for name, retrieval in (("exact", "exact"), ("ann", "manifest")):
-        # Anonymous bodies: the history store's seed is never read, so do not spend start-up on it.
-        env = {"RECDISTILL_RETRIEVAL": retrieval, "RECDISTILL_SEED_HISTORY": "false"}
-        with running_server(models_dir, work / f"state-{name}", env, args.ready_timeout) as server:
+    with contextlib.ExitStack() as servers:
+        bases = {}
+        for name, retrieval in (("exact", "exact"), ("ann", "manifest")):
+            # Anonymous bodies: the history store's seed is never read, so do not spend start-up on it.
+            env = {"RECDISTILL_RETRIEVAL": retrieval, "RECDISTILL_SEED_HISTORY": "false"}
+            server = servers.enter_context(
+                running_server(models_dir, work / f"state-{name}", env, args.ready_timeout)
+            )
             _, result = wrk_with_cpu(server, script, args)
             result["memory"] = process_memory_mb(server.pid)
             result["torch_loaded"] = torch_loaded(server.pid)
             result["ready_seconds"] = server.ready_seconds
-        out[name] = result
+            out[name], bases[name] = result, server.base
+        if args.floor_rounds:
+            empty = servers.enter_context(
+                running_server(
+                    models_dir, work / "state-floor", {}, args.ready_timeout, server_module="bench.floor"
+                )
+            )
+            runs = floor.alternate_runs(
+                {"floor": empty.base, **bases},
+                script,
+                args.floor_rounds,
+                args.duration,
+                args.connections,
+                args.threads,
+            )
+            out["floor"] = floor.summarise_paths(*runs)
     return out
 
 
@@ -232,6 +255,24 @@ def checks(payload: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _f(value: Any, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def floor_line(result: dict[str, Any] | None) -> str:
+    """One sentence: the floor's rounds beside each path's, the medians and each path's ratio."""
+    if not result:
+        return "Floor: not measured (no HTTP runs, or --floor-rounds 0)."
+    rounds = result["rounds"]
+    per_path = "; ".join(
+        f"{name} [{', '.join(format(r['rps'], '.0f') for r in runs)}]" for name, runs in rounds.items()
+    )
+    ratios = ", ".join(f"{name} {100 * r:.0f}%" for name, r in result["ratio"].items() if r is not None)
+    load = result["load_average_1m"]
+    return (
+        f"Floor (bench/floor.py: an empty FastAPI POST endpoint parsing the same body, same uvicorn settings, "
+        f"same wrk script), {len(rounds['floor'])} alternating rounds, req/s: {per_path}. Medians over the "
+        f"floor's {result['floor_rps']:.0f}: {ratios} ({result['errors']} errors; 1-minute load average "
+        f"{min(load):.2f} to {max(load):.2f} around the rounds)."
+    )
 
 
 def markdown(payload: dict[str, Any]) -> str:
@@ -291,6 +332,8 @@ def markdown(payload: dict[str, Any]) -> str:
         + ", ".join(f"{name} {value:.4f}" for name, value in ip["recall@10_vs_float32"].items())
         + ".",
         "",
+        floor_line(lookup(payload, "http.floor")),
+        "",
         markdown_table(
             ["metric", "target", "value", "pass"],
             [[c["metric"], c["target"], c["value"], c["pass"]] for c in payload["checks"]],
@@ -321,6 +364,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--ready-timeout", type=float, default=600.0)
     parser.add_argument("--no-http", action="store_true")
+    parser.add_argument(
+        "--floor-rounds", type=int, default=3, help="alternating wrk rounds: the floor, exact, ann (0: none)"
+    )
     parser.add_argument("--pipeline", action="store_true", help="also run the real pipeline at this size")
     parser.add_argument("--pipeline-users", type=int, default=50_000)
     parser.add_argument("--pipeline-interactions", type=int, default=1_000_000)

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from bench.ann_index import clustered_vectors, load_vectors, version_vectors
+from bench.floor import summarise_paths
+from bench.loadgen import WrkResult
 from bench.scale import ScaleError, check_version, checks, markdown, parse_args
 
 
@@ -53,8 +55,25 @@ def _payload() -> dict:
             "short_answers": 0,
             "recall@10_vs_float32": {"exact": 1.0, "ann": 0.94},
         },
-        "http": {"ann": {"rps": 1500.0, "p50_ms": 9.0, "p99_ms": 30.0, "errors": 0}},
+        "http": {
+            "ann": {"rps": 1500.0, "p50_ms": 9.0, "p99_ms": 30.0, "errors": 0},
+            "floor": summarise_paths(
+                {
+                    "floor": [_wrk(5000), _wrk(6000)],
+                    "exact": [_wrk(2000), _wrk(2400)],
+                    "ann": [_wrk(3000), _wrk(3300)],
+                },
+                [1.0, 1.5],
+            ),
+        },
     }
+
+
+def _wrk(rps: float) -> WrkResult:
+    return WrkResult(
+        requests=int(rps * 10), seconds=10.0, rps=rps, p50_ms=5.0, p90_ms=8.0, p99_ms=12.0, p999_ms=15.0,
+        max_ms=20.0, non2xx=0, socket_errors=0,
+    )  # fmt: skip
 
 
 def test_checks_judge_the_measured_numbers_and_mark_missing_ones_unknown() -> None:
@@ -66,7 +85,9 @@ def test_checks_judge_the_measured_numbers_and_mark_missing_ones_unknown() -> No
         "publish.retrieval.recall@10": True,
         "http.ann.rps": True,
         "http.ann.errors": True,
+        "http.floor.ratio.ann": False,  # medians 3150 / 5500 = 0.57 < 0.6
     }
+    assert payload["http"]["floor"]["ratio"] == {"exact": 2200 / 5500, "ann": 3150 / 5500}
     del payload["http"]
     assert {c["metric"]: c["pass"] for c in checks(payload)}["http.ann.rps"] is None
 
@@ -78,6 +99,8 @@ def test_markdown_shows_both_paths_side_by_side() -> None:
     assert "| exact | 4.000 | 1.200 | 0.300 | 0.100 | - | - | - | - | - |" in text  # no HTTP run for exact
     assert "| ann (ivf) | 0.400 | 1.200 | 0.300 | 0.100 | 1500 | 9.00 | 30.00 | - | 0 |" in text
     assert "1,000,000 items" in text and "exact 1.0000, ann 0.9400" in text
+    assert "req/s: floor [5000, 6000]; exact [2000, 2400]; ann [3000, 3300]" in text
+    assert "Medians over the floor's 5500: exact 40%, ann 57%" in text
 
 
 def test_clustered_vectors_are_seeded_and_shaped() -> None:
