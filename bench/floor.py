@@ -27,6 +27,7 @@ from bench.loadgen import WrkResult, run_wrk
 log = logging.getLogger(__name__)
 
 ROUTE = "/v1/recommend"  # the floor answers on the service's path, so one wrk script drives both
+WARMUP_SECONDS = 3.0
 
 
 def floor_app() -> FastAPI:
@@ -71,9 +72,19 @@ def alternate(
 
 
 def alternate_runs(
-    bases: dict[str, str], script: Path, rounds: int, seconds: float, connections: int, threads: int
+    bases: dict[str, str],
+    script: Path,
+    rounds: int,
+    seconds: float,
+    connections: int,
+    threads: int,
+    warmup_seconds: float = WARMUP_SECONDS,
 ) -> tuple[dict[str, list[WrkResult]], list[float]]:
-    """`rounds` rounds of one wrk run per server, in the order of `bases`; the runs and the load seen."""
+    """`rounds` rounds of one wrk run per server, in the order of `bases`, after one unrecorded
+    warm-up run each (a server's first seconds under load are slower: a cold floor's first round
+    answered half its later rate); the runs and the load seen."""
+    for base in bases.values():
+        run_wrk(f"{base}{ROUTE}", script, warmup_seconds, connections, threads)
     runs: dict[str, list[WrkResult]] = {name: [] for name in bases}
     load = [os.getloadavg()[0]]  # the machine's 1-minute load average before and after each round
     for i in range(rounds):
