@@ -6,11 +6,12 @@ is measured is the job as it runs), with each training stage cut at `--stage-sec
 costs minutes, not the half hour of a converged run. The samples are split by what the job was doing:
 - the stage: the innermost frame in training/pipeline.py (`train_teacher`, `train_students`, ...);
   inside `train_students` the soft labels, the calibration and each `fit_student` run (named in the
-  order the version's report lists its curves: scratch, then the distilled student);
+  order their records in the run's work_dir were written: scratch, then the distilled student);
 - in a training stage, the line of training/fit/loop.py's `train_loop` it was on (the step, the
   backward pass, the optimiser, the weight average, validation);
 - inside the step, the line of the stage's `batch_loss` (building the batch, the towers, each loss).
-Epoch times come from the version's report (its curves). Results: bench/results/profile_<log>.{json,md,png}.
+Epoch times come from those records' curves. The run publishes even when a gate fails (cut stages
+may not pass them): the export is part of the time. Results: bench/results/profile_<log>.{json,md,png}.
 
 Every figure is a share of py-spy's samples (`--rate` a second) of one run on this machine.
 """
@@ -41,7 +42,9 @@ STUDENT_STAGES = {  # train_students' callees -> the stage they are
     "build_soft_labels": "soft_labels",
     "calibrate_fit": "calibrate",
 }
+PIPELINE_STAGES = {"train_teacher": "teacher"}  # named as its record and curve are
 TOP_LINES = 8  # batch_loss lines listed per stage
+MIN_SHARE = 0.005  # train_loop lines under this share of their stage are summed into "the rest"
 
 
 class ProfileError(RuntimeError):
@@ -53,6 +56,11 @@ class Frame:
     name: str
     file: str
     line: int
+
+    @property
+    def short(self) -> str:
+        """The function's own name (py-spy gives qualified ones: `fit_teacher.<locals>.batch_loss`)."""
+        return self.name.rsplit(".", 1)[-1]
 
     def source(self) -> str:
         """The frame's source line, stripped (py-spy names files by absolute path)."""
@@ -82,14 +90,14 @@ def read_speedscope(path: Path) -> list[tuple[list[Frame], float]]:
 
 def _innermost(stack: list[Frame], file_suffix: str, name: str | None = None) -> Frame | None:
     for frame in reversed(stack):
-        if frame.file.endswith(file_suffix) and (name is None or frame.name == name):
+        if frame.file.endswith(file_suffix) and (name is None or frame.short == name):
             return frame
     return None
 
 
 def stage_of(stack: list[Frame]) -> str:
     """The stage a sample belongs to; `fit_student` for either student (named later, by order)."""
-    names = {f.name for f in stack}
+    names = {f.short for f in stack}
     if "fit_student" in names:
         return "fit_student"
     for callee, stage in STUDENT_STAGES.items():
@@ -97,7 +105,7 @@ def stage_of(stack: list[Frame]) -> str:
             return stage
     frame = _innermost(stack, PIPELINE_FILE)
     if frame is not None:
-        return frame.name
+        return PIPELINE_STAGES.get(frame.short, frame.short)
     return (
         "start-up" if not any(f.file.endswith(".py") and "/training/" in f.file for f in stack) else "other"
     )
@@ -107,13 +115,13 @@ def split_samples(
     samples: list[tuple[list[Frame], float]], student_names: list[str]
 ) -> dict[str, StageProfile]:
     """Per stage: its seconds, train_loop's lines and batch_loss's lines. Each contiguous run of
-    `fit_student` samples takes the next name of `student_names` (the report's order)."""
+    `fit_student` samples takes the next name of `student_names` (the records' order)."""
     out: dict[str, StageProfile] = defaultdict(StageProfile)
     names, current, in_student = iter(student_names), "", False
     for stack, seconds in samples:
         stage = stage_of(stack)
         if stage == "fit_student":
-            if not in_student:  # a new run of fit_student: the next student in the report's order
+            if not in_student:  # a new run of fit_student: the next student in the records' order
                 current = next(names, f"student-{len(out)}")
             in_student, stage = True, current
         elif stage not in ("other", "start-up"):  # a stray sample does not end a student's run
@@ -129,14 +137,28 @@ def split_samples(
     return dict(out)
 
 
-def epoch_seconds(report: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Per curve in the version's report: epochs run and the median seconds an epoch (validation in)."""
-    out = {}
-    for name, curve in report.get("curves", {}).items():
+def epoch_seconds(curves: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float | None]]:
+    """Per stage's curve: epochs run and the median seconds an epoch (its validation included)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for name, curve in curves.items():
         ends = [row["seconds"] for row in curve]
-        spans = sorted(b - a for a, b in zip([0.0, *ends[:-1]], ends, strict=True))
+        spans = sorted(b - a for a, b in zip([0.0, *ends][: len(ends)], ends, strict=True))
         out[name] = {"epochs": len(curve), "median_epoch_seconds": spans[len(spans) // 2] if spans else None}
     return out
+
+
+def read_records(work_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """The curves of the stage records a run leaves in its work_dir (`<stage>.json`, published or
+    not), in the order the stages finished."""
+    records = sorted(
+        (p for p in Path(work_dir).glob("*.json") if p.stem in ("teacher", "scratch", "student")),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if not records:
+        raise ProfileError(
+            f"{work_dir}: no teacher.json, scratch.json or student.json (a pipeline's work_dir)"
+        )
+    return {p.stem: json.loads(p.read_text()).get("curve", []) for p in records}
 
 
 # --- running the job --------------------------------------------------------------------------------
@@ -152,6 +174,7 @@ def pipeline_argv(args: argparse.Namespace, work: Path) -> list[str]:
         f"teacher.max_train_seconds={args.stage_seconds}",
         f"student.max_train_seconds={args.stage_seconds}",
         "eval.peers=['popularity']",
+        "publish.require_gates=false",  # a profile measures time: a refused gate would skip the export
         f"threads={args.threads}",
         f"seed={args.seed}",
         *args.set,
@@ -162,8 +185,8 @@ def pipeline_argv(args: argparse.Namespace, work: Path) -> list[str]:
     return argv
 
 
-def run_profiled(args: argparse.Namespace, work: Path) -> tuple[Path, Path, list[str]]:
-    """The pipeline under py-spy; (speedscope file, published version folder, the command)."""
+def run_profiled(args: argparse.Namespace, work: Path) -> tuple[Path, list[str]]:
+    """The pipeline under py-spy; (speedscope file, the command). Its records are in work / "work"."""
     beside = Path(sys.executable).parent / "py-spy"  # the venv's, when its bin is not on PATH
     spy = shutil.which(args.py_spy) or (str(beside) if args.py_spy == "py-spy" and beside.is_file() else None)
     if spy is None:
@@ -175,11 +198,17 @@ def run_profiled(args: argparse.Namespace, work: Path) -> tuple[Path, Path, list
     done = subprocess.run(command, cwd=Path(__file__).resolve().parents[1], check=False)
     if done.returncode != 0:
         raise ProfileError(f"the profiled pipeline exited {done.returncode}; its log is above")
-    latest = (work / "models" / "LATEST").read_text().strip()
-    return out, work / "models" / latest, command
+    return out, command
 
 
 # --- report -----------------------------------------------------------------------------------------
+
+
+def _folded(shares: dict[str, float]) -> dict[str, float]:
+    """The lines at or above MIN_SHARE, then the others summed as "the rest"."""
+    kept = {line: v for line, v in shares.items() if v >= MIN_SHARE}
+    rest = sum(shares.values()) - sum(kept.values())
+    return {**kept, "the rest": rest} if rest > 0 else kept
 
 
 def summary(stages: dict[str, StageProfile], epochs: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
@@ -192,7 +221,7 @@ def summary(stages: dict[str, StageProfile], epochs: dict[str, dict[str, float]]
                 "seconds": p.seconds,
                 "share": p.seconds / total,
                 **epochs.get(name, {}),
-                "phases": {line: s / p.seconds for line, s in p.phases.most_common()},
+                "phases": _folded({line: s / p.seconds for line, s in p.phases.most_common()}),
                 "step_lines": {line: s / p.seconds for line, s in p.step_lines.most_common(TOP_LINES)},
             }
         )
@@ -287,17 +316,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], help="another pipeline override key=value")
     p.add_argument("--py-spy", default="py-spy", help="the py-spy executable")
     p.add_argument(
-        "--speedscope", type=Path, help="summarise this py-spy profile (with --report), run nothing"
+        "--speedscope", type=Path, help="summarise this py-spy profile (with --records), run nothing"
     )
-    p.add_argument("--report", type=Path, help="the profiled version's report.json (with --speedscope)")
+    p.add_argument("--records", type=Path, help="the profiled run's work_dir (with --speedscope)")
     p.add_argument("--work", type=Path, help="keep the run here (default: a temp folder, removed)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = p.parse_args(argv)
     for name in ("interactions.csv.gz", "items.csv.gz"):
         if args.speedscope is None and not (args.data / name).is_file():
             p.error(f"--data {args.data}: no {name} there")
-    if (args.speedscope is None) != (args.report is None):
-        p.error("--speedscope and --report go together")
+    if (args.speedscope is None) != (args.records is None):
+        p.error("--speedscope and --records go together")
     return args
 
 
@@ -307,13 +336,13 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="recdistill-profile-"))
     try:
         if args.speedscope is not None:
-            speedscope, report_path = args.speedscope, args.report
+            speedscope, records = args.speedscope, args.records
             command = "python -m bench.profile_stages " + " ".join(sys.argv[1:] if argv is None else argv)
         else:
-            speedscope, version, argv_run = run_profiled(args, work)
-            report_path, command = version / "report.json", " ".join(argv_run)
-        report = json.loads(Path(report_path).read_text())
-        student_names = [n for n in report.get("curves", {}) if n != "teacher"]
+            speedscope, argv_run = run_profiled(args, work)
+            records, command = work / "work", " ".join(argv_run)
+        curves = read_records(records)
+        student_names = [n for n in curves if n != "teacher"]
         stages = split_samples(read_speedscope(speedscope), student_names)
         name = args.data.name
         payload = {
@@ -323,8 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             "rate": args.rate,
             "stage_seconds": args.stage_seconds,
             "machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}",
-            "pipeline_seconds": report.get("seconds", {}),
-            "stages": summary(stages, epoch_seconds(report)),
+            "stages": summary(stages, epoch_seconds(curves)),
             "png": f"profile_{name}.png",
         }
         args.out.mkdir(parents=True, exist_ok=True)
