@@ -26,6 +26,7 @@ from training.data.split import validation_split
 from training.data.types import Split
 from training.evaluate.ranking import ScoreFn, evaluate
 from training.fit.averaging import EpochAverage
+from training.fit.lazy_adam import LazyAdam
 from training.workdir import save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -44,13 +45,14 @@ class FitResult:
 # ---- examples ---------------------------------------------------------------------------------
 # ---- evaluation helpers -----------------------------------------------------------------------
 def make_optimizers(model: torch.nn.Module, lr: float, weight_decay: float) -> list[torch.optim.Optimizer]:
-    """AdamW for dense parameters, SparseAdam (no weight decay) for tables with sparse gradients."""
+    """AdamW for dense parameters, lazy Adam (SparseAdam's update, no weight decay; training/fit/lazy_adam.py)
+    for tables with sparse gradients."""
     sparse = [m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.sparse]
     ids = {id(p) for p in sparse}
     dense = [p for p in model.parameters() if id(p) not in ids]
     opts: list[torch.optim.Optimizer] = [torch.optim.AdamW(dense, lr=lr, weight_decay=weight_decay)]
     if sparse:
-        opts.append(torch.optim.SparseAdam(sparse, lr=lr))
+        opts.append(LazyAdam(sparse, lr=lr))
     return opts
 
 

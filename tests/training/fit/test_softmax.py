@@ -65,7 +65,7 @@ def test_sparse_tables_follow_the_loss_and_get_lazy_adam():
     assert sparse_tables(cfg, False, [model.item_emb]) is False and not model.item_emb.sparse
     assert sparse_tables(cfg, True, [model.item_emb, model.user_emb]) is True
     opts = make_optimizers(model, lr=0.1, weight_decay=0.0)
-    assert [type(o).__name__ for o in opts] == ["AdamW", "SparseAdam"]
+    assert [type(o).__name__ for o in opts] == ["AdamW", "LazyAdam"]  # SparseAdam's update, cheaper
     assert {id(p) for p in opts[1].param_groups[0]["params"]} == {
         id(model.item_emb.weight),
         id(model.user_emb.weight),
