@@ -150,5 +150,8 @@ def test_served_is_for_the_command_to_resolve_and_warm_settings_scale_each_stage
     assert (warm.teacher.epochs, warm.student.epochs) == (2, 2)
     own = warm_config(_cfg(root, events, "warm.epochs=2", "warm.student_epochs=5", "warm.patience=2"))
     assert (own.teacher.epochs, own.student.epochs) == (2, min(5, cfg.student.epochs))
-    assert (own.teacher.patience, own.student.patience) == (min(2, cfg.teacher.patience), min(2, cfg.student.patience))
+    assert (own.teacher.patience, own.student.patience) == (
+        min(2, cfg.teacher.patience),
+        min(2, cfg.student.patience),
+    )
     assert open_warm_start(_cfg(root, events), data) is None  # warm_start = "none": cold
