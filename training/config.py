@@ -343,24 +343,17 @@ class PublishConfig(_Section):
 
 
 class WarmConfig(_Section):
-    """How a warm-started run trains (`warm_start` names a version, training/warm/): the teacher, the
-    scratch and the distilled student each continue from that version's weights at `lr_scale` times
-    their own lr, for at most `epochs` epochs, stopping after `patience` epochs without a better
-    validation NDCG@k. Everything else (losses, soft labels, the weight average, calibration) is as
-    configured for a cold run. On Beauty (docs/retraining.md), lr_scale 1.0 gave 99.3% of a 15-minute
-    cold retrain's student NDCG@10 (0.3: 93.8%); against a 30-minute one, 4 epochs 86.5% in 20% of its
-    time, 8 epochs 89.5% in 32.5%, 4 for the teacher and 10 for the students (`student_epochs`,
-    patience 2) 89.4% in 27.8%, the same with `shrink` 0.5 88.6% in 33.3%: 4 stays, a nightly chain
-    closes most of the rest (95.7% by warm4)."""
+    """How a warm run trains (training/warm/): each model from the version's weights at `lr_scale` x its
+    lr, for at most `epochs` epochs (students: `student_epochs`, None = `epochs`), stopping after
+    `patience` without a better validation NDCG@k; `shrink` < 1 starts the students at shrink x theirs
+    + (1 - shrink) x a fresh init. Beauty vs a 30-minute cold retrain (docs/retraining.md): 4 epochs
+    86.5% of its student NDCG@10 in 20% of its time, 8: 89.5% in 32.5%, students 10 (patience 2):
+    89.4% in 27.8%, with shrink 0.5: 88.6% in 33.3%. 4 stays: a nightly chain closes most of the rest."""
 
     lr_scale: float = Field(1.0, gt=0, le=1)
     epochs: int = Field(4, gt=0)
     patience: int = Field(1, ge=1)
-    # The students' own cap (the scratch model and the distilled student); None: `epochs`. A warm
-    # teacher is at its cold best within ~6 epochs, the students creep on for 20+ (docs/retraining.md).
     student_epochs: int | None = Field(None, gt=0)
-    # The students' weights start at shrink * the version's + (1 - shrink) * a fresh initialisation
-    # (training/warm/start.py shrunk_toward_fresh, "shrink and perturb"); 1: the version's as they are.
     shrink: float = Field(1.0, gt=0, le=1)
 
 
