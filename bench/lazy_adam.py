@@ -1,6 +1,6 @@
 """A student training step with torch's SparseAdam against LazyAdam (training/fit/lazy_adam.py).
 
-    python -m bench.lazy_adam [--items 12101] [--rounds 3] [--steps 150]
+    python -m bench.lazy_adam [--items 12101] [--rounds 3] [--steps 150] [--name lazy_adam]
 
 One thread, alternating rounds, the same seeded batches for both: the shop preset's MLP student
 (`configs/shop.toml`) with its item table on sparse gradients, and a step shaped like the distilled
@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
+    p.add_argument("--name", default="lazy_adam", help="the results' file name (bench/results/<name>.*)")
     args = p.parse_args(argv)
     if args.items < 2 or args.rounds < 1 or args.steps < 1:
         p.error("--items must be >= 2, --rounds and --steps >= 1")
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             k: median["LazyAdam"][k] / median["SparseAdam"][k] for k in ("optimiser", "step")
         },
     }
-    _, md_path = write_report("lazy_adam", result, markdown(result), args.out)
+    _, md_path = write_report(args.name, result, markdown(result), args.out)
     print(md_path)
     return 0
 

@@ -76,7 +76,7 @@ class LazyAdam(torch.optim.Optimizer):
                 v.index_put_((rows,), v_rows)
                 step_size = group["lr"] * math.sqrt(1 - b2**t) / (1 - b1**t)
                 update = m_rows.div_(v_rows.sqrt_().add_(group["eps"])).mul_(-step_size)
-                param.index_put_((rows,), update, accumulate=True)
+                param.index_add_(0, rows, update)  # rows are distinct: a plain add
         return loss
 
 
