@@ -87,14 +87,14 @@ def summed_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     index, values = grad._indices()[0], grad._values()
     n_rows = grad.shape[0]
     if n_rows <= MASK_ROWS_PER_LOOKUP * max(len(index), 1):
-        hit = torch.zeros(n_rows, dtype=torch.bool)
+        hit = torch.zeros(n_rows, dtype=torch.bool, device=index.device)  # the table's device (CPU or GPU)
         hit[index] = True
         rows = hit.nonzero().squeeze(1)
-        dense = torch.zeros((n_rows, *values.shape[1:]), dtype=values.dtype)
+        dense = values.new_zeros((n_rows, *values.shape[1:]))
         # accumulate=True: 0.99 ms for 40k lookups of 16 floats, index_add_ / scatter_add_ 1.7 ms
         dense.index_put_((index,), values, accumulate=True)
         return rows, dense[rows]
     rows, position = torch.unique(index, return_inverse=True)
-    summed = torch.zeros((len(rows), *values.shape[1:]), dtype=values.dtype)
+    summed = values.new_zeros((len(rows), *values.shape[1:]))
     summed.index_put_((position,), values, accumulate=True)
     return rows, summed
