@@ -98,15 +98,14 @@ def alternate_runs(
 
 def summarise(runs: dict[str, list[WrkResult]], load: list[float]) -> dict[str, Any]:
     """Per-round rows, the median req/s of each side, recommend/floor of the medians, the load seen."""
-    floor = statistics.median(r.rps for r in runs["floor"])
-    recommend = statistics.median(r.rps for r in runs["recommend"])
+    paths = summarise_paths(runs, load)
     return {
-        "rounds": {name: [asdict(r) for r in results] for name, results in runs.items()},
-        "floor_rps": floor,
-        "recommend_rps": recommend,
-        "ratio": recommend / floor if floor > 0 else None,
-        "errors": sum(r.errors for results in runs.values() for r in results),
-        "load_average_1m": load,
+        "rounds": paths["rounds"],
+        "floor_rps": paths["floor_rps"],
+        "recommend_rps": paths["rps"]["recommend"],
+        "ratio": paths["ratio"]["recommend"],
+        "errors": paths["errors"],
+        "load_average_1m": paths["load_average_1m"],
     }
 
 
