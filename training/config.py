@@ -367,12 +367,12 @@ class PipelineConfig(_Section):
     models_dir: Path = Path("models")
     work_dir: Path = Path(".recdistill/work")  # checkpoints and the soft-label cache
     threads: int | None = None  # torch intra-op threads; None: torch's default
-    # Wall-clock budget of the whole job in minutes (`--set budget_minutes=90`): the teacher may use
-    # `teacher_budget_share` of it and the students share what is left after the teacher and its
-    # soft labels, less `budget_reserve_share` kept for evaluation and export: each student, as it
-    # starts, gets its cost-weighted part of what is left (a distilled epoch costs ~2x a scratch one). Early stopping on
-    # validation NDCG@10 normally ends training well before; a stage's own max_train_seconds, when
-    # set, still caps it. None: no budget (epochs and patience alone decide).
+    # A second process trains the scratch student and tunes the ALS peer beside the teacher when
+    # the cores hold two of `threads` (CPU, one rank; training/side.py). Same models, less wall time.
+    side_process: bool = True
+    # Job budget in minutes: the teacher may use `teacher_budget_share`, the students share the rest less
+    # `budget_reserve_share` (evaluation, export), each its cost-weighted part as it starts (distilled ~2x
+    # scratch). Early stopping normally ends first; a stage's max_train_seconds still caps. None: no budget.
     budget_minutes: float | None = Field(None, gt=0)
     teacher_budget_share: float = Field(0.6, gt=0, le=1)
     budget_reserve_share: float = Field(0.1, ge=0, lt=1)

@@ -1,5 +1,6 @@
 """The offline job, stage by stage: data -> teacher -> soft labels -> students -> evaluate -> publish,
-and the wall-clock budget shared between them.
+within the wall-clock budget (training/budget.py), the scratch student and the ALS peer beside the
+teacher when a core is spare (training/side.py).
 
 Each stage is a short function here over the modules that do the work (training/data/,
 training/teacher/, training/student/, training/evaluate/, training/export/), and each can run on its
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from core.files import sha256_file
 from core.manifest import EventsIn, Manifest, load_manifest
 from training import distributed
+from training.budget import budgeted, scratch_share, stage_seconds, student_cost, students_pool
 from training.config import PipelineConfig
 from training.data.load import load_interactions
 from training.data.split import leave_last_out, training_split
@@ -30,6 +32,7 @@ from training.evaluate.models import evaluate_all
 from training.evaluate.served import served_metrics
 from training.export.publish import new_version, publish
 from training.export.version import VersionPlan, stage_version
+from training.side import SideStages
 from training.student.calibrate import calibrate_fit
 from training.student.distill import fit_student
 from training.student.refit import refit_student, whole_log_split
@@ -42,6 +45,7 @@ from training.warm.start import WarmStart, open_warm_start, warm_config, warm_st
 from training.workdir import save_record, save_refused
 
 if TYPE_CHECKING:
+    from training.evaluate.peers import TunedPeer
     from training.student.model import MLPStudent
     from training.teacher.protocol import Teacher
 
@@ -131,6 +135,68 @@ def _scratch_config(cfg: PipelineConfig) -> PipelineConfig:
     return scratch
 
 
+def student_plan(cfg: PipelineConfig) -> list[tuple[str, PipelineConfig, bool, Path]]:
+    """The students in training order: (name, stage config, distilled, work folder). The scratch
+    student comes first when the soft labels need it (`teacher+scratch`)."""
+    work = Path(cfg.work_dir)
+    ensemble = cfg.distill.soft_labels_from == "teacher+scratch"
+    plan: list[tuple[str, PipelineConfig, bool, Path]] = [("student", cfg, True, work)]
+    if cfg.distill.train_scratch:
+        plan.insert(0 if ensemble else 1, ("scratch", _scratch_config(cfg), False, work))
+    for temperature in cfg.distill.sweep_temperatures:
+        swept = cfg.model_copy(deep=True)
+        swept.distill.temperature = temperature
+        name = f"sweep/T={temperature:g}"
+        plan.append((name, swept, True, work / name))
+    return plan
+
+
+def train_one_student(
+    name: str,
+    stage_cfg: PipelineConfig,
+    distilled: bool,
+    stage_work: Path,
+    data: Interactions,
+    split: Split,
+    labels: Any,
+    progress: bool,
+    warm: WarmStart | None,
+    record_cfg: PipelineConfig,
+) -> Any:
+    """One student of the plan on the training split: from the version's weights when warm (the
+    distilled and the scratch student), calibrated, its record written."""
+    init = (
+        warm_student(warm, name, data.catalog, stage_cfg)
+        if warm is not None and name in ("student", "scratch")
+        else None
+    )
+    fit = fit_student(
+        split, warm_config(stage_cfg) if init is not None else stage_cfg, labels if distilled else None,
+        stage_work, progress=progress, init=init,
+    )  # fmt: skip
+    if stage_cfg.student.popularity_penalties:
+        calibrate_fit(fit, split, stage_cfg)
+    save_record(record_cfg, name, fit, data.fingerprint)
+    return fit
+
+
+def train_scratch(
+    cfg: PipelineConfig,
+    data: Interactions,
+    split: Split,
+    progress: bool = True,
+    warm: WarmStart | None = None,
+    max_seconds: float | None = None,
+) -> Any:
+    """The scratch student alone (what training/side.py runs beside the teacher), capped at `max_seconds`."""
+    stage_cfg = _scratch_config(cfg)
+    stage_cfg.student.max_train_seconds = stage_seconds(stage_cfg.student.max_train_seconds, max_seconds)
+    return train_one_student(
+        "scratch", stage_cfg, False, Path(cfg.work_dir), data, training_split(cfg, split), None, progress,
+        warm, cfg,
+    )  # fmt: skip
+
+
 def train_students(
     cfg: PipelineConfig,
     data: Interactions,
@@ -141,6 +207,7 @@ def train_students(
     pool_seconds: float | None = None,
     seconds: dict[str, float] | None = None,
     warm: WarmStart | None = None,
+    done: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The distilled student, the scratch baseline (when configured) and one student per swept temperature.
 
@@ -153,20 +220,13 @@ def train_students(
     it starts, so time one student saves by stopping early goes to the ones after it.
 
     `warm`: the distilled and the scratch student start from the version's (with the `warm`
-    settings); the swept students train cold.
+    settings); the swept students train cold. `done`: fits already made (the scratch student trained
+    beside the teacher, training/side.py), taken as they are.
     """
-    work = Path(cfg.work_dir)
     full_split, split = split, training_split(cfg, split)
     ensemble = cfg.distill.soft_labels_from == "teacher+scratch"
-    plan: list[tuple[str, PipelineConfig, bool, Path]] = [("student", cfg, True, work)]
-    if cfg.distill.train_scratch:
-        plan.insert(0 if ensemble else 1, ("scratch", _scratch_config(cfg), False, work))
-    for temperature in cfg.distill.sweep_temperatures:
-        swept = cfg.model_copy(deep=True)
-        swept.distill.temperature = temperature
-        name = f"sweep/T={temperature:g}"
-        plan.append((name, swept, True, work / name))
-    fits: dict[str, Any] = {}
+    fits: dict[str, Any] = dict(done or {})
+    plan = [step for step in student_plan(cfg) if step[0] not in fits]
     start = time.perf_counter()
     for i, (name, stage_cfg, distilled, stage_work) in enumerate(plan):
         if distilled and labels is None:
@@ -182,37 +242,16 @@ def train_students(
             left = pool_seconds - (time.perf_counter() - start)
             weights = [student_cost(later) for _, _, later, _ in plan[i:]]
             stage_cfg = stage_cfg.model_copy(deep=True)
-            stage_cfg.student.max_train_seconds = _stage_seconds(
+            stage_cfg.student.max_train_seconds = stage_seconds(
                 stage_cfg.student.max_train_seconds, left * weights[0] / sum(weights)
             )
             log.info("%s: up to %.0f s of the %.0f s left", name, stage_cfg.student.max_train_seconds, left)
-        init = (
-            warm_student(warm, name, data.catalog, stage_cfg)
-            if warm is not None and name in ("student", "scratch")
-            else None
+        fits[name] = train_one_student(
+            name, stage_cfg, distilled, stage_work, data, split, labels, progress, warm, cfg
         )
-        fits[name] = fit_student(
-            split, warm_config(stage_cfg) if init is not None else stage_cfg, labels if distilled else None,
-            stage_work, progress=progress, init=init,
-        )  # fmt: skip
-        if stage_cfg.student.popularity_penalties:
-            calibrate_fit(fits[name], split, stage_cfg)
-        save_record(cfg, name, fits[name], data.fingerprint)
     for name, fit in fits.items():
         log.info("%s: valid %s in %.1f s", name, fit.valid_metrics, fit.seconds)
     return fits
-
-
-# A distilled epoch also scores the soft-label candidates (top_m + n_sampled per example) and
-# their KL and ranking terms. Converged on Amazon Beauty (configs/shop.toml) the distilled student
-# took 874 s against the scratch student's 512 s (bench/results/quality_amazon-beauty_converged.md),
-# so a distilled student is given twice a scratch student's share of the students' budget.
-DISTILLED_COST = 2.0
-
-
-def student_cost(distilled: bool) -> float:
-    """A student's weight in the students' budget: distilled (soft labels) or scratch."""
-    return DISTILLED_COST if distilled else 1.0
 
 
 # --- evaluate, export, publish -----------------------------------------------------------------------
@@ -259,19 +298,21 @@ def publish_trained(
     seconds: dict[str, float] | None = None,
     publication: Publication = Publication(),
     warm: WarmStart | None = None,
+    als: TunedPeer | None = None,
 ) -> PipelineResult:
     """Evaluate, check the publish gates, then stage the version (export + parity + report,
     training/export/version.py) and publish it atomically (`publication`: LATEST or not, the served
     version to gate against, the events taken in).
 
     A failed gate (GateError) raises before anything is staged, a parity failure before anything is
-    renamed: either way no version, LATEST untouched.
+    renamed: either way no version, LATEST untouched. `als`: the ALS peer already tuned (beside the
+    teacher, training/side.py), else tuned here when `eval.peers` names it.
     """
     seconds = dict(seconds or {})
     for name, record in trained.records.items():  # training times, also when published by `export`
         seconds.setdefault(name, float(record.get("seconds", 0.0)))
     t0 = time.perf_counter()
-    evaluation = evaluate_all(cfg, data, split, trained)
+    evaluation = evaluate_all(cfg, data, split, trained, als=als)
     peer_seconds = {f"{name}_peer": float(rec["seconds"]) for name, rec in evaluation["peers"].items()}
     seconds["evaluate"] = time.perf_counter() - t0 - sum(peer_seconds.values())  # peers' tuning: apart
     seconds |= peer_seconds
@@ -313,33 +354,6 @@ def refit_trained(
     return replace(trained, student=refit_student(cfg, whole, trained.student, labels, progress))
 
 
-def _stage_seconds(limit: float | None, budget: float | None) -> float | None:
-    """The tighter of a stage's own cap and its share of the budget (None = no limit)."""
-    if budget is None:
-        return limit
-    budget = max(budget, 0.0)
-    return budget if limit is None else min(limit, budget)
-
-
-def budgeted(cfg: PipelineConfig, elapsed: float = 0.0) -> PipelineConfig:
-    """cfg with the teacher's max_train_seconds cut to `teacher_budget_share` of `cfg.budget_minutes`."""
-    if cfg.budget_minutes is None:
-        return cfg
-    out = cfg.model_copy(deep=True)
-    out.teacher.max_train_seconds = _stage_seconds(
-        cfg.teacher.max_train_seconds, cfg.teacher_budget_share * cfg.budget_minutes * 60.0 - elapsed
-    )
-    return out
-
-
-def students_pool(cfg: PipelineConfig, elapsed: float) -> float | None:
-    """Seconds of `cfg.budget_minutes` left for the students after `elapsed`, less the reserve for
-    evaluation and export (None: no budget). `train_students` shares it out."""
-    if cfg.budget_minutes is None:
-        return None
-    return max(cfg.budget_minutes * 60.0 * (1.0 - cfg.budget_reserve_share) - elapsed, 0.0)
-
-
 def run_pipeline(
     cfg: PipelineConfig, progress: bool = True, publication: Publication = Publication()
 ) -> PipelineResult | None:
@@ -355,19 +369,29 @@ def run_pipeline(
     data, split = load_data(cfg)
     warm = open_warm_start(cfg, data)
     seconds["data"] = time.perf_counter() - t0
-    teacher_fit = train_teacher(budgeted(cfg, time.perf_counter() - start), data, split, progress, warm)
-    seconds["teacher"] = teacher_fit.seconds
-    labels = None
-    if cfg.distill.soft_labels_from == "teacher":  # teacher+scratch: after the scratch student
-        t0 = time.perf_counter()
-        labels = soft_labels(cfg, teacher_fit.model, split, progress)
-        seconds["soft_labels"] = time.perf_counter() - t0
-    pool = students_pool(cfg, time.perf_counter() - start)
-    fits = train_students(
-        cfg, data, split, teacher_fit.model, labels, progress, pool_seconds=pool, seconds=seconds, warm=warm
-    )
-    for name, fit in fits.items():
-        seconds[name] = fit.seconds
-    if not distributed.is_main():  # torchrun: one model, published by rank 0
-        return None
-    return publish_trained(cfg, data, split, trained_from_fits(teacher_fit, fits), seconds, publication, warm)
+    elapsed = time.perf_counter() - start
+    with SideStages.start(
+        cfg, data, split, warm, scratch_share(cfg, elapsed, [d for _, _, d, _ in student_plan(cfg)])
+    ) as side:
+        teacher_fit = train_teacher(budgeted(cfg, elapsed), data, split, progress, warm)
+        seconds["teacher"] = teacher_fit.seconds
+        labels = None
+        if cfg.distill.soft_labels_from == "teacher":  # teacher+scratch: after the scratch student
+            t0 = time.perf_counter()
+            labels = soft_labels(cfg, teacher_fit.model, split, progress)
+            seconds["soft_labels"] = time.perf_counter() - t0
+        t0, done = time.perf_counter(), {}
+        if (scratch := side.scratch_fit()) is not None:  # trained beside the teacher
+            done["scratch"] = scratch
+            seconds["scratch_wait"] = time.perf_counter() - t0  # the teacher's wait for it
+        pool = students_pool(cfg, time.perf_counter() - start)
+        fits = train_students(
+            cfg, data, split, teacher_fit.model, labels, progress, pool_seconds=pool, seconds=seconds,
+            warm=warm, done=done,
+        )  # fmt: skip
+        for name, fit in fits.items():
+            seconds[name] = fit.seconds
+        if not distributed.is_main():  # torchrun: one model, published by rank 0
+            return None
+        trained = trained_from_fits(teacher_fit, fits)
+        return publish_trained(cfg, data, split, trained, seconds, publication, warm, als=side.als_peer())

@@ -1,4 +1,5 @@
-"""training/pipeline.py's wall-clock budget: the teacher's share, and the students sharing what is left by cost."""
+"""The wall-clock budget (training/budget.py, used by training/pipeline.py): the teacher's share,
+and the students sharing what is left by cost."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 
 import training.pipeline as pipeline
 from tests.fixtures.hand_made import hand_made_log
+from training.budget import scratch_share
 from training.config import PipelineConfig
 from training.data.split import leave_last_out
 from training.fit.loop import FitResult
@@ -53,3 +55,40 @@ def test_students_share_the_pool_by_cost_and_pass_on_what_an_early_stop_saves(mo
     assert caps == {"student": pytest.approx(100.0), "scratch": pytest.approx(100.0)}
     pipeline.train_students(cfg, data, leave_last_out(data), object(), object(), progress=False)  # no pool
     assert caps == {"student": 100.0, "scratch": 100.0}
+
+
+def test_a_scratch_student_beside_the_teacher_gets_its_part_as_if_the_teacher_used_its_whole_share():
+    """Budget 10 min, teacher 50%, reserve 10%: after 20 s of data, the students' pool would be
+    600 * 0.9 - 20 - 300 = 220 s; scratch (cost 1) beside a distilled student (cost 2): a third."""
+    cfg = PipelineConfig.model_validate(
+        {"budget_minutes": 10, "teacher_budget_share": 0.5, "budget_reserve_share": 0.1}
+    )
+    assert scratch_share(cfg, 20.0, [False, True]) == pytest.approx(220.0 / 3)
+    assert scratch_share(cfg, 20.0, [False, True, True]) == pytest.approx(220.0 / 5)  # one swept student
+    assert scratch_share(PipelineConfig(), 20.0, [False, True]) is None
+
+
+def test_a_student_already_trained_beside_the_teacher_is_taken_and_the_rest_get_the_pool(
+    monkeypatch, tmp_path
+):
+    """The scratch student came from the side process: only the distilled one trains, with the whole pool."""
+    monkeypatch.setattr(pipeline.time, "perf_counter", lambda: 0.0)
+    caps: dict[str, float] = {}
+
+    def fake_fit(split, cfg, labels, work, progress=True, init=None):
+        name = "scratch" if labels is None else "student"
+        caps[name] = cfg.student.max_train_seconds
+        return FitResult(model=None, checkpoint=work / f"{name}.pt", valid_metrics={}, curve=[], seconds=1.0)
+
+    monkeypatch.setattr(pipeline, "fit_student", fake_fit)
+    data = hand_made_log([0, 0, 0, 1, 1, 1], [0, 1, 2, 2, 1, 0], 2, 3)
+    cfg = PipelineConfig.model_validate({"work_dir": str(tmp_path), "distill": {"train_scratch": True}})
+    beside = FitResult(
+        model=None, checkpoint=tmp_path / "scratch.pt", valid_metrics={}, curve=[], seconds=9.0
+    )
+    fits = pipeline.train_students(
+        cfg, data, leave_last_out(data), object(), object(), progress=False, pool_seconds=300.0,
+        done={"scratch": beside},
+    )  # fmt: skip
+    assert caps == {"student": pytest.approx(300.0)}
+    assert fits["scratch"] is beside and set(fits) == {"scratch", "student"}

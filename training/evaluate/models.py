@@ -18,7 +18,7 @@ from core.agreement import agreement
 from training.config import PipelineConfig
 from training.data.split import validation_split
 from training.data.types import Interactions, Split
-from training.evaluate.peers import als_peer, implicit_missing
+from training.evaluate.peers import TunedPeer, als_peer, implicit_missing
 from training.evaluate.ranking import ScoreFn, TestHistory, evaluate, padded_histories
 from training.evaluate.scoring import popularity_score_fn, student_score_fn, teacher_score_fn
 from training.teacher.ensemble import TeacherPlusStudent
@@ -31,13 +31,24 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def tune_als(cfg: PipelineConfig, full: Split) -> TunedPeer:
+    """ALS fitted on every train interaction of `full`, tuned on the validation items of the evaluated
+    sample (`eval.max_users`) and refitted for the test query (training.evaluate.peers.als_peer)."""
+    e = cfg.eval
+    return als_peer(
+        full, e.als.grid(), cfg.seed, cfg.threads or 0, e.test_history,
+        e.k, e.recall_k, e.batch_size, eval_split=validation_split(full, e.max_users, cfg.seed),
+    )  # fmt: skip
+
+
 def fit_peers(
-    cfg: PipelineConfig, full: Split, split: Split
+    cfg: PipelineConfig, full: Split, split: Split, als: TunedPeer | None = None
 ) -> tuple[dict[str, tuple[Any, int]], dict[str, dict[str, Any]], dict[str, str]]:
     """The classic peers of `eval.peers`: {name: (score_fn, history_len)}, their tuning records, skips.
 
     Fitted on every train interaction of `full`; ALS is tuned on the validation items of `split`
-    (the evaluated sample) and refitted for the test query (training.evaluate.peers.als_peer). A peer that
+    (the evaluated sample) and refitted for the test query (training.evaluate.peers.als_peer), or
+    taken as `als` when it was tuned already (beside the teacher: training/side.py). A peer that
     cannot run here is skipped with the reason, never silently.
     """
     e = cfg.eval
@@ -48,11 +59,11 @@ def fit_peers(
         if name == "popularity":
             models[name] = (popularity_score_fn(full.item_popularity()), 1)
             continue
-        if (why := implicit_missing()) is not None:
+        if als is None and (why := implicit_missing()) is not None:
             log.warning("peer %s skipped: %s", name, why)
             skipped[name] = why
             continue
-        peer = als_peer(
+        peer = als or als_peer(
             full, e.als.grid(), cfg.seed, cfg.threads or 0, e.test_history,
             e.k, e.recall_k, e.batch_size, eval_split=split,
         )  # fmt: skip
@@ -61,8 +72,11 @@ def fit_peers(
     return models, records, skipped
 
 
-def evaluate_all(cfg: PipelineConfig, data: Interactions, split: Split, trained: Trained) -> dict[str, Any]:
-    """Test metrics for every model, agreement with the teacher, the sweep, and scatter pairs."""
+def evaluate_all(
+    cfg: PipelineConfig, data: Interactions, split: Split, trained: Trained, als: TunedPeer | None = None
+) -> dict[str, Any]:
+    """Test metrics for every model, agreement with the teacher, the sweep, and scatter pairs (`als`:
+    the ALS peer when already tuned, see `fit_peers`)."""
     e = cfg.eval
     full, split = split, validation_split(split, e.max_users, cfg.seed)  # eval.max_users: a seeded sample
     models = {"teacher": (teacher_score_fn(trained.teacher), trained.teacher.history_len)}
@@ -71,7 +85,7 @@ def evaluate_all(cfg: PipelineConfig, data: Interactions, split: Split, trained:
         models["scratch"] = (student_score_fn(trained.scratch), trained.scratch.history_len)
     if (source := soft_label_source(cfg, trained)) is not None:  # what the student learned from
         models[SOFT_LABEL_SOURCE] = (teacher_score_fn(source), source.history_len)
-    peers, peer_records, peers_skipped = fit_peers(cfg, full, split)
+    peers, peer_records, peers_skipped = fit_peers(cfg, full, split, als)
     models |= peers
     metrics, tops = evaluate_models(split, models, e.k, e.recall_k, e.batch_size, test_history=e.test_history)
     agreement = {

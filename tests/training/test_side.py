@@ -1,0 +1,94 @@
+"""training/side.py: the scratch student and the ALS peer in a second process beside the teacher.
+
+The pipeline on the tiny shop with the side process and without it must publish the same models and
+the same figures (only the wall time may change); the side process is used only where a core is spare;
+an error in it reaches the caller; leaving early stops it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.config import PipelineConfig
+from training.config_file import load_config
+from training.evaluate.peers import implicit_missing
+from training.pipeline import PipelineResult, run_pipeline
+from training.side import SideStages, side_process_allowed
+from training.student.model import load_student
+
+TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
+
+
+def _run(root: Path, side: bool) -> tuple[PipelineConfig, PipelineResult]:
+    cfg = load_config(
+        TINY,
+        [f"models_dir={root / 'models'}", f"work_dir={root / 'work'}", f"side_process={str(side).lower()}"],
+    )
+    return cfg, run_pipeline(cfg, progress=False)
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory: pytest.TempPathFactory):
+    if not side_process_allowed(load_config(TINY, ["side_process=true"])):
+        pytest.skip("fewer than 2 cores: the pipeline never starts a side process here")
+    return _run(tmp_path_factory.mktemp("serial"), False), _run(tmp_path_factory.mktemp("side"), True)
+
+
+def _state(cfg: PipelineConfig, name: str) -> dict[str, torch.Tensor]:
+    return load_student(Path(cfg.work_dir) / f"{name}.pt").state_dict()
+
+
+def test_side_process_trains_the_same_scratch_student_and_publishes_the_same_figures(both) -> None:
+    (serial_cfg, serial), (side_cfg, side) = both
+    assert "scratch_wait" in side.seconds and "scratch_wait" not in serial.seconds  # it did run beside
+    for name in ("scratch", "student"):  # the student learns from teacher + this scratch student
+        a, b = _state(serial_cfg, name), _state(side_cfg, name)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), (name, key)
+    assert serial.metrics["test"] == side.metrics["test"]
+
+
+@pytest.mark.skipif(implicit_missing() is not None, reason="implicit (the ALS peer) is not installed")
+def test_side_process_tunes_the_same_als_peer(both) -> None:
+    (_, serial), (_, side) = both
+    assert side.metrics["peers"]["als"]["chosen"] == serial.metrics["peers"]["als"]["chosen"]
+    assert side.metrics["test"]["als"] == serial.metrics["test"]["als"]
+
+
+def test_side_process_only_where_a_core_is_spare() -> None:
+    cfg = PipelineConfig.model_validate({"threads": 1, "device": "cpu"})
+    assert side_process_allowed(cfg, cores=2)
+    assert not side_process_allowed(cfg, cores=1)  # one core: the two would share it
+    assert not side_process_allowed(cfg.model_copy(update={"threads": 2}), cores=3)
+    assert not side_process_allowed(cfg.model_copy(update={"threads": None}), cores=16)  # torch takes all
+    assert not side_process_allowed(cfg.model_copy(update={"side_process": False}), cores=16)
+
+
+def _fails() -> None:
+    raise ValueError("side stage failed")
+
+
+def test_an_error_in_the_side_process_reaches_the_pipeline() -> None:
+    executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    with SideStages(executor) as side:
+        side.scratch = executor.submit(_fails)
+        with pytest.raises(ValueError, match="side stage failed"):
+            side.scratch_fit()
+
+
+def test_leaving_early_stops_the_side_process() -> None:
+    executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    with pytest.raises(KeyboardInterrupt), SideStages(executor) as side:
+        side.scratch = executor.submit(time.sleep, 600)
+        while not side.scratch.running():
+            time.sleep(0.05)
+        processes = list(executor._processes.values())
+        raise KeyboardInterrupt  # Ctrl-C in the teacher's stage
+    assert processes and not any(p.is_alive() for p in processes)

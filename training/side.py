@@ -1,0 +1,153 @@
+"""Stages that run in a second process, beside the teacher, on a machine with a core to spare.
+
+With `threads = 1` (configs/shop.toml: two OpenMP threads on a small machine mostly wait for each
+other) the job used one core of two from start to end. Two stages need nothing the teacher makes:
+the scratch student (hard labels only) and the ALS peer (the split only). `SideStages` hands them to
+one spawned worker process as soon as the data is loaded, in that order, so they train and tune
+while the teacher trains; the pipeline collects each where it used to run it. The models are the
+same as in one process: `fit_student` seeds torch itself, and ALS is seeded. Only the wall time
+changes (bench/results/quality_amazon-*_side.md).
+
+The worker is spawned (never forked: torch's thread pools do not survive a fork), dies with its
+parent (PR_SET_PDEATHSIG), logs through the parent's format and shows no progress bars (the
+teacher's own are on screen). Its errors are raised where the pipeline collects its result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from training import distributed
+from training.config import PipelineConfig
+
+if TYPE_CHECKING:
+    from training.data.types import Interactions, Split
+    from training.evaluate.peers import TunedPeer
+    from training.fit.loop import FitResult
+    from training.warm.start import WarmStart
+
+log = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [side]: %(message)s"
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def side_process_allowed(cfg: PipelineConfig, cores: int | None = None) -> bool:
+    """A side process only when it takes a core nobody uses: `side_process` on, a fixed `threads`
+    whose double fits the cores, the CPU, one rank (torchrun's ranks already fill the cores)."""
+    if not cfg.side_process or cfg.threads is None or distributed.world_size() > 1:
+        return False
+    if distributed.resolve_device(cfg.device).type != "cpu":
+        return False
+    return (available_cores() if cores is None else cores) >= 2 * cfg.threads
+
+
+def _worker_init(level: int) -> None:
+    """In the worker: die with the parent (Linux), log as the parent does."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    logging.basicConfig(level=level, format=LOG_FORMAT, datefmt="%H:%M:%S")
+
+
+def _train_scratch(
+    cfg: PipelineConfig, data: Interactions, split: Split, warm: WarmStart | None, max_seconds: float | None
+) -> FitResult:
+    from training.pipeline import train_scratch
+
+    distributed.set_threads(cfg)
+    return train_scratch(cfg, data, split, progress=False, warm=warm, max_seconds=max_seconds)
+
+
+def _tune_als(cfg: PipelineConfig, full: Split) -> TunedPeer:
+    from training.evaluate.models import tune_als
+
+    distributed.set_threads(cfg)
+    return tune_als(cfg, full)
+
+
+class SideStages:
+    """The scratch student and the ALS peer in one worker process (started by `start`), or nothing.
+
+    Use as a context manager: leaving it shuts the worker down, cancelling what has not started.
+    """
+
+    def __init__(self, executor: ProcessPoolExecutor | None = None) -> None:
+        self._executor = executor
+        self.scratch: Future[FitResult] | None = None
+        self.als: Future[TunedPeer] | None = None
+
+    @classmethod
+    def start(
+        cls,
+        cfg: PipelineConfig,
+        data: Interactions,
+        split: Split,
+        warm: WarmStart | None,
+        scratch_seconds: float | None,
+    ) -> SideStages:
+        """Submit the scratch student (when trained) and the ALS peer (when reported and installed),
+        in that order; nothing when `side_process_allowed` says no or neither applies."""
+        from training.evaluate.peers import implicit_missing
+
+        scratch = cfg.distill.train_scratch
+        als = "als" in cfg.eval.peers and implicit_missing() is None
+        if not (scratch or als) or not side_process_allowed(cfg):
+            return cls()
+        executor = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(logging.getLogger().getEffectiveLevel(),),
+        )
+        side = cls(executor)
+        if scratch:
+            side.scratch = executor.submit(_train_scratch, cfg, data, split, warm, scratch_seconds)
+        if als:
+            side.als = executor.submit(_tune_als, cfg, split)
+        log.info(
+            "side process: %s beside the teacher (threads %d each)",
+            " then ".join(n for n, f in (("scratch student", side.scratch), ("ALS peer", side.als)) if f),
+            cfg.threads,
+        )
+        return side
+
+    @property
+    def running(self) -> bool:
+        return self._executor is not None
+
+    def scratch_fit(self) -> FitResult | None:
+        """The scratch student's fit, waiting for it (None: it was not handed to the side process)."""
+        return None if self.scratch is None else self.scratch.result()
+
+    def als_peer(self) -> TunedPeer | None:
+        """The tuned ALS peer, waiting for it (None: it was not handed to the side process)."""
+        return None if self.als is None else self.als.result()
+
+    def __enter__(self) -> SideStages:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        """Done: the worker has finished both. Left early (an error, a gate, Ctrl-C): stop it now
+        rather than let it train on for minutes."""
+        if self._executor is None:
+            return
+        if exc[0] is not None:
+            for process in list(getattr(self._executor, "_processes", {}).values()):
+                process.terminate()  # the executor has no public terminate before Python 3.14
+        self._executor.shutdown(wait=True, cancel_futures=True)
