@@ -28,20 +28,19 @@ from training.data.load import load_interactions
 from training.data.split import leave_last_out, training_split
 from training.data.types import Interactions, Split
 from training.evaluate.gates import check_gates, enforce, gate_lines, quality_warnings
-from training.evaluate.models import evaluate_all
+from training.evaluate.models import Ranked, evaluate_all
 from training.evaluate.served import served_metrics
 from training.export.publish import new_version, publish
 from training.export.version import VersionPlan, stage_version
 from training.side import SideStages
-from training.student.calibrate import calibrate_fit
-from training.student.distill import fit_student
 from training.student.refit import refit_student, whole_log_split
 from training.student.soft_labels import build_soft_labels
+from training.student.stage import student_plan, train_one_student
 from training.teacher.ensemble import TeacherPlusStudent
 from training.teacher.fit import fit_teacher
 from training.teacher.imported import import_teacher_stage, teacher_is_imported, teacher_source
 from training.trained import Trained, trained_from_fits
-from training.warm.start import WarmStart, open_warm_start, warm_config, warm_student, warm_teacher
+from training.warm.start import WarmStart, open_warm_start, warm_config, warm_teacher
 from training.workdir import save_record, save_refused
 
 if TYPE_CHECKING:
@@ -125,75 +124,6 @@ def ensemble_soft_labels(
     return build_soft_labels(
         TeacherPlusStudent(teacher, scratch.uncalibrated()), training_split(cfg, split), cfg,
         Path(cfg.work_dir) / "soft_labels", key, progress=progress,
-    )  # fmt: skip
-
-
-def _scratch_config(cfg: PipelineConfig) -> PipelineConfig:
-    scratch = cfg.model_copy(deep=True)
-    scratch.distill.weight_kl = 0.0
-    scratch.distill.weight_rank = 0.0
-    return scratch
-
-
-def student_plan(cfg: PipelineConfig) -> list[tuple[str, PipelineConfig, bool, Path]]:
-    """The students in training order: (name, stage config, distilled, work folder). The scratch
-    student comes first when the soft labels need it (`teacher+scratch`)."""
-    work = Path(cfg.work_dir)
-    ensemble = cfg.distill.soft_labels_from == "teacher+scratch"
-    plan: list[tuple[str, PipelineConfig, bool, Path]] = [("student", cfg, True, work)]
-    if cfg.distill.train_scratch:
-        plan.insert(0 if ensemble else 1, ("scratch", _scratch_config(cfg), False, work))
-    for temperature in cfg.distill.sweep_temperatures:
-        swept = cfg.model_copy(deep=True)
-        swept.distill.temperature = temperature
-        name = f"sweep/T={temperature:g}"
-        plan.append((name, swept, True, work / name))
-    return plan
-
-
-def train_one_student(
-    name: str,
-    stage_cfg: PipelineConfig,
-    distilled: bool,
-    stage_work: Path,
-    data: Interactions,
-    split: Split,
-    labels: Any,
-    progress: bool,
-    warm: WarmStart | None,
-    record_cfg: PipelineConfig,
-) -> Any:
-    """One student of the plan on the training split: from the version's weights when warm (the
-    distilled and the scratch student), calibrated, its record written."""
-    init = (
-        warm_student(warm, name, data.catalog, stage_cfg)
-        if warm is not None and name in ("student", "scratch")
-        else None
-    )
-    fit = fit_student(
-        split, warm_config(stage_cfg) if init is not None else stage_cfg, labels if distilled else None,
-        stage_work, progress=progress, init=init,
-    )  # fmt: skip
-    if stage_cfg.student.popularity_penalties:
-        calibrate_fit(fit, split, stage_cfg)
-    save_record(record_cfg, name, fit, data.fingerprint)
-    return fit
-
-
-def train_scratch(
-    cfg: PipelineConfig,
-    data: Interactions,
-    split: Split,
-    progress: bool = True,
-    warm: WarmStart | None = None,
-    max_seconds: float | None = None,
-) -> Any:
-    """The scratch student alone (what training/side.py runs beside the teacher), capped at `max_seconds`."""
-    stage_cfg = _scratch_config(cfg)
-    stage_cfg.student.max_train_seconds = stage_seconds(stage_cfg.student.max_train_seconds, max_seconds)
-    return train_one_student(
-        "scratch", stage_cfg, False, Path(cfg.work_dir), data, training_split(cfg, split), None, progress,
-        warm, cfg,
     )  # fmt: skip
 
 
@@ -299,22 +229,25 @@ def publish_trained(
     publication: Publication = Publication(),
     warm: WarmStart | None = None,
     als: TunedPeer | None = None,
+    ranked: Ranked | None = None,
 ) -> PipelineResult:
     """Evaluate, check the publish gates, then stage the version (export + parity + report,
     training/export/version.py) and publish it atomically (`publication`: LATEST or not, the served
     version to gate against, the events taken in).
 
     A failed gate (GateError) raises before anything is staged, a parity failure before anything is
-    renamed: either way no version, LATEST untouched. `als`: the ALS peer already tuned (beside the
-    teacher, training/side.py), else tuned here when `eval.peers` names it.
+    renamed: either way no version, LATEST untouched. `als` (the ALS peer already tuned) and `ranked`
+    (the teacher, scratch and soft-label source already ranked) come from training/side.py; what is
+    not given is done here.
     """
     seconds = dict(seconds or {})
     for name, record in trained.records.items():  # training times, also when published by `export`
         seconds.setdefault(name, float(record.get("seconds", 0.0)))
     t0 = time.perf_counter()
-    evaluation = evaluate_all(cfg, data, split, trained, als=als)
+    evaluation = evaluate_all(cfg, data, split, trained, als=als, ranked=ranked)
     peer_seconds = {f"{name}_peer": float(rec["seconds"]) for name, rec in evaluation["peers"].items()}
-    seconds["evaluate"] = time.perf_counter() - t0 - sum(peer_seconds.values())  # peers' tuning: apart
+    tuned_here = sum(v for name, v in peer_seconds.items() if als is None or name != "als_peer")
+    seconds["evaluate"] = time.perf_counter() - t0 - tuned_here  # peers' tuning: apart
     seconds |= peer_seconds
     if publication.served is not None:  # the student serving now, on the same holdout
         evaluation["served"] = served_metrics(publication.served, cfg, data, split)
@@ -384,6 +317,7 @@ def run_pipeline(
         if (scratch := side.scratch_fit()) is not None:  # trained beside the teacher
             done["scratch"] = scratch
             seconds["scratch_wait"] = time.perf_counter() - t0  # the teacher's wait for it
+            side.rank_references(cfg, split, teacher_fit.model, scratch.model)  # while the student trains
         pool = students_pool(cfg, time.perf_counter() - start)
         fits = train_students(
             cfg, data, split, teacher_fit.model, labels, progress, pool_seconds=pool, seconds=seconds,
@@ -394,4 +328,14 @@ def run_pipeline(
         if not distributed.is_main():  # torchrun: one model, published by rank 0
             return None
         trained = trained_from_fits(teacher_fit, fits)
-        return publish_trained(cfg, data, split, trained, seconds, publication, warm, als=side.als_peer())
+        return publish_trained(
+            cfg,
+            data,
+            split,
+            trained,
+            seconds,
+            publication,
+            warm,
+            als=side.als_peer(),
+            ranked=side.references(),
+        )

@@ -4,7 +4,8 @@ With `threads = 1` (configs/shop.toml: two OpenMP threads on a small machine mos
 other) the job used one core of two from start to end. Two stages need nothing the teacher makes:
 the scratch student (hard labels only) and the ALS peer (the split only). `SideStages` hands them to
 one spawned worker process as soon as the data is loaded, in that order, so they train and tune
-while the teacher trains; the pipeline collects each where it used to run it. The models are the
+while the teacher trains; then, while the student distils, the worker ranks the teacher, the scratch
+student and their ensemble on the test users. The pipeline collects each where it used to run it. The models are the
 same as in one process: `fit_student` seeds torch itself, and ALS is seeded. Only the wall time
 changes (bench/results/quality_amazon-*_side.md).
 
@@ -30,8 +31,11 @@ from training.config import PipelineConfig
 
 if TYPE_CHECKING:
     from training.data.types import Interactions, Split
+    from training.evaluate.models import Ranked
     from training.evaluate.peers import TunedPeer
     from training.fit.loop import FitResult
+    from training.student.model import MLPStudent
+    from training.teacher.protocol import Teacher
     from training.warm.start import WarmStart
 
 log = logging.getLogger(__name__)
@@ -68,10 +72,17 @@ def _worker_init(level: int) -> None:
 def _train_scratch(
     cfg: PipelineConfig, data: Interactions, split: Split, warm: WarmStart | None, max_seconds: float | None
 ) -> FitResult:
-    from training.pipeline import train_scratch
+    from training.student.stage import train_scratch
 
     distributed.set_threads(cfg)
     return train_scratch(cfg, data, split, progress=False, warm=warm, max_seconds=max_seconds)
+
+
+def _rank_references(cfg: PipelineConfig, full: Split, teacher: Teacher, scratch: MLPStudent) -> Ranked:
+    from training.evaluate.models import rank_references
+
+    distributed.set_threads(cfg)
+    return rank_references(cfg, full, teacher, scratch)
 
 
 def _tune_als(cfg: PipelineConfig, full: Split) -> TunedPeer:
@@ -91,6 +102,7 @@ class SideStages:
         self._executor = executor
         self.scratch: Future[FitResult] | None = None
         self.als: Future[TunedPeer] | None = None
+        self.ranked: Future[Ranked] | None = None
 
     @classmethod
     def start(
@@ -138,6 +150,18 @@ class SideStages:
     def als_peer(self) -> TunedPeer | None:
         """The tuned ALS peer, waiting for it (None: it was not handed to the side process)."""
         return None if self.als is None else self.als.result()
+
+    def rank_references(
+        self, cfg: PipelineConfig, full: Split, teacher: Teacher, scratch: MLPStudent
+    ) -> None:
+        """Rank the teacher, the scratch student and the soft labels' source on the test users while
+        the main process distils the student (nothing when no side process runs)."""
+        if self._executor is not None:
+            self.ranked = self._executor.submit(_rank_references, cfg, full, teacher, scratch)
+
+    def references(self) -> Ranked | None:
+        """What `rank_references` ranked, waiting for it (None: nothing was handed over)."""
+        return None if self.ranked is None else self.ranked.result()
 
     def __enter__(self) -> SideStages:
         return self

@@ -117,8 +117,15 @@ def run_logged(argv: Sequence[str], folder: Path) -> dict[str, Any]:
 
 
 def run_seeds(ds: Dataset, seeds: Sequence[int], root: Path, jobs: int, user_sets: Sequence[str]) -> None:
-    """Each seed's pipeline from a clean folder, up to `jobs` at once (the configs train on one thread)."""
+    """Each seed's pipeline from a clean folder, up to `jobs` at once (the configs train on one thread).
+
+    Seeds side by side already use the cores, so each then trains without its side process
+    (training/side.py): four processes on two cores would only slow each other. The user's
+    `--set side_process=...` still wins."""
     from tqdm import tqdm
+
+    if min(jobs, len(seeds)) > 1:
+        user_sets = ["side_process=false", *user_sets]
 
     for seed in seeds:  # stale LATEST or refused.json from an earlier run must not be read back
         shutil.rmtree(seed_dir(root, ds.name, seed), ignore_errors=True)

@@ -126,6 +126,27 @@ def test_run_logged_records_exit_status_log_and_wall_time(tmp_path: Path) -> Non
     assert json.loads((tmp_path / "seed0" / "run.json").read_text())["command"].endswith("sys.exit(3)'")
 
 
+def test_seeds_side_by_side_train_without_a_side_process_each(monkeypatch, tmp_path: Path) -> None:
+    """Two seeds at once already fill two cores: each gets side_process=false before the user's sets
+    (which still win); one seed at a time keeps the pipeline's side process."""
+    argvs: list[list[str]] = []
+
+    def run_logged(argv: list[str], folder: Path) -> dict[str, Any]:
+        argvs.append(argv)
+        return {"returncode": 0, "wall_seconds": 0.0}
+
+    monkeypatch.setattr(q, "run_logged", run_logged)
+    ds = q.Dataset("shop", Path("configs/shop.toml"), ())
+    q.run_seeds(ds, [0, 1], tmp_path, 2, ["teacher.epochs=1"])
+    for argv in argvs:
+        sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+        assert sets[-2:] == ["side_process=false", "teacher.epochs=1"]
+    argvs.clear()
+    q.run_seeds(ds, [0, 1], tmp_path, 1, [])
+    q.run_seeds(ds, [0], tmp_path, 2, [])
+    assert len(argvs) == 3 and not any("side_process=false" in argv for argv in argvs)
+
+
 # --- reading a seed back -------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 import training.pipeline as pipeline
+import training.student.stage as student_stage
 from tests.fixtures.hand_made import hand_made_log
 from training.budget import scratch_share
 from training.config import PipelineConfig
@@ -41,7 +42,7 @@ def test_students_share_the_pool_by_cost_and_pass_on_what_an_early_stop_saves(mo
         clock["now"] += 50.0
         return FitResult(model=None, checkpoint=work / f"{name}.pt", valid_metrics={}, curve=[], seconds=50.0)
 
-    monkeypatch.setattr(pipeline, "fit_student", fake_fit)
+    monkeypatch.setattr(student_stage, "fit_student", fake_fit)
     data = hand_made_log([0, 0, 0, 1, 1, 1], [0, 1, 2, 2, 1, 0], 2, 3)
     cfg = PipelineConfig.model_validate({"work_dir": str(tmp_path), "distill": {"train_scratch": True}})
     pipeline.train_students(
@@ -80,7 +81,7 @@ def test_a_student_already_trained_beside_the_teacher_is_taken_and_the_rest_get_
         caps[name] = cfg.student.max_train_seconds
         return FitResult(model=None, checkpoint=work / f"{name}.pt", valid_metrics={}, curve=[], seconds=1.0)
 
-    monkeypatch.setattr(pipeline, "fit_student", fake_fit)
+    monkeypatch.setattr(student_stage, "fit_student", fake_fit)
     data = hand_made_log([0, 0, 0, 1, 1, 1], [0, 1, 2, 2, 1, 0], 2, 3)
     cfg = PipelineConfig.model_validate({"work_dir": str(tmp_path), "distill": {"train_scratch": True}})
     beside = FitResult(

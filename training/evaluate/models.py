@@ -25,6 +25,7 @@ from training.teacher.ensemble import TeacherPlusStudent
 from training.trained import Trained
 
 if TYPE_CHECKING:
+    from training.student.model import MLPStudent
     from training.teacher.protocol import Teacher
 
 
@@ -72,22 +73,58 @@ def fit_peers(
     return models, records, skipped
 
 
+def reference_models(
+    cfg: PipelineConfig, teacher: Teacher, scratch: MLPStudent | None
+) -> dict[str, tuple[Any, int]]:
+    """The models a report sets the student beside that are ready before it is: the teacher, the
+    scratch student and the soft labels' source, each with the history length it was trained with."""
+    models = {"teacher": (teacher_score_fn(teacher), teacher.history_len)}
+    if scratch is not None:
+        models["scratch"] = (student_score_fn(scratch), scratch.history_len)
+    if (source := soft_label_source(cfg, teacher, scratch)) is not None:  # what the student learned from
+        models[SOFT_LABEL_SOURCE] = (teacher_score_fn(source), source.history_len)
+    return models
+
+
+Ranked = tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]  # evaluate_models: metrics, top-k lists
+
+
+def rank_references(cfg: PipelineConfig, full: Split, teacher: Teacher, scratch: MLPStudent | None) -> Ranked:
+    """`reference_models` ranked on the test users exactly as `evaluate_all` ranks them, so they can be
+    ranked while the student trains (training/side.py) and handed to it as `ranked`."""
+    e = cfg.eval
+    split = validation_split(full, e.max_users, cfg.seed)
+    models = reference_models(cfg, teacher, scratch)
+    return evaluate_models(split, models, e.k, e.recall_k, e.batch_size, test_history=e.test_history)
+
+
 def evaluate_all(
-    cfg: PipelineConfig, data: Interactions, split: Split, trained: Trained, als: TunedPeer | None = None
+    cfg: PipelineConfig,
+    data: Interactions,
+    split: Split,
+    trained: Trained,
+    als: TunedPeer | None = None,
+    ranked: Ranked | None = None,
 ) -> dict[str, Any]:
-    """Test metrics for every model, agreement with the teacher, the sweep, and scatter pairs (`als`:
-    the ALS peer when already tuned, see `fit_peers`)."""
+    """Test metrics for every model, agreement with the teacher, the sweep, and scatter pairs.
+
+    `als`: the ALS peer when already tuned (see `fit_peers`); `ranked`: models already ranked
+    (`rank_references`), taken as they are.
+    """
     e = cfg.eval
     full, split = split, validation_split(split, e.max_users, cfg.seed)  # eval.max_users: a seeded sample
-    models = {"teacher": (teacher_score_fn(trained.teacher), trained.teacher.history_len)}
-    models["student"] = (student_score_fn(trained.student), trained.student.history_len)
-    if trained.scratch is not None:
-        models["scratch"] = (student_score_fn(trained.scratch), trained.scratch.history_len)
-    if (source := soft_label_source(cfg, trained)) is not None:  # what the student learned from
-        models[SOFT_LABEL_SOURCE] = (teacher_score_fn(source), source.history_len)
+    models = reference_models(cfg, trained.teacher, trained.scratch)
+    models = {
+        "teacher": models.pop("teacher"),
+        "student": (student_score_fn(trained.student), trained.student.history_len),
+    } | models
     peers, peer_records, peers_skipped = fit_peers(cfg, full, split, als)
     models |= peers
-    metrics, tops = evaluate_models(split, models, e.k, e.recall_k, e.batch_size, test_history=e.test_history)
+    done_metrics, done_tops = ranked or ({}, {})
+    todo = {name: model for name, model in models.items() if name not in done_metrics}
+    metrics, tops = evaluate_models(split, todo, e.k, e.recall_k, e.batch_size, test_history=e.test_history)
+    metrics = {name: (done_metrics | metrics)[name] for name in models}  # the report's order
+    tops = {name: (done_tops | tops)[name] for name in models}
     agreement = {
         name: mean_agreement(tops[name], tops["teacher"], e.k)
         for name in tops
@@ -116,13 +153,13 @@ def evaluate_all(
 SOFT_LABEL_SOURCE = "teacher+scratch"
 
 
-def soft_label_source(cfg: PipelineConfig, trained: Trained) -> Teacher | None:
+def soft_label_source(cfg: PipelineConfig, teacher: Teacher, scratch: MLPStudent | None) -> Teacher | None:
     """The model the soft labels came from when it is not the teacher (`distill.soft_labels_from =
     "teacher+scratch"`: the sum of the teacher and the uncalibrated scratch student, as
     `ensemble_soft_labels` builds it), so the report sets the student beside what it learned from."""
-    if cfg.distill.soft_labels_from != "teacher+scratch" or trained.scratch is None:
+    if cfg.distill.soft_labels_from != "teacher+scratch" or scratch is None:
         return None
-    return TeacherPlusStudent(trained.teacher, trained.scratch.uncalibrated())  # type: ignore[return-value]
+    return TeacherPlusStudent(teacher, scratch.uncalibrated())  # type: ignore[return-value]
 
 
 def mean_agreement(student_top: np.ndarray, teacher_top: np.ndarray, k: int) -> dict[str, float | None]:
