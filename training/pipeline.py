@@ -105,16 +105,28 @@ def train_teacher(
     return fit
 
 
-def soft_labels(cfg: PipelineConfig, teacher: Teacher, split: Split, progress: bool = True) -> Any:
-    """Cached by the teacher's sha256 (checkpoint or imported files): rerunning with the same teacher is free."""
+def soft_labels(
+    cfg: PipelineConfig,
+    teacher: Teacher,
+    split: Split,
+    progress: bool = True,
+    share: tuple[int, int] | None = None,
+) -> Any:
+    """Cached by the teacher's sha256 (checkpoint or imported files): rerunning with the same teacher is free.
+    `share`: only that share of the chunks, cached (build_soft_labels)."""
     key = teacher_source(cfg, teacher).sha256
     return build_soft_labels(
-        teacher, training_split(cfg, split), cfg, Path(cfg.work_dir) / "soft_labels", key, progress=progress
+        teacher, training_split(cfg, split), cfg, Path(cfg.work_dir) / "soft_labels", key, progress, share
     )
 
 
 def ensemble_soft_labels(
-    cfg: PipelineConfig, teacher: Teacher, scratch: MLPStudent, split: Split, progress: bool = True
+    cfg: PipelineConfig,
+    teacher: Teacher,
+    scratch: MLPStudent,
+    split: Split,
+    progress: bool = True,
+    share: tuple[int, int] | None = None,
 ) -> Any:
     """Soft labels from teacher + scratch student (`distill.soft_labels_from = "teacher+scratch"`),
     cached by both models' sha256."""
@@ -123,8 +135,23 @@ def ensemble_soft_labels(
     key = hashlib.sha256(f"{teacher_source(cfg, teacher).sha256}+{digest}".encode()).hexdigest()
     return build_soft_labels(
         TeacherPlusStudent(teacher, scratch.uncalibrated()), training_split(cfg, split), cfg,
-        Path(cfg.work_dir) / "soft_labels", key, progress=progress,
+        Path(cfg.work_dir) / "soft_labels", key, progress, share,
     )  # fmt: skip
+
+
+def distillation_labels(
+    cfg: PipelineConfig,
+    teacher: Teacher,
+    scratch: MLPStudent | None,
+    split: Split,
+    progress: bool = True,
+    share: tuple[int, int] | None = None,
+) -> Any:
+    """The soft labels `distill.soft_labels_from` names: the teacher's, or teacher + scratch."""
+    if cfg.distill.soft_labels_from == "teacher+scratch":
+        assert scratch is not None, "teacher+scratch soft labels need the scratch student"
+        return ensemble_soft_labels(cfg, teacher, scratch, split, progress, share)
+    return soft_labels(cfg, teacher, split, progress, share)
 
 
 def train_students(
@@ -161,11 +188,8 @@ def train_students(
     for i, (name, stage_cfg, distilled, stage_work) in enumerate(plan):
         if distilled and labels is None:
             t0 = time.perf_counter()
-            labels = (
-                ensemble_soft_labels(cfg, teacher, fits["scratch"].model, full_split, progress)
-                if ensemble
-                else soft_labels(cfg, teacher, full_split, progress)
-            )
+            scratch = fits["scratch"].model if ensemble else None
+            labels = distillation_labels(cfg, teacher, scratch, full_split, progress)
             if seconds is not None:
                 seconds["soft_labels"] = time.perf_counter() - t0
         if pool_seconds is not None:
@@ -307,17 +331,22 @@ def run_pipeline(
         cfg, data, split, warm, scratch_share(cfg, elapsed, [d for _, _, d, _ in student_plan(cfg)])
     ) as side:
         teacher_fit = train_teacher(budgeted(cfg, elapsed), data, split, progress, warm)
-        seconds["teacher"] = teacher_fit.seconds
-        labels = None
-        if cfg.distill.soft_labels_from == "teacher":  # teacher+scratch: after the scratch student
-            t0 = time.perf_counter()
-            labels = soft_labels(cfg, teacher_fit.model, split, progress)
-            seconds["soft_labels"] = time.perf_counter() - t0
+        teacher, seconds["teacher"] = teacher_fit.model, teacher_fit.seconds
         t0, done = time.perf_counter(), {}
-        if (scratch := side.scratch_fit()) is not None:  # trained beside the teacher
-            done["scratch"] = scratch
+        if (scratch_fit := side.scratch_fit()) is not None:  # trained beside the teacher
+            done["scratch"] = scratch_fit
             seconds["scratch_wait"] = time.perf_counter() - t0  # the teacher's wait for it
-            side.rank_references(cfg, split, teacher_fit.model, scratch.model)  # while the student trains
+        scratch = scratch_fit.model if scratch_fit is not None else None
+        labels = None
+        if cfg.distill.soft_labels_from == "teacher" or scratch is not None:  # else: in train_students
+            t0 = time.perf_counter()
+            if side.soft_labels_share(cfg, split, teacher, scratch):  # half the chunks each, then read back
+                distillation_labels(cfg, teacher, scratch, split, progress, share=(0, 2))
+                side.soft_labels_done()
+            labels = distillation_labels(cfg, teacher, scratch, split, progress)
+            seconds["soft_labels"] = time.perf_counter() - t0
+        if scratch is not None:
+            side.rank_references(cfg, split, teacher, scratch)  # while the student trains
         pool = students_pool(cfg, time.perf_counter() - start)
         fits = train_students(
             cfg, data, split, teacher_fit.model, labels, progress, pool_seconds=pool, seconds=seconds,

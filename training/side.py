@@ -4,10 +4,11 @@ With `threads = 1` (configs/shop.toml: two OpenMP threads on a small machine mos
 other) the job used one core of two from start to end. Two stages need nothing the teacher makes:
 the scratch student (hard labels only) and the ALS peer (the split only). `SideStages` hands them to
 one spawned worker process as soon as the data is loaded, in that order, so they train and tune
-while the teacher trains; then, while the student distils, the worker ranks the teacher, the scratch
-student and their ensemble on the test users. The pipeline collects each where it used to run it. The models are the
-same as in one process: `fit_student` seeds torch itself, and ALS is seeded. Only the wall time
-changes (bench/results/quality_amazon-*_side.md).
+while the teacher trains. Then the worker computes every other chunk of the soft labels (each chunk
+is seeded by its position: the same labels) and, while the student distils, ranks the teacher, the
+scratch student and their ensemble on the test users. The pipeline collects each result where it
+used to compute it. The models are the same as in one process: `fit_student` seeds torch itself,
+and ALS is seeded. Only the wall time changes (docs/pipeline.md, "Both cores").
 
 The worker is spawned (never forked: torch's thread pools do not survive a fork), dies with its
 parent (PR_SET_PDEATHSIG), logs through the parent's format and shows no progress bars (the
@@ -61,6 +62,14 @@ def side_process_allowed(cfg: PipelineConfig, cores: int | None = None) -> bool:
     return (available_cores() if cores is None else cores) >= 2 * cfg.threads
 
 
+def travels(teacher: Teacher) -> bool:
+    """Whether the teacher can be sent to the side process: ours (a torch module) pickles; an imported
+    one may hold an onnxruntime session or the user's own objects, which need not."""
+    from training.teacher.two_tower import TwoTowerTeacher
+
+    return isinstance(teacher, TwoTowerTeacher)
+
+
 def _worker_init(level: int) -> None:
     """In the worker: die with the parent (Linux), log as the parent does."""
     if sys.platform.startswith("linux"):
@@ -85,6 +94,14 @@ def _rank_references(cfg: PipelineConfig, full: Split, teacher: Teacher, scratch
     return rank_references(cfg, full, teacher, scratch)
 
 
+def _soft_labels_share(
+    cfg: PipelineConfig, full: Split, teacher: Teacher, scratch: MLPStudent | None
+) -> None:
+    from training.pipeline import distillation_labels
+
+    distillation_labels(cfg, teacher, scratch, full, progress=False, share=(1, 2))
+
+
 def _tune_als(cfg: PipelineConfig, full: Split) -> TunedPeer:
     from training.evaluate.models import tune_als
 
@@ -103,6 +120,7 @@ class SideStages:
         self.scratch: Future[FitResult] | None = None
         self.als: Future[TunedPeer] | None = None
         self.ranked: Future[Ranked] | None = None
+        self.labels: Future[None] | None = None
 
     @classmethod
     def start(
@@ -151,12 +169,29 @@ class SideStages:
         """The tuned ALS peer, waiting for it (None: it was not handed to the side process)."""
         return None if self.als is None else self.als.result()
 
+    def soft_labels_share(
+        self, cfg: PipelineConfig, full: Split, teacher: Teacher, scratch: MLPStudent | None
+    ) -> bool:
+        """Compute and cache every other chunk of the soft labels (share 1 of 2) in the side process
+        while the main process computes the others. False (nothing handed over) when no side process
+        runs or the teacher does not travel to it (`travels`)."""
+        if self._executor is None or not travels(teacher):
+            return False
+        self.labels = self._executor.submit(_soft_labels_share, cfg, full, teacher, scratch)
+        return True
+
+    def soft_labels_done(self) -> None:
+        """Wait for the side's share of the soft labels (its errors are raised here)."""
+        if self.labels is not None:
+            self.labels.result()
+
     def rank_references(
         self, cfg: PipelineConfig, full: Split, teacher: Teacher, scratch: MLPStudent
     ) -> None:
         """Rank the teacher, the scratch student and the soft labels' source on the test users while
-        the main process distils the student (nothing when no side process runs)."""
-        if self._executor is not None:
+        the main process distils the student (nothing when no side process runs or the teacher does
+        not travel to it: `evaluate_all` ranks them then)."""
+        if self._executor is not None and travels(teacher):
             self.ranked = self._executor.submit(_rank_references, cfg, full, teacher, scratch)
 
     def references(self) -> Ranked | None:

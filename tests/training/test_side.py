@@ -92,3 +92,29 @@ def test_leaving_early_stops_the_side_process() -> None:
         processes = list(executor._processes.values())
         raise KeyboardInterrupt  # Ctrl-C in the teacher's stage
     assert processes and not any(p.is_alive() for p in processes)
+
+
+def test_an_imported_teacher_stays_in_the_main_process_and_the_rest_goes_beside(tmp_path: Path) -> None:
+    """An ONNX teacher holds an onnxruntime session, which does not pickle: its soft labels and its
+    ranking stay in the main process; the scratch student still trains beside it."""
+    from tests.fixtures import own_teacher
+    from tests.fixtures.imported_teacher import tiny_cfg
+    from training.pipeline import load_data
+    from training.side import travels
+
+    cfg = tiny_cfg(tmp_path / "base")
+    data, split = load_data(cfg)
+    model = own_teacher.train_sasrec(
+        data.user_ids[split.train_users], data.catalog.item_ids[split.train_items], epochs=1
+    )
+    spec = own_teacher.export_onnx(model, tmp_path / "onnx")
+    imported = tiny_cfg(
+        tmp_path / "run", f"teacher.source=onnx:{spec}", "side_process=true",
+        "distill.soft_labels_from=teacher+scratch",
+    )  # fmt: skip
+    if not side_process_allowed(imported):
+        pytest.skip("fewer than 2 cores: the pipeline never starts a side process here")
+    result = run_pipeline(imported, progress=False)
+    assert "scratch_wait" in result.seconds  # the scratch student trained beside
+    assert {"teacher", "student", "scratch", "teacher+scratch"} <= set(result.metrics["test"])
+    assert not travels(object())  # anything but our own teacher stays in the main process

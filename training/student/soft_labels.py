@@ -226,8 +226,14 @@ def build_soft_labels(
     cache_dir: Path,
     teacher_key: str,
     progress: bool = True,
-) -> SoftLabels:
-    """Teacher logits over candidate sets for every train pair; cached by teacher_key and resumable."""
+    share: tuple[int, int] | None = None,
+) -> SoftLabels | None:
+    """Teacher logits over candidate sets for every train pair; cached by teacher_key and resumable.
+
+    `share` (i, n): only compute and cache the missing chunks i, i + n, i + 2n, ... and return None,
+    so n processes can split the work (training/side.py); a later call without it reads them back.
+    Every chunk is seeded by its position, so who computed it does not change it.
+    """
     set_threads(cfg)
     d = cfg.distill
     folder = soft_label_dir(cfg, split, cache_dir, teacher_key)
@@ -262,6 +268,11 @@ def build_soft_labels(
                 np.savez(fh, candidates=c, logits=lg)
             return c, lg
 
+        if share is not None:
+            for lo in list(starts)[share[0] :: share[1]]:
+                if not _chunk_path(folder, lo).is_file():
+                    compute_chunk(lo)
+            return None
         if distributed.world_size() > 1:  # torchrun: each rank computes a strided share of the missing chunks
             for lo in map(int, distributed.current().shard(list(starts))):
                 if not _chunk_path(folder, lo).is_file():

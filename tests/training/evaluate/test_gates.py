@@ -107,8 +107,10 @@ TINY = Path(__file__).resolve().parents[3] / "configs" / "tiny.toml"
 def _permuted_teacher(real):
     """Soft labels of a teacher whose item vectors were shuffled: each score lands on another item."""
 
-    def soft_labels(cfg, teacher, split, progress=True):
-        labels = real(cfg, teacher, split, progress)
+    def soft_labels(cfg, teacher, split, progress=True, share=None):
+        labels = real(cfg, teacher, split, progress, share)
+        if labels is None:  # one share of the chunks, cached: nothing to permute yet
+            return None
         perm = np.random.default_rng(0).permutation(split.n_items).astype(labels.candidates.dtype)
         return dataclasses.replace(labels, candidates=perm[labels.candidates])
 

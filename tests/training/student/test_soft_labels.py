@@ -65,6 +65,35 @@ def test_soft_label_cache_hit_and_resume(small_teacher, tmp_path, monkeypatch):
     assert len(calls) == 5
 
 
+def test_shares_split_the_chunks_and_the_labels_read_back_are_those_of_one_run(
+    small_teacher, tmp_path, monkeypatch
+):
+    """Two processes (training/side.py) each compute one share; the call after them computes no chunk
+    and returns exactly the labels one process computes alone."""
+    teacher, split, cfg = small_teacher
+    monkeypatch.setattr(soft_labels, "CHUNK_PAIRS", 100)  # 480 pairs -> 5 chunks
+    alone = build_soft_labels(teacher, split, cfg, tmp_path / "alone", "b" * 64, progress=False)
+    calls = []
+    real = soft_labels._teacher_chunk
+
+    def counting(*args, **kw):
+        calls.append(args[3])  # lo
+        return real(*args, **kw)
+
+    monkeypatch.setattr(soft_labels, "_teacher_chunk", counting)
+    shared = tmp_path / "shared"
+    assert build_soft_labels(teacher, split, cfg, shared, "b" * 64, progress=False, share=(1, 2)) is None
+    assert calls == [100, 300]
+    assert build_soft_labels(teacher, split, cfg, shared, "b" * 64, progress=False, share=(0, 2)) is None
+    assert calls == [100, 300, 0, 200, 400]
+    calls.clear()
+    together = build_soft_labels(teacher, split, cfg, shared, "b" * 64, progress=False)
+    assert calls == []  # every chunk came from the shares
+    np.testing.assert_array_equal(together.candidates, alone.candidates)
+    np.testing.assert_array_equal(together.logits, alone.logits)
+    np.testing.assert_array_equal(together.user, alone.user)
+
+
 def test_soft_labels_are_the_same_when_scores_are_formed_in_blocks(small_teacher, tmp_path, monkeypatch):
     """Regression: a 1M-item catalog made one chunk ask for a 32 GB (8192, N) score matrix.
 
