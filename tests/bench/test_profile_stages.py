@@ -136,3 +136,15 @@ def test_a_file_that_is_no_profile_is_one_line_and_exit_2(
     with pytest.raises(SystemExit) as exc:
         main(["--data", str(tmp_path)])  # neither file there
     assert exc.value.code == 2
+
+
+def test_the_profiled_pipeline_keeps_every_stage_in_the_one_process_py_spy_follows(tmp_path: Path) -> None:
+    """py-spy samples one process: the side process (training/side.py) would take the scratch
+    student, the ALS peer and half the soft labels out of the profile. The user's --set still comes last."""
+    from bench.profile_stages import parse_args, pipeline_argv
+
+    for name in ("interactions.csv.gz", "items.csv.gz"):
+        (tmp_path / name).write_bytes(b"")
+    argv = pipeline_argv(parse_args(["--data", str(tmp_path), "--set", "seed=3"]), tmp_path / "w")
+    sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+    assert "side_process=false" in sets and sets[-1] == "seed=3"
