@@ -175,7 +175,7 @@ def pipeline_argv(args: argparse.Namespace, work: Path) -> list[str]:
         f"student.max_train_seconds={args.stage_seconds}",
         "eval.peers=['popularity']",
         "publish.require_gates=false",  # a profile measures time: a refused gate would skip the export
-        "side_process=false",  # py-spy follows one process: every stage in it (training/side.py)
+        "side_process=false",  # py-spy follows one process: every stage in it (training/schedule/side.py)
         f"threads={args.threads}",
         f"seed={args.seed}",
         *args.set,

@@ -74,7 +74,7 @@ def _load_soft_labels(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     """(config, interactions, split, soft labels) from the models in work_dir (cached when possible):
     the teacher's, or with `distill.soft_labels_from = "teacher+scratch"` the teacher's and the
     scratch student's, which `recdistill student` trains first."""
-    from training.pipeline import ensemble_soft_labels, soft_labels
+    from training.student.labels import ensemble_soft_labels, soft_labels
     from training.student.model import load_student
     from training.trained import load_trained_teacher
     from training.workdir import StageError

@@ -11,5 +11,6 @@ Read it top-down as the pipeline runs (training/pipeline.py: the stages and the 
   evaluate/                   full-ranking metrics, every model ranked alike, gates, the report
   export/                     ONNX graphs, parity, item precision, the ANN index, the atomic publish
   warm/                       warm starts: the checkpoints a version carries, id maps merged by raw id
+  schedule/                   when and where stages run: the wall-clock budget, the side process
 The only package that imports torch (and only inside the modules that train or export).
 """

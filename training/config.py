@@ -368,7 +368,7 @@ class PipelineConfig(_Section):
     work_dir: Path = Path(".recdistill/work")  # checkpoints and the soft-label cache
     threads: int | None = None  # torch intra-op threads; None: torch's default
     # A second process trains the scratch student and tunes the ALS peer beside the teacher when
-    # the cores hold two of `threads` (CPU, one rank; training/side.py). Same models, less wall time.
+    # the cores hold two of `threads` (CPU, one rank; training/schedule/side.py). Same models, less wall time.
     side_process: bool = True
     # Job budget in minutes: the teacher may use `teacher_budget_share`, the students share the rest less
     # `budget_reserve_share` (evaluation, export), each its cost-weighted part as it starts (distilled ~2x

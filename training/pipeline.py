@@ -1,16 +1,15 @@
 """The offline job, stage by stage: data -> teacher -> soft labels -> students -> evaluate -> publish,
-within the wall-clock budget (training/budget.py), the scratch student and the ALS peer beside the
-teacher when a core is spare (training/side.py).
+within the wall-clock budget (training/schedule/budget.py), with the stages the teacher does not feed
+in a side process when a core is spare (training/schedule/side.py).
 
 Each stage is a short function here over the modules that do the work (training/data/,
 training/teacher/, training/student/, training/evaluate/, training/export/), and each can run on its
 own (the CLI's subcommands) because everything a later stage needs is kept in `cfg.work_dir`
-(training/workdir.py). `run_pipeline` chains the stages in one process without reloading anything.
+(training/workdir.py). `run_pipeline` chains the stages without reloading anything.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -19,10 +18,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.files import sha256_file
 from core.manifest import EventsIn, Manifest, load_manifest
 from training import distributed
-from training.budget import budgeted, scratch_share, stage_seconds, student_cost, students_pool
 from training.config import PipelineConfig
 from training.data.load import load_interactions
 from training.data.split import leave_last_out, training_split
@@ -32,11 +29,11 @@ from training.evaluate.models import Ranked, evaluate_all
 from training.evaluate.served import served_metrics
 from training.export.publish import new_version, publish
 from training.export.version import VersionPlan, stage_version
-from training.side import SideStages
+from training.schedule.budget import budgeted, scratch_share, stage_seconds, student_cost, students_pool
+from training.schedule.side import SideStages
+from training.student.labels import distillation_labels, ensemble_soft_labels, soft_labels
 from training.student.refit import refit_student, whole_log_split
-from training.student.soft_labels import build_soft_labels
 from training.student.stage import student_plan, train_one_student
-from training.teacher.ensemble import TeacherPlusStudent
 from training.teacher.fit import fit_teacher
 from training.teacher.imported import import_teacher_stage, teacher_is_imported, teacher_source
 from training.trained import Trained, trained_from_fits
@@ -45,7 +42,6 @@ from training.workdir import save_record, save_refused
 
 if TYPE_CHECKING:
     from training.evaluate.peers import TunedPeer
-    from training.student.model import MLPStudent
     from training.teacher.protocol import Teacher
 
 log = logging.getLogger(__name__)
@@ -105,55 +101,6 @@ def train_teacher(
     return fit
 
 
-def soft_labels(
-    cfg: PipelineConfig,
-    teacher: Teacher,
-    split: Split,
-    progress: bool = True,
-    share: tuple[int, int] | None = None,
-) -> Any:
-    """Cached by the teacher's sha256 (checkpoint or imported files): rerunning with the same teacher is free.
-    `share`: only that share of the chunks, cached (build_soft_labels)."""
-    key = teacher_source(cfg, teacher).sha256
-    return build_soft_labels(
-        teacher, training_split(cfg, split), cfg, Path(cfg.work_dir) / "soft_labels", key, progress, share
-    )
-
-
-def ensemble_soft_labels(
-    cfg: PipelineConfig,
-    teacher: Teacher,
-    scratch: MLPStudent,
-    split: Split,
-    progress: bool = True,
-    share: tuple[int, int] | None = None,
-) -> Any:
-    """Soft labels from teacher + scratch student (`distill.soft_labels_from = "teacher+scratch"`),
-    cached by both models' sha256."""
-    scratch_ckpt = Path(cfg.work_dir) / "scratch.pt"
-    digest = sha256_file(scratch_ckpt) if scratch_ckpt.is_file() else ""
-    key = hashlib.sha256(f"{teacher_source(cfg, teacher).sha256}+{digest}".encode()).hexdigest()
-    return build_soft_labels(
-        TeacherPlusStudent(teacher, scratch.uncalibrated()), training_split(cfg, split), cfg,
-        Path(cfg.work_dir) / "soft_labels", key, progress, share,
-    )  # fmt: skip
-
-
-def distillation_labels(
-    cfg: PipelineConfig,
-    teacher: Teacher,
-    scratch: MLPStudent | None,
-    split: Split,
-    progress: bool = True,
-    share: tuple[int, int] | None = None,
-) -> Any:
-    """The soft labels `distill.soft_labels_from` names: the teacher's, or teacher + scratch."""
-    if cfg.distill.soft_labels_from == "teacher+scratch":
-        assert scratch is not None, "teacher+scratch soft labels need the scratch student"
-        return ensemble_soft_labels(cfg, teacher, scratch, split, progress, share)
-    return soft_labels(cfg, teacher, split, progress, share)
-
-
 def train_students(
     cfg: PipelineConfig,
     data: Interactions,
@@ -178,7 +125,7 @@ def train_students(
 
     `warm`: the distilled and the scratch student start from the version's (with the `warm`
     settings); the swept students train cold. `done`: fits already made (the scratch student trained
-    beside the teacher, training/side.py), taken as they are.
+    beside the teacher, training/schedule/side.py), taken as they are.
     """
     full_split, split = split, training_split(cfg, split)
     ensemble = cfg.distill.soft_labels_from == "teacher+scratch"
@@ -261,7 +208,7 @@ def publish_trained(
 
     A failed gate (GateError) raises before anything is staged, a parity failure before anything is
     renamed: either way no version, LATEST untouched. `als` (the ALS peer already tuned) and `ranked`
-    (the teacher, scratch and soft-label source already ranked) come from training/side.py; what is
+    (the teacher, scratch and soft-label source already ranked) come from training/schedule/side.py; what is
     not given is done here.
     """
     seconds = dict(seconds or {})

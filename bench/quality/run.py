@@ -120,7 +120,7 @@ def run_seeds(ds: Dataset, seeds: Sequence[int], root: Path, jobs: int, user_set
     """Each seed's pipeline from a clean folder, up to `jobs` at once (the configs train on one thread).
 
     Seeds side by side already use the cores, so each then trains without its side process
-    (training/side.py): four processes on two cores would only slow each other. The user's
+    (training/schedule/side.py): four processes on two cores would only slow each other. The user's
     `--set side_process=...` still wins."""
     from tqdm import tqdm
 

@@ -139,7 +139,7 @@ def test_a_file_that_is_no_profile_is_one_line_and_exit_2(
 
 
 def test_the_profiled_pipeline_keeps_every_stage_in_the_one_process_py_spy_follows(tmp_path: Path) -> None:
-    """py-spy samples one process: the side process (training/side.py) would take the scratch
+    """py-spy samples one process: the side process (training/schedule/side.py) would take the scratch
     student, the ALS peer and half the soft labels out of the profile. The user's --set still comes last."""
     from bench.profile_stages import parse_args, pipeline_argv
 

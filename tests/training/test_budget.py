@@ -1,4 +1,4 @@
-"""The wall-clock budget (training/budget.py, used by training/pipeline.py): the teacher's share,
+"""The wall-clock budget (training/schedule/budget.py, used by training/pipeline.py): the teacher's share,
 and the students sharing what is left by cost."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import pytest
 import training.pipeline as pipeline
 import training.student.stage as student_stage
 from tests.fixtures.hand_made import hand_made_log
-from training.budget import scratch_share
 from training.config import PipelineConfig
 from training.data.split import leave_last_out
 from training.fit.loop import FitResult
 from training.pipeline import budgeted, students_pool
+from training.schedule.budget import scratch_share
 
 
 def test_budget_gives_the_teacher_its_share_and_the_students_the_rest_less_the_reserve():

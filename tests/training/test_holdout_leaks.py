@@ -23,7 +23,7 @@ from training.data.split import leave_last_out, training_split
 from training.data.types import Catalog, Interactions, Split
 from training.evaluate.models import fit_peers
 from training.evaluate.ranking import padded_histories
-from training.pipeline import soft_labels
+from training.student.labels import soft_labels
 
 # interactions per user, in user order: single-interaction users follow evaluated ones
 COUNTS = [5, 1, 3, 2, 1, 6, 4, 2, 1, 3]

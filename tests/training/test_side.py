@@ -1,4 +1,4 @@
-"""training/side.py: the scratch student and the ALS peer in a second process beside the teacher.
+"""training/schedule/side.py: the scratch student and the ALS peer in a second process beside the teacher.
 
 The pipeline on the tiny shop with the side process and without it must publish the same models and
 the same figures (only the wall time may change); the side process is used only where a core is spare;
@@ -19,7 +19,7 @@ from training.config import PipelineConfig
 from training.config_file import load_config
 from training.evaluate.peers import implicit_missing
 from training.pipeline import PipelineResult, run_pipeline
-from training.side import SideStages, side_process_allowed
+from training.schedule.side import SideStages, side_process_allowed
 from training.student.model import load_student
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
@@ -100,7 +100,7 @@ def test_an_imported_teacher_stays_in_the_main_process_and_the_rest_goes_beside(
     from tests.fixtures import own_teacher
     from tests.fixtures.imported_teacher import tiny_cfg
     from training.pipeline import load_data
-    from training.side import travels
+    from training.schedule.side import travels
 
     cfg = tiny_cfg(tmp_path / "base")
     data, split = load_data(cfg)

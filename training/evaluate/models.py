@@ -49,7 +49,7 @@ def fit_peers(
 
     Fitted on every train interaction of `full`; ALS is tuned on the validation items of `split`
     (the evaluated sample) and refitted for the test query (training.evaluate.peers.als_peer), or
-    taken as `als` when it was tuned already (beside the teacher: training/side.py). A peer that
+    taken as `als` when it was tuned already (beside the teacher: training/schedule/side.py). A peer that
     cannot run here is skipped with the reason, never silently.
     """
     e = cfg.eval
@@ -91,7 +91,7 @@ Ranked = tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]  # evaluate_m
 
 def rank_references(cfg: PipelineConfig, full: Split, teacher: Teacher, scratch: MLPStudent | None) -> Ranked:
     """`reference_models` ranked on the test users exactly as `evaluate_all` ranks them, so they can be
-    ranked while the student trains (training/side.py) and handed to it as `ranked`."""
+    ranked while the student trains (training/schedule/side.py) and handed to it as `ranked`."""
     e = cfg.eval
     split = validation_split(full, e.max_users, cfg.seed)
     models = reference_models(cfg, teacher, scratch)

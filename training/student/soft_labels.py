@@ -231,7 +231,7 @@ def build_soft_labels(
     """Teacher logits over candidate sets for every train pair; cached by teacher_key and resumable.
 
     `share` (i, n): only compute and cache the missing chunks i, i + n, i + 2n, ... and return None,
-    so n processes can split the work (training/side.py); a later call without it reads them back.
+    so n processes can split the work (training/schedule/side.py); a later call without it reads them back.
     Every chunk is seeded by its position, so who computed it does not change it.
     """
     set_threads(cfg)

@@ -1,7 +1,7 @@
 """The students a run trains, each trained the same way: the plan (distilled, scratch, swept
 temperatures, in the order the soft labels need them) and one student's stage (from the version's
 weights when warm, calibrated, its record written). training/pipeline.py's `train_students` runs the
-plan; training/side.py runs the scratch student alone, beside the teacher.
+plan; training/schedule/side.py runs the scratch student alone, beside the teacher.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.budget import stage_seconds
 from training.config import PipelineConfig
 from training.data.split import training_split
+from training.schedule.budget import stage_seconds
 from training.student.calibrate import calibrate_fit
 from training.student.distill import fit_student
 from training.warm.start import WarmStart, warm_config, warm_student
@@ -81,7 +81,7 @@ def train_scratch(
     warm: WarmStart | None = None,
     max_seconds: float | None = None,
 ) -> Any:
-    """The scratch student alone (what training/side.py runs beside the teacher), capped at `max_seconds`."""
+    """The scratch student alone (what training/schedule/side.py runs beside the teacher), capped at `max_seconds`."""
     stage_cfg = scratch_config(cfg)
     stage_cfg.student.max_train_seconds = stage_seconds(stage_cfg.student.max_train_seconds, max_seconds)
     return train_one_student(

@@ -134,12 +134,14 @@ def _hurt_args(root: Path, require_gates: bool) -> list[str]:
 @pytest.fixture(scope="module")
 def overridden(tmp_path_factory: pytest.TempPathFactory):
     """publish.require_gates=false with a distillation that hurts: published, override recorded."""
-    import training.pipeline
+    import training.student.labels
     from recdistill.cli import main
 
     root = tmp_path_factory.mktemp("gates")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(training.pipeline, "soft_labels", _permuted_teacher(training.pipeline.soft_labels))
+        mp.setattr(
+            training.student.labels, "soft_labels", _permuted_teacher(training.student.labels.soft_labels)
+        )
         code = main(_hurt_args(root, require_gates=False))
     return root, code
 
@@ -163,14 +165,16 @@ def test_require_gates_false_publishes_and_the_manifest_records_the_override(ove
 
 
 def test_a_distillation_that_hurts_is_not_published_exit_3(overridden, monkeypatch, capsys) -> None:
-    import training.pipeline
+    import training.student.labels
     from recdistill.cli import main
 
     root, _ = overridden
     models = root / "models"
     before = sorted(p.name for p in models.iterdir())
     latest = (models / "LATEST").read_bytes()
-    monkeypatch.setattr(training.pipeline, "soft_labels", _permuted_teacher(training.pipeline.soft_labels))
+    monkeypatch.setattr(
+        training.student.labels, "soft_labels", _permuted_teacher(training.student.labels.soft_labels)
+    )
     capsys.readouterr()
     assert main(_hurt_args(root, require_gates=True)) == 3
     out, err = capsys.readouterr()

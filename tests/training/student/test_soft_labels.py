@@ -68,7 +68,7 @@ def test_soft_label_cache_hit_and_resume(small_teacher, tmp_path, monkeypatch):
 def test_shares_split_the_chunks_and_the_labels_read_back_are_those_of_one_run(
     small_teacher, tmp_path, monkeypatch
 ):
-    """Two processes (training/side.py) each compute one share; the call after them computes no chunk
+    """Two processes (training/schedule/side.py) each compute one share; the call after them computes no chunk
     and returns exactly the labels one process computes alone."""
     teacher, split, cfg = small_teacher
     monkeypatch.setattr(soft_labels, "CHUNK_PAIRS", 100)  # 480 pairs -> 5 chunks

@@ -20,7 +20,7 @@ from tests.fixtures.imported_teacher import tiny_cfg
 from training.export.graphs import ParityError
 from training.export.parity import side_parity
 from training.export.version import export_side
-from training.pipeline import soft_labels
+from training.student.labels import soft_labels
 from training.teacher.imported import import_teacher
 from training.teacher.module import module_teacher
 from training.teacher.spec import TeacherImportError

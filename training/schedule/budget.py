@@ -3,7 +3,7 @@
 The teacher may use `teacher_budget_share` of it; the students share what is left after the teacher
 and its soft labels, less `budget_reserve_share` kept for evaluation and export, each as it starts
 its cost-weighted part of what is left (`student_cost`). A scratch student trained beside the teacher
-(training/side.py) gets its part as if the teacher used its whole share (`scratch_share`).
+(training/schedule/side.py) gets its part as if the teacher used its whole share (`scratch_share`).
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ def _rank_references(cfg: PipelineConfig, full: Split, teacher: Teacher, scratch
 def _soft_labels_share(
     cfg: PipelineConfig, full: Split, teacher: Teacher, scratch: MLPStudent | None
 ) -> None:
-    from training.pipeline import distillation_labels
+    from training.student.labels import distillation_labels
 
     distillation_labels(cfg, teacher, scratch, full, progress=False, share=(1, 2))
 
