@@ -118,3 +118,26 @@ def test_an_imported_teacher_stays_in_the_main_process_and_the_rest_goes_beside(
     assert "scratch_wait" in result.seconds  # the scratch student trained beside
     assert {"teacher", "student", "scratch", "teacher+scratch"} <= set(result.metrics["test"])
     assert not travels(object())  # anything but our own teacher stays in the main process
+
+
+def _blas_threads() -> list[int]:
+    import threadpoolctl
+
+    return [pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_the_worker_and_the_main_process_keep_numpy_blas_to_threads_while_the_side_runs() -> None:
+    """OpenBLAS takes every core by default: the ALS peer's scoring in the side process slowed the
+    teacher's epochs by a third on Beauty (21 s to 29-32 s) until both kept to `threads`."""
+    from training.schedule.side import _worker_init
+
+    cfg = PipelineConfig.model_validate({"threads": 1, "device": "cpu"})
+    executor = ProcessPoolExecutor(
+        max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+        initargs=(30, cfg),
+    )  # fmt: skip
+    before = _blas_threads()
+    with SideStages(executor, threads=1) as side:
+        assert set(side.submit(_blas_threads).result()) <= {1}
+        assert set(_blas_threads()) <= {1}
+    assert _blas_threads() == before  # restored once the side process is done

@@ -24,15 +24,22 @@ import multiprocessing
 import os
 import signal
 import sys
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from threadpoolctl import threadpool_limits
+
 from training import distributed
 from training.config import PipelineConfig
+from training.evaluate.models import Ranked, rank_references, tune_als
+from training.evaluate.peers import implicit_missing
+from training.student.labels import distillation_labels
+from training.student.stage import train_scratch
+from training.teacher.two_tower import TwoTowerTeacher
 
 if TYPE_CHECKING:
     from training.data.types import Interactions, Split
-    from training.evaluate.models import Ranked
     from training.evaluate.peers import TunedPeer
     from training.fit.loop import FitResult
     from training.student.model import MLPStudent
@@ -65,58 +72,44 @@ def side_process_allowed(cfg: PipelineConfig, cores: int | None = None) -> bool:
 def travels(teacher: Teacher) -> bool:
     """Whether the teacher can be sent to the side process: ours (a torch module) pickles; an imported
     one may hold an onnxruntime session or the user's own objects, which need not."""
-    from training.teacher.two_tower import TwoTowerTeacher
-
     return isinstance(teacher, TwoTowerTeacher)
 
 
-def _worker_init(level: int) -> None:
-    """In the worker: die with the parent (Linux), log as the parent does."""
+def _worker_init(level: int, cfg: PipelineConfig) -> None:
+    """In the worker: die with the parent (Linux), log as the parent does, use `threads` as it does."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     logging.basicConfig(level=level, format=LOG_FORMAT, datefmt="%H:%M:%S")
-
-
-def _train_scratch(
-    cfg: PipelineConfig, data: Interactions, split: Split, warm: WarmStart | None, max_seconds: float | None
-) -> FitResult:
-    from training.student.stage import train_scratch
-
     distributed.set_threads(cfg)
-    return train_scratch(cfg, data, split, progress=False, warm=warm, max_seconds=max_seconds)
 
 
-def _rank_references(cfg: PipelineConfig, full: Split, teacher: Teacher, scratch: MLPStudent) -> Ranked:
-    from training.evaluate.models import rank_references
-
-    distributed.set_threads(cfg)
-    return rank_references(cfg, full, teacher, scratch)
+def _limited(threads: int, fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)` with every native thread pool loaded by then (numpy's BLAS included) at `threads`:
+    left to OpenBLAS's default, the ALS peer's scoring took both cores and slowed the teacher's
+    epochs beside it by a third on Beauty."""
+    with threadpool_limits(limits=threads):
+        return fn(*args)
 
 
 def _soft_labels_share(
     cfg: PipelineConfig, full: Split, teacher: Teacher, scratch: MLPStudent | None
 ) -> None:
-    from training.student.labels import distillation_labels
-
     distillation_labels(cfg, teacher, scratch, full, progress=False, share=(1, 2))
 
 
-def _tune_als(cfg: PipelineConfig, full: Split) -> TunedPeer:
-    from training.evaluate.models import tune_als
-
-    distributed.set_threads(cfg)
-    return tune_als(cfg, full)
-
-
 class SideStages:
-    """The scratch student and the ALS peer in one worker process (started by `start`), or nothing.
+    """The side process's work (started by `start`: the scratch student, the ALS peer; then a share of
+    the soft labels and the reference models' ranking as the pipeline hands them over), or nothing.
 
     Use as a context manager: leaving it shuts the worker down, cancelling what has not started.
     """
 
-    def __init__(self, executor: ProcessPoolExecutor | None = None) -> None:
+    def __init__(self, executor: ProcessPoolExecutor | None = None, threads: int = 1) -> None:
         self._executor = executor
+        self._threads = threads
+        # While the side process runs, the main process's numpy BLAS keeps to `threads` as well.
+        self._blas = threadpool_limits(limits=threads) if executor is not None else None
         self.scratch: Future[FitResult] | None = None
         self.als: Future[TunedPeer] | None = None
         self.ranked: Future[Ranked] | None = None
@@ -133,8 +126,6 @@ class SideStages:
     ) -> SideStages:
         """Submit the scratch student (when trained) and the ALS peer (when reported and installed),
         in that order; nothing when `side_process_allowed` says no or neither applies."""
-        from training.evaluate.peers import implicit_missing
-
         scratch = cfg.distill.train_scratch
         als = "als" in cfg.eval.peers and implicit_missing() is None
         if not (scratch or als) or not side_process_allowed(cfg):
@@ -143,19 +134,24 @@ class SideStages:
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_init,
-            initargs=(logging.getLogger().getEffectiveLevel(),),
+            initargs=(logging.getLogger().getEffectiveLevel(), cfg),
         )
-        side = cls(executor)
+        side = cls(executor, cfg.threads or 1)
         if scratch:
-            side.scratch = executor.submit(_train_scratch, cfg, data, split, warm, scratch_seconds)
+            side.scratch = side.submit(train_scratch, cfg, data, split, False, warm, scratch_seconds)
         if als:
-            side.als = executor.submit(_tune_als, cfg, split)
+            side.als = side.submit(tune_als, cfg, split)
         log.info(
             "side process: %s beside the teacher (threads %d each)",
             " then ".join(n for n, f in (("scratch student", side.scratch), ("ALS peer", side.als)) if f),
             cfg.threads,
         )
         return side
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Queue `fn(*args)` in the side process, its native thread pools at `threads`."""
+        assert self._executor is not None, "no side process"
+        return self._executor.submit(_limited, self._threads, fn, *args)
 
     @property
     def running(self) -> bool:
@@ -177,7 +173,7 @@ class SideStages:
         runs or the teacher does not travel to it (`travels`)."""
         if self._executor is None or not travels(teacher):
             return False
-        self.labels = self._executor.submit(_soft_labels_share, cfg, full, teacher, scratch)
+        self.labels = self.submit(_soft_labels_share, cfg, full, teacher, scratch)
         return True
 
     def soft_labels_done(self) -> None:
@@ -192,7 +188,7 @@ class SideStages:
         the main process distils the student (nothing when no side process runs or the teacher does
         not travel to it: `evaluate_all` ranks them then)."""
         if self._executor is not None and travels(teacher):
-            self.ranked = self._executor.submit(_rank_references, cfg, full, teacher, scratch)
+            self.ranked = self.submit(rank_references, cfg, full, teacher, scratch)
 
     def references(self) -> Ranked | None:
         """What `rank_references` ranked, waiting for it (None: nothing was handed over)."""
@@ -204,6 +200,8 @@ class SideStages:
     def __exit__(self, *exc: Any) -> None:
         """Done: the worker has finished both. Left early (an error, a gate, Ctrl-C): stop it now
         rather than let it train on for minutes."""
+        if self._blas is not None:
+            self._blas.restore_original_limits()
         if self._executor is None:
             return
         if exc[0] is not None:
