@@ -141,3 +141,24 @@ def test_the_worker_and_the_main_process_keep_numpy_blas_to_threads_while_the_si
         assert set(side.submit(_blas_threads).result()) <= {1}
         assert set(_blas_threads()) <= {1}
     assert _blas_threads() == before  # restored once the side process is done
+
+
+def test_a_warm_start_sends_the_version_to_the_side_process_and_trains_the_same_scratch_student(both) -> None:
+    """`recdistill retrain` on a 2-core machine: the scratch student starts from the served version's
+    in the side process exactly as it does in one process."""
+    (serial_cfg, serial), (side_cfg, side) = both
+    runs = {}
+    for name, cfg, result, flag in (
+        ("serial", serial_cfg, serial, "false"),
+        ("side", side_cfg, side, "true"),
+    ):
+        warm_cfg = load_config(
+            TINY, [f"models_dir={cfg.models_dir}", f"work_dir={Path(cfg.work_dir).parent / 'warm'}",
+                   f"side_process={flag}", f"warm_start={result.version_dir.name}"],
+        )  # fmt: skip
+        runs[name] = (warm_cfg, run_pipeline(warm_cfg, progress=False))
+    assert "scratch_wait" in runs["side"][1].seconds
+    assert runs["side"][1].manifest.warm_start_from == side.version_dir.name
+    a, b = _state(runs["serial"][0], "scratch"), _state(runs["side"][0], "scratch")
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert runs["serial"][1].metrics["test"] == runs["side"][1].metrics["test"]

@@ -198,8 +198,8 @@ class SideStages:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        """Done: the worker has finished both. Left early (an error, a gate, Ctrl-C): stop it now
-        rather than let it train on for minutes."""
+        """Done: the worker has finished what it was given. Left early (an error, a gate, Ctrl-C):
+        stop it now rather than let it train on for minutes."""
         if self._blas is not None:
             self._blas.restore_original_limits()
         if self._executor is None:
