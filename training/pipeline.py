@@ -31,7 +31,7 @@ from training.export.publish import new_version, publish
 from training.export.version import VersionPlan, stage_version
 from training.schedule.budget import budgeted, scratch_share, stage_seconds, student_cost, students_pool
 from training.schedule.side import SideStages
-from training.student.labels import distillation_labels, ensemble_soft_labels, soft_labels
+from training.student.labels import distillation_labels
 from training.student.refit import refit_student, whole_log_split
 from training.student.stage import student_plan, train_one_student
 from training.teacher.fit import fit_teacher
@@ -251,10 +251,7 @@ def refit_trained(
     """`trained` with its student fine-tuned on the whole log (`publish.refit`, training/student/refit.py),
     distilled from the same source as before, its soft labels now over every interaction."""
     whole = whole_log_split(data)
-    if cfg.distill.soft_labels_from == "teacher+scratch" and trained.scratch is not None:
-        labels = ensemble_soft_labels(cfg, trained.teacher, trained.scratch, whole, progress)
-    else:
-        labels = soft_labels(cfg, trained.teacher, whole, progress)
+    labels = distillation_labels(cfg, trained.teacher, trained.scratch, whole, progress)
     return replace(trained, student=refit_student(cfg, whole, trained.student, labels, progress))
 
 

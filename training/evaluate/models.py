@@ -32,13 +32,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def tune_als(cfg: PipelineConfig, full: Split) -> TunedPeer:
-    """ALS fitted on every train interaction of `full`, tuned on the validation items of the evaluated
-    sample (`eval.max_users`) and refitted for the test query (training.evaluate.peers.als_peer)."""
+def tune_als(cfg: PipelineConfig, full: Split, eval_split: Split | None = None) -> TunedPeer:
+    """ALS fitted on every train interaction of `full`, tuned on the validation items of `eval_split`
+    (default: the evaluated sample, `eval.max_users`) and refitted for the test query
+    (training.evaluate.peers.als_peer)."""
     e = cfg.eval
+    if eval_split is None:
+        eval_split = validation_split(full, e.max_users, cfg.seed)
     return als_peer(
         full, e.als.grid(), cfg.seed, cfg.threads or 0, e.test_history,
-        e.k, e.recall_k, e.batch_size, eval_split=validation_split(full, e.max_users, cfg.seed),
+        e.k, e.recall_k, e.batch_size, eval_split=eval_split,
     )  # fmt: skip
 
 
@@ -64,10 +67,7 @@ def fit_peers(
             log.warning("peer %s skipped: %s", name, why)
             skipped[name] = why
             continue
-        peer = als or als_peer(
-            full, e.als.grid(), cfg.seed, cfg.threads or 0, e.test_history,
-            e.k, e.recall_k, e.batch_size, eval_split=split,
-        )  # fmt: skip
+        peer = als or tune_als(cfg, full, split)
         models[name] = (peer.model.score_fn(), 1)
         records[name] = peer.record()
     return models, records, skipped

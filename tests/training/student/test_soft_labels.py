@@ -35,10 +35,9 @@ def test_soft_labels_hold_the_teachers_top_m_and_scores(small_teacher, tmp_path)
     assert soft.candidates[final, :5].tolist() == torch.topk(scores, 5).indices.tolist()
 
 
-def test_soft_label_cache_hit_and_resume(small_teacher, tmp_path, monkeypatch):
-    teacher, split, cfg = small_teacher
-    monkeypatch.setattr(soft_labels, "CHUNK_PAIRS", 100)  # 480 pairs -> 5 chunks
-    calls = []
+def _count_chunks(monkeypatch) -> list[int]:
+    """The start (`lo`) of every chunk the teacher computes from now on, in order."""
+    calls: list[int] = []
     real = soft_labels._teacher_chunk
 
     def counting(*args, **kw):
@@ -46,6 +45,13 @@ def test_soft_label_cache_hit_and_resume(small_teacher, tmp_path, monkeypatch):
         return real(*args, **kw)
 
     monkeypatch.setattr(soft_labels, "_teacher_chunk", counting)
+    return calls
+
+
+def test_soft_label_cache_hit_and_resume(small_teacher, tmp_path, monkeypatch):
+    teacher, split, cfg = small_teacher
+    monkeypatch.setattr(soft_labels, "CHUNK_PAIRS", 100)  # 480 pairs -> 5 chunks
+    calls = _count_chunks(monkeypatch)
     first = build_soft_labels(teacher, split, cfg, tmp_path, "b" * 64, progress=False)
     assert calls == [0, 100, 200, 300, 400]
     calls.clear()
@@ -73,14 +79,7 @@ def test_shares_split_the_chunks_and_the_labels_read_back_are_those_of_one_run(
     teacher, split, cfg = small_teacher
     monkeypatch.setattr(soft_labels, "CHUNK_PAIRS", 100)  # 480 pairs -> 5 chunks
     alone = build_soft_labels(teacher, split, cfg, tmp_path / "alone", "b" * 64, progress=False)
-    calls = []
-    real = soft_labels._teacher_chunk
-
-    def counting(*args, **kw):
-        calls.append(args[3])  # lo
-        return real(*args, **kw)
-
-    monkeypatch.setattr(soft_labels, "_teacher_chunk", counting)
+    calls = _count_chunks(monkeypatch)
     shared = tmp_path / "shared"
     assert build_soft_labels(teacher, split, cfg, shared, "b" * 64, progress=False, share=(1, 2)) is None
     assert calls == [100, 300]
