@@ -22,10 +22,12 @@ import ctypes
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing.reduction import ForkingPickler
 from typing import TYPE_CHECKING, Any
 
 from threadpoolctl import threadpool_limits
@@ -92,6 +94,13 @@ def _limited(threads: int, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(*args)
 
 
+def _call_pickled(threads: int, call: bytes) -> Any:
+    """The (fn, args) `SideStages.submit` pickled in the caller's thread, called under `_limited`
+    (unpickled first: what unpickling imports loads its thread pools before the limits apply)."""
+    fn, args = pickle.loads(call)
+    return _limited(threads, fn, *args)
+
+
 def _soft_labels_share(
     cfg: PipelineConfig, full: Split, teacher: Teacher, scratch: MLPStudent | None
 ) -> None:
@@ -149,9 +158,17 @@ class SideStages:
         return side
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        """Queue `fn(*args)` in the side process, its native thread pools at `threads`."""
+        """Queue `fn(*args)` in the side process, its native thread pools at `threads`.
+
+        The call is pickled here, before this returns, not by the executor's feeder thread: pickling
+        a torch tensor for another process moves its storage into shared memory (torch's
+        multiprocessing reductions swap the data pointer), and done in the background that swap
+        raced with this process still reading the tensor. The teacher sent for its share of the
+        soft labels was being moved while this process scored its own chunks with it: on the tiny
+        shop a third of a chunk's rows came out with other candidates, depending on timing."""
         assert self._executor is not None, "no side process"
-        return self._executor.submit(_limited, self._threads, fn, *args)
+        call = bytes(ForkingPickler.dumps((fn, args)))
+        return self._executor.submit(_call_pickled, self._threads, call)
 
     @property
     def running(self) -> bool:
