@@ -84,8 +84,11 @@ def warm_config(cfg: PipelineConfig) -> PipelineConfig:
     """cfg for a warm run's stages: each model's lr scaled, its epochs and patience capped (`warm`)."""
     out = cfg.model_copy(deep=True)
     w = cfg.warm
-    for stage, epochs in ((out.teacher, w.epochs), (out.student, w.student_epochs or w.epochs)):
-        stage.lr = stage.lr * w.lr_scale
+    for stage, epochs, scale in (
+        (out.teacher, w.epochs, w.lr_scale * w.teacher_lr_scale),
+        (out.student, w.student_epochs or w.epochs, w.lr_scale),
+    ):
+        stage.lr = stage.lr * scale
         stage.epochs = min(stage.epochs, epochs)
         stage.patience = min(stage.patience, w.patience)
     return out

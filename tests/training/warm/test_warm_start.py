@@ -141,12 +141,15 @@ def test_a_version_without_checkpoints_or_with_a_changed_one_is_refused(versions
 
 def test_served_is_for_the_command_to_resolve_and_warm_settings_scale_each_stage(versions) -> None:
     root, _, _, events = versions
-    cfg = _cfg(root, events, "warm_start=served", "warm.lr_scale=0.5", "warm.epochs=2")
+    cfg = _cfg(
+        root, events, "warm_start=served", "warm.lr_scale=0.5", "warm.teacher_lr_scale=3", "warm.epochs=2",
+        "warm.student_epochs=null",
+    )  # fmt: skip
     data, _ = load_data(cfg)
     with pytest.raises(WarmStartError, match="recdistill retrain"):
         open_warm_start(cfg, data)
     warm = warm_config(cfg)
-    assert (warm.teacher.lr, warm.student.lr) == (cfg.teacher.lr * 0.5, cfg.student.lr * 0.5)
+    assert (warm.teacher.lr, warm.student.lr) == (cfg.teacher.lr * 0.5 * 3, cfg.student.lr * 0.5)
     assert (warm.teacher.epochs, warm.student.epochs) == (2, 2)
     own = warm_config(_cfg(root, events, "warm.epochs=2", "warm.student_epochs=5", "warm.patience=2"))
     assert (own.teacher.epochs, own.student.epochs) == (2, min(5, cfg.student.epochs))
