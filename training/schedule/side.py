@@ -86,19 +86,14 @@ def _worker_init(level: int, cfg: PipelineConfig) -> None:
     distributed.set_threads(cfg)
 
 
-def _limited(threads: int, fn: Callable[..., Any], *args: Any) -> Any:
-    """`fn(*args)` with every native thread pool loaded by then (numpy's BLAS included) at `threads`:
-    left to OpenBLAS's default, the ALS peer's scoring took both cores and slowed the teacher's
-    epochs beside it by a third on Beauty."""
+def _call_pickled(threads: int, call: bytes) -> Any:
+    """The (fn, args) `SideStages.submit` pickled in the caller's thread, called with every native
+    thread pool (numpy's BLAS included) at `threads`: left to OpenBLAS's default, the ALS peer's
+    scoring took both cores and slowed the teacher's epochs beside it by a third on Beauty. Unpickled
+    first: what unpickling imports loads its thread pools before the limits apply."""
+    fn, args = pickle.loads(call)
     with threadpool_limits(limits=threads):
         return fn(*args)
-
-
-def _call_pickled(threads: int, call: bytes) -> Any:
-    """The (fn, args) `SideStages.submit` pickled in the caller's thread, called under `_limited`
-    (unpickled first: what unpickling imports loads its thread pools before the limits apply)."""
-    fn, args = pickle.loads(call)
-    return _limited(threads, fn, *args)
 
 
 def _soft_labels_share(
