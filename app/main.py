@@ -106,6 +106,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         recommend_batch, settings.batch_max_size, settings.batch_max_wait_ms / 1000
     )
     batcher.batch_sizes = metrics.batch_size.observe
+    batcher.batch_times = metrics.observe_batch
     restore_blas = limit_blas_threads()
     batcher.start()
     candidate = CandidateSlot(

@@ -43,6 +43,19 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=r,
         )
+        # Their sums over a window: the inference thread's busy share of the window, and the share of
+        # that busy time it was on a CPU (bench/service.py prints both beside every wrk run).
+        self.batch_seconds = Histogram(
+            "recdistill_inference_batch_seconds",
+            "Wall seconds per inference batch on the worker thread",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_cpu = Counter(
+            "recdistill_inference_cpu_seconds",
+            "CPU seconds the inference worker thread spent in batches",
+            registry=r,
+        )
         self.reloads = Counter(
             "recdistill_model_reloads_total", "Model loads by outcome", ["outcome"], registry=r
         )
@@ -104,6 +117,11 @@ class Metrics:
         if child is None:
             child = self._recommendation_series[key] = self.recommendations.labels(*key)
         child.inc()
+
+    def observe_batch(self, wall_seconds: float, cpu_seconds: float) -> None:
+        """One inference batch: its wall time on the worker thread and that thread's CPU time in it."""
+        self.batch_seconds.observe(wall_seconds)
+        self.batch_cpu.inc(cpu_seconds)
 
     def set_store_up(self, operation: str, up: bool) -> None:
         self.store_up.labels(operation).set(1 if up else 0)

@@ -144,17 +144,65 @@ def wrk_dict(result: WrkResult) -> dict[str, Any]:
     return {**asdict(result), "errors": result.errors}
 
 
+INFERENCE_WALL = "recdistill_inference_batch_seconds_sum"
+INFERENCE_CPU = "recdistill_inference_cpu_seconds_total"
+
+
+def inference_seconds(base: str) -> tuple[float, float] | None:
+    """(wall, CPU) seconds the server's inference thread has spent in batches so far, from its
+    /metrics; None where the server has no such series (the floor)."""
+    try:
+        status, body = http_get(f"{base}/metrics")
+    except OSError:
+        return None
+    if status != 200:
+        return None
+    values = {}
+    for line in body.decode().splitlines():
+        name, _, value = line.partition(" ")
+        if name in (INFERENCE_WALL, INFERENCE_CPU):
+            values[name] = float(value)
+    if len(values) != 2:
+        return None
+    return values[INFERENCE_WALL], values[INFERENCE_CPU]
+
+
+def inference_load(
+    before: tuple[float, float] | None, after: tuple[float, float] | None, seconds: float
+) -> dict[str, float | None]:
+    """The inference thread over a run: `inference_busy`, the share of the run's wall time it spent in
+    batches (near 1: it is the ceiling), and `inference_on_cpu`, the share of that time it was on a
+    CPU (the rest it waited for the GIL or a core)."""
+    if before is None or after is None or seconds <= 0:
+        return {"inference_busy": None, "inference_on_cpu": None}
+    wall, cpu = after[0] - before[0], after[1] - before[1]
+    return {"inference_busy": wall / seconds, "inference_on_cpu": cpu / wall if wall > 0 else None}
+
+
+def inference_cell(run: dict[str, Any], missing: str = "—") -> str:
+    """`inference_load`'s two shares for a table: "busy / on CPU" in percent, `missing` where not
+    measured."""
+    busy, on_cpu = run.get("inference_busy"), run.get("inference_on_cpu")
+    if busy is None or on_cpu is None:
+        return missing
+    return f"{100 * busy:.0f}% / {100 * on_cpu:.0f}%"
+
+
 def wrk_with_cpu(server: Server, script: Path, args: argparse.Namespace) -> tuple[WrkResult, dict[str, Any]]:
-    """wrk against /v1/recommend plus the server's CPU per request: whole process and event-loop thread."""
+    """wrk against /v1/recommend plus the server's CPU per request (whole process and event-loop
+    thread) and its inference thread's load (`inference_load`)."""
+    inference_before = inference_seconds(server.base)
     before, loop_before = cpu_seconds(server.pid), cpu_seconds(server.pid, server.pid)
     result = run_wrk(f"{server.base}/v1/recommend", script, args.duration, args.connections, args.threads)
     used, loop_used = cpu_seconds(server.pid) - before, cpu_seconds(server.pid, server.pid) - loop_before
+    inference_after = inference_seconds(server.base)
     n = max(result.requests, 1)
     out = {
         **wrk_dict(result),
         "server_cpu_ms_per_request": 1000.0 * used / n,
         "event_loop_cpu_ms_per_request": 1000.0 * loop_used / n,
         "server_cpu_utilisation": used / result.seconds if result.seconds else None,  # cores busy
+        **inference_load(inference_before, inference_after, result.seconds),
     }
     return result, out
 

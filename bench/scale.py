@@ -41,7 +41,15 @@ from typing import Any
 
 from bench import floor
 from bench.checks import lookup, meets
-from bench.harness import K, machine_info, request_bodies, running_server, torch_loaded, wrk_with_cpu
+from bench.harness import (
+    K,
+    inference_cell,
+    machine_info,
+    request_bodies,
+    running_server,
+    torch_loaded,
+    wrk_with_cpu,
+)
 from bench.loadgen import percentiles_ms, process_memory_mb, wrk_available, wrk_script
 from bench.report import RESULTS_DIR, markdown_table, write_report
 from bench.scale_synthetic import student_user_vectors, synthetic_version
@@ -297,6 +305,7 @@ def markdown(payload: dict[str, Any]) -> str:
                 _f(h.get("p50_ms"), 2),
                 _f(h.get("p99_ms"), 2),
                 _f(h.get("server_cpu_ms_per_request"), 3),
+                inference_cell(h, missing="-"),
                 h.get("errors", "-"),
             ]
         )
@@ -321,6 +330,7 @@ def markdown(payload: dict[str, Any]) -> str:
                 "wrk p50 ms",
                 "wrk p99 ms",
                 "server CPU ms/req",
+                "inference thread busy / on CPU",
                 "errors",
             ],
             rows,

@@ -8,6 +8,7 @@ from typing import Any
 
 from bench import floor
 from bench.checks import lookup
+from bench.harness import inference_cell
 from bench.report import markdown_table
 
 
@@ -74,6 +75,7 @@ def markdown(payload: dict[str, Any]) -> str:
                     w["errors"],
                     fmt(w.get("server_cpu_ms_per_request"), 3),
                     fmt(w.get("event_loop_cpu_ms_per_request"), 3),
+                    inference_cell(w),
                 ]
                 for name, w in wrk_rows
             ]
@@ -90,6 +92,7 @@ def markdown(payload: dict[str, Any]) -> str:
                         "errors",
                         "server CPU ms/req",
                         "event-loop CPU ms/req",
+                        "inference thread busy / on CPU",
                     ],
                     rows,
                 ),

@@ -50,6 +50,10 @@ class MicroBatcher(Generic[Req, Res]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self.batch_sizes: Callable[[int], None] | None = None  # optional observer (metrics)
+        # optional observer (metrics): each batch's wall seconds on the worker and the worker's CPU
+        # seconds in it. Their sums tell whether the one inference thread is the ceiling (busy ~100%
+        # of the time) and how much of its time it spends off the CPU, waiting for the GIL or a core.
+        self.batch_times: Callable[[float, float], None] | None = None
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -122,11 +126,14 @@ class MicroBatcher(Generic[Req, Res]):
             return
         if self.batch_sizes is not None:
             self.batch_sizes(len(live))
+        wall, cpu = time.perf_counter(), time.thread_time()
         try:
             results: list[Res] | BaseException = self._fn([req for req, _ in live])
         except Exception as exc:  # one bad batch fails its callers, not the worker
             log.exception("inference batch of %d failed", len(live))
             results = exc
+        if self.batch_times is not None:
+            self.batch_times(time.perf_counter() - wall, time.thread_time() - cpu)
         if isinstance(results, list) and len(results) != len(live):
             results = RuntimeError(f"inference returned {len(results)} results for {len(live)} requests")
         self._deliver(live, results)

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from bench.floor import summarise
+from bench.harness import inference_cell, inference_load, inference_seconds
 from bench.loadgen import (
     WRK_MARKER,
     WrkResult,
@@ -161,6 +162,52 @@ def test_wrk_counts_non_2xx_through_our_script(tmp_path):
     assert result.socket_errors == 0
 
 
+class _MetricsHandler(BaseHTTPRequestHandler):
+    """GET /metrics: the inference series the service exports (as prometheus_client renders them)."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        if self.path != "/metrics":
+            self.send_error(404)
+            return
+        body = (
+            b"# HELP recdistill_inference_batch_seconds Wall seconds per inference batch\n"
+            b'recdistill_inference_batch_seconds_bucket{le="0.005"} 3.0\n'
+            b"recdistill_inference_batch_seconds_sum 7.5\n"
+            b"recdistill_inference_cpu_seconds_total 4.5\n"
+            b"recdistill_inference_cpu_seconds_created 1.7e+09\n"
+        )
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_inference_seconds_reads_both_series_and_none_without_them():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _MetricsHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert inference_seconds(f"http://127.0.0.1:{server.server_port}") == (7.5, 4.5)
+        server.RequestHandlerClass = _Handler  # the floor: no GET /metrics at all
+        assert inference_seconds(f"http://127.0.0.1:{server.server_port}") is None
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_inference_load_is_the_busy_share_and_its_cpu_share():
+    # 6 s of batches in a 10 s run, 4.5 of them on a CPU: busy 60%, on a CPU 75% of that
+    load = inference_load((1.0, 0.5), (7.0, 5.0), 10.0)
+    assert load == {"inference_busy": 0.6, "inference_on_cpu": 0.75}
+    assert inference_cell(load) == "60% / 75%"
+    assert inference_load(None, (7.0, 5.0), 10.0) == {"inference_busy": None, "inference_on_cpu": None}
+    assert inference_load((1.0, 0.5), (1.0, 0.5), 10.0) == {"inference_busy": 0.0, "inference_on_cpu": None}
+    assert inference_cell({"inference_busy": None}) == "—"
+
+
 def _wrk_row(rps: float, p99: float) -> dict:
     return {
         "rps": rps,
@@ -200,7 +247,10 @@ def _catalogue(n_items: int, with_shadow: bool) -> dict:
     )
     if with_shadow:
         res["shadow"] = {
-            "full_load": {"off": res["wrk"], "on": _wrk_row(1100.0, 44.0)},
+            "full_load": {
+                "off": res["wrk"],
+                "on": {**_wrk_row(1100.0, 44.0), "inference_busy": 0.92, "inference_on_cpu": 0.59},
+            },
             "paced": {
                 "target_rps": 770.0,
                 "delay_ms": 40.0,
@@ -233,7 +283,8 @@ def test_markdown_renders_every_section():
     }
     text = markdown(payload)
     assert "## 100,000 items" in text and "## 1,000,000 items" in text
-    assert "| shadow 1.0, paced (~770/s) | 755 | 5.50 | 22.00 | 44.00 | 0 | 1.250 | 0.750 |" in text
+    assert "| shadow 1.0, paced (~770/s) | 755 | 5.50 | 22.00 | 44.00 | 0 | 1.250 | 0.750 | — |" in text
+    assert "| shadow 1.0, full load | 1100 | 11.00 | 44.00 | 88.00 | 0 | 1.250 | 0.750 | 92% / 59% |" in text
     assert "| shadow.p99_ratio | <= 1.2 | 1.10 | PASS |" in text
     assert "| wrk.rps | >= 1000 | 1200.00 | PASS |" in text
     assert "| floor.ratio | >= 0.6 | 0.65 | PASS |" in text  # 4,900 / median(8,000, 7,000)

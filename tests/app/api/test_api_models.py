@@ -66,6 +66,15 @@ def test_metrics_count_requests_and_name_the_version(client: TestClient) -> None
     assert 'recdistill_requests_total{endpoint="/v1/recommend",method="POST",status="422"} 1.0' in text
     assert 'recdistill_request_latency_seconds_count{endpoint="/v1/recommend"} 2.0' in text
     assert 'recdistill_model_info{version="v1"} 1.0' in text
+    # the one valid request was one inference batch: its wall and CPU time are counted
+    assert "recdistill_inference_batch_seconds_count 1.0" in text
+    assert _value(text, "recdistill_inference_batch_seconds_sum") > 0
+    assert _value(text, "recdistill_inference_cpu_seconds_total") > 0
+
+
+def _value(text: str, series: str) -> float:
+    (line,) = [line for line in text.splitlines() if line.startswith(series + " ")]
+    return float(line.split()[1])
 
 
 def test_admin_is_off_without_a_token(

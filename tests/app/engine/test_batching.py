@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -148,3 +149,32 @@ def test_close_answers_what_was_already_submitted() -> None:
         return results
 
     assert asyncio.run(main()) == [1, 2, 3, 4, 5]
+
+
+def test_each_batch_reports_its_wall_time_and_the_worker_cpu_time_in_it() -> None:
+    """A batch that sleeps is busy on the wall clock but not on a CPU; one that spins is on a CPU."""
+    times: list[tuple[float, float]] = []
+
+    def fn(batch: list[str]) -> list[str]:
+        if batch == ["sleep"]:
+            time.sleep(0.05)
+        else:
+            start = time.thread_time()
+            while time.thread_time() - start < 0.05:
+                pass
+        return batch
+
+    async def main() -> None:
+        batcher: MicroBatcher[str, str] = MicroBatcher(fn, max_size=1)
+        batcher.batch_times = lambda wall, cpu: times.append((wall, cpu))
+        batcher.start()
+        try:
+            await batcher.submit("sleep")
+            await batcher.submit("spin")
+        finally:
+            await batcher.close()
+
+    asyncio.run(main())
+    (sleep_wall, sleep_cpu), (spin_wall, spin_cpu) = times
+    assert sleep_wall >= 0.05 and sleep_cpu < 0.025  # off the CPU for the whole sleep
+    assert spin_cpu >= 0.05 and spin_wall >= spin_cpu  # the thread's own CPU time, within its wall time
