@@ -177,4 +177,5 @@ def test_each_batch_reports_its_wall_time_and_the_worker_cpu_time_in_it() -> Non
     asyncio.run(main())
     (sleep_wall, sleep_cpu), (spin_wall, spin_cpu) = times
     assert sleep_wall >= 0.05 and sleep_cpu < 0.025  # off the CPU for the whole sleep
-    assert spin_cpu >= 0.05 and spin_wall >= spin_cpu  # the thread's own CPU time, within its wall time
+    # the worker's own CPU clock covers the spin; the wall clock is another clock, so only about as long
+    assert spin_cpu >= 0.05 and spin_wall >= 0.049
