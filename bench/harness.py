@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.loadgen import (
     WrkResult,
@@ -157,11 +158,12 @@ def inference_seconds(base: str) -> tuple[float, float] | None:
         return None
     if status != 200:
         return None
-    values = {}
-    for line in body.decode().splitlines():
-        name, _, value = line.partition(" ")
-        if name in (INFERENCE_WALL, INFERENCE_CPU):
-            values[name] = float(value)
+    values = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+        if sample.name in (INFERENCE_WALL, INFERENCE_CPU)
+    }
     if len(values) != 2:
         return None
     return values[INFERENCE_WALL], values[INFERENCE_CPU]

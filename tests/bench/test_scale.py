@@ -96,9 +96,8 @@ def test_markdown_shows_both_paths_side_by_side() -> None:
     payload = _payload()
     payload["checks"] = checks(payload)
     text = markdown(payload)
-    assert (
-        "| exact | 4.000 | 1.200 | 0.300 | 0.100 | - | - | - | - | - | - |" in text
-    )  # no HTTP run for exact
+    # no HTTP run for exact
+    assert "| exact | 4.000 | 1.200 | 0.300 | 0.100 | - | - | - | - | - | - |" in text
     assert "| ann (ivf) | 0.400 | 1.200 | 0.300 | 0.100 | 1500 | 9.00 | 30.00 | - | - | 0 |" in text
     assert "1,000,000 items" in text and "exact 1.0000, ann 0.9400" in text
     assert "req/s: floor [5000, 6000]; exact [2000, 2400]; ann [3000, 3300]" in text

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.main import create_app
 from core.manifest import file_entry, write_latest
+from tests.fixtures.prometheus import metric_value
 from tests.fixtures.tiny_model import build_tiny_version
 
 V1_ANSWER = ["i09", "i06", "i03", "i00"]  # history [i00], exclude_seen false
@@ -68,13 +69,8 @@ def test_metrics_count_requests_and_name_the_version(client: TestClient) -> None
     assert 'recdistill_model_info{version="v1"} 1.0' in text
     # the one valid request was one inference batch: its wall and CPU time are counted
     assert "recdistill_inference_batch_seconds_count 1.0" in text
-    assert _value(text, "recdistill_inference_batch_seconds_sum") > 0
-    assert _value(text, "recdistill_inference_cpu_seconds_total") > 0
-
-
-def _value(text: str, series: str) -> float:
-    (line,) = [line for line in text.splitlines() if line.startswith(series + " ")]
-    return float(line.split()[1])
+    assert metric_value(text, "recdistill_inference_batch_seconds_sum") > 0
+    assert metric_value(text, "recdistill_inference_cpu_seconds_total") > 0
 
 
 def test_admin_is_off_without_a_token(

@@ -19,6 +19,7 @@ import httpx
 
 from tests.app.conftest import ADMIN_TOKEN, make_settings
 from tests.app.ui.live import live_server
+from tests.fixtures.prometheus import metric_value
 from tests.redis_server import redis_process
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -205,16 +206,9 @@ def test_killing_redis_under_traffic_degrades_honestly_and_recovers(tmp_path: Pa
     assert {o.fallback for o in traffic.of("after", "user")} == {"popular"}
     assert {o.status for o in traffic.of("after", "event", "admin")} == {200, 201}
     assert {o.ready for o in traffic.of("after", "ready")} == {"ready"}
-    assert _metric(
+    assert metric_value(
         metrics, 'recdistill_recommendations_total{arm="student",fallback="history_unavailable"}'
     ) >= len(down_users)
-    assert _metric(metrics, 'recdistill_store_errors_total{operation="read"}') >= 1
-    assert _metric(metrics, 'recdistill_store_errors_total{operation="write"}') >= 1
-    assert _metric(metrics, 'recdistill_store_up{operation="read"}') == 1.0
-
-
-def _metric(text: str, series: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(series + " "):
-            return float(line.split()[-1])
-    raise AssertionError(f"{series} not exported")
+    assert metric_value(metrics, 'recdistill_store_errors_total{operation="read"}') >= 1
+    assert metric_value(metrics, 'recdistill_store_errors_total{operation="write"}') >= 1
+    assert metric_value(metrics, 'recdistill_store_up{operation="read"}') == 1.0
