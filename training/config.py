@@ -66,8 +66,7 @@ class DataConfig(_Section):
     columns: ColumnMap = Field(default_factory=ColumnMap)
     item_columns: ItemColumnMap = Field(default_factory=ItemColumnMap)
     attribute_separator: str = Field("|", min_length=1)  # between the tags of item_columns.attributes
-    # Extra interaction logs appended to the source (e.g. the service's exported events): closes the
-    # retrain -> publish -> reload loop without hand work.
+    # Extra interaction logs appended to the source (e.g. the service's exported events, a retrain's).
     extra_paths: list[Path] = Field(default_factory=list)
     cache_dir: Path = Path("data/cache")
     # Users with fewer interactions stay in train only. At least 2: an evaluated user gives one
@@ -192,9 +191,8 @@ class StudentConfig(_Section):
     full_softmax_max_items: int = Field(100_000, gt=0)
     n_negatives: int = Field(2048, gt=0)
     sparse_embeddings: bool | None = None  # as TeacherConfig.sparse_embeddings
-    # After training, each student's scores get - penalty * log(1 + train count), the penalty chosen
-    # from these (and 0) on validation by the one-standard-error rule (training/student/calibrate.py).
-    # Empty = off: the student is served as trained.
+    # After training, each student's scores get - penalty * log(1 + train count), the penalty chosen from
+    # these (and 0) by the one-standard-error rule on validation (student/calibrate.py); empty = off.
     popularity_penalties: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
         default_factory=list
     )
@@ -346,8 +344,9 @@ class WarmConfig(_Section):
     """How a warm run trains (training/warm/): each model from the version's weights at `lr_scale` x its
     lr (the teacher `teacher_lr_scale` x that) for at most `epochs` epochs (students: `student_epochs`),
     stopping after `patience` without a better validation NDCG@k; `shrink` < 1 starts the students at
-    shrink x theirs + (1 - shrink) x a fresh init. The student is as good as its soft labels, hence a
-    fast teacher and patient students: Beauty 98.7%, Sports 95.4% of cold (docs/retraining.md)."""
+    shrink x theirs + (1 - shrink) x a fresh init; `replay` < 1 trains each student epoch on the pairs
+    the version never saw and that share of the rest (training/warm/replay.py). The student is as good as
+    its soft labels, hence a fast teacher and patient students: Beauty 98.7%, Sports 96.2% of cold."""
 
     lr_scale: float = Field(1.0, gt=0, le=1)
     teacher_lr_scale: float = Field(2.0, gt=0, le=4)
@@ -355,6 +354,7 @@ class WarmConfig(_Section):
     patience: int = Field(4, ge=1)
     student_epochs: int | None = Field(12, gt=0)
     shrink: float = Field(1.0, gt=0, le=1)
+    replay: float = Field(1.0, gt=0, le=1)
 
 
 WARM_START_NONE, WARM_START_SERVED = "none", "served"

@@ -36,7 +36,7 @@ def test_students_share_the_pool_by_cost_and_pass_on_what_an_early_stop_saves(mo
     monkeypatch.setattr(pipeline.time, "perf_counter", lambda: clock["now"])
     caps: dict[str, float] = {}
 
-    def fake_fit(split, cfg, labels, work, progress=True, init=None):
+    def fake_fit(split, cfg, labels, work, progress=True, init=None, trained=None):
         name = "scratch" if labels is None else "student"
         caps[name] = cfg.student.max_train_seconds
         clock["now"] += 50.0
@@ -76,7 +76,7 @@ def test_a_student_already_trained_beside_the_teacher_is_taken_and_the_rest_get_
     monkeypatch.setattr(pipeline.time, "perf_counter", lambda: 0.0)
     caps: dict[str, float] = {}
 
-    def fake_fit(split, cfg, labels, work, progress=True, init=None):
+    def fake_fit(split, cfg, labels, work, progress=True, init=None, trained=None):
         name = "scratch" if labels is None else "student"
         caps[name] = cfg.student.max_train_seconds
         return FitResult(model=None, checkpoint=work / f"{name}.pt", valid_metrics={}, curve=[], seconds=1.0)

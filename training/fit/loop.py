@@ -79,7 +79,8 @@ def train_loop(
     """AdamW over shuffled example indices; validate each epoch; keep the best weights by `metric`.
 
     `order_fn(rng)` gives each epoch's permutation of the examples (default: uniform), consumed
-    `batch_size` at a time (e.g. `length_bucketed_order`). With `average_halflife_epochs`, each
+    `batch_size` at a time (e.g. `length_bucketed_order`); it may hold fewer than `n_examples` (a
+    warm epoch's replay, training/warm/replay.py). With `average_halflife_epochs`, each
     epoch validates the moving average of the weights instead (training/fit/averaging.py), and the best
     averaged weights are the ones kept.
 
@@ -116,7 +117,7 @@ def train_loop(
         order = order_fn(rng) if order_fn is not None else rng.permutation(n_examples)
         total, batches, out_of_time = 0.0, 0, False
         bar = tqdm(
-            range(0, n_examples, batch_size),
+            range(0, len(order), batch_size),
             desc=f"{desc} epoch {epoch}",
             disable=not (progress and ctx.is_main),
             leave=False,

@@ -11,6 +11,7 @@ pairs, `distill.final_history_repeats` adds each user's whole-history rows of th
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,9 @@ from training.fit.losses import (
 from training.fit.softmax import negative_proposal, sampled_hard_loss, sparse_tables, uses_full_softmax
 from training.student.model import MLPStudent, student_checkpoint
 from training.student.soft_labels import SoftLabels
+from training.warm.replay import fresh_pairs, replay_order
+
+log = logging.getLogger(__name__)
 
 
 def distillation_active(cfg: PipelineConfig, soft_labels: SoftLabels | None) -> bool:
@@ -45,10 +49,13 @@ def fit_student(
     work_dir: Path,
     progress: bool = True,
     init: MLPStudent | None = None,
+    trained: np.ndarray | None = None,
 ) -> FitResult:
     """Train the MLP student on every train pair; distil when soft labels and weights say so.
 
-    `init`: the weights to start from (a warm start, training/warm/start.py); None: fresh ones."""
+    `init`: the weights to start from (a warm start, training/warm/start.py); None: fresh ones.
+    `trained`: per user, how many of their oldest interactions those weights were trained on; with
+    `warm.replay` < 1 each epoch takes the other pairs and that share of these (training/warm/replay.py)."""
     set_threads(cfg)
     torch.manual_seed(cfg.seed)
     sc, d = cfg.student, cfg.distill
@@ -117,8 +124,18 @@ def fit_student(
                 loss = loss + d.weight_rank * rank_loss(s_cand, cols, d.rank_lambda)
         return loss
 
+    order_fn = None
+    if trained is not None and cfg.warm.replay < 1:
+        fresh = np.ones(len(rows), dtype=bool)  # whole-history rows: always
+        fresh[: len(pairs.user)] = fresh_pairs(split, pairs, trained)
+        order_fn = replay_order(fresh, cfg.warm.replay)
+        log.info(
+            "%s: each epoch %d pairs the warm start never trained on + %.0f%% of its %d",
+            "student" if distil else "scratch", fresh.sum(), 100 * cfg.warm.replay, (~fresh).sum(),
+        )  # fmt: skip
     name = "student" if distil else "scratch"
     return fit_stage(
         model, len(rows), batch_loss, student_score_fn(model), split, sc, cfg,
         checkpoint=student_checkpoint, path=Path(work_dir) / f"{name}.pt", desc=name, progress=progress,
+        order_fn=order_fn,
     )  # fmt: skip

@@ -58,14 +58,12 @@ def train_one_student(
 ) -> Any:
     """One student of the plan on the training split: from the version's weights when warm (the
     distilled and the scratch student), calibrated, its record written."""
-    init = (
-        warm_student(warm, name, data.catalog, stage_cfg)
-        if warm is not None and name in ("student", "scratch")
-        else None
-    )
+    init = trained = None
+    if warm is not None and name in ("student", "scratch"):
+        init, trained = warm_student(warm, name, data.catalog, stage_cfg), warm.trained
     fit = fit_student(
         split, warm_config(stage_cfg) if init is not None else stage_cfg, labels if distilled else None,
-        stage_work, progress=progress, init=init,
+        stage_work, progress=progress, init=init, trained=trained if init is not None else None,
     )  # fmt: skip
     if stage_cfg.student.popularity_penalties:
         calibrate_fit(fit, split, stage_cfg)

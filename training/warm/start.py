@@ -23,6 +23,7 @@ from training.teacher.fit import teacher_for
 from training.teacher.two_tower import TwoTowerTeacher
 from training.warm.checkpoints import WarmSource, WarmStartError, open_version
 from training.warm.remap import index_map, remap_item_table, remap_table
+from training.warm.replay import trained_counts
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class WarmStart:
     item_map: np.ndarray  # int64 [n_items]: each new item index's index in the version, -1 new
     user_map: np.ndarray  # int64 [n_users]
     tag_initialised: dict[str, int] = field(default_factory=dict)  # role -> new items started from tags
+    # int64 [n_users]: how many of each user's oldest interactions the version trained on (replay.py)
+    trained: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def new_items(self) -> int:
@@ -70,9 +73,11 @@ class WarmStart:
 
 def plan_warm_start(source: WarmSource, data: Interactions) -> WarmStart:
     """The version's id maps against the data's: which users and items are new."""
+    user_map = index_map(source.user_ids, data.user_ids)
     warm = WarmStart(
-        source, index_map(source.item_ids, data.catalog.item_ids), index_map(source.user_ids, data.user_ids)
-    )
+        source, index_map(source.item_ids, data.catalog.item_ids), user_map,
+        trained=trained_counts(source, user_map),
+    )  # fmt: skip
     log.info(
         "warm start from %s: %d of %d items and %d of %d users are new",
         source.version, warm.new_items, data.n_items, warm.new_users, data.n_users,

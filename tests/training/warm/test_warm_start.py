@@ -158,3 +158,39 @@ def test_served_is_for_the_command_to_resolve_and_warm_settings_scale_each_stage
         min(2, cfg.student.patience),
     )
     assert open_warm_start(_cfg(root, events), data) is None  # warm_start = "none": cold
+
+
+def test_a_warm_student_with_replay_takes_every_pair_its_version_never_trained_on(
+    versions, monkeypatch
+) -> None:
+    from training.fit.examples import build_pairs
+    from training.student import distill
+    from training.warm import replay
+
+    root, cold, _, events = versions
+    cfg = warm_config(_cfg(root, events, "warm.replay=0.5", "warm.student_epochs=1"))
+    data, split = load_data(cfg)
+    warm = plan_warm_start(open_version(root / "models", cold.version_dir.name), data)
+    seed_users = np.load(cold.version_dir / "seed_interactions.npz")["user"]
+    old_users = np.load(cold.version_dir / "users.npy").tolist()
+    newbie = data.user_ids.tolist().index("newbie")
+    for user in (0, 5, newbie):
+        known = data.user_ids[user] in old_users
+        logged = int((seed_users == old_users.index(data.user_ids[user])).sum()) if known else 0
+        assert warm.trained[user] == max(logged - 2, 0)
+    drawn: list[np.ndarray] = []
+
+    def spy(fresh: np.ndarray, share: float):
+        drawn.append(fresh)
+        assert share == 0.5
+        return replay.replay_order(fresh, share)
+
+    monkeypatch.setattr(distill, "replay_order", spy)
+    student = warm_student(warm, "student", data.catalog, cfg)
+    distill.fit_student(
+        split, cfg, None, root / "replay-work", progress=False, init=student, trained=warm.trained
+    )
+    pairs = build_pairs(split, cfg.student.history_len)
+    position = pairs.pos - split.train_indptr[pairs.user]
+    assert drawn and np.array_equal(drawn[0], position >= warm.trained[pairs.user])
+    assert drawn[0][pairs.user == newbie].all() and 0 < drawn[0].sum() < len(drawn[0])
