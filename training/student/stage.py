@@ -60,10 +60,12 @@ def train_one_student(
     distilled and the scratch student), calibrated, its record written."""
     init = trained = None
     if warm is not None and name in ("student", "scratch"):
-        init, trained = warm_student(warm, name, data.catalog, stage_cfg), warm.trained
+        init = warm_student(warm, name, data.catalog, stage_cfg)
+        if init is not None and stage_cfg.warm.replay < 1:  # the version's log is read only to replay
+            trained = warm.trained
     fit = fit_student(
         split, warm_config(stage_cfg) if init is not None else stage_cfg, labels if distilled else None,
-        stage_work, progress=progress, init=init, trained=trained if init is not None else None,
+        stage_work, progress=progress, init=init, trained=trained,
     )  # fmt: skip
     if stage_cfg.student.popularity_penalties:
         calibrate_fit(fit, split, stage_cfg)

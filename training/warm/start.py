@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,12 @@ class WarmStart:
     item_map: np.ndarray  # int64 [n_items]: each new item index's index in the version, -1 new
     user_map: np.ndarray  # int64 [n_users]
     tag_initialised: dict[str, int] = field(default_factory=dict)  # role -> new items started from tags
-    # int64 [n_users]: how many of each user's oldest interactions the version trained on (replay.py)
-    trained: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    @cached_property
+    def trained(self) -> np.ndarray:
+        """int64 [n_users]: how many of each user's oldest interactions the version trained on
+        (replay.py); read from the version's log the first time a replaying student asks."""
+        return trained_counts(self.source, self.user_map)
 
     @property
     def new_items(self) -> int:
@@ -73,11 +78,9 @@ class WarmStart:
 
 def plan_warm_start(source: WarmSource, data: Interactions) -> WarmStart:
     """The version's id maps against the data's: which users and items are new."""
-    user_map = index_map(source.user_ids, data.user_ids)
     warm = WarmStart(
-        source, index_map(source.item_ids, data.catalog.item_ids), user_map,
-        trained=trained_counts(source, user_map),
-    )  # fmt: skip
+        source, index_map(source.item_ids, data.catalog.item_ids), index_map(source.user_ids, data.user_ids)
+    )
     log.info(
         "warm start from %s: %d of %d items and %d of %d users are new",
         source.version, warm.new_items, data.n_items, warm.new_users, data.n_users,
